@@ -1,0 +1,112 @@
+// Command standin plays every service of a ktrdr stack (backend, workers, db,
+// jaeger, prometheus, grafana) with the real HTTP shapes and enough of the
+// PostgreSQL wire protocol, so one compose file runs either the real images
+// or this single static binary. There is no image registry involved: the
+// sandbox package builds it into a FROM-scratch image with `docker import`.
+//
+// Usage:
+//
+//	standin [ROLE]                 run a role (default: $KTRDR_STANDIN_ROLE; any other
+//	                               arguments, e.g. a real image's uvicorn command, are ignored)
+//	standin version                print the version
+//	standin fs write PATH CONTENT  write a file (a scratch image has no shell)
+//	standin fs read PATH           print a file
+//	standin fs ls DIR              list a folder, one name a line, folders end in /
+//
+// Invoked as curl, wget or pg_isready (hardlinks in the image), it behaves
+// enough like those tools for container healthchecks written for the real
+// images: see clients.go.
+//
+// Roles: backend (:8000), worker (:$WORKER_PORT), db (:5432), jaeger (:16686,
+// :4317, :4318), prometheus (:9090), grafana (:3000). The environment knobs
+// are documented in config.go.
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"runtime"
+	"syscall"
+)
+
+// version is set with -ldflags "-X main.version=…"; health answers say "standin".
+var version = "dev"
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	code := run(ctx, os.Args, os.Getenv, os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
+}
+
+// run is main without the process: tests call it with their own arguments,
+// environment and writers. It returns the exit status.
+func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		args = []string{"standin"}
+	}
+	if code, ok := runTool(ctx, filepath.Base(args[0]), args[1:], getenv, stdout, stderr); ok {
+		return code
+	}
+	rest := args[1:]
+	role := getenv("KTRDR_STANDIN_ROLE")
+	if len(rest) > 0 {
+		switch rest[0] {
+		case "version", "--version", "-version":
+			fmt.Fprintf(stdout, "standin %s %s %s/%s\n", version, runtime.Version(), runtime.GOOS, runtime.GOARCH)
+			return 0
+		case "fs":
+			return fsMain(rest[1:], stdout, stderr)
+		case "help", "-h", "--help":
+			fmt.Fprint(stdout, usage)
+			return 0
+		}
+		if code, ok := runTool(ctx, rest[0], rest[1:], getenv, stdout, stderr); ok {
+			return code
+		}
+		switch _, known := defaultPorts[rest[0]]; {
+		case known:
+			role = rest[0]
+		case role != "":
+			// A compose command written for the real image (e.g. uvicorn …):
+			// the role comes from the environment.
+			fmt.Fprintf(stdout, "standin: ignoring command %q, running role %s from %s\n", rest, role, envRole)
+		default:
+			role = rest[0] // reported as an unknown role below
+		}
+	}
+	if role == "" {
+		fmt.Fprintf(stderr, "standin: no role: set KTRDR_STANDIN_ROLE or pass one of %v\n%s", roleNames, usage)
+		return 2
+	}
+	cfg, err := loadConfig(role, getenv)
+	if err != nil {
+		fmt.Fprintf(stderr, "standin: %v\n", err)
+		return 2
+	}
+	return runRole(ctx, cfg, stdout)
+}
+
+// runTool runs the curl, wget and pg_isready personalities.
+func runTool(ctx context.Context, name string, args []string, getenv func(string) string, stdout, stderr io.Writer) (int, bool) {
+	switch name {
+	case "curl":
+		return curlMain(ctx, args, stdout, stderr), true
+	case "wget":
+		return wgetMain(ctx, args, stdout, stderr), true
+	case "pg_isready":
+		return pgIsReadyMain(ctx, args, getenv, stdout, stderr), true
+	}
+	return 0, false
+}
+
+const usage = `usage:
+  standin [backend|worker|db|jaeger|prometheus|grafana]   (or KTRDR_STANDIN_ROLE)
+  standin version
+  standin fs write PATH CONTENT | fs read PATH | fs ls DIR
+  standin curl|wget|pg_isready ARGS…   (also selected by argv[0])
+`

@@ -1,0 +1,363 @@
+//go:build mage
+
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"sort"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/magefile/mage/mg"
+	"github.com/mattn/go-isatty"
+
+	"github.com/ktrdr/sandboxkit/sandbox"
+)
+
+// Sandbox holds the targets that manage isolated ktrdr stacks, one per checkout.
+type Sandbox mg.Namespace
+
+// manager returns the library's manager for this user, printing steps to stdout.
+func manager() (*sandbox.Manager, string, error) {
+	home, err := os.UserHomeDir()
+	if err != nil {
+		return nil, "", fail(1, fmt.Errorf("find the home folder: %w", err), "set HOME")
+	}
+	cwd, err := os.Getwd()
+	if err != nil {
+		return nil, "", fail(1, fmt.Errorf("find the current folder: %w", err), "")
+	}
+	return sandbox.NewManager(home, os.Stdout), cwd, nil
+}
+
+// Create makes a new sandbox: a git worktree ../ktrdr--<name> beside the main checkout,
+// its own slot of ports, .env.sandbox and a registry entry. Exit 1 no slot or port
+// conflict, 2 worktree failed, 3 folder exists.
+func (Sandbox) Create(ctx context.Context, name string,
+	branch *string, // branch to check out (default: <name>, created from HEAD if missing)
+	slot *int, // slot to take (default: the lowest free one)
+	standin *bool, // run the bundled stand-in images instead of the real ktrdr images
+) error {
+	m, cwd, err := manager()
+	if err != nil {
+		return err
+	}
+	res, err := m.Create(ctx, sandbox.CreateOptions{Name: name, Branch: deref(branch), Slot: deref(slot), Standin: deref(standin), Dir: cwd})
+	if err != nil {
+		return explain(err)
+	}
+	for _, s := range sortedSlots(res.Skipped) {
+		fmt.Printf("Skipped slot %d: %s\n", s, res.Skipped[s])
+	}
+	fmt.Printf("Created sandbox %s in slot %d (API http://localhost:%d)\n", res.ID, res.Slot, res.Ports["KTRDR_API_PORT"])
+	fmt.Printf("Next: cd %s && go tool mage sandbox:up\n", res.Path)
+	return nil
+}
+
+// Init adopts the current clone or worktree as a sandbox (writes .env.sandbox, registers
+// it). Exit 1 already a sandbox, 2 not a git checkout of this project, 3 port conflict.
+func (Sandbox) Init(ctx context.Context,
+	slot *int, // slot to take (default: the lowest free one)
+	name *string, // sandbox name (default: the folder's name)
+	standin *bool, // run the bundled stand-in images instead of the real ktrdr images
+) error {
+	m, cwd, err := manager()
+	if err != nil {
+		return err
+	}
+	res, err := m.Init(ctx, sandbox.InitOptions{Name: deref(name), Slot: deref(slot), Standin: deref(standin), Dir: cwd})
+	if err != nil {
+		var se *sandbox.SlotError
+		var pe *sandbox.PortInUseError
+		if errors.As(err, &se) && errors.As(err, &pe) {
+			return fail(3, err, "free those ports, or pick another slot with -slot=N (see go tool mage sandbox:list)")
+		}
+		return explain(err)
+	}
+	kind := "clone"
+	if res.IsWorktree {
+		kind = "worktree"
+	}
+	fmt.Printf("Adopted %s %s as sandbox %s in slot %d (API http://localhost:%d)\n", kind, res.Path, res.ID, res.Slot, res.Ports["KTRDR_API_PORT"])
+	fmt.Println("Next: go tool mage sandbox:up")
+	return nil
+}
+
+// Up starts this checkout's stack, then waits for the startability gate. Exit 1 compose
+// failed, 2 gate failed, 3 port conflict.
+func (Sandbox) Up(ctx context.Context,
+	nowait *bool, // do not wait for the startability gate
+	build *bool, // build images before starting (compose up --build)
+	timeout *time.Duration, // how long the gate may wait (default 2m0s)
+) error {
+	m, cwd, err := manager()
+	if err != nil {
+		return err
+	}
+	tty := isatty.IsTerminal(os.Stdout.Fd())
+	update, stop := sandbox.NewGateProgress(os.Stdout, tty)
+	opts := sandbox.UpOptions{Dir: cwd, NoWait: deref(nowait), Build: deref(build), Timeout: deref(timeout), Progress: update}
+	if mg.Verbose() {
+		opts.Output = os.Stderr
+	}
+	res, err := m.Up(ctx, opts)
+	stop()
+	if res != nil && res.Gate != nil {
+		fmt.Println()
+		sandbox.WriteGateReport(os.Stdout, *res.Gate, res.URLs, res.Logs)
+	}
+	if err != nil {
+		if errors.Is(err, sandbox.ErrGateFailed) {
+			return fail(2, err, "inspect with go tool mage sandbox:logs -service=<service>; fix, then run sandbox:up again")
+		}
+		return explain(err)
+	}
+	if res.Gate == nil {
+		fmt.Printf("Started %s without waiting; check readiness with go tool mage sandbox:status\n", res.ID)
+	}
+	return nil
+}
+
+// Down stops this checkout's stack; its data (volumes) is kept unless -volumes.
+func (Sandbox) Down(ctx context.Context,
+	volumes *bool, // also remove the stack's volumes (database, metrics, dashboards)
+) error {
+	m, cwd, err := manager()
+	if err != nil {
+		return err
+	}
+	id, err := m.Down(ctx, cwd, deref(volumes), verboseOut())
+	if err != nil {
+		return explain(err)
+	}
+	if deref(volumes) {
+		fmt.Printf("Stopped %s and removed its volumes\n", id)
+	} else {
+		fmt.Printf("Stopped %s (data kept; -volumes removes it)\n", id)
+	}
+	return nil
+}
+
+// Destroy removes this sandbox for good: its stack with volumes, its registry entry and
+// its worktree (never an adopted clone). Refuses to lose work without -force.
+func (Sandbox) Destroy(ctx context.Context,
+	keepWorktree *bool, // keep the worktree folder
+	force *bool, // destroy even with uncommitted changes or unshared commits
+	name *string, // destroy the sandbox of this name instead of the current one
+) error {
+	m, cwd, err := manager()
+	if err != nil {
+		return err
+	}
+	res, err := m.Destroy(ctx, sandbox.DestroyOptions{Dir: cwd, Name: deref(name), KeepWorktree: deref(keepWorktree), Force: deref(force)})
+	if err != nil {
+		var we *sandbox.WouldLoseError
+		if errors.As(err, &we) {
+			return fail(1, err, "commit and push what you need, or run again with -force to lose it")
+		}
+		return explain(err)
+	}
+	if res.AlreadyGone {
+		fmt.Printf("%s is not registered: nothing to destroy\n", res.ID)
+		return nil
+	}
+	fmt.Printf("Destroyed %s\n", res.ID)
+	return nil
+}
+
+// List shows every sandbox: slot, state, API port, branch and path. Cleans stale
+// registry entries and reports unregistered stacks.
+func (Sandbox) List(ctx context.Context,
+	json *bool, // print JSON for scripts
+) error {
+	m, _, err := manager()
+	if err != nil {
+		return err
+	}
+	l, err := sandbox.NewManager(m.Home, os.Stderr).List(ctx)
+	if err != nil {
+		return explain(err)
+	}
+	if deref(json) {
+		return printJSON(l)
+	}
+	if len(l.Instances) == 0 {
+		fmt.Println("No sandboxes. Create one with: go tool mage sandbox:create <name>")
+	} else {
+		w := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(w, "INSTANCE\tSLOT\tSTATE\tAPI PORT\tBRANCH\tPATH")
+		for _, e := range l.Instances {
+			fmt.Fprintf(w, "%s\t%d\t%s\t%d\t%s\t%s\n", e.ID, e.Slot, e.State, e.APIPort, orDash(e.Branch), e.Path)
+		}
+		w.Flush()
+	}
+	for _, e := range l.Instances {
+		if e.Removed {
+			fmt.Printf("Cleaned stale entry %s (%s): %s\n", e.ID, e.Path, e.Reason)
+		}
+	}
+	for _, o := range l.Orphans {
+		fmt.Printf("Unregistered stack %s (%d containers); remove it with: %s\n", o.Project, o.Containers, o.Remedy)
+	}
+	return nil
+}
+
+// Status shows this checkout's sandbox: slot, branch, state of each service, every URL
+// and the last gate result. Exit 1 outside a sandbox.
+func (Sandbox) Status(ctx context.Context,
+	json *bool, // print JSON for scripts (a stable shape)
+) error {
+	m, cwd, err := manager()
+	if err != nil {
+		return err
+	}
+	s, err := m.Status(ctx, cwd)
+	if err != nil {
+		return explain(err)
+	}
+	if deref(json) {
+		return printJSON(s)
+	}
+	reg := ""
+	if !s.Registered {
+		reg = " (not in the registry: run sandbox:list)"
+	}
+	fmt.Printf("Sandbox %s%s\n  slot %d · branch %s · %s\n  path %s\n\nServices:\n", s.ID, reg, s.Slot, orDash(s.Branch), s.State, s.Path)
+	w := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
+	for _, svc := range s.Services {
+		fmt.Fprintf(w, "  %s\t%s\t%s\n", svc.Service, svc.State, svc.Health)
+	}
+	w.Flush()
+	fmt.Println("\nURLs:")
+	for _, u := range s.URLs {
+		fmt.Fprintf(w, "  %s\t%s\n", u.Label, u.URL)
+	}
+	w.Flush()
+	switch {
+	case s.LastGate == nil:
+		fmt.Println("\nStartability gate: not run yet (go tool mage sandbox:up)")
+	case s.LastGate.Passed:
+		fmt.Printf("\nStartability gate: PASSED at %s in %.1fs\n", s.LastGate.At.Local().Format(time.DateTime), s.LastGate.Elapsed.Seconds())
+	default:
+		fmt.Printf("\nStartability gate: FAILED at %s: %s\n", s.LastGate.At.Local().Format(time.DateTime), strings.Join(s.LastGate.FailedServices(), ", "))
+	}
+	return nil
+}
+
+// Logs shows the compose logs of this checkout's stack (one service with -service).
+func (Sandbox) Logs(ctx context.Context,
+	service *string, // only this service, e.g. backend
+	follow *bool, // keep streaming
+) error {
+	m, cwd, err := manager()
+	if err != nil {
+		return err
+	}
+	if err := m.Logs(ctx, cwd, deref(service), deref(follow), os.Stdout); err != nil {
+		return explain(err)
+	}
+	return nil
+}
+
+// explain maps library errors to the contract's exit codes and adds the
+// remedy a person needs.
+func explain(err error) error {
+	var (
+		inv   *sandbox.InvalidNameError
+		dir   *sandbox.DirExistsError
+		br    *sandbox.BranchInUseError
+		wt    *sandbox.WorktreeError
+		np    *sandbox.NotProjectError
+		ns    *sandbox.NotSandboxError
+		as    *sandbox.AlreadySandboxError
+		nf    *sandbox.NoFreeSlotError
+		se    *sandbox.SlotError
+		pe    *sandbox.PortInUseError
+		ce    *sandbox.ComposeError
+		rc    *sandbox.RegistryCorruptError
+		ef    *sandbox.EnvFileError
+		no    *sandbox.NotOwnedError
+		nr    *sandbox.NotRegisteredError
+		exitE *sandbox.ExitError
+	)
+	switch {
+	case errors.Is(err, context.Canceled):
+		return fail(1, err, "interrupted: nothing was left half-done; run the command again")
+	case errors.As(err, &inv):
+		return fail(1, err, "")
+	case errors.As(err, &dir):
+		return fail(3, err, "pick another name, or remove the folder if it is not needed")
+	case errors.As(err, &br):
+		return fail(2, err, "use another branch with -branch=B, or destroy the sandbox in "+br.Worktree)
+	case errors.As(err, &wt):
+		return fail(2, err, "")
+	case errors.As(err, &np):
+		return fail(2, err, "run this in a checkout of the ktrdr project (main or a worktree)")
+	case errors.As(err, &ns):
+		return fail(1, err, "create one with go tool mage sandbox:create <name>, or adopt this checkout with go tool mage sandbox:init")
+	case errors.As(err, &as):
+		return fail(1, err, "see it with go tool mage sandbox:status")
+	case errors.As(err, &nf):
+		return fail(1, err, "free a slot with go tool mage sandbox:destroy -name=<name> (see go tool mage sandbox:list)")
+	case errors.As(err, &se):
+		return fail(1, err, "omit -slot to take the lowest free slot (see go tool mage sandbox:list)")
+	case errors.As(err, &pe):
+		return fail(3, err, "stop what holds those ports (for a sandbox: go tool mage sandbox:down in its checkout), then run sandbox:up again")
+	case errors.As(err, &rc):
+		return fail(1, err, "")
+	case errors.As(err, &ef):
+		return fail(1, err, "fix the file, or destroy and re-create the sandbox")
+	case errors.As(err, &no):
+		return fail(1, err, "that project was not started by this sandbox; inspect it with docker compose -p "+no.Project+" ps")
+	case errors.As(err, &nr):
+		return fail(1, err, "see go tool mage sandbox:list")
+	case errors.Is(err, sandbox.ErrNoCompose):
+		return fail(1, err, "install the Docker Compose v2 plugin (docker compose version must print v2.x); .ci/run shows how to build it from source")
+	case errors.As(err, &ce), errors.As(err, &exitE):
+		return fail(1, err, "run again with -v to see compose's output")
+	default:
+		return fail(1, err, "")
+	}
+}
+
+func printJSON(v any) error {
+	enc := json.NewEncoder(os.Stdout)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+func verboseOut() *os.File {
+	if mg.Verbose() {
+		return os.Stderr
+	}
+	return nil
+}
+
+func deref[T any](p *T) T {
+	var zero T
+	if p == nil {
+		return zero
+	}
+	return *p
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+func sortedSlots(m map[int]string) []int {
+	s := make([]int, 0, len(m))
+	for k := range m {
+		s = append(s, k)
+	}
+	sort.Ints(s)
+	return s
+}

@@ -1,0 +1,293 @@
+package sandbox
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+)
+
+// Compose drives the Docker Compose v2 CLI for one stack at a time. Every
+// call passes -p <project>, --env-file <absolute path> and absolute -f
+// paths, and runs with an environment scrubbed of the variables the env
+// file decides, so a shell's exports cannot change which stack is touched.
+type Compose struct {
+	Runner  Runner
+	Command []string // "docker", "compose" or "docker-compose"
+	Version string
+}
+
+// ErrNoCompose reports that no Compose v2 CLI was found.
+var ErrNoCompose = errors.New("no Docker Compose v2 CLI found")
+
+// DetectCompose finds the Compose v2 CLI: `docker compose`, else a
+// `docker-compose` that is version 2 or later.
+func DetectCompose(ctx context.Context, r Runner) (*Compose, error) {
+	var tried []string
+	for _, cand := range [][]string{{"docker", "compose"}, {"docker-compose"}} {
+		args := append(append([]string{}, cand[1:]...), "version", "--short")
+		out, err := r.Run(ctx, Cmd{Name: cand[0], Args: args})
+		name := strings.Join(cand, " ")
+		if err != nil {
+			tried = append(tried, fmt.Sprintf("`%s version`: %v", name, firstLine(err.Error())))
+			continue
+		}
+		v := strings.TrimPrefix(strings.TrimSpace(string(out)), "v")
+		major, _, _ := strings.Cut(v, ".")
+		if n, err := strconv.Atoi(major); err != nil || n < 2 {
+			tried = append(tried, fmt.Sprintf("`%s` is version %q, not 2 or later", name, v))
+			continue
+		}
+		return &Compose{Runner: r, Command: cand, Version: v}, nil
+	}
+	return nil, fmt.Errorf("%w: %s", ErrNoCompose, strings.Join(tried, "; "))
+}
+
+// Stack is one compose project on disk.
+type Stack struct {
+	Project string   // compose project name (the instance id)
+	Dir     string   // project directory: relative paths in the files resolve here
+	Files   []string // compose files, absolute
+	EnvFile string   // absolute path of the env file
+}
+
+// StackFor returns the stack of the sandbox rooted at root. An optional
+// override file (the sandbox compose file's name with .override before
+// .yml) is used when present.
+func (p *Profile) StackFor(project, root string) Stack {
+	files := []string{filepath.Join(root, p.SandboxCompose)}
+	if o := p.overrideFile(root); o != "" {
+		files = append(files, o)
+	}
+	return Stack{Project: project, Dir: root, Files: files, EnvFile: filepath.Join(root, p.EnvFile)}
+}
+
+func (p *Profile) overrideFile(root string) string {
+	ext := filepath.Ext(p.SandboxCompose)
+	o := filepath.Join(root, strings.TrimSuffix(p.SandboxCompose, ext)+".override"+ext)
+	if fi, err := os.Stat(o); err == nil && fi.Mode().IsRegular() {
+		return o
+	}
+	return ""
+}
+
+func (c *Compose) cmd(s Stack, args ...string) (Cmd, error) {
+	if s.Project == "" || s.EnvFile == "" || len(s.Files) == 0 {
+		return Cmd{}, fmt.Errorf("compose %s: project, env file and compose files are required", strings.Join(args, " "))
+	}
+	if !filepath.IsAbs(s.EnvFile) {
+		return Cmd{}, fmt.Errorf("compose: env file %q is not absolute", s.EnvFile)
+	}
+	full := append([]string{}, c.Command[1:]...)
+	full = append(full, "-p", s.Project, "--env-file", s.EnvFile, "--project-directory", s.Dir)
+	for _, f := range s.Files {
+		if !filepath.IsAbs(f) {
+			return Cmd{}, fmt.Errorf("compose: file %q is not absolute", f)
+		}
+		full = append(full, "-f", f)
+	}
+	full = append(full, args...)
+	return Cmd{Name: c.Command[0], Args: full, Dir: s.Dir, Env: composeEnv(s.EnvFile)}, nil
+}
+
+// composeEnv is the caller's environment without the variables that the
+// env file decides, and without COMPOSE_* settings that would redirect compose.
+func composeEnv(envFile string) []string {
+	decided := map[string]bool{}
+	if data, err := os.ReadFile(envFile); err == nil {
+		for _, line := range strings.Split(string(data), "\n") {
+			line = strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(line), "export "))
+			if k, _, ok := strings.Cut(line, "="); ok && !strings.HasPrefix(k, "#") {
+				decided[strings.TrimSpace(k)] = true
+			}
+		}
+	}
+	var env []string
+	for _, kv := range os.Environ() {
+		k, _, _ := strings.Cut(kv, "=")
+		if decided[k] || strings.HasPrefix(k, "COMPOSE_") || strings.HasPrefix(k, "KTRDR_") {
+			continue
+		}
+		env = append(env, kv)
+	}
+	return env
+}
+
+func (c *Compose) run(ctx context.Context, s Stack, out io.Writer, args ...string) ([]byte, error) {
+	cmd, err := c.cmd(s, args...)
+	if err != nil {
+		return nil, err
+	}
+	cmd.Stdout, cmd.Stderr = out, out
+	if out == nil {
+		cmd.Stdout, cmd.Stderr = nil, nil
+	}
+	return c.Runner.Run(ctx, cmd)
+}
+
+// Up starts the stack detached, building images when build is set.
+func (c *Compose) Up(ctx context.Context, s Stack, build bool, out io.Writer) error {
+	args := []string{"up", "-d", "--remove-orphans"}
+	if build {
+		args = append(args, "--build")
+	}
+	_, err := c.run(ctx, s, out, args...)
+	if err != nil {
+		return fmt.Errorf("start stack %s: %w", s.Project, err)
+	}
+	return nil
+}
+
+// Down stops and removes the stack's containers and network, and its
+// volumes when volumes is set.
+func (c *Compose) Down(ctx context.Context, s Stack, volumes bool, out io.Writer) error {
+	args := []string{"down", "--remove-orphans", "--timeout", "10"}
+	if volumes {
+		args = append(args, "--volumes")
+	}
+	if _, err := c.run(ctx, s, out, args...); err != nil {
+		return fmt.Errorf("stop stack %s: %w", s.Project, err)
+	}
+	return nil
+}
+
+// Logs streams the stack's logs (one service or all) to out.
+func (c *Compose) Logs(ctx context.Context, s Stack, service string, follow bool, tail int, out io.Writer) error {
+	args := []string{"logs", "--no-color"}
+	if follow {
+		args = append(args, "--follow")
+	}
+	if tail > 0 {
+		args = append(args, "--tail", strconv.Itoa(tail))
+	}
+	if service != "" {
+		args = append(args, service)
+	}
+	_, err := c.run(ctx, s, out, args...)
+	if err != nil && ctx.Err() == nil {
+		return fmt.Errorf("logs of stack %s: %w", s.Project, err)
+	}
+	return nil
+}
+
+// LogTail returns the last n log lines of one service.
+func (c *Compose) LogTail(ctx context.Context, s Stack, service string, n int) (string, error) {
+	out, err := c.run(ctx, s, nil, "logs", "--no-color", "--no-log-prefix", "--tail", strconv.Itoa(n), service)
+	if err != nil {
+		return "", fmt.Errorf("logs of %s in stack %s: %w", service, s.Project, err)
+	}
+	return string(out), nil
+}
+
+// ServiceState is one container of a stack as docker reports it.
+type ServiceState struct {
+	Service  string `json:"service"`
+	State    string `json:"state"`  // running, exited, restarting, created, …
+	Health   string `json:"health"` // healthy, unhealthy, starting, or ""
+	Status   string `json:"status"` // docker's words, e.g. "Up 3 minutes (healthy)"
+	Instance string `json:"-"`      // the org.ktrdr.sandbox.instance label
+}
+
+// StackState is every container of one compose project.
+type StackState struct {
+	Project  string
+	Services map[string]ServiceState
+}
+
+// Running counts the services whose container is running.
+func (s *StackState) Running() int {
+	n := 0
+	if s == nil {
+		return 0
+	}
+	for _, st := range s.Services {
+		if st.State == "running" {
+			n++
+		}
+	}
+	return n
+}
+
+// LabelInstance is the label every container of a stack started by this
+// package carries, naming its instance: teardown proves ownership with it.
+const LabelInstance = "org.ktrdr.sandbox.instance"
+
+// StackStates returns the state of every compose project on the engine,
+// from one `docker ps` call.
+func StackStates(ctx context.Context, r Runner) (map[string]*StackState, error) {
+	out, err := r.Run(ctx, Cmd{Name: "docker", Args: []string{"ps", "-a", "--no-trunc",
+		"--filter", "label=com.docker.compose.project", "--format", "{{json .}}"}})
+	if err != nil {
+		return nil, fmt.Errorf("list containers: %w", err)
+	}
+	return parseDockerPS(out)
+}
+
+func parseDockerPS(out []byte) (map[string]*StackState, error) {
+	states := map[string]*StackState{}
+	for _, line := range strings.Split(string(out), "\n") {
+		line = strings.TrimSpace(line)
+		if line == "" {
+			continue
+		}
+		var row struct {
+			Labels string
+			State  string
+			Status string
+		}
+		if err := json.Unmarshal([]byte(line), &row); err != nil {
+			return nil, fmt.Errorf("parse docker ps line %q: %w", firstLine(line), err)
+		}
+		labels := parseLabels(row.Labels)
+		project := labels["com.docker.compose.project"]
+		if project == "" {
+			continue
+		}
+		st := states[project]
+		if st == nil {
+			st = &StackState{Project: project, Services: map[string]ServiceState{}}
+			states[project] = st
+		}
+		svc := labels["com.docker.compose.service"]
+		health := ""
+		switch {
+		case strings.Contains(row.Status, "(healthy)"):
+			health = "healthy"
+		case strings.Contains(row.Status, "(unhealthy)"):
+			health = "unhealthy"
+		case strings.Contains(row.Status, "(health: starting)"):
+			health = "starting"
+		}
+		st.Services[svc] = ServiceState{Service: svc, State: row.State, Health: health, Status: row.Status, Instance: labels[LabelInstance]}
+	}
+	return states, nil
+}
+
+// parseLabels splits docker's "k=v,k=v" label list. Values may contain
+// commas; a part without "=" continues the previous value.
+func parseLabels(s string) map[string]string {
+	m := map[string]string{}
+	last := ""
+	for _, part := range strings.Split(s, ",") {
+		k, v, ok := strings.Cut(part, "=")
+		if !ok || strings.ContainsAny(k, " ") {
+			if last != "" {
+				m[last] += "," + part
+			}
+			continue
+		}
+		m[k] = v
+		last = k
+	}
+	return m
+}
+
+func firstLine(s string) string {
+	s, _, _ = strings.Cut(strings.TrimSpace(s), "\n")
+	return s
+}

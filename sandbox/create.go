@@ -1,0 +1,301 @@
+package sandbox
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+)
+
+// CreateOptions are the inputs of Create.
+type CreateOptions struct {
+	Name    string // the sandbox name; the instance id is ktrdr--<name>
+	Branch  string // "" means Name: checked out if it exists, else created from HEAD
+	Slot    int    // 0 means the lowest free slot
+	Standin bool   // run the bundled stand-in images
+	Dir     string // a folder inside a checkout of the project (main or worktree)
+}
+
+// Created describes a new sandbox.
+type Created struct {
+	ID            string         `json:"id"`
+	Name          string         `json:"name"`
+	Slot          int            `json:"slot"`
+	Path          string         `json:"path"`
+	Branch        string         `json:"branch"`
+	BranchCreated bool           `json:"branch_created"`
+	IsWorktree    bool           `json:"is_worktree"`
+	ParentRepo    string         `json:"parent_repo"`
+	Ports         map[string]int `json:"ports"`
+	Skipped       map[int]string `json:"skipped_slots,omitempty"` // slots passed over, and why
+}
+
+// DirExistsError reports that the new worktree's folder already exists.
+type DirExistsError struct{ Path string }
+
+func (e *DirExistsError) Error() string {
+	return fmt.Sprintf("folder %s already exists", e.Path)
+}
+
+// BranchInUseError reports a branch checked out in another worktree.
+type BranchInUseError struct{ Branch, Worktree string }
+
+func (e *BranchInUseError) Error() string {
+	return fmt.Sprintf("branch %s is already checked out in %s", e.Branch, e.Worktree)
+}
+
+// WorktreeError reports that git could not make the worktree.
+type WorktreeError struct {
+	Path string
+	Err  error
+}
+
+func (e *WorktreeError) Error() string {
+	return fmt.Sprintf("create worktree %s: %v", e.Path, e.Err)
+}
+func (e *WorktreeError) Unwrap() error { return e.Err }
+
+// AlreadySandboxError reports a checkout that is a sandbox already.
+type AlreadySandboxError struct {
+	Path string
+	ID   string
+}
+
+func (e *AlreadySandboxError) Error() string {
+	return fmt.Sprintf("%s is already sandbox %s", e.Path, e.ID)
+}
+
+// undo collects compensating steps and runs them, newest first, with a
+// context that survives the cancellation of the original one.
+type undo []func(ctx context.Context)
+
+func (u *undo) add(f func(ctx context.Context)) { *u = append(*u, f) }
+
+func (u undo) run(ctx context.Context) {
+	c, cancel := cleanupContext(ctx)
+	defer cancel()
+	for i := len(u) - 1; i >= 0; i-- {
+		u[i](c)
+	}
+}
+
+// usableSlot is the allocator's port test: a slot whose ports strangers
+// hold is refused, naming the holder.
+func (m *Manager) usableSlot(ctx context.Context, id string) func(slot int) error {
+	return func(slot int) error {
+		if ok, _ := PortsFree(m.Profile, slot); ok {
+			return nil
+		}
+		return Preflight(ctx, m.Runner, m.Profile, slot, id)
+	}
+}
+
+// Create makes a new sandbox: a git worktree beside the main checkout named
+// <app>--<name>, a slot, its .env.sandbox and its registry entry. A failed
+// or interrupted Create leaves nothing behind.
+func (m *Manager) Create(ctx context.Context, o CreateOptions) (res *Created, err error) {
+	p := m.Profile
+	if err := ValidateName(o.Name); err != nil {
+		return nil, err
+	}
+	branch := o.Branch
+	if branch == "" {
+		branch = o.Name
+	}
+	co, err := m.FindCheckout(ctx, o.Dir)
+	if err != nil {
+		return nil, err
+	}
+	if err := m.checkBranchName(ctx, co.Root, branch); err != nil {
+		return nil, err
+	}
+	id := p.InstanceID(o.Name)
+	path := filepath.Join(filepath.Dir(co.MainRoot), id)
+	if dirExists(path) {
+		return nil, &DirExistsError{Path: path}
+	}
+	if wt, err := m.worktreeOfBranch(ctx, co.MainRoot, branch); err != nil {
+		return nil, err
+	} else if wt != "" {
+		return nil, &BranchInUseError{Branch: branch, Worktree: wt}
+	}
+	exists, err := m.branchExists(ctx, co.MainRoot, branch)
+	if err != nil {
+		return nil, err
+	}
+
+	var u undo
+	defer func() {
+		if err != nil {
+			u.run(ctx)
+		}
+	}()
+
+	skipped := map[int]string{}
+	usable := m.usableSlot(ctx, id)
+	slot, err := m.Registry().Register(ctx, id, Instance{
+		Path: path, CreatedAt: m.Now().UTC().Format("2006-01-02T15:04:05Z"), IsWorktree: true, ParentRepo: co.MainRoot,
+	}, o.Slot, func(s int) error {
+		err := usable(s)
+		if err != nil {
+			var pe *PortInUseError
+			if errors.As(err, &pe) {
+				skipped[s] = pe.Summary()
+			} else {
+				skipped[s] = err.Error()
+			}
+		}
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	u.add(func(ctx context.Context) { m.Registry().Unregister(ctx, id) })
+	m.say("Reserved slot %d for %s", slot, id)
+
+	// The folder did not exist and the branch maybe not: both are ours to remove on failure.
+	u.add(func(ctx context.Context) {
+		m.git(ctx, co.MainRoot, "worktree", "remove", "--force", path)
+		if dirExists(path) {
+			os.RemoveAll(path)
+		}
+		m.git(ctx, co.MainRoot, "worktree", "prune")
+	})
+	args := []string{"worktree", "add", path, branch}
+	if !exists {
+		head, err := m.git(ctx, co.Root, "rev-parse", "--verify", "HEAD")
+		if err != nil {
+			return nil, &WorktreeError{Path: path, Err: fmt.Errorf("the checkout %s has no commit to branch from: %w", co.Root, err)}
+		}
+		args = []string{"worktree", "add", "-b", branch, path, head}
+		u.add(func(ctx context.Context) { m.git(ctx, co.MainRoot, "branch", "-D", branch) })
+	}
+	if _, err := m.git(ctx, co.MainRoot, args...); err != nil {
+		return nil, &WorktreeError{Path: path, Err: err}
+	}
+	if exists {
+		m.say("Created worktree %s on branch %s", path, branch)
+	} else {
+		m.say("Created worktree %s on new branch %s", path, branch)
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("create %s: %w", id, err)
+	}
+
+	env := p.NewEnv(o.Name, slot, m.sharedRoot(), m.Now(), o.Standin)
+	if err := p.WriteEnv(filepath.Join(path, p.EnvFile), env); err != nil {
+		return nil, err
+	}
+	u.add(func(context.Context) { os.RemoveAll(m.instanceDir(id)) })
+	if err := m.saveTeardownCopy(id, path, meta{Branch: branch, BranchCreated: !exists}); err != nil {
+		return nil, err
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("create %s: %w", id, err)
+	}
+	return &Created{ID: id, Name: o.Name, Slot: slot, Path: path, Branch: branch, BranchCreated: !exists,
+		IsWorktree: true, ParentRepo: co.MainRoot, Ports: env.Ports, Skipped: skipped}, nil
+}
+
+// checkBranchName asks git whether branch is a valid branch name.
+func (m *Manager) checkBranchName(ctx context.Context, dir, branch string) error {
+	if strings.HasPrefix(branch, "-") {
+		return fmt.Errorf("invalid branch name %q: it starts with a hyphen", branch)
+	}
+	if _, err := m.git(ctx, dir, "check-ref-format", "--branch", branch); err != nil {
+		return fmt.Errorf("invalid branch name %q", branch)
+	}
+	return nil
+}
+
+// sharedRoot is the shared-data root written to new env files: the
+// default root when it exists, else "" (the ./data-style fallbacks).
+func (m *Manager) sharedRoot() string {
+	root := m.Profile.SharedRoot(m.Home)
+	if fi, err := os.Stat(root); err == nil && fi.IsDir() {
+		return root
+	}
+	return ""
+}
+
+// InitOptions are the inputs of Init.
+type InitOptions struct {
+	Name    string // "" derives it from the folder name
+	Slot    int
+	Standin bool
+	Dir     string
+}
+
+// Init adopts an existing clone or worktree as a sandbox. It never moves or
+// creates a checkout; it writes .env.sandbox and registers the instance.
+func (m *Manager) Init(ctx context.Context, o InitOptions) (res *Created, err error) {
+	p := m.Profile
+	co, err := m.FindCheckout(ctx, o.Dir)
+	if err != nil {
+		return nil, err
+	}
+	envPath := filepath.Join(co.Root, p.EnvFile)
+	if fileExists(envPath) {
+		id := "unknown"
+		if e, err := p.ReadEnv(envPath); err == nil {
+			id = e.InstanceID
+		}
+		return nil, &AlreadySandboxError{Path: co.Root, ID: id}
+	}
+	if id, _, ok, err := m.Registry().Lookup(co.Root); err != nil {
+		return nil, err
+	} else if ok {
+		return nil, &AlreadySandboxError{Path: co.Root, ID: id}
+	}
+	name := o.Name
+	if name == "" {
+		name = strings.TrimPrefix(strings.ToLower(filepath.Base(co.Root)), p.App+"--")
+		if err := ValidateName(name); err != nil {
+			return nil, fmt.Errorf("cannot name the sandbox after its folder %q (%v); pass a name", filepath.Base(co.Root), err)
+		}
+	} else if err := ValidateName(name); err != nil {
+		return nil, err
+	}
+	id := p.InstanceID(name)
+	parent := ""
+	if co.IsWorktree {
+		parent = co.MainRoot
+	}
+	var u undo
+	defer func() {
+		if err != nil {
+			u.run(ctx)
+		}
+	}()
+	skipped := map[int]string{}
+	usable := m.usableSlot(ctx, id)
+	slot, err := m.Registry().Register(ctx, id, Instance{
+		Path: co.Root, CreatedAt: m.Now().UTC().Format("2006-01-02T15:04:05Z"), IsWorktree: co.IsWorktree, ParentRepo: parent,
+	}, o.Slot, func(s int) error {
+		err := usable(s)
+		if err != nil {
+			skipped[s] = err.Error()
+		}
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	u.add(func(ctx context.Context) { m.Registry().Unregister(ctx, id) })
+	env := p.NewEnv(name, slot, m.sharedRoot(), m.Now(), o.Standin)
+	if err := p.WriteEnv(envPath, env); err != nil {
+		return nil, err
+	}
+	u.add(func(context.Context) { os.Remove(envPath) })
+	u.add(func(context.Context) { os.RemoveAll(m.instanceDir(id)) })
+	if err := m.saveTeardownCopy(id, co.Root, meta{Branch: readBranch(co.Root)}); err != nil {
+		return nil, err
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("init %s: %w", id, err)
+	}
+	return &Created{ID: id, Name: name, Slot: slot, Path: co.Root, Branch: readBranch(co.Root),
+		IsWorktree: co.IsWorktree, ParentRepo: parent, Ports: env.Ports, Skipped: skipped}, nil
+}

@@ -1,0 +1,201 @@
+package sandbox
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+)
+
+// DestroyOptions are the inputs of Destroy.
+type DestroyOptions struct {
+	Dir          string // a folder inside the sandbox (used when Name is "")
+	Name         string // destroy this sandbox by name, from anywhere
+	KeepWorktree bool   // keep the worktree folder (the env file is removed)
+	Force        bool   // lose uncommitted changes and unshared commits
+}
+
+// Destroyed says what Destroy did.
+type Destroyed struct {
+	ID              string `json:"id"`
+	Path            string `json:"path"`
+	AlreadyGone     bool   `json:"already_gone"` // nothing was registered: nothing to do
+	StackRemoved    bool   `json:"stack_removed"`
+	WorktreeRemoved bool   `json:"worktree_removed"`
+	BranchDeleted   string `json:"branch_deleted,omitempty"`
+	KeptCheckout    bool   `json:"kept_checkout"` // an adopted clone, or -keepWorktree
+}
+
+// WouldLoseError refuses a destroy that would lose work.
+type WouldLoseError struct {
+	Path string
+	WouldLose
+}
+
+func (e *WouldLoseError) Error() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "destroying %s would lose work:", e.Path)
+	for _, c := range e.Changes {
+		fmt.Fprintf(&b, "\n  uncommitted: %s", c)
+	}
+	for _, c := range e.Commits {
+		fmt.Fprintf(&b, "\n  commit on no other branch or remote: %s", c)
+	}
+	return b.String()
+}
+
+// NotOwnedError refuses to tear down a compose project whose containers
+// do not carry this instance's label.
+type NotOwnedError struct {
+	Project, Service, Label string
+}
+
+func (e *NotOwnedError) Error() string {
+	return fmt.Sprintf("compose project %s is not this sandbox's: its %s container is labelled %s=%q", e.Project, e.Service, LabelInstance, e.Label)
+}
+
+// NotRegisteredError reports a sandbox that the registry does not know.
+type NotRegisteredError struct{ ID, Path string }
+
+func (e *NotRegisteredError) Error() string {
+	if e.Path != "" {
+		return fmt.Sprintf("%s (%s) is not registered", e.ID, e.Path)
+	}
+	return fmt.Sprintf("%s is not registered", e.ID)
+}
+
+// Destroy stops the sandbox's stack with its volumes, removes its worktree
+// (never an adopted clone, never a folder that is not a registered
+// worktree) and unregisters it. It acts on the registry's record, works
+// when the worktree is already gone, and is harmless when run twice.
+func (m *Manager) Destroy(ctx context.Context, o DestroyOptions) (*Destroyed, error) {
+	p := m.Profile
+	reg := m.Registry()
+	var id string
+	if o.Name != "" {
+		if err := ValidateName(o.Name); err != nil {
+			return nil, err
+		}
+		id = p.InstanceID(o.Name)
+	} else {
+		l, err := m.locate(o.Dir)
+		if err != nil {
+			return nil, err
+		}
+		id = l.Env.InstanceID
+		if _, in, ok, err := reg.Lookup(l.Root); err != nil {
+			return nil, err
+		} else if ok && in.Path != "" && filepath.Clean(in.Path) != filepath.Clean(l.Root) {
+			return nil, fmt.Errorf("%s says it is %s, but the registry records %s: run destroy from there", l.Root, id, in.Path)
+		}
+	}
+	instances, err := reg.Instances()
+	if err != nil {
+		return nil, err
+	}
+	in, ok := instances[id]
+	if !ok {
+		if o.Name != "" {
+			return &Destroyed{ID: id, AlreadyGone: true}, nil
+		}
+		return nil, &NotRegisteredError{ID: id}
+	}
+	res := &Destroyed{ID: id, Path: in.Path}
+	mt := m.readMeta(id)
+	exists := dirExists(in.Path)
+	removeTree := in.IsWorktree && !o.KeepWorktree
+
+	if removeTree && exists && !o.Force {
+		branch := ""
+		if mt.BranchCreated {
+			branch = mt.Branch
+		}
+		lose, err := m.wouldLose(ctx, in.Path, branch)
+		if err != nil {
+			return nil, err
+		}
+		if !mt.BranchCreated {
+			lose.Commits = nil // the branch stays: its commits are not lost
+		}
+		if !lose.Empty() {
+			return nil, &WouldLoseError{Path: in.Path, WouldLose: lose}
+		}
+	}
+
+	// 1. The stack, after proving it is ours.
+	if err := m.teardown(ctx, id, in); err != nil {
+		return nil, err
+	}
+	res.StackRemoved = true
+	m.say("Removed the stack of %s (containers, network, volumes)", id)
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("destroy %s: %w", id, err)
+	}
+
+	// 2. The checkout.
+	envPath := filepath.Join(in.Path, p.EnvFile)
+	switch {
+	case removeTree && exists:
+		if _, err := m.git(ctx, in.ParentRepo, "worktree", "remove", "--force", in.Path); err != nil {
+			return nil, fmt.Errorf("remove worktree %s: %w", in.Path, err)
+		}
+		res.WorktreeRemoved = true
+		m.say("Removed worktree %s", in.Path)
+	case removeTree:
+		m.git(ctx, in.ParentRepo, "worktree", "prune")
+		m.say("Worktree %s was already gone", in.Path)
+	default:
+		res.KeptCheckout = true
+		if e, err := p.ReadEnv(envPath); err == nil && e.InstanceID == id {
+			if err := os.Remove(envPath); err != nil {
+				return nil, fmt.Errorf("remove %s: %w", envPath, err)
+			}
+		}
+		m.say("Kept the checkout %s (removed its %s)", in.Path, p.EnvFile)
+	}
+	if removeTree && mt.BranchCreated && mt.Branch != "" {
+		if _, err := m.git(ctx, in.ParentRepo, "branch", "-D", mt.Branch); err == nil {
+			res.BranchDeleted = mt.Branch
+			m.say("Deleted branch %s (created by this sandbox)", mt.Branch)
+		}
+	}
+
+	// 3. The records.
+	if _, err := reg.Unregister(ctx, id); err != nil {
+		return nil, err
+	}
+	if err := os.RemoveAll(m.instanceDir(id)); err != nil {
+		return nil, fmt.Errorf("remove %s: %w", m.instanceDir(id), err)
+	}
+	return res, nil
+}
+
+// teardown stops the instance's stack with its volumes, after checking that
+// every container of the compose project carries this instance's label.
+func (m *Manager) teardown(ctx context.Context, id string, in Instance) error {
+	states, err := StackStates(ctx, m.Runner)
+	if err != nil {
+		return err
+	}
+	if st := states[id]; st != nil {
+		for _, s := range st.Services {
+			if s.Instance != id {
+				return &NotOwnedError{Project: id, Service: s.Service, Label: s.Instance}
+			}
+		}
+	}
+	c, err := m.Compose(ctx)
+	if err != nil {
+		return err
+	}
+	stack, ok := m.teardownStack(id, in)
+	if !ok {
+		if states[id] == nil {
+			return nil // nothing runs and nothing describes it: nothing to stop
+		}
+		return errors.New("cannot stop the stack of " + id + ": neither its checkout nor the kept copy has its env and compose files")
+	}
+	return c.Down(ctx, stack, true, nil)
+}

@@ -1,0 +1,225 @@
+package sandbox
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	"github.com/joho/godotenv"
+)
+
+// EnvVersion is the SANDBOX_VERSION this package writes and reads.
+const EnvVersion = 1
+
+// The identity and metadata keys of .env.sandbox.
+const (
+	KeyInstanceID = "INSTANCE_ID"
+	KeyProject    = "COMPOSE_PROJECT_NAME"
+	KeySlot       = "SLOT_NUMBER"
+	KeyCreatedAt  = "CREATED_AT"
+	KeyVersion    = "SANDBOX_VERSION"
+	KeyStandin    = "KTRDR_STANDIN"
+)
+
+// Env is the content of one sandbox's .env.sandbox file.
+type Env struct {
+	InstanceID string
+	Slot       int
+	Ports      map[string]int    // every port key of the profile
+	SharedRoot string            // the shared-data root (KTRDR_SHARED_DIR); "" falls back to ./data-style mounts
+	CreatedAt  time.Time         // UTC
+	Standin    bool              // the stack runs the stand-in images
+	Extra      map[string]string // keys this package does not interpret (kept on rewrite)
+}
+
+// NewEnv returns the env of a new sandbox instance.
+func (p *Profile) NewEnv(name string, slot int, sharedRoot string, now time.Time, standin bool) Env {
+	return Env{
+		InstanceID: p.InstanceID(name),
+		Slot:       slot,
+		Ports:      p.PortsFor(slot),
+		SharedRoot: sharedRoot,
+		CreatedAt:  now.UTC().Truncate(time.Second),
+		Standin:    standin,
+	}
+}
+
+// Values returns the env file's key/value pairs: the design's keys, the
+// three shared mount variables, and the stand-in image variables.
+func (p *Profile) Values(e Env) map[string]string {
+	m := make(map[string]string, len(e.Extra)+len(e.Ports)+16)
+	for k, v := range e.Extra {
+		m[k] = v
+	}
+	m[KeyInstanceID] = e.InstanceID
+	m[KeyProject] = e.InstanceID
+	m[KeySlot] = strconv.Itoa(e.Slot)
+	for _, r := range p.Ports {
+		m[r.Key] = strconv.Itoa(e.Ports[r.Key])
+	}
+	m[p.SharedRootKey] = e.SharedRoot
+	for _, s := range p.Shared {
+		if e.SharedRoot != "" {
+			m[s.Key] = filepath.Join(e.SharedRoot, s.Name)
+		} else {
+			m[s.Key] = "./" + s.Name
+		}
+	}
+	m[KeyCreatedAt] = e.CreatedAt.UTC().Format(time.RFC3339)
+	m[KeyVersion] = strconv.Itoa(EnvVersion)
+	if e.Standin {
+		m[KeyStandin] = "1"
+		for _, k := range p.ImageKeys {
+			m[k] = p.StandinImage
+		}
+	}
+	return m
+}
+
+// WriteEnv writes e to path atomically.
+func (p *Profile) WriteEnv(path string, e Env) error {
+	content, err := godotenv.Marshal(p.Values(e))
+	if err != nil {
+		return fmt.Errorf("encode %s: %w", path, err)
+	}
+	header := "# Written by the sandbox tool: this sandbox's identity and ports. Do not edit while its stack runs.\n"
+	return WriteFileAtomic(path, []byte(header+content+"\n"), 0o644)
+}
+
+// EnvFileError reports a .env.sandbox that cannot be used.
+type EnvFileError struct {
+	Path string
+	Key  string // "" when the whole file is at fault
+	Err  error
+}
+
+func (e *EnvFileError) Error() string {
+	if e.Key == "" {
+		return fmt.Sprintf("sandbox env file %s: %v", e.Path, e.Err)
+	}
+	return fmt.Sprintf("sandbox env file %s: key %s: %v", e.Path, e.Key, e.Err)
+}
+
+func (e *EnvFileError) Unwrap() error { return e.Err }
+
+// ReadEnv parses the env file at path (it is never loaded into the process
+// environment). A missing key or a malformed value is an *EnvFileError
+// naming the file and the key.
+func (p *Profile) ReadEnv(path string) (Env, error) {
+	vals, err := godotenv.Read(path)
+	if err != nil {
+		return Env{}, &EnvFileError{Path: path, Err: err}
+	}
+	return p.parseEnv(path, vals)
+}
+
+func (p *Profile) parseEnv(path string, vals map[string]string) (Env, error) {
+	bad := func(key string, err error) (Env, error) { return Env{}, &EnvFileError{Path: path, Key: key, Err: err} }
+	need := func(key string) (string, error) {
+		v, ok := vals[key]
+		if !ok {
+			return "", fmt.Errorf("missing")
+		}
+		return v, nil
+	}
+	var e Env
+	var err error
+	if e.InstanceID, err = need(KeyInstanceID); err != nil {
+		return bad(KeyInstanceID, err)
+	}
+	if e.InstanceID == "" {
+		return bad(KeyInstanceID, fmt.Errorf("empty"))
+	}
+	v, err := need(KeyVersion)
+	if err != nil {
+		return bad(KeyVersion, err)
+	}
+	if v != strconv.Itoa(EnvVersion) {
+		return bad(KeyVersion, fmt.Errorf("version %q is not supported (this tool reads version %d)", v, EnvVersion))
+	}
+	if v, err = need(KeySlot); err != nil {
+		return bad(KeySlot, err)
+	}
+	if e.Slot, err = strconv.Atoi(v); err != nil || e.Slot < 0 {
+		return bad(KeySlot, fmt.Errorf("%q is not a slot number", v))
+	}
+	e.Ports = make(map[string]int, len(p.Ports))
+	for _, r := range p.Ports {
+		v, err := need(r.Key)
+		if err != nil {
+			return bad(r.Key, err)
+		}
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > 65535 {
+			return bad(r.Key, fmt.Errorf("%q is not a port number", v))
+		}
+		e.Ports[r.Key] = n
+	}
+	e.SharedRoot = vals[p.SharedRootKey]
+	if v, ok := vals[KeyCreatedAt]; ok && v != "" {
+		if e.CreatedAt, err = time.Parse(time.RFC3339, v); err != nil {
+			return bad(KeyCreatedAt, fmt.Errorf("%q is not an RFC 3339 time", v))
+		}
+	}
+	e.Standin = vals[KeyStandin] == "1"
+	known := map[string]bool{KeyInstanceID: true, KeyProject: true, KeySlot: true, KeyCreatedAt: true, KeyVersion: true, KeyStandin: true, p.SharedRootKey: true}
+	for _, r := range p.Ports {
+		known[r.Key] = true
+	}
+	for _, s := range p.Shared {
+		known[s.Key] = true
+	}
+	if e.Standin {
+		for _, k := range p.ImageKeys {
+			known[k] = true
+		}
+	}
+	for k, v := range vals {
+		if !known[k] {
+			if e.Extra == nil {
+				e.Extra = map[string]string{}
+			}
+			e.Extra[k] = v
+		}
+	}
+	return e, nil
+}
+
+// WriteFileAtomic writes data to path through a temporary file in the same
+// folder, fsyncs it and renames it into place, so readers see the old
+// content or the new, never a part.
+func WriteFileAtomic(path string, data []byte, perm os.FileMode) (err error) {
+	dir := filepath.Dir(path)
+	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp*")
+	if err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	defer func() {
+		if err != nil {
+			f.Close()
+			os.Remove(f.Name())
+		}
+	}()
+	if _, err = f.Write(data); err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if err = f.Chmod(perm); err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if err = f.Sync(); err != nil {
+		return fmt.Errorf("write %s: fsync: %w", path, err)
+	}
+	if err = f.Close(); err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if err = os.Rename(f.Name(), path); err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if d, derr := os.Open(dir); derr == nil {
+		d.Sync()
+		d.Close()
+	}
+	return nil
+}

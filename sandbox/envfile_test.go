@@ -1,0 +1,136 @@
+package sandbox
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/joho/godotenv"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+func TestEnvRoundTrip(t *testing.T) {
+	p := KTRDR()
+	dir := t.TempDir()
+	path := filepath.Join(dir, ".env.sandbox")
+	now := time.Date(2026, 11, 28, 10, 30, 0, 0, time.UTC)
+	e := p.NewEnv("feat-a", 2, "/home/u/.ktrdr/shared", now, true)
+	e.Extra = map[string]string{"MY_NOTE": "kept, with spaces"}
+	require.NoError(t, p.WriteEnv(path, e))
+
+	got, err := p.ReadEnv(path)
+	require.NoError(t, err)
+	assert.Equal(t, e, got)
+
+	vals, err := godotenv.Read(path)
+	require.NoError(t, err)
+	for _, k := range []string{"INSTANCE_ID", "COMPOSE_PROJECT_NAME", "SLOT_NUMBER", "KTRDR_SHARED_DIR", "CREATED_AT", "SANDBOX_VERSION",
+		"KTRDR_DATA_DIR", "KTRDR_MODELS_DIR", "KTRDR_STRATEGIES_DIR"} {
+		assert.Contains(t, vals, k)
+	}
+	assert.Equal(t, "ktrdr--feat-a", vals["COMPOSE_PROJECT_NAME"])
+	assert.Equal(t, "8002", vals["KTRDR_API_PORT"])
+	assert.Equal(t, "4337", vals["KTRDR_JAEGER_OTLP_GRPC_PORT"])
+	assert.Equal(t, "2026-11-28T10:30:00Z", vals["CREATED_AT"])
+	assert.Equal(t, "/home/u/.ktrdr/shared/data", vals["KTRDR_DATA_DIR"])
+	assert.Equal(t, "ktrdr-standin:dev", vals["KTRDR_BACKEND_IMAGE"])
+
+	entries, err := os.ReadDir(dir)
+	require.NoError(t, err)
+	assert.Len(t, entries, 1, "no temporary file left behind")
+}
+
+func TestEnvWithoutSharedRootFallsBack(t *testing.T) {
+	p := KTRDR()
+	vals := p.Values(p.NewEnv("x", 1, "", time.Now(), false))
+	assert.Equal(t, "./data", vals["KTRDR_DATA_DIR"])
+	assert.NotContains(t, vals, "KTRDR_BACKEND_IMAGE", "real images unless -standin")
+}
+
+func TestReadEnvErrors(t *testing.T) {
+	p := KTRDR()
+	good := p.Values(p.NewEnv("feat-a", 1, "", time.Now(), false))
+	cases := []struct {
+		name, key string
+		mutate    func(map[string]string)
+	}{
+		{"missing port", "KTRDR_DB_PORT", func(m map[string]string) { delete(m, "KTRDR_DB_PORT") }},
+		{"port not a number", "KTRDR_API_PORT", func(m map[string]string) { m["KTRDR_API_PORT"] = "80a0" }},
+		{"port out of range", "KTRDR_WORKER_PORT_2", func(m map[string]string) { m["KTRDR_WORKER_PORT_2"] = "70000" }},
+		{"missing id", "INSTANCE_ID", func(m map[string]string) { delete(m, "INSTANCE_ID") }},
+		{"bad slot", "SLOT_NUMBER", func(m map[string]string) { m["SLOT_NUMBER"] = "two" }},
+		{"unknown version", "SANDBOX_VERSION", func(m map[string]string) { m["SANDBOX_VERSION"] = "9" }},
+		{"bad time", "CREATED_AT", func(m map[string]string) { m["CREATED_AT"] = "yesterday" }},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			m := map[string]string{}
+			for k, v := range good {
+				m[k] = v
+			}
+			c.mutate(m)
+			path := filepath.Join(t.TempDir(), ".env.sandbox")
+			content, err := godotenv.Marshal(m)
+			require.NoError(t, err)
+			require.NoError(t, os.WriteFile(path, []byte(content), 0o644))
+			_, err = p.ReadEnv(path)
+			var ee *EnvFileError
+			require.ErrorAs(t, err, &ee)
+			assert.Equal(t, c.key, ee.Key)
+			assert.Contains(t, err.Error(), path)
+			assert.Contains(t, err.Error(), c.key)
+		})
+	}
+	_, err := p.ReadEnv(filepath.Join(t.TempDir(), "nope"))
+	assert.ErrorContains(t, err, "nope")
+}
+
+func TestWriteFileAtomicKeepsOldContentOnFailure(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "f")
+	require.NoError(t, os.WriteFile(path, []byte("old"), 0o644))
+	require.NoError(t, os.Chmod(dir, 0o555))
+	t.Cleanup(func() { os.Chmod(dir, 0o755) })
+	if os.Geteuid() == 0 {
+		// root ignores the folder's mode: simulate the failure with a path whose folder is a file.
+		require.NoError(t, os.Chmod(dir, 0o755))
+		err := WriteFileAtomic(filepath.Join(path, "inner"), []byte("new"), 0o644)
+		assert.Error(t, err)
+	} else {
+		assert.Error(t, WriteFileAtomic(path, []byte("new"), 0o644))
+	}
+	b, err := os.ReadFile(path)
+	require.NoError(t, err)
+	assert.Equal(t, "old", string(b))
+}
+
+func FuzzReadEnv(f *testing.F) {
+	p := KTRDR()
+	good, _ := godotenv.Marshal(p.Values(p.NewEnv("feat-a", 3, "/s", time.Unix(0, 0), true)))
+	f.Add(good)
+	f.Add("INSTANCE_ID=x\nKTRDR_API_PORT='8001\n")
+	f.Add("export A=\"b\\\"c\"\n# c\nB=${A}\n")
+	f.Add(strings.Repeat("=", 100))
+	f.Fuzz(func(t *testing.T, content string) {
+		path := filepath.Join(t.TempDir(), ".env.sandbox")
+		if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
+			t.Skip()
+		}
+		e, err := p.ReadEnv(path)
+		if err != nil {
+			return
+		}
+		// Whatever parses must be usable: every port in range, a slot, an id.
+		require.NotEmpty(t, e.InstanceID)
+		for _, r := range p.Ports {
+			port := e.Ports[r.Key]
+			require.True(t, port >= 1 && port <= 65535, "%s=%d", r.Key, port)
+		}
+		if _, err := p.ResolveAPIURL("", 0, filepath.Dir(path)); err != nil {
+			t.Fatalf("resolver refused a file ReadEnv accepted: %v", err)
+		}
+	})
+}

@@ -1,0 +1,236 @@
+package sandbox
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+)
+
+// Gate defaults. Detection latency (from the last service becoming ready to
+// Run returning) is bounded by MaxInterval plus one probe round trip.
+const (
+	DefaultGateTimeout     = 120 * time.Second
+	DefaultGateInterval    = 100 * time.Millisecond
+	DefaultGateMaxInterval = 200 * time.Millisecond
+	gateBackoffFactor      = 1.5
+	gateWatchInterval      = time.Second
+)
+
+// Clock is the gate's view of time; tests replace it with a fake.
+type Clock interface {
+	Now() time.Time
+	After(d time.Duration) <-chan time.Time
+}
+
+type realClock struct{}
+
+func (realClock) Now() time.Time                         { return time.Now() }
+func (realClock) After(d time.Duration) <-chan time.Time { return time.After(d) }
+
+// GateCheck is a profile Check with the probe that decides it.
+type GateCheck struct {
+	Check
+	Probe Probe
+}
+
+// Gate is the startability gate: it runs every check concurrently, each
+// polling its probe with backoff (Interval growing to MaxInterval) until it
+// passes once, and ends when all have passed, when Timeout elapses, when
+// Watch reports a dead service, or when the context is cancelled.
+type Gate struct {
+	Checks      []GateCheck
+	Timeout     time.Duration // overall; 0 means DefaultGateTimeout
+	Interval    time.Duration // first poll spacing; 0 means DefaultGateInterval
+	MaxInterval time.Duration // backoff cap; 0 means DefaultGateMaxInterval
+	// Watch, if set, is called about once a second; a non-nil error means a
+	// service container exited or is restart-looping, and ends the gate at
+	// once with that reason. A *ServiceDownError also names the service.
+	Watch    func(ctx context.Context) error
+	Clock    Clock           // nil means the real clock
+	Progress func(GateState) // optional; called from Run's goroutine at the start, whenever a check passes or its error changes, and at the end (Done)
+}
+
+// CheckResult is the outcome of one check.
+type CheckResult struct {
+	Name       string        `json:"name"`
+	Service    string        `json:"service"`
+	Passed     bool          `json:"passed"`
+	Attempts   int           `json:"attempts"`
+	LastError  string        `json:"last_error,omitempty"`
+	ReadyAfter time.Duration `json:"ready_after_ns,omitempty"` // since the gate started; set when Passed
+}
+
+// GateResult is the outcome of one gate run.
+type GateResult struct {
+	Passed         bool          `json:"passed"`
+	TimedOut       bool          `json:"timed_out,omitempty"`
+	Aborted        string        `json:"aborted,omitempty"`         // why it ended early, if it did
+	AbortedService string        `json:"aborted_service,omitempty"` // the service Watch reported, if known
+	Elapsed        time.Duration `json:"elapsed_ns"`
+	Checks         []CheckResult `json:"checks"`
+}
+
+// GateState is a snapshot for progress display. Done is set on the final call.
+type GateState struct {
+	Elapsed time.Duration `json:"elapsed_ns"`
+	Done    bool          `json:"done"`
+	Checks  []CheckResult `json:"checks"`
+}
+
+// ServiceDownError is what a Watch function returns when a service container
+// has exited or is restart-looping.
+type ServiceDownError struct {
+	Service string
+	State   string // "exited (1)", "restarting" …
+}
+
+func (e *ServiceDownError) Error() string {
+	return fmt.Sprintf("service %s is %s", e.Service, e.State)
+}
+
+// FailedServices returns the services behind failed checks, and the service
+// Watch reported, each once, in check order (the reported one first).
+func (r GateResult) FailedServices() []string {
+	var out []string
+	seen := map[string]bool{}
+	add := func(s string) {
+		if s != "" && !seen[s] {
+			seen[s] = true
+			out = append(out, s)
+		}
+	}
+	add(r.AbortedService)
+	for _, c := range r.Checks {
+		if !c.Passed {
+			add(c.Service)
+		}
+	}
+	return out
+}
+
+type gateEvent struct {
+	idx int
+	err error
+	at  time.Time
+}
+
+// Run runs the gate and reports what happened; it returns only after every
+// probe it started has returned.
+func (g *Gate) Run(ctx context.Context) GateResult {
+	clock := g.Clock
+	if clock == nil {
+		clock = realClock{}
+	}
+	timeout := orDefault(g.Timeout, DefaultGateTimeout)
+	interval := orDefault(g.Interval, DefaultGateInterval)
+	maxInterval := max(orDefault(g.MaxInterval, DefaultGateMaxInterval), interval)
+
+	start := clock.Now()
+	res := GateResult{Checks: make([]CheckResult, len(g.Checks))}
+	for i, c := range g.Checks {
+		res.Checks[i] = CheckResult{Name: c.Name, Service: c.Service}
+	}
+	progress := func(done bool) {
+		if g.Progress != nil {
+			g.Progress(GateState{Elapsed: clock.Now().Sub(start), Done: done, Checks: append([]CheckResult(nil), res.Checks...)})
+		}
+	}
+	progress(false)
+
+	deadline := clock.After(timeout)
+	runCtx, cancel := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	events := make(chan gateEvent) // unbuffered: an attempt is recorded before its prober waits again
+	for i, c := range g.Checks {
+		wg.Go(func() {
+			wait := interval
+			for {
+				err := c.Probe(runCtx)
+				if runCtx.Err() != nil {
+					return
+				}
+				select {
+				case events <- gateEvent{idx: i, err: err, at: clock.Now()}:
+				case <-runCtx.Done():
+					return
+				}
+				if err == nil {
+					return
+				}
+				select {
+				case <-clock.After(wait):
+				case <-runCtx.Done():
+					return
+				}
+				wait = min(time.Duration(float64(wait)*gateBackoffFactor), maxInterval)
+			}
+		})
+	}
+	watchErr := make(chan error)
+	if g.Watch != nil {
+		wg.Go(func() {
+			for {
+				select {
+				case <-clock.After(gateWatchInterval):
+				case <-runCtx.Done():
+					return
+				}
+				if err := g.Watch(runCtx); err != nil && runCtx.Err() == nil {
+					select {
+					case watchErr <- err:
+					case <-runCtx.Done():
+					}
+					return
+				}
+			}
+		})
+	}
+
+	pending := len(g.Checks)
+	for pending > 0 {
+		select {
+		case ev := <-events:
+			cr := &res.Checks[ev.idx]
+			cr.Attempts++
+			if ev.err == nil {
+				cr.Passed = true
+				cr.LastError = ""
+				cr.ReadyAfter = ev.at.Sub(start)
+				pending--
+				progress(false)
+				continue
+			}
+			if msg := ev.err.Error(); msg != cr.LastError {
+				cr.LastError = msg
+				progress(false)
+			}
+			continue
+		case err := <-watchErr:
+			res.Aborted = err.Error()
+			var sd *ServiceDownError
+			if errors.As(err, &sd) {
+				res.AbortedService = sd.Service
+			}
+		case <-deadline:
+			res.TimedOut = true
+		case <-ctx.Done():
+			res.Aborted = fmt.Sprintf("interrupted: %v", context.Cause(ctx))
+		}
+		break
+	}
+	cancel()
+	wg.Wait()
+	res.Passed = pending == 0
+	res.Elapsed = clock.Now().Sub(start)
+	progress(true)
+	return res
+}
+
+func orDefault(d, def time.Duration) time.Duration {
+	if d <= 0 {
+		return def
+	}
+	return d
+}

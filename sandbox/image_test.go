@@ -1,0 +1,190 @@
+package sandbox
+
+import (
+	"archive/tar"
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+func TestStandinImageExists(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		err     error
+		want    bool
+		wantErr bool
+	}{
+		{name: "present", want: true},
+		{name: "absent", err: &ExitError{Cmd: "docker image inspect", Code: 1, Stderr: "Error: No such image: ktrdr-standin:dev\n"}},
+		{name: "engine down", err: &ExitError{Cmd: "docker image inspect", Code: 1, Stderr: "Cannot connect to the Docker daemon"}, wantErr: true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := &fakeRunner{handle: func(Cmd) ([]byte, error) { return nil, tc.err }}
+			got, err := StandinImageExists(t.Context(), f, "ktrdr-standin:dev")
+			assert.Equal(t, tc.want, got)
+			if tc.wantErr {
+				require.Error(t, err)
+				assert.Contains(t, err.Error(), "ktrdr-standin:dev")
+			} else {
+				assert.NoError(t, err)
+			}
+			assert.Equal(t, []string{"docker image inspect --format {{.Id}} ktrdr-standin:dev"}, f.commands())
+		})
+	}
+}
+
+func TestStandinImageBuildCommands(t *testing.T) {
+	var layer []byte
+	f := &fakeRunner{handle: func(c Cmd) ([]byte, error) {
+		switch c.Name {
+		case "go":
+			out := c.Args[len(c.Args)-2]
+			return nil, os.WriteFile(out, []byte("fake binary"), 0o755)
+		case "docker":
+			var err error
+			layer, err = io.ReadAll(c.Stdin)
+			return nil, err
+		}
+		return nil, nil
+	}}
+	var progress bytes.Buffer
+	require.NoError(t, BuildStandinImage(t.Context(), f, "/repo", "./cmd/standin", "ktrdr-standin:x", &progress))
+
+	require.Len(t, f.calls, 2)
+	build := f.calls[0]
+	assert.Equal(t, "/repo", build.Dir)
+	assert.Contains(t, build.Env, "CGO_ENABLED=0")
+	assert.Equal(t, []string{"build", "-trimpath", "-ldflags=-s -w", "-o"}, build.Args[:4])
+	assert.Equal(t, "./cmd/standin", build.Args[len(build.Args)-1])
+	assert.Equal(t, []string{"import", "--change", `ENTRYPOINT ["/standin"]`, "--change", "LABEL org.ktrdr.standin=1", "-", "ktrdr-standin:x"}, f.calls[1].Args)
+	_, err := os.Stat(filepath.Dir(build.Args[4]))
+	assert.True(t, os.IsNotExist(err), "the temp build folder is removed")
+
+	entries := map[string]*tar.Header{}
+	tr := tar.NewReader(bytes.NewReader(layer))
+	for {
+		h, err := tr.Next()
+		if err == io.EOF {
+			break
+		}
+		require.NoError(t, err)
+		entries[h.Name] = h
+		if h.Name == "standin" {
+			b, _ := io.ReadAll(tr)
+			assert.Equal(t, "fake binary", string(b))
+		}
+	}
+	require.Contains(t, entries, "standin")
+	assert.Equal(t, int64(0o755), entries["standin"].Mode)
+	for _, l := range []string{"usr/bin/curl", "usr/bin/wget", "usr/bin/pg_isready"} {
+		require.Contains(t, entries, l)
+		assert.Equal(t, byte(tar.TypeLink), entries[l].Typeflag)
+		assert.Equal(t, "standin", entries[l].Linkname)
+	}
+	require.Contains(t, entries, "tmp/")
+	assert.Equal(t, int64(0o1777), entries["tmp/"].Mode)
+	assert.Contains(t, progress.String(), "built ktrdr-standin:x")
+}
+
+func TestStandinImageBuildErrorsNameInput(t *testing.T) {
+	f := &fakeRunner{handle: func(c Cmd) ([]byte, error) {
+		return nil, &ExitError{Cmd: c.String(), Code: 1, Stderr: "no Go files"}
+	}}
+	err := BuildStandinImage(t.Context(), f, "/repo", "./cmd/nothing", "img:1", nil)
+	require.Error(t, err)
+	for _, want := range []string{"img:1", "./cmd/nothing", "/repo", "no Go files"} {
+		assert.Contains(t, err.Error(), want)
+	}
+}
+
+// pgTestDocker skips (laptop) or fails (CI) without a Docker engine.
+func pgTestDocker(t *testing.T) {
+	t.Helper()
+	if err := exec.Command("docker", "version", "--format", "{{.Server.Version}}").Run(); err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatalf("docker engine not available in CI: %v", err)
+		}
+		t.Skipf("docker engine not available: %v", err)
+	}
+}
+
+func pgTestDockerRun(t *testing.T, args ...string) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
+	defer cancel()
+	out, err := ExecRunner{}.Run(ctx, Cmd{Name: "docker", Args: args})
+	require.NoError(t, err)
+	return strings.TrimSpace(string(out))
+}
+
+// TestStandinImageRealBuild builds the image for real, runs it, and checks
+// the argv[0] tools and SIGTERM handling inside a FROM-scratch container.
+func TestStandinImageRealBuild(t *testing.T) {
+	pgTestDocker(t)
+	repoRoot, err := filepath.Abs("..")
+	require.NoError(t, err)
+	suffix := make([]byte, 4)
+	_, _ = rand.Read(suffix)
+	image := "ktrdr-standin:pgtest-" + hex.EncodeToString(suffix)
+	r := ExecRunner{}
+	t.Cleanup(func() { _ = exec.Command("docker", "image", "rm", "-f", image).Run() })
+
+	ok, err := StandinImageExists(t.Context(), r, image)
+	require.NoError(t, err)
+	require.False(t, ok)
+
+	var progress bytes.Buffer
+	require.NoError(t, BuildStandinImage(t.Context(), r, repoRoot, "./cmd/standin", image, &progress), progress.String())
+	ok, err = StandinImageExists(t.Context(), r, image)
+	require.NoError(t, err)
+	assert.True(t, ok)
+	assert.Equal(t, "1", pgTestDockerRun(t, "image", "inspect", "--format", `{{index .Config.Labels "org.ktrdr.standin"}}`, image))
+
+	assert.Contains(t, pgTestDockerRun(t, "run", "--rm", image, "version"), "standin ")
+
+	cid := pgTestDockerRun(t, "run", "-d", "-p", "127.0.0.1::8000", "-e", "KTRDR_STANDIN_ROLE=backend", image)
+	t.Cleanup(func() { _ = exec.Command("docker", "rm", "-f", cid).Run() })
+	hostAddr := pgTestDockerRun(t, "port", cid, "8000/tcp")
+	hostAddr = strings.Split(hostAddr, "\n")[0]
+
+	var health map[string]any
+	require.Eventually(t, func() bool {
+		resp, err := http.Get("http://" + hostAddr + "/api/v1/health")
+		if err != nil {
+			return false
+		}
+		defer resp.Body.Close()
+		return resp.StatusCode == 200 && json.NewDecoder(resp.Body).Decode(&health) == nil
+	}, 20*time.Second, 100*time.Millisecond, "backend never healthy on %s", hostAddr)
+	assert.Equal(t, "ok", health["status"])
+
+	// Healthchecks written for the real images work in the scratch image.
+	pgTestDockerRun(t, "exec", cid, "curl", "-fsS", "http://localhost:8000/api/v1/health")
+	pgTestDockerRun(t, "exec", cid, "wget", "-q", "--spider", "http://localhost:8000/api/v1/health")
+	_, err = r.Run(t.Context(), Cmd{Name: "docker", Args: []string{"exec", cid, "curl", "-fsS", "http://localhost:8000/missing"}})
+	var ee *ExitError
+	require.True(t, errors.As(err, &ee), "want an exit error, got %v", err)
+	assert.Equal(t, 22, ee.Code)
+	pgTestDockerRun(t, "exec", cid, "/standin", "fs", "write", "/tmp/marker", "hello")
+	assert.Equal(t, "hello", pgTestDockerRun(t, "exec", cid, "/standin", "fs", "read", "/tmp/marker"))
+
+	// PID 1 handles SIGTERM: docker stop does not wait for its 10 s timeout.
+	start := time.Now()
+	pgTestDockerRun(t, "stop", "-t", "10", cid)
+	assert.Less(t, time.Since(start), 5*time.Second)
+	assert.Equal(t, "0", pgTestDockerRun(t, "inspect", "--format", "{{.State.ExitCode}}", cid))
+}

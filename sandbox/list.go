@@ -1,0 +1,115 @@
+package sandbox
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"sort"
+	"strings"
+)
+
+// Instance states shown by List and Status.
+const (
+	StateRunning = "running"
+	StateStopped = "stopped"
+	StateMissing = "missing" // its checkout is gone
+)
+
+// ListEntry is one row of List.
+type ListEntry struct {
+	ID         string `json:"id"`
+	Slot       int    `json:"slot"`
+	State      string `json:"state"` // running, partial x/y, stopped, missing
+	Running    int    `json:"running_services"`
+	Services   int    `json:"services"`
+	APIPort    int    `json:"api_port"`
+	Branch     string `json:"branch"`
+	Path       string `json:"path"`
+	IsWorktree bool   `json:"is_worktree"`
+	Removed    bool   `json:"removed_from_registry,omitempty"` // a stale entry List cleaned
+	Reason     string `json:"reason,omitempty"`                // why it was stale
+}
+
+// Orphan is a compose project that looks like one of this app's sandboxes
+// but is not registered.
+type Orphan struct {
+	Project    string `json:"project"`
+	Containers int    `json:"containers"`
+	Remedy     string `json:"remedy"`
+}
+
+// Listing is what List returns.
+type Listing struct {
+	Instances []ListEntry `json:"instances"`
+	Orphans   []Orphan    `json:"orphans"`
+}
+
+// state summarises a stack.
+func (m *Manager) state(st *StackState) (string, int) {
+	total := len(m.Profile.Services)
+	n := st.Running()
+	switch {
+	case n == 0:
+		return StateStopped, n
+	case n >= total:
+		return StateRunning, n
+	default:
+		return fmt.Sprintf("partial %d/%d", n, total), n
+	}
+}
+
+// List returns every registered instance with its state, removing stale
+// entries (reported with state missing and Removed set) and reporting
+// orphan compose projects. It makes one docker call for all instances.
+func (m *Manager) List(ctx context.Context) (*Listing, error) {
+	p := m.Profile
+	reg := m.Registry()
+	stale, err := reg.CleanStale(ctx)
+	if err != nil {
+		return nil, err
+	}
+	instances, err := reg.Instances()
+	if err != nil {
+		return nil, err
+	}
+	states, err := StackStates(ctx, m.Runner)
+	if err != nil {
+		return nil, err
+	}
+	api, _ := p.Rule(p.APIPortKey)
+	out := &Listing{Instances: []ListEntry{}, Orphans: []Orphan{}}
+	for id, in := range instances {
+		e := ListEntry{ID: id, Slot: in.Slot, Services: len(p.Services), APIPort: api.Port(in.Slot),
+			Branch: readBranch(in.Path), Path: in.Path, IsWorktree: in.IsWorktree}
+		e.State, e.Running = m.state(states[id])
+		out.Instances = append(out.Instances, e)
+	}
+	for _, s := range stale {
+		e := ListEntry{ID: s.ID, Slot: s.Instance.Slot, State: StateMissing, Services: len(p.Services),
+			APIPort: api.Port(s.Instance.Slot), Path: s.Instance.Path, IsWorktree: s.Instance.IsWorktree, Removed: true, Reason: s.Reason}
+		e.Running = states[s.ID].Running()
+		out.Instances = append(out.Instances, e)
+		if e.Running == 0 {
+			os.RemoveAll(m.instanceDir(s.ID))
+		}
+	}
+	sort.Slice(out.Instances, func(i, j int) bool { return out.Instances[i].Slot < out.Instances[j].Slot })
+	for project, st := range states {
+		if _, ok := instances[project]; ok {
+			continue
+		}
+		ours := strings.HasPrefix(project, p.App+"--")
+		for _, s := range st.Services {
+			if s.Instance != "" && s.Instance != "main" {
+				ours = true
+			}
+		}
+		if !ours {
+			continue
+		}
+		out.Orphans = append(out.Orphans, Orphan{Project: project, Containers: len(st.Services),
+			Remedy: fmt.Sprintf("docker compose -p %s down --volumes", project)})
+	}
+	sort.Slice(out.Orphans, func(i, j int) bool { return out.Orphans[i].Project < out.Orphans[j].Project })
+	return out, nil
+}

@@ -1,0 +1,188 @@
+package sandbox
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Manager carries out the sandbox lifecycle for one user: create, init,
+// up, down, destroy, list, status. It holds the seams (Runner, clock) and
+// writes one short line per step to Out.
+type Manager struct {
+	Profile *Profile
+	Home    string           // the user's home: the registry lives under it
+	Runner  Runner           // docker, compose and git
+	Out     io.Writer        // progress lines for a person; io.Discard to silence
+	Now     func() time.Time // the clock for CREATED_AT
+
+	composeOnce sync.Once
+	compose     *Compose
+	composeErr  error
+}
+
+// NewManager returns a Manager for the ktrdr profile with the real runner.
+func NewManager(home string, out io.Writer) *Manager {
+	if out == nil {
+		out = io.Discard
+	}
+	return &Manager{Profile: KTRDR(), Home: home, Runner: ExecRunner{}, Out: out, Now: time.Now}
+}
+
+// Registry returns the manager's registry.
+func (m *Manager) Registry() *Registry { return m.Profile.OpenRegistry(m.Home) }
+
+// Compose returns the detected Compose v2 CLI.
+func (m *Manager) Compose(ctx context.Context) (*Compose, error) {
+	m.composeOnce.Do(func() { m.compose, m.composeErr = DetectCompose(ctx, m.Runner) })
+	return m.compose, m.composeErr
+}
+
+func (m *Manager) say(format string, args ...any) { fmt.Fprintf(m.Out, format+"\n", args...) }
+
+// instanceDir keeps what teardown needs outside the checkout.
+func (m *Manager) instanceDir(id string) string {
+	return filepath.Join(m.Profile.StateDir(m.Home), "instances", id)
+}
+
+// meta is what the manager remembers about an instance beyond the registry.
+type meta struct {
+	Branch        string `json:"branch,omitempty"`
+	BranchCreated bool   `json:"branch_created,omitempty"`
+}
+
+func (m *Manager) readMeta(id string) meta {
+	var mt meta
+	if data, err := os.ReadFile(filepath.Join(m.instanceDir(id), "meta.json")); err == nil {
+		_ = json.Unmarshal(data, &mt)
+	}
+	return mt
+}
+
+// saveTeardownCopy keeps the env file, the compose files and meta of an
+// instance outside its checkout.
+func (m *Manager) saveTeardownCopy(id, root string, mt meta) error {
+	dir := m.instanceDir(id)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("create %s: %w", dir, err)
+	}
+	for _, name := range []string{m.Profile.EnvFile, m.Profile.SandboxCompose} {
+		data, err := os.ReadFile(filepath.Join(root, name))
+		if err != nil {
+			return fmt.Errorf("keep a copy of %s: %w", name, err)
+		}
+		if err := WriteFileAtomic(filepath.Join(dir, name), data, 0o644); err != nil {
+			return err
+		}
+	}
+	data, _ := json.MarshalIndent(mt, "", "  ")
+	return WriteFileAtomic(filepath.Join(dir, "meta.json"), append(data, '\n'), 0o644)
+}
+
+// NotSandboxError reports a folder that is not inside a sandbox.
+type NotSandboxError struct{ Dir string }
+
+func (e *NotSandboxError) Error() string {
+	return fmt.Sprintf("%s is not inside a sandbox (no .env.sandbox here or above)", e.Dir)
+}
+
+// located is a sandbox found from a folder.
+type located struct {
+	Root string
+	Env  Env
+}
+
+// locate finds the sandbox that holds dir: the nearest env file above it.
+func (m *Manager) locate(dir string) (located, error) {
+	path, err := m.Profile.FindEnvFile(dir)
+	if err != nil {
+		return located{}, err
+	}
+	if path == "" {
+		return located{}, &NotSandboxError{Dir: dir}
+	}
+	env, err := m.Profile.ReadEnv(path)
+	if err != nil {
+		return located{}, err
+	}
+	return located{Root: filepath.Dir(path), Env: env}, nil
+}
+
+// stack returns the compose stack of a located sandbox.
+func (m *Manager) stack(l located) Stack { return m.Profile.StackFor(l.Env.InstanceID, l.Root) }
+
+// teardownStack returns the stack of id from its checkout when the files are
+// there, else from the copy kept outside it.
+func (m *Manager) teardownStack(id string, in Instance) (Stack, bool) {
+	root := in.Path
+	if !fileExists(filepath.Join(root, m.Profile.EnvFile)) || !fileExists(filepath.Join(root, m.Profile.SandboxCompose)) {
+		root = m.instanceDir(id)
+		if !fileExists(filepath.Join(root, m.Profile.EnvFile)) || !fileExists(filepath.Join(root, m.Profile.SandboxCompose)) {
+			return Stack{}, false
+		}
+		st := m.Profile.StackFor(id, root)
+		st.Files = st.Files[:1]
+		return st, true
+	}
+	return m.Profile.StackFor(id, root), true
+}
+
+func fileExists(path string) bool {
+	fi, err := os.Stat(path)
+	return err == nil && fi.Mode().IsRegular()
+}
+
+func dirExists(path string) bool {
+	_, err := os.Lstat(path)
+	return !errors.Is(err, fs.ErrNotExist)
+}
+
+// cleanupContext gives undo steps time to finish after ctx was cancelled.
+func cleanupContext(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.WithoutCancel(ctx), 2*time.Minute)
+}
+
+// readBranch reads the branch checked out at root from git's files,
+// without running git: "" when unknown, a short hash when detached.
+func readBranch(root string) string {
+	gitPath := filepath.Join(root, ".git")
+	fi, err := os.Stat(gitPath)
+	if err != nil {
+		return ""
+	}
+	dir := gitPath
+	if !fi.IsDir() {
+		data, err := os.ReadFile(gitPath)
+		if err != nil {
+			return ""
+		}
+		d, ok := strings.CutPrefix(strings.TrimSpace(string(data)), "gitdir: ")
+		if !ok {
+			return ""
+		}
+		if !filepath.IsAbs(d) {
+			d = filepath.Join(root, d)
+		}
+		dir = d
+	}
+	head, err := os.ReadFile(filepath.Join(dir, "HEAD"))
+	if err != nil {
+		return ""
+	}
+	h := strings.TrimSpace(string(head))
+	if ref, ok := strings.CutPrefix(h, "ref: refs/heads/"); ok {
+		return ref
+	}
+	if len(h) >= 12 {
+		return "(detached " + h[:12] + ")"
+	}
+	return ""
+}

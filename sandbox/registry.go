@@ -1,0 +1,347 @@
+package sandbox
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/gofrs/flock"
+)
+
+// RegistryVersion is the registry file format this package reads and writes.
+const RegistryVersion = 1
+
+// Instance is one registered sandbox, as stored in the registry.
+type Instance struct {
+	Slot       int    `json:"slot"`
+	Path       string `json:"path"`
+	CreatedAt  string `json:"created_at"`
+	IsWorktree bool   `json:"is_worktree"`
+	ParentRepo string `json:"parent_repo"`
+}
+
+// registryFile is the on-disk registry.
+type registryFile struct {
+	Version   int                 `json:"version"`
+	Instances map[string]Instance `json:"instances"`
+}
+
+// Registry is the machine-wide list of sandbox instances:
+// $HOME/.<app>/sandbox/instances.json, guarded by instances.json.lock.
+// Every read-modify-write holds the lock; every write is atomic; a file
+// that does not parse is never overwritten.
+type Registry struct {
+	Path    string
+	profile *Profile
+}
+
+// OpenRegistry returns the registry of profile p under home. Nothing is
+// read or created until it is used.
+func (p *Profile) OpenRegistry(home string) *Registry {
+	return &Registry{Path: filepath.Join(p.StateDir(home), "instances.json"), profile: p}
+}
+
+// ErrRegistryCorrupt marks a registry file that cannot be used.
+var ErrRegistryCorrupt = errors.New("registry file is unusable")
+
+// RegistryCorruptError reports a registry file that does not parse or has an
+// unknown version. The file is left as it is.
+type RegistryCorruptError struct {
+	Path   string
+	Reason string
+}
+
+func (e *RegistryCorruptError) Error() string {
+	return fmt.Sprintf("registry %s: %s; it was left untouched: inspect it, then fix it by hand or move it aside (mv %s %s.bad) and re-adopt checkouts with sandbox:init",
+		e.Path, e.Reason, e.Path, e.Path)
+}
+
+func (e *RegistryCorruptError) Unwrap() error { return ErrRegistryCorrupt }
+
+// parseRegistry decodes a registry file's bytes. Empty input is an empty registry.
+func parseRegistry(path string, data []byte) (*registryFile, error) {
+	if len(bytes.TrimSpace(data)) == 0 {
+		return &registryFile{Version: RegistryVersion, Instances: map[string]Instance{}}, nil
+	}
+	var rf registryFile
+	dec := json.NewDecoder(bytes.NewReader(data))
+	if err := dec.Decode(&rf); err != nil {
+		return nil, &RegistryCorruptError{Path: path, Reason: "it is not valid JSON (" + err.Error() + ")"}
+	}
+	if dec.More() {
+		return nil, &RegistryCorruptError{Path: path, Reason: "it has data after the JSON document"}
+	}
+	if rf.Version != RegistryVersion {
+		return nil, &RegistryCorruptError{Path: path, Reason: fmt.Sprintf("version %d is not supported (this tool reads version %d)", rf.Version, RegistryVersion)}
+	}
+	if rf.Instances == nil {
+		rf.Instances = map[string]Instance{}
+	}
+	for id, in := range rf.Instances {
+		if id == "" || in.Path == "" || in.Slot < 0 {
+			return nil, &RegistryCorruptError{Path: path, Reason: fmt.Sprintf("entry %q has no path or a negative slot", id)}
+		}
+	}
+	return &rf, nil
+}
+
+func (r *Registry) read() (*registryFile, error) {
+	data, err := os.ReadFile(r.Path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return &registryFile{Version: RegistryVersion, Instances: map[string]Instance{}}, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read registry %s: %w", r.Path, err)
+	}
+	return parseRegistry(r.Path, data)
+}
+
+func (r *Registry) write(rf *registryFile) error {
+	data, err := json.MarshalIndent(rf, "", "  ")
+	if err != nil {
+		return fmt.Errorf("encode registry %s: %w", r.Path, err)
+	}
+	return WriteFileAtomic(r.Path, append(data, '\n'), 0o644)
+}
+
+// lock takes the registry's exclusive lock, creating the state folder.
+func (r *Registry) lock(ctx context.Context) (unlock func(), err error) {
+	if err := os.MkdirAll(filepath.Dir(r.Path), 0o755); err != nil {
+		return nil, fmt.Errorf("create registry folder %s: %w", filepath.Dir(r.Path), err)
+	}
+	fl := flock.New(r.Path + ".lock")
+	ok, err := fl.TryLockContext(ctx, 10*time.Millisecond)
+	if err != nil || !ok {
+		return nil, fmt.Errorf("lock registry %s: %w", r.Path, errors.Join(err, ctx.Err()))
+	}
+	return func() { fl.Unlock() }, nil
+}
+
+// Instances returns a snapshot of every registered instance.
+func (r *Registry) Instances() (map[string]Instance, error) {
+	rf, err := r.read()
+	if err != nil {
+		return nil, err
+	}
+	return rf.Instances, nil
+}
+
+// Update runs fn on the registry's instances under the lock and writes the
+// result atomically if fn returns nil. fn may modify the map.
+func (r *Registry) Update(ctx context.Context, fn func(instances map[string]Instance) error) error {
+	unlock, err := r.lock(ctx)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	rf, err := r.read()
+	if err != nil {
+		return err
+	}
+	if err := fn(rf.Instances); err != nil {
+		return err
+	}
+	return r.write(rf)
+}
+
+// ErrNoFreeSlot is wrapped by *NoFreeSlotError.
+var ErrNoFreeSlot = errors.New("no free sandbox slot")
+
+// Holder is an instance that holds a slot.
+type Holder struct {
+	ID   string
+	Slot int
+	Path string
+}
+
+// NoFreeSlotError lists every instance holding a slot, and slots skipped
+// because strangers hold their ports.
+type NoFreeSlotError struct {
+	Min, Max int
+	Holders  []Holder
+	Skipped  map[int]error
+}
+
+func (e *NoFreeSlotError) Error() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "no free sandbox slot in %d–%d; held by:", e.Min, e.Max)
+	for _, h := range e.Holders {
+		fmt.Fprintf(&b, "\n  slot %d  %s  %s", h.Slot, h.ID, h.Path)
+	}
+	for _, s := range sortedSlots(e.Skipped) {
+		fmt.Fprintf(&b, "\n  slot %d  skipped: %v", s, e.Skipped[s])
+	}
+	return b.String()
+}
+
+func (e *NoFreeSlotError) Unwrap() error { return ErrNoFreeSlot }
+
+// SlotError reports a requested slot that cannot be used.
+type SlotError struct {
+	Slot   int
+	Reason string
+	Err    error // a *PortInUseError when strangers hold its ports
+}
+
+func (e *SlotError) Error() string { return fmt.Sprintf("slot %d: %s", e.Slot, e.Reason) }
+func (e *SlotError) Unwrap() error { return e.Err }
+
+// AlreadyRegisteredError reports an instance id or path that is registered.
+type AlreadyRegisteredError struct {
+	ID       string
+	Instance Instance
+}
+
+func (e *AlreadyRegisteredError) Error() string {
+	return fmt.Sprintf("instance %s is already registered (slot %d, %s)", e.ID, e.Instance.Slot, e.Instance.Path)
+}
+
+// Register adds instance id under the lock. With slot 0 it takes the lowest
+// free slot for which usable(slot) returns nil (slots it refuses are
+// reported in the error if none is left); with a slot it takes exactly that
+// one or fails with a *SlotError. It returns the slot taken.
+func (r *Registry) Register(ctx context.Context, id string, in Instance, slot int, usable func(slot int) error) (int, error) {
+	p := r.profile
+	err := r.Update(ctx, func(m map[string]Instance) error {
+		if old, ok := m[id]; ok {
+			return &AlreadyRegisteredError{ID: id, Instance: old}
+		}
+		for oid, old := range m {
+			if samePath(old.Path, in.Path) {
+				return &AlreadyRegisteredError{ID: oid, Instance: old}
+			}
+		}
+		used := map[int]string{}
+		for oid, old := range m {
+			used[old.Slot] = oid
+		}
+		if slot != 0 {
+			if slot < p.MinSlot || slot > p.MaxSlot {
+				return &SlotError{Slot: slot, Reason: fmt.Sprintf("out of range: sandbox slots are %d–%d", p.MinSlot, p.MaxSlot)}
+			}
+			if holder, ok := used[slot]; ok {
+				return &SlotError{Slot: slot, Reason: fmt.Sprintf("taken by %s (%s)", holder, m[holder].Path)}
+			}
+			if usable != nil {
+				if err := usable(slot); err != nil {
+					return &SlotError{Slot: slot, Reason: err.Error(), Err: err}
+				}
+			}
+		} else {
+			skipped := map[int]error{}
+			for s := p.MinSlot; s <= p.MaxSlot; s++ {
+				if _, ok := used[s]; ok {
+					continue
+				}
+				if usable != nil {
+					if err := usable(s); err != nil {
+						skipped[s] = err
+						continue
+					}
+				}
+				slot = s
+				break
+			}
+			if slot == 0 {
+				e := &NoFreeSlotError{Min: p.MinSlot, Max: p.MaxSlot, Skipped: skipped}
+				for oid, old := range m {
+					e.Holders = append(e.Holders, Holder{ID: oid, Slot: old.Slot, Path: old.Path})
+				}
+				sort.Slice(e.Holders, func(i, j int) bool { return e.Holders[i].Slot < e.Holders[j].Slot })
+				return e
+			}
+		}
+		in.Slot = slot
+		m[id] = in
+		return nil
+	})
+	if err != nil {
+		return 0, err
+	}
+	return slot, nil
+}
+
+// Unregister removes id; it reports whether it was there.
+func (r *Registry) Unregister(ctx context.Context, id string) (bool, error) {
+	found := false
+	err := r.Update(ctx, func(m map[string]Instance) error {
+		_, found = m[id]
+		delete(m, id)
+		return nil
+	})
+	return found, err
+}
+
+// Stale is a registry entry whose checkout is gone.
+type Stale struct {
+	ID       string
+	Instance Instance
+	Reason   string
+}
+
+// CleanStale removes entries whose path is gone or holds no env file, and
+// returns what it removed.
+func (r *Registry) CleanStale(ctx context.Context) ([]Stale, error) {
+	var removed []Stale
+	err := r.Update(ctx, func(m map[string]Instance) error {
+		for id, in := range m {
+			if reason := r.profile.staleReason(in); reason != "" {
+				removed = append(removed, Stale{ID: id, Instance: in, Reason: reason})
+				delete(m, id)
+			}
+		}
+		return nil
+	})
+	sort.Slice(removed, func(i, j int) bool { return removed[i].ID < removed[j].ID })
+	return removed, err
+}
+
+func (p *Profile) staleReason(in Instance) string {
+	if _, err := os.Stat(in.Path); errors.Is(err, fs.ErrNotExist) {
+		return "its folder is gone"
+	}
+	if _, err := os.Stat(filepath.Join(in.Path, p.EnvFile)); errors.Is(err, fs.ErrNotExist) {
+		return "its folder has no " + p.EnvFile
+	}
+	return ""
+}
+
+// Lookup returns the instance registered for path (a checkout root).
+func (r *Registry) Lookup(path string) (string, Instance, bool, error) {
+	m, err := r.Instances()
+	if err != nil {
+		return "", Instance{}, false, err
+	}
+	for id, in := range m {
+		if samePath(in.Path, path) {
+			return id, in, true, nil
+		}
+	}
+	return "", Instance{}, false, nil
+}
+
+func samePath(a, b string) bool {
+	if filepath.Clean(a) == filepath.Clean(b) {
+		return true
+	}
+	ra, err1 := filepath.EvalSymlinks(a)
+	rb, err2 := filepath.EvalSymlinks(b)
+	return err1 == nil && err2 == nil && ra == rb
+}
+
+func sortedSlots(m map[int]error) []int {
+	s := make([]int, 0, len(m))
+	for k := range m {
+		s = append(s, k)
+	}
+	sort.Ints(s)
+	return s
+}

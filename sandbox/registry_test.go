@@ -1,0 +1,287 @@
+package sandbox
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+func newTestRegistry(t *testing.T) (*Registry, string) {
+	home := t.TempDir()
+	return KTRDR().OpenRegistry(home), home
+}
+
+func TestRegistryAllocatesLowestFreeSlot(t *testing.T) {
+	reg, home := newTestRegistry(t)
+	ctx := t.Context()
+	for i, want := range []int{1, 2, 3} {
+		slot, err := reg.Register(ctx, fmt.Sprintf("ktrdr--s%d", i), Instance{Path: filepath.Join(home, strconv.Itoa(i))}, 0, nil)
+		require.NoError(t, err)
+		assert.Equal(t, want, slot)
+	}
+	_, err := reg.Unregister(ctx, "ktrdr--s1")
+	require.NoError(t, err)
+	slot, err := reg.Register(ctx, "ktrdr--new", Instance{Path: filepath.Join(home, "new")}, 0, nil)
+	require.NoError(t, err)
+	assert.Equal(t, 2, slot, "the freed slot is reused")
+
+	// A slot whose ports strangers hold is skipped.
+	slot, err = reg.Register(ctx, "ktrdr--skip", Instance{Path: filepath.Join(home, "skip")}, 0, func(s int) error {
+		if s == 4 {
+			return fmt.Errorf("port 8004 held by a stranger")
+		}
+		return nil
+	})
+	require.NoError(t, err)
+	assert.Equal(t, 5, slot)
+
+	data, err := os.ReadFile(reg.Path)
+	require.NoError(t, err)
+	var raw map[string]any
+	require.NoError(t, json.Unmarshal(data, &raw))
+	assert.EqualValues(t, 1, raw["version"])
+	inst := raw["instances"].(map[string]any)["ktrdr--new"].(map[string]any)
+	for _, k := range []string{"slot", "path", "created_at", "is_worktree", "parent_repo"} {
+		assert.Contains(t, inst, k)
+	}
+}
+
+func TestRegistryRefusals(t *testing.T) {
+	reg, home := newTestRegistry(t)
+	ctx := t.Context()
+	_, err := reg.Register(ctx, "ktrdr--a", Instance{Path: filepath.Join(home, "a")}, 3, nil)
+	require.NoError(t, err)
+
+	_, err = reg.Register(ctx, "ktrdr--b", Instance{Path: filepath.Join(home, "b")}, 3, nil)
+	var se *SlotError
+	require.ErrorAs(t, err, &se)
+	assert.Contains(t, err.Error(), "ktrdr--a")
+
+	_, err = reg.Register(ctx, "ktrdr--b", Instance{Path: filepath.Join(home, "b")}, 11, nil)
+	require.ErrorAs(t, err, &se)
+	assert.Contains(t, err.Error(), "out of range")
+
+	_, err = reg.Register(ctx, "ktrdr--a", Instance{Path: filepath.Join(home, "other")}, 0, nil)
+	var ae *AlreadyRegisteredError
+	assert.ErrorAs(t, err, &ae)
+	_, err = reg.Register(ctx, "ktrdr--c", Instance{Path: filepath.Join(home, "a")}, 0, nil)
+	assert.ErrorAs(t, err, &ae, "one instance per checkout")
+}
+
+func TestRegistryExhaustionListsHolders(t *testing.T) {
+	reg, home := newTestRegistry(t)
+	ctx := t.Context()
+	for i := 1; i <= 10; i++ {
+		_, err := reg.Register(ctx, fmt.Sprintf("ktrdr--s%02d", i), Instance{Path: filepath.Join(home, strconv.Itoa(i))}, 0, nil)
+		require.NoError(t, err)
+	}
+	_, err := reg.Register(ctx, "ktrdr--eleven", Instance{Path: filepath.Join(home, "11")}, 0, nil)
+	var nf *NoFreeSlotError
+	require.ErrorAs(t, err, &nf)
+	assert.ErrorIs(t, err, ErrNoFreeSlot)
+	assert.Len(t, nf.Holders, 10)
+	for i := 1; i <= 10; i++ {
+		assert.Contains(t, err.Error(), fmt.Sprintf("slot %d  ktrdr--s%02d", i, i))
+	}
+}
+
+func TestRegistryConcurrentGoroutines(t *testing.T) {
+	reg, home := newTestRegistry(t)
+	ctx := t.Context()
+	var wg sync.WaitGroup
+	slots := make([]int, 20)
+	errs := make([]error, 20)
+	for i := range 20 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			slots[i], errs[i] = reg.Register(ctx, fmt.Sprintf("ktrdr--g%d", i), Instance{Path: filepath.Join(home, strconv.Itoa(i))}, 0, nil)
+		}()
+	}
+	wg.Wait()
+	got := map[int]bool{}
+	failed := 0
+	for i := range 20 {
+		if errs[i] != nil {
+			assert.ErrorIs(t, errs[i], ErrNoFreeSlot)
+			failed++
+			continue
+		}
+		assert.False(t, got[slots[i]], "slot %d handed out twice", slots[i])
+		got[slots[i]] = true
+	}
+	assert.Len(t, got, 10, "exactly as many as there are free slots")
+	assert.Equal(t, 10, failed)
+	m, err := reg.Instances()
+	require.NoError(t, err, "the file stays valid JSON")
+	assert.Len(t, m, 10)
+}
+
+// TestRegistryHelperProcess is run as a child process by TestRegistryConcurrentProcesses.
+func TestRegistryHelperProcess(t *testing.T) {
+	home := os.Getenv("SANDBOX_TEST_REGISTRY_HOME")
+	if home == "" {
+		return
+	}
+	id := os.Getenv("SANDBOX_TEST_REGISTRY_ID")
+	slot, err := KTRDR().OpenRegistry(home).Register(context.Background(), id, Instance{Path: filepath.Join(home, id)}, 0, nil)
+	if err != nil {
+		fmt.Println("ERR", err)
+		return
+	}
+	fmt.Println("SLOT", slot)
+}
+
+func TestRegistryConcurrentProcesses(t *testing.T) {
+	reg, home := newTestRegistry(t)
+	ctx := t.Context()
+	// Leave exactly 5 free slots for 8 processes.
+	for i := 1; i <= 5; i++ {
+		_, err := reg.Register(ctx, fmt.Sprintf("ktrdr--pre%d", i), Instance{Path: filepath.Join(home, "pre", strconv.Itoa(i))}, 0, nil)
+		require.NoError(t, err)
+	}
+	var wg sync.WaitGroup
+	outs := make([]string, 8)
+	for i := range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			cmd := exec.Command(os.Args[0], "-test.run=^TestRegistryHelperProcess$", "-test.count=1")
+			cmd.Env = append(os.Environ(), "SANDBOX_TEST_REGISTRY_HOME="+home, fmt.Sprintf("SANDBOX_TEST_REGISTRY_ID=ktrdr--p%d", i))
+			out, err := cmd.CombinedOutput()
+			if err != nil {
+				outs[i] = "RUNERR " + err.Error() + string(out)
+				return
+			}
+			outs[i] = string(out)
+		}()
+	}
+	wg.Wait()
+	seen := map[string]bool{}
+	won, lost := 0, 0
+	for _, out := range outs {
+		switch {
+		case strings.Contains(out, "SLOT "):
+			line := out[strings.Index(out, "SLOT "):]
+			line = strings.Fields(line)[1]
+			assert.False(t, seen[line], "slot %s handed out twice", line)
+			seen[line] = true
+			won++
+		case strings.Contains(out, "no free sandbox slot"):
+			lost++
+		default:
+			t.Errorf("unexpected child output: %s", out)
+		}
+	}
+	assert.Equal(t, 5, won)
+	assert.Equal(t, 3, lost)
+	m, err := reg.Instances()
+	require.NoError(t, err)
+	assert.Len(t, m, 10)
+}
+
+func TestRegistryCorruptFileIsNeverOverwritten(t *testing.T) {
+	for name, content := range map[string]string{
+		"not json":        "{\"version\": 1, \"instances\": {",
+		"unknown version": `{"version": 2, "instances": {}}`,
+		"trailing data":   `{"version": 1, "instances": {}} {}`,
+		"entry sans path": `{"version": 1, "instances": {"ktrdr--a": {"slot": 1}}}`,
+	} {
+		t.Run(name, func(t *testing.T) {
+			reg, home := newTestRegistry(t)
+			require.NoError(t, os.MkdirAll(filepath.Dir(reg.Path), 0o755))
+			require.NoError(t, os.WriteFile(reg.Path, []byte(content), 0o600))
+			_, err := reg.Register(t.Context(), "ktrdr--x", Instance{Path: filepath.Join(home, "x")}, 0, nil)
+			var ce *RegistryCorruptError
+			require.ErrorAs(t, err, &ce)
+			assert.Contains(t, err.Error(), reg.Path)
+			assert.Contains(t, err.Error(), "mv ")
+			_, err = reg.CleanStale(t.Context())
+			assert.ErrorAs(t, err, &ce)
+			after, err := os.ReadFile(reg.Path)
+			require.NoError(t, err)
+			assert.Equal(t, content, string(after), "byte-identical")
+		})
+	}
+}
+
+func TestRegistryCleanStale(t *testing.T) {
+	reg, home := newTestRegistry(t)
+	ctx := t.Context()
+	p := KTRDR()
+	alive := filepath.Join(home, "alive")
+	bare := filepath.Join(home, "bare")
+	require.NoError(t, os.MkdirAll(alive, 0o755))
+	require.NoError(t, os.MkdirAll(bare, 0o755))
+	require.NoError(t, os.WriteFile(filepath.Join(alive, p.EnvFile), []byte("x=1\n"), 0o644))
+	for id, path := range map[string]string{"ktrdr--alive": alive, "ktrdr--bare": bare, "ktrdr--gone": filepath.Join(home, "gone")} {
+		_, err := reg.Register(ctx, id, Instance{Path: path}, 0, nil)
+		require.NoError(t, err)
+	}
+	stale, err := reg.CleanStale(ctx)
+	require.NoError(t, err)
+	require.Len(t, stale, 2)
+	assert.Equal(t, "ktrdr--bare", stale[0].ID)
+	assert.Contains(t, stale[0].Reason, "no .env.sandbox")
+	assert.Equal(t, "ktrdr--gone", stale[1].ID)
+	assert.Contains(t, stale[1].Reason, "gone")
+	m, err := reg.Instances()
+	require.NoError(t, err)
+	assert.Equal(t, []string{"ktrdr--alive"}, sortedKeys(m))
+}
+
+func FuzzParseRegistry(f *testing.F) {
+	f.Add([]byte(`{"version":1,"instances":{"ktrdr--a":{"slot":1,"path":"/a","created_at":"","is_worktree":true,"parent_repo":"/m"}}}`))
+	f.Add([]byte(`{"version":1}`))
+	f.Add([]byte(`[]`))
+	f.Add([]byte(`{"version":1,"instances":{"":{"slot":-1}}}`))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		rf, err := parseRegistry("instances.json", data)
+		if err != nil {
+			return
+		}
+		// What parses must round-trip and re-parse to the same thing.
+		out, err := json.Marshal(rf)
+		require.NoError(t, err)
+		again, err := parseRegistry("instances.json", out)
+		require.NoError(t, err)
+		require.Equal(t, rf, again)
+		for id, in := range rf.Instances {
+			require.NotEmpty(t, id)
+			require.NotEmpty(t, in.Path)
+			require.GreaterOrEqual(t, in.Slot, 0)
+		}
+	})
+}
+
+func BenchmarkRegisterWith100Instances(b *testing.B) {
+	p, err := wideProfile(101)
+	require.NoError(b, err)
+	home := b.TempDir()
+	reg := p.OpenRegistry(home)
+	ctx := context.Background()
+	for i := 1; i <= 100; i++ {
+		_, err := reg.Register(ctx, fmt.Sprintf("ktrdr--i%03d", i), Instance{Path: filepath.Join(home, strconv.Itoa(i))}, 0, nil)
+		require.NoError(b, err)
+	}
+	b.ResetTimer()
+	for b.Loop() {
+		slot, err := reg.Register(ctx, "ktrdr--bench", Instance{Path: filepath.Join(home, "bench")}, 0, nil)
+		if err != nil || slot != 101 {
+			b.Fatal(slot, err)
+		}
+		if _, err := reg.Unregister(ctx, "ktrdr--bench"); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

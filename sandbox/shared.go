@@ -1,0 +1,568 @@
+package sandbox
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// SharedOptions says where the shared folders live and what to put in them.
+type SharedOptions struct {
+	Root string // the shared root; "" means the profile's SharedRoot(Home)
+	Home string // the user's home folder, used when Root is ""
+
+	// From is a backup to copy in. It holds data/, models/, strategies/
+	// sub-folders (each is copied into its counterpart), or is itself one of
+	// them by name (a folder called data is copied into <root>/data).
+	From    string
+	Minimal bool // create the empty tree only; excludes From
+	Merge   bool // overwrite files that differ from the backup instead of refusing
+
+	// Progress, if set, is called while files are copied: at most every
+	// ~200 ms, and once at the end.
+	Progress func(copiedBytes, totalBytes int64, files int)
+}
+
+// SharedFolder is what one shared folder holds after InitShared.
+type SharedFolder struct {
+	Name  string // "data"
+	Path  string // absolute path
+	Files int    // regular files and symlinks, recursively
+	Bytes int64  // total size of the regular files
+}
+
+// SharedReport says what InitShared did. Paths in the lists are relative to
+// Root, with forward slashes ("data/eurusd/1h.csv").
+type SharedReport struct {
+	Root        string
+	From        string
+	Folders     []SharedFolder // in the profile's order
+	Created     []string       // folders that did not exist before
+	Copied      []string       // new files and symlinks
+	Overwritten []string       // files that differed and were replaced (Merge only)
+	Skipped     []string       // identical files, left alone
+	Ignored     []string       // entries of From that were not copied, with the reason
+	CopiedBytes int64
+}
+
+// SharedConflictError refuses a copy that would overwrite existing files.
+// Nothing has been copied or created when it is returned.
+type SharedConflictError struct {
+	Root  string
+	From  string
+	Paths []string // existing files that differ from the backup; Merge overwrites them
+	// Clashes are a file where the backup has a folder, a folder where it has
+	// a file, or a symlink where it has a folder. Merge does not resolve them:
+	// InitShared never deletes.
+	Clashes []string
+}
+
+func (e *SharedConflictError) Error() string {
+	var parts []string
+	if len(e.Paths) > 0 {
+		parts = append(parts, fmt.Sprintf("%d existing %s from the backup (-merge overwrites them): %s",
+			len(e.Paths), plural(len(e.Paths), "file differs", "files differ"), listSome(e.Paths, 10)))
+	}
+	if len(e.Clashes) > 0 {
+		parts = append(parts, fmt.Sprintf("%d %s of a different kind than in the backup (file versus folder; move them away first): %s",
+			len(e.Clashes), plural(len(e.Clashes), "path is", "paths are"), listSome(e.Clashes, 10)))
+	}
+	return fmt.Sprintf("copy %s into %s: refused, nothing copied: %s", e.From, e.Root, strings.Join(parts, "; "))
+}
+
+func plural(n int, one, many string) string {
+	if n == 1 {
+		return one
+	}
+	return many
+}
+
+func listSome(paths []string, n int) string {
+	if len(paths) <= n {
+		return strings.Join(paths, ", ")
+	}
+	return strings.Join(paths[:n], ", ") + fmt.Sprintf(" and %d more", len(paths)-n)
+}
+
+// InitShared creates the ktrdr shared folders and optionally fills them from
+// a backup; see (*Profile).InitShared.
+func InitShared(opts SharedOptions) (SharedReport, error) {
+	return KTRDR().InitShared(opts)
+}
+
+// InitShared creates <root>/<name> for every shared folder of p and, with
+// opts.From, copies a backup into them. Files, folders, mode bits and
+// symlinks are kept (a symlink is recreated, never followed). Existing
+// content is never deleted: identical files are skipped, and files that
+// differ are refused with a *SharedConflictError before anything is copied,
+// unless opts.Merge is set. Each file is written to a temporary file and
+// renamed into place, so an interrupted copy leaves no half file. Running it
+// again is harmless.
+func (p *Profile) InitShared(opts SharedOptions) (SharedReport, error) {
+	root := opts.Root
+	if root == "" {
+		if opts.Home == "" {
+			return SharedReport{}, errors.New("init shared folders: neither a root nor a home folder was given")
+		}
+		root = p.SharedRoot(opts.Home)
+	}
+	root, err := filepath.Abs(root)
+	if err != nil {
+		return SharedReport{}, fmt.Errorf("init shared folders in %q: %w", opts.Root, err)
+	}
+	rep := SharedReport{Root: root}
+	if opts.Minimal && opts.From != "" {
+		return rep, fmt.Errorf("init shared folders in %s: -minimal creates the empty tree only and cannot be combined with -from=%s", root, opts.From)
+	}
+
+	var pl *sharedPlan
+	if opts.From != "" {
+		from, err := filepath.Abs(opts.From)
+		if err != nil {
+			return rep, fmt.Errorf("init shared folders from %q: %w", opts.From, err)
+		}
+		rep.From = from
+		pl, err = p.planShared(root, from)
+		if err != nil {
+			return rep, err
+		}
+		rep.Ignored = pl.ignored
+		if len(pl.clashes) > 0 || (len(pl.conflicts) > 0 && !opts.Merge) {
+			return rep, &SharedConflictError{Root: root, From: from, Paths: pl.conflicts, Clashes: pl.clashes}
+		}
+	}
+
+	for _, d := range p.Shared {
+		dir := filepath.Join(root, d.Name)
+		if _, err := os.Stat(dir); errors.Is(err, fs.ErrNotExist) {
+			rep.Created = append(rep.Created, d.Name)
+		}
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return rep, fmt.Errorf("create shared folder %s: %w", dir, err)
+		}
+	}
+
+	if pl != nil {
+		if err := pl.execute(&rep, opts.Progress); err != nil {
+			return rep, err
+		}
+	}
+
+	for _, d := range p.Shared {
+		f, err := countShared(d.Name, filepath.Join(root, d.Name))
+		if err != nil {
+			return rep, err
+		}
+		rep.Folders = append(rep.Folders, f)
+	}
+	return rep, nil
+}
+
+type sharedOpKind int
+
+const (
+	opMkdir     sharedOpKind = iota // create a folder (mode applied after its content)
+	opCopy                          // copy a regular file
+	opSymlink                       // recreate a symlink
+	opSkip                          // identical: nothing to do
+	opOverwrite                     // a file or symlink that differs (Merge only)
+)
+
+type sharedOp struct {
+	kind     sharedOpKind
+	rel      string // relative to the shared root, forward slashes
+	src, dst string
+	mode     fs.FileMode
+	size     int64
+	modTime  time.Time
+	target   string      // symlink target
+	srcType  fs.FileMode // fs.ModeSymlink or 0 for a regular file, for overwrites
+}
+
+type sharedPlan struct {
+	ops       []sharedOp
+	conflicts []string
+	clashes   []string
+	ignored   []string
+	total     int64
+}
+
+// planShared walks the backup and decides, before anything is written, what
+// each entry becomes.
+func (p *Profile) planShared(root, from string) (*sharedPlan, error) {
+	fi, err := os.Stat(from)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("read backup %s: %w", from, fs.ErrNotExist)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read backup %s: %w", from, err)
+	}
+	if !fi.IsDir() {
+		return nil, fmt.Errorf("read backup %s: not a folder", from)
+	}
+	names := make([]string, len(p.Shared))
+	for i, d := range p.Shared {
+		names[i] = d.Name
+	}
+	pl := &sharedPlan{}
+	type pair struct{ name, src string }
+	var pairs []pair
+	for _, n := range names {
+		src := filepath.Join(from, n)
+		sfi, err := os.Stat(src) // the backup's top-level folders may be symlinks; follow those only
+		switch {
+		case err == nil && sfi.IsDir():
+			pairs = append(pairs, pair{n, src})
+		case err == nil:
+			return nil, fmt.Errorf("read backup %s: %s is not a folder", from, src)
+		case !errors.Is(err, fs.ErrNotExist):
+			return nil, fmt.Errorf("read backup %s: %w", from, err)
+		}
+	}
+	if len(pairs) == 0 {
+		base := filepath.Base(from)
+		for _, n := range names {
+			if base == n {
+				pairs = append(pairs, pair{n, from})
+			}
+		}
+	}
+	if len(pairs) == 0 {
+		return nil, fmt.Errorf("read backup %s: it has none of the folders %s, and is not itself named like one of them",
+			from, strings.Join(names, "/, ")+"/")
+	}
+	if len(pairs) > 0 && pairs[0].src != from {
+		entries, err := os.ReadDir(from)
+		if err != nil {
+			return nil, fmt.Errorf("read backup %s: %w", from, err)
+		}
+		known := map[string]bool{}
+		for _, n := range names {
+			known[n] = true
+		}
+		for _, e := range entries {
+			if !known[e.Name()] {
+				pl.ignored = append(pl.ignored, e.Name()+" (not a shared folder)")
+			}
+		}
+	}
+	for _, pr := range pairs {
+		// Walk the real folder when the backup's top level is a symlink;
+		// below it, symlinks are copied as symlinks.
+		src, err := filepath.EvalSymlinks(pr.src)
+		if err != nil {
+			return nil, fmt.Errorf("read backup %s: %w", pr.src, err)
+		}
+		if err := pl.walk(src, filepath.Join(root, pr.name), pr.name); err != nil {
+			return nil, err
+		}
+	}
+	return pl, nil
+}
+
+func (pl *sharedPlan) walk(srcRoot, dstRoot, relRoot string) error {
+	// missing marks destination folders that do not exist: below them
+	// everything is new and needs no comparison.
+	missing := map[string]bool{}
+	return filepath.WalkDir(srcRoot, func(src string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return fmt.Errorf("read backup %s: %w", src, err)
+		}
+		relSrc, _ := filepath.Rel(srcRoot, src)
+		if relSrc == "." {
+			if _, err := os.Stat(dstRoot); errors.Is(err, fs.ErrNotExist) {
+				missing[dstRoot] = true
+			}
+			return nil // the shared folder itself: created by InitShared
+		}
+		dst := filepath.Join(dstRoot, relSrc)
+		rel := filepath.ToSlash(filepath.Join(relRoot, relSrc))
+		info, err := d.Info()
+		if err != nil {
+			return fmt.Errorf("read backup %s: %w", src, err)
+		}
+		parentMissing := missing[filepath.Dir(dst)]
+		var dfi fs.FileInfo
+		if !parentMissing {
+			dfi, err = os.Lstat(dst)
+			if err != nil && !errors.Is(err, fs.ErrNotExist) {
+				return fmt.Errorf("inspect %s: %w", dst, err)
+			}
+		}
+		op := sharedOp{rel: rel, src: src, dst: dst, mode: info.Mode() & (fs.ModePerm | fs.ModeSetuid | fs.ModeSetgid | fs.ModeSticky),
+			size: info.Size(), modTime: info.ModTime()}
+		switch t := info.Mode().Type(); {
+		case t == fs.ModeDir:
+			switch {
+			case dfi == nil:
+				missing[dst] = true
+				op.kind = opMkdir
+				pl.ops = append(pl.ops, op)
+			case !dfi.IsDir():
+				pl.clashes = append(pl.clashes, rel)
+				return fs.SkipDir
+			}
+			return nil
+		case t == fs.ModeSymlink:
+			target, err := os.Readlink(src)
+			if err != nil {
+				return fmt.Errorf("read symlink %s: %w", src, err)
+			}
+			op.target, op.srcType = target, fs.ModeSymlink
+			op.kind = opSymlink
+			if dfi != nil {
+				if dfi.IsDir() {
+					pl.clashes = append(pl.clashes, rel)
+					return nil
+				}
+				if dfi.Mode().Type() == fs.ModeSymlink {
+					if cur, err := os.Readlink(dst); err == nil && cur == target {
+						op.kind = opSkip
+					}
+				}
+				if op.kind != opSkip {
+					op.kind = opOverwrite
+					pl.conflicts = append(pl.conflicts, rel)
+				}
+			}
+			pl.ops = append(pl.ops, op)
+		case t == 0: // regular file
+			op.kind = opCopy
+			if dfi != nil {
+				if dfi.IsDir() {
+					pl.clashes = append(pl.clashes, rel)
+					return nil
+				}
+				same := false
+				if dfi.Mode().IsRegular() && dfi.Size() == info.Size() {
+					same, err = sameContent(src, dst)
+					if err != nil {
+						return err
+					}
+				}
+				if same {
+					op.kind = opSkip
+				} else {
+					op.kind = opOverwrite
+					pl.conflicts = append(pl.conflicts, rel)
+				}
+			}
+			if op.kind != opSkip {
+				pl.total += op.size
+			}
+			pl.ops = append(pl.ops, op)
+		default:
+			pl.ignored = append(pl.ignored, rel+" (not a file, folder or symlink)")
+		}
+		return nil
+	})
+}
+
+func sameContent(a, b string) (bool, error) {
+	fa, err := os.Open(a)
+	if err != nil {
+		return false, fmt.Errorf("compare %s with %s: %w", a, b, err)
+	}
+	defer fa.Close()
+	fb, err := os.Open(b)
+	if err != nil {
+		return false, fmt.Errorf("compare %s with %s: %w", a, b, err)
+	}
+	defer fb.Close()
+	ba, bb := make([]byte, 64<<10), make([]byte, 64<<10)
+	for {
+		na, ea := io.ReadFull(fa, ba)
+		nb, eb := io.ReadFull(fb, bb)
+		if !bytes.Equal(ba[:na], bb[:nb]) {
+			return false, nil
+		}
+		aEOF := ea == io.EOF || ea == io.ErrUnexpectedEOF
+		bEOF := eb == io.EOF || eb == io.ErrUnexpectedEOF
+		if ea != nil && !aEOF {
+			return false, fmt.Errorf("compare %s with %s: %w", a, b, ea)
+		}
+		if eb != nil && !bEOF {
+			return false, fmt.Errorf("compare %s with %s: %w", a, b, eb)
+		}
+		if aEOF || bEOF {
+			return aEOF && bEOF, nil
+		}
+	}
+}
+
+// sharedProgress throttles the Progress callback.
+type sharedProgress struct {
+	fn     func(copiedBytes, totalBytes int64, files int)
+	total  int64
+	copied int64
+	files  int
+	last   time.Time
+}
+
+func (sp *sharedProgress) add(n int64) {
+	sp.copied += n
+	sp.report(false)
+}
+
+func (sp *sharedProgress) report(force bool) {
+	if sp.fn == nil {
+		return
+	}
+	if now := time.Now(); force || now.Sub(sp.last) >= 200*time.Millisecond {
+		sp.last = now
+		sp.fn(sp.copied, sp.total, sp.files)
+	}
+}
+
+func (pl *sharedPlan) execute(rep *SharedReport, progress func(int64, int64, int)) error {
+	sp := &sharedProgress{fn: progress, total: pl.total, last: time.Now()}
+	var dirs []sharedOp
+	for _, op := range pl.ops {
+		switch op.kind {
+		case opMkdir:
+			// Owner-writable while it is filled; its own mode is set at the end.
+			if err := os.Mkdir(op.dst, 0o700); err != nil {
+				return fmt.Errorf("create folder %s: %w", op.dst, err)
+			}
+			dirs = append(dirs, op)
+			rep.Created = append(rep.Created, op.rel)
+		case opSkip:
+			rep.Skipped = append(rep.Skipped, op.rel)
+		case opCopy, opOverwrite, opSymlink:
+			var err error
+			if op.srcType == fs.ModeSymlink {
+				err = replaceWithSymlink(op.target, op.dst)
+			} else {
+				err = copyFileAtomic(op, sp)
+			}
+			if err != nil {
+				return err
+			}
+			sp.files++
+			rep.CopiedBytes = sp.copied
+			if op.kind == opOverwrite {
+				rep.Overwritten = append(rep.Overwritten, op.rel)
+			} else {
+				rep.Copied = append(rep.Copied, op.rel)
+			}
+			sp.report(false)
+		}
+	}
+	for i := len(dirs) - 1; i >= 0; i-- {
+		if err := os.Chmod(dirs[i].dst, dirs[i].mode); err != nil {
+			return fmt.Errorf("set mode %v on %s: %w", dirs[i].mode, dirs[i].dst, err)
+		}
+	}
+	sp.report(true)
+	return nil
+}
+
+// copyFileAtomic copies op.src to op.dst through a temporary file in the
+// destination folder, keeping mode and modification time.
+func copyFileAtomic(op sharedOp, sp *sharedProgress) (err error) {
+	in, err := os.Open(op.src)
+	if err != nil {
+		return fmt.Errorf("copy %s: %w", op.src, err)
+	}
+	defer in.Close()
+	dir := filepath.Dir(op.dst)
+	f, err := os.CreateTemp(dir, "."+filepath.Base(op.dst)+".tmp*")
+	if err != nil {
+		return fmt.Errorf("copy %s to %s: %w", op.src, op.dst, err)
+	}
+	defer func() {
+		if err != nil {
+			f.Close()
+			os.Remove(f.Name())
+		}
+	}()
+	buf := make([]byte, 256<<10)
+	for {
+		n, rerr := in.Read(buf)
+		if n > 0 {
+			if _, err = f.Write(buf[:n]); err != nil {
+				return fmt.Errorf("copy %s to %s: %w", op.src, op.dst, err)
+			}
+			sp.add(int64(n))
+		}
+		if rerr == io.EOF {
+			break
+		}
+		if rerr != nil {
+			return fmt.Errorf("copy %s to %s: %w", op.src, op.dst, rerr)
+		}
+	}
+	if err = f.Chmod(op.mode); err != nil {
+		return fmt.Errorf("copy %s to %s: set mode: %w", op.src, op.dst, err)
+	}
+	if err = f.Sync(); err != nil {
+		return fmt.Errorf("copy %s to %s: fsync: %w", op.src, op.dst, err)
+	}
+	if err = f.Close(); err != nil {
+		return fmt.Errorf("copy %s to %s: %w", op.src, op.dst, err)
+	}
+	if err = os.Chtimes(f.Name(), op.modTime, op.modTime); err != nil {
+		return fmt.Errorf("copy %s to %s: set times: %w", op.src, op.dst, err)
+	}
+	if err = os.Rename(f.Name(), op.dst); err != nil {
+		return fmt.Errorf("copy %s to %s: %w", op.src, op.dst, err)
+	}
+	return nil
+}
+
+// replaceWithSymlink creates a symlink to target at dst, atomically replacing
+// a file or symlink that is there.
+func replaceWithSymlink(target, dst string) error {
+	dir := filepath.Dir(dst)
+	for range 100 {
+		tmp := filepath.Join(dir, "."+filepath.Base(dst)+".tmp"+strconv.FormatUint(rand.Uint64(), 36))
+		err := os.Symlink(target, tmp)
+		if errors.Is(err, fs.ErrExist) {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("create symlink %s -> %s: %w", dst, target, err)
+		}
+		if err := os.Rename(tmp, dst); err != nil {
+			os.Remove(tmp)
+			return fmt.Errorf("create symlink %s -> %s: %w", dst, target, err)
+		}
+		return nil
+	}
+	return fmt.Errorf("create symlink %s -> %s: no free temporary name in %s", dst, target, dir)
+}
+
+// countShared counts the files and bytes below dir, without following symlinks.
+func countShared(name, dir string) (SharedFolder, error) {
+	f := SharedFolder{Name: name, Path: dir}
+	real, err := filepath.EvalSymlinks(dir) // the shared folder itself may be a symlink
+	if err != nil {
+		return f, fmt.Errorf("count files in %s: %w", dir, err)
+	}
+	err = filepath.WalkDir(real, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return fmt.Errorf("count files in %s: %w", dir, err)
+		}
+		switch d.Type() {
+		case 0:
+			info, err := d.Info()
+			if err != nil {
+				return fmt.Errorf("count files in %s: %w", dir, err)
+			}
+			f.Files++
+			f.Bytes += info.Size()
+		case fs.ModeSymlink:
+			f.Files++
+		}
+		return nil
+	})
+	return f, err
+}

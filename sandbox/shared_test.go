@@ -1,0 +1,296 @@
+package sandbox
+
+import (
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// shWrite creates a file (and its folders) with content and mode.
+func shWrite(t *testing.T, path, content string, mode fs.FileMode) {
+	t.Helper()
+	require.NoError(t, os.MkdirAll(filepath.Dir(path), 0o755))
+	require.NoError(t, os.WriteFile(path, []byte(content), mode))
+	require.NoError(t, os.Chmod(path, mode))
+}
+
+// shRead returns a file's content.
+func shRead(t *testing.T, path string) string {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	require.NoError(t, err)
+	return string(b)
+}
+
+// shTree lists every path below dir ("data/a.csv", "data/link -> a.csv"),
+// so a test can assert exactly what exists.
+func shTree(t *testing.T, dir string) []string {
+	t.Helper()
+	var out []string
+	if _, err := os.Lstat(dir); os.IsNotExist(err) {
+		return nil
+	}
+	require.NoError(t, filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		require.NoError(t, err)
+		rel, _ := filepath.Rel(dir, p)
+		if rel == "." {
+			return nil
+		}
+		rel = filepath.ToSlash(rel)
+		switch {
+		case d.Type() == fs.ModeSymlink:
+			target, err := os.Readlink(p)
+			require.NoError(t, err)
+			rel += " -> " + target
+		case d.IsDir():
+			rel += "/"
+		}
+		out = append(out, rel)
+		return nil
+	}))
+	return out
+}
+
+// shBackup builds a typical backup: three folders, a nested file, a
+// restrictive mode, a symlink to a file and a symlink to a folder.
+func shBackup(t *testing.T, from string) {
+	t.Helper()
+	shWrite(t, filepath.Join(from, "data", "eurusd", "1h.csv"), "t,o,h,l,c\n", 0o640)
+	shWrite(t, filepath.Join(from, "data", "readme.txt"), "hello", 0o644)
+	shWrite(t, filepath.Join(from, "models", "m1", "model.pt"), "weights", 0o600)
+	shWrite(t, filepath.Join(from, "strategies", "rsi.yaml"), "name: rsi\n", 0o755)
+	require.NoError(t, os.Chmod(filepath.Join(from, "models", "m1"), 0o750))
+	require.NoError(t, os.Symlink("eurusd/1h.csv", filepath.Join(from, "data", "latest.csv")))
+	require.NoError(t, os.Symlink("../data/eurusd", filepath.Join(from, "strategies", "linked-dir")))
+}
+
+func TestInitShared(t *testing.T) {
+	tests := []struct {
+		name  string
+		setup func(t *testing.T, from, root string) // may be nil
+		opts  func(from, root string) SharedOptions
+		check func(t *testing.T, from, root string, rep SharedReport, err error)
+	}{
+		{
+			name: "minimal creates the empty tree",
+			opts: func(from, root string) SharedOptions { return SharedOptions{Root: root, Minimal: true} },
+			check: func(t *testing.T, from, root string, rep SharedReport, err error) {
+				require.NoError(t, err)
+				assert.Equal(t, []string{"data/", "models/", "strategies/"}, shTree(t, root))
+				assert.Equal(t, []string{"data", "models", "strategies"}, rep.Created)
+				require.Len(t, rep.Folders, 3)
+				assert.Equal(t, SharedFolder{Name: "data", Path: filepath.Join(root, "data")}, rep.Folders[0])
+			},
+		},
+		{
+			name: "home gives the default root",
+			opts: func(from, root string) SharedOptions { return SharedOptions{Home: root} },
+			check: func(t *testing.T, from, root string, rep SharedReport, err error) {
+				require.NoError(t, err)
+				assert.Equal(t, filepath.Join(root, ".ktrdr", "shared"), rep.Root)
+				assert.DirExists(t, filepath.Join(root, ".ktrdr", "shared", "strategies"))
+			},
+		},
+		{
+			name:  "copies files, folders, modes and symlinks",
+			setup: func(t *testing.T, from, root string) { shBackup(t, from) },
+			opts:  func(from, root string) SharedOptions { return SharedOptions{Root: root, From: from} },
+			check: func(t *testing.T, from, root string, rep SharedReport, err error) {
+				require.NoError(t, err)
+				assert.Equal(t, shTree(t, from), shTree(t, root))
+				assert.Equal(t, "t,o,h,l,c\n", shRead(t, filepath.Join(root, "data", "eurusd", "1h.csv")))
+				for path, want := range map[string]fs.FileMode{
+					"data/eurusd/1h.csv":  0o640,
+					"models/m1/model.pt":  0o600,
+					"models/m1":           0o750 | fs.ModeDir,
+					"strategies/rsi.yaml": 0o755,
+				} {
+					fi, err := os.Lstat(filepath.Join(root, path))
+					require.NoError(t, err)
+					assert.Equal(t, want, fi.Mode(), path)
+				}
+				fi, err := os.Lstat(filepath.Join(root, "strategies", "linked-dir"))
+				require.NoError(t, err)
+				assert.Equal(t, fs.ModeSymlink, fi.Mode().Type(), "a symlink to a folder stays a symlink")
+				assert.Equal(t, []string{"data/eurusd/1h.csv", "data/latest.csv", "data/readme.txt",
+					"models/m1/model.pt", "strategies/linked-dir", "strategies/rsi.yaml"}, rep.Copied)
+				assert.Equal(t, int64(len("t,o,h,l,c\n")+len("hello")+len("weights")+len("name: rsi\n")), rep.CopiedBytes)
+				assert.Equal(t, SharedFolder{Name: "data", Path: filepath.Join(root, "data"), Files: 3, Bytes: 15}, rep.Folders[0])
+				assert.Empty(t, rep.Overwritten)
+				assert.Empty(t, rep.Skipped)
+			},
+		},
+		{
+			name: "a backup named like a shared folder is copied into it",
+			setup: func(t *testing.T, from, root string) {
+				shWrite(t, filepath.Join(from, "data", "x.csv"), "x", 0o644)
+			},
+			opts: func(from, root string) SharedOptions {
+				return SharedOptions{Root: root, From: filepath.Join(from, "data")}
+			},
+			check: func(t *testing.T, from, root string, rep SharedReport, err error) {
+				require.NoError(t, err)
+				assert.Equal(t, []string{"data/", "data/x.csv", "models/", "strategies/"}, shTree(t, root))
+			},
+		},
+		{
+			name: "conflict is refused and nothing is copied",
+			setup: func(t *testing.T, from, root string) {
+				shBackup(t, from)
+				shWrite(t, filepath.Join(root, "data", "readme.txt"), "mine", 0o644)
+				shWrite(t, filepath.Join(root, "data", "eurusd", "1h.csv"), "t,o,h,l,c\n", 0o640) // identical
+			},
+			opts: func(from, root string) SharedOptions { return SharedOptions{Root: root, From: from} },
+			check: func(t *testing.T, from, root string, rep SharedReport, err error) {
+				var ce *SharedConflictError
+				require.ErrorAs(t, err, &ce)
+				assert.Equal(t, []string{"data/readme.txt"}, ce.Paths)
+				assert.Contains(t, err.Error(), "data/readme.txt")
+				assert.Contains(t, err.Error(), "nothing copied")
+				assert.Equal(t, []string{"data/", "data/eurusd/", "data/eurusd/1h.csv", "data/readme.txt"}, shTree(t, root),
+					"no file copied, no folder created")
+				assert.Equal(t, "mine", shRead(t, filepath.Join(root, "data", "readme.txt")))
+			},
+		},
+		{
+			name: "merge overwrites files that differ and reports them",
+			setup: func(t *testing.T, from, root string) {
+				shBackup(t, from)
+				shWrite(t, filepath.Join(root, "data", "readme.txt"), "mine", 0o600)
+				shWrite(t, filepath.Join(root, "data", "eurusd", "1h.csv"), "t,o,h,l,c\n", 0o640)
+				require.NoError(t, os.Symlink("elsewhere.csv", filepath.Join(root, "data", "latest.csv")))
+				shWrite(t, filepath.Join(root, "data", "only-mine.txt"), "keep", 0o644)
+			},
+			opts: func(from, root string) SharedOptions { return SharedOptions{Root: root, From: from, Merge: true} },
+			check: func(t *testing.T, from, root string, rep SharedReport, err error) {
+				require.NoError(t, err)
+				assert.Equal(t, []string{"data/latest.csv", "data/readme.txt"}, rep.Overwritten)
+				assert.Equal(t, []string{"data/eurusd/1h.csv"}, rep.Skipped)
+				assert.Equal(t, "hello", shRead(t, filepath.Join(root, "data", "readme.txt")))
+				fi, err := os.Stat(filepath.Join(root, "data", "readme.txt"))
+				require.NoError(t, err)
+				assert.Equal(t, fs.FileMode(0o644), fi.Mode(), "the backup's mode comes with it")
+				target, err := os.Readlink(filepath.Join(root, "data", "latest.csv"))
+				require.NoError(t, err)
+				assert.Equal(t, "eurusd/1h.csv", target)
+				assert.Equal(t, "keep", shRead(t, filepath.Join(root, "data", "only-mine.txt")), "existing content is never deleted")
+			},
+		},
+		{
+			name: "file where the backup has a folder is refused even with merge",
+			setup: func(t *testing.T, from, root string) {
+				shBackup(t, from)
+				shWrite(t, filepath.Join(root, "data", "eurusd"), "a file", 0o644)
+			},
+			opts: func(from, root string) SharedOptions { return SharedOptions{Root: root, From: from, Merge: true} },
+			check: func(t *testing.T, from, root string, rep SharedReport, err error) {
+				var ce *SharedConflictError
+				require.ErrorAs(t, err, &ce)
+				assert.Equal(t, []string{"data/eurusd"}, ce.Clashes)
+				assert.Equal(t, []string{"data/", "data/eurusd"}, shTree(t, root))
+			},
+		},
+		{
+			name: "missing backup is an error naming it",
+			opts: func(from, root string) SharedOptions {
+				return SharedOptions{Root: root, From: filepath.Join(from, "no-such-backup")}
+			},
+			check: func(t *testing.T, from, root string, rep SharedReport, err error) {
+				require.Error(t, err)
+				assert.Contains(t, err.Error(), filepath.Join(from, "no-such-backup"))
+				assert.ErrorIs(t, err, fs.ErrNotExist)
+				assert.NoDirExists(t, root)
+			},
+		},
+		{
+			name:  "backup without shared folders is an error naming it",
+			setup: func(t *testing.T, from, root string) { shWrite(t, filepath.Join(from, "x.txt"), "x", 0o644) },
+			opts:  func(from, root string) SharedOptions { return SharedOptions{Root: root, From: from} },
+			check: func(t *testing.T, from, root string, rep SharedReport, err error) {
+				require.Error(t, err)
+				assert.Contains(t, err.Error(), from)
+				assert.Contains(t, err.Error(), "data/, models/, strategies/")
+			},
+		},
+		{
+			name:  "minimal with from is refused",
+			setup: func(t *testing.T, from, root string) { shBackup(t, from) },
+			opts:  func(from, root string) SharedOptions { return SharedOptions{Root: root, From: from, Minimal: true} },
+			check: func(t *testing.T, from, root string, rep SharedReport, err error) {
+				require.Error(t, err)
+				assert.NoDirExists(t, root)
+			},
+		},
+		{
+			name: "no root and no home is an error",
+			opts: func(from, root string) SharedOptions { return SharedOptions{} },
+			check: func(t *testing.T, from, root string, rep SharedReport, err error) {
+				require.Error(t, err)
+			},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			from := filepath.Join(t.TempDir(), "backup")
+			root := filepath.Join(t.TempDir(), "shared")
+			if tt.setup != nil {
+				tt.setup(t, from, root)
+			}
+			rep, err := InitShared(tt.opts(from, root))
+			tt.check(t, from, root, rep, err)
+			for _, p := range shTree(t, root) {
+				assert.NotContains(t, p, ".tmp", "no temporary file is left behind")
+			}
+		})
+	}
+}
+
+func TestInitSharedRerunIsNoOp(t *testing.T) {
+	from := filepath.Join(t.TempDir(), "backup")
+	root := filepath.Join(t.TempDir(), "shared")
+	shBackup(t, from)
+	_, err := InitShared(SharedOptions{Root: root, From: from})
+	require.NoError(t, err)
+	before := shTree(t, root)
+	fi1, err := os.Stat(filepath.Join(root, "data", "readme.txt"))
+	require.NoError(t, err)
+
+	rep, err := InitShared(SharedOptions{Root: root, From: from})
+	require.NoError(t, err)
+	assert.Empty(t, rep.Copied)
+	assert.Empty(t, rep.Created)
+	assert.Empty(t, rep.Overwritten)
+	assert.Len(t, rep.Skipped, 6)
+	assert.Zero(t, rep.CopiedBytes)
+	assert.Equal(t, before, shTree(t, root))
+	fi2, err := os.Stat(filepath.Join(root, "data", "readme.txt"))
+	require.NoError(t, err)
+	assert.Equal(t, fi1.ModTime(), fi2.ModTime(), "an identical file is not rewritten")
+	assert.True(t, os.SameFile(fi1, fi2), "an identical file is not replaced")
+}
+
+func TestInitSharedProgress(t *testing.T) {
+	from := filepath.Join(t.TempDir(), "backup")
+	root := filepath.Join(t.TempDir(), "shared")
+	shWrite(t, filepath.Join(from, "data", "big.bin"), strings.Repeat("x", 1<<20), 0o644)
+	shWrite(t, filepath.Join(from, "models", "small"), "s", 0o644)
+	type call struct {
+		copied, total int64
+		files         int
+	}
+	var calls []call
+	_, err := InitShared(SharedOptions{Root: root, From: from, Progress: func(c, tot int64, f int) {
+		calls = append(calls, call{c, tot, f})
+	}})
+	require.NoError(t, err)
+	require.NotEmpty(t, calls)
+	assert.Equal(t, call{1<<20 + 1, 1<<20 + 1, 2}, calls[len(calls)-1], "the last call says everything was copied")
+	for i := 1; i < len(calls); i++ {
+		assert.GreaterOrEqual(t, calls[i].copied, calls[i-1].copied)
+	}
+}

@@ -1,0 +1,54 @@
+package sandbox
+
+import (
+	"context"
+)
+
+// Status is the state of one sandbox: the JSON shape of `sandbox:status
+// -json`, which scripts may rely on (fields are only ever added).
+type Status struct {
+	ID         string         `json:"id"`
+	Slot       int            `json:"slot"`
+	Path       string         `json:"path"`
+	Branch     string         `json:"branch"`
+	Registered bool           `json:"registered"`
+	IsWorktree bool           `json:"is_worktree"`
+	State      string         `json:"state"` // running, partial x/y, stopped
+	Services   []ServiceState `json:"services"`
+	URLs       []NamedURL     `json:"urls"`
+	Ports      map[string]int `json:"ports"`
+	LastGate   *LastGate      `json:"last_gate"` // null until a gate has run
+}
+
+// Status reports the sandbox that holds dir.
+func (m *Manager) Status(ctx context.Context, dir string) (*Status, error) {
+	p := m.Profile
+	l, err := m.locate(dir)
+	if err != nil {
+		return nil, err
+	}
+	id := l.Env.InstanceID
+	s := &Status{ID: id, Slot: l.Env.Slot, Path: l.Root, Branch: readBranch(l.Root), Ports: l.Env.Ports,
+		URLs: p.URLs(l.Env.Ports), Services: []ServiceState{}, LastGate: m.lastGate(id)}
+	if _, in, ok, err := m.Registry().Lookup(l.Root); err != nil {
+		return nil, err
+	} else if ok {
+		s.Registered, s.IsWorktree = true, in.IsWorktree
+	}
+	states, err := StackStates(ctx, m.Runner)
+	if err != nil {
+		return nil, err
+	}
+	st := states[id]
+	s.State, _ = m.state(st)
+	for _, svc := range p.Services {
+		ss := ServiceState{Service: svc.Name, State: "not created"}
+		if st != nil {
+			if got, ok := st.Services[svc.Name]; ok {
+				ss = got
+			}
+		}
+		s.Services = append(s.Services, ss)
+	}
+	return s, nil
+}

@@ -1,0 +1,205 @@
+package sandbox
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"os"
+	"path/filepath"
+	"time"
+)
+
+// UpOptions are the inputs of Up.
+type UpOptions struct {
+	Dir      string
+	NoWait   bool            // skip the startability gate
+	Build    bool            // compose up --build
+	Timeout  time.Duration   // gate timeout; 0 means the gate's default
+	Progress func(GateState) // live gate progress (optional)
+	Output   io.Writer       // compose's own output (optional)
+}
+
+// UpResult says what Up did.
+type UpResult struct {
+	ID             string            `json:"id"`
+	Slot           int               `json:"slot"`
+	AlreadyRunning bool              `json:"already_running"`
+	Gate           *GateResult       `json:"gate,omitempty"`
+	URLs           []NamedURL        `json:"urls"`
+	Logs           map[string]string `json:"-"` // log tails of the services behind failed checks
+}
+
+// ErrGateFailed is returned by Up when the stack started but the gate failed.
+var ErrGateFailed = errors.New("startability gate failed")
+
+// ComposeError reports that compose itself failed.
+type ComposeError struct{ Err error }
+
+func (e *ComposeError) Error() string { return e.Err.Error() }
+func (e *ComposeError) Unwrap() error { return e.Err }
+
+// Up starts the sandbox that holds o.Dir: port preflight, compose up, then
+// the startability gate. On a sandbox whose stack already runs it starts
+// nothing and only runs the gate. The stand-in image is built first when
+// the sandbox uses it and it is missing.
+func (m *Manager) Up(ctx context.Context, o UpOptions) (*UpResult, error) {
+	l, err := m.locate(o.Dir)
+	if err != nil {
+		return nil, err
+	}
+	return m.upStack(ctx, l.Env, m.stack(l), l.Root, o)
+}
+
+func (m *Manager) upStack(ctx context.Context, env Env, stack Stack, root string, o UpOptions) (*UpResult, error) {
+	p := m.Profile
+	c, err := m.Compose(ctx)
+	if err != nil {
+		return nil, err
+	}
+	res := &UpResult{ID: env.InstanceID, Slot: env.Slot, URLs: p.URLs(env.Ports)}
+	states, err := StackStates(ctx, m.Runner)
+	if err != nil {
+		return nil, err
+	}
+	if st := states[stack.Project]; st != nil && st.Running() == len(p.Services) {
+		res.AlreadyRunning = true
+		m.say("%s is already running (%d/%d services): nothing to start", stack.Project, st.Running(), len(p.Services))
+	} else {
+		if env.Standin {
+			if err := m.ensureStandinImage(ctx, root); err != nil {
+				return nil, err
+			}
+		}
+		if err := Preflight(ctx, m.Runner, p, env.Slot, stack.Project); err != nil {
+			return nil, err
+		}
+		m.say("Starting %s (slot %d, API port %d)…", stack.Project, env.Slot, env.Ports[p.APIPortKey])
+		if err := c.Up(ctx, stack, o.Build, o.Output); err != nil {
+			return nil, &ComposeError{Err: err}
+		}
+	}
+	if o.NoWait {
+		return res, nil
+	}
+	g := &Gate{
+		Checks:   p.GateChecks("127.0.0.1", env.Ports),
+		Timeout:  o.Timeout,
+		Watch:    m.watch(stack.Project),
+		Progress: o.Progress,
+	}
+	gr := g.Run(ctx)
+	res.Gate = &gr
+	m.saveGate(stack.Project, gr)
+	if !gr.Passed {
+		res.Logs = map[string]string{}
+		for _, svc := range gr.FailedServices() {
+			if tail, err := c.LogTail(context.WithoutCancel(ctx), stack, svc, GateLogLines); err == nil {
+				res.Logs[svc] = tail
+			} else {
+				res.Logs[svc] = "(could not read logs: " + err.Error() + ")"
+			}
+		}
+		return res, ErrGateFailed
+	}
+	return res, nil
+}
+
+// watch reports a service whose container exited, died or restart-loops.
+func (m *Manager) watch(project string) func(ctx context.Context) error {
+	return func(ctx context.Context) error {
+		states, err := StackStates(ctx, m.Runner)
+		if err != nil {
+			return nil // a failed look is not a dead service
+		}
+		st := states[project]
+		if st == nil {
+			return nil
+		}
+		for _, svc := range m.Profile.Services {
+			s, ok := st.Services[svc.Name]
+			if !ok {
+				continue
+			}
+			switch s.State {
+			case "exited", "dead", "restarting":
+				return &ServiceDownError{Service: svc.Name, State: s.Status}
+			}
+		}
+		return nil
+	}
+}
+
+func (m *Manager) saveGate(id string, gr GateResult) {
+	dir := m.instanceDir(id)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return
+	}
+	data, err := json.MarshalIndent(struct {
+		At time.Time `json:"at"`
+		GateResult
+	}{m.Now().UTC(), gr}, "", "  ")
+	if err == nil {
+		_ = WriteFileAtomic(filepath.Join(dir, "gate.json"), append(data, '\n'), 0o644)
+	}
+}
+
+// LastGate is the most recent gate result of an instance, if one was kept.
+type LastGate struct {
+	At time.Time `json:"at"`
+	GateResult
+}
+
+func (m *Manager) lastGate(id string) *LastGate {
+	data, err := os.ReadFile(filepath.Join(m.instanceDir(id), "gate.json"))
+	if err != nil {
+		return nil
+	}
+	var lg LastGate
+	if json.Unmarshal(data, &lg) != nil {
+		return nil
+	}
+	return &lg
+}
+
+func (m *Manager) ensureStandinImage(ctx context.Context, root string) error {
+	p := m.Profile
+	ok, err := StandinImageExists(ctx, m.Runner, p.StandinImage)
+	if err != nil {
+		return err
+	}
+	if ok {
+		return nil
+	}
+	m.say("Building the stand-in image %s from %s…", p.StandinImage, p.StandinSource)
+	return BuildStandinImage(ctx, m.Runner, root, p.StandinSource, p.StandinImage, m.Out)
+}
+
+// Down stops the sandbox's stack; volumes are removed only when asked.
+func (m *Manager) Down(ctx context.Context, dir string, volumes bool, out io.Writer) (string, error) {
+	l, err := m.locate(dir)
+	if err != nil {
+		return "", err
+	}
+	c, err := m.Compose(ctx)
+	if err != nil {
+		return "", err
+	}
+	if err := c.Down(ctx, m.stack(l), volumes, out); err != nil {
+		return l.Env.InstanceID, &ComposeError{Err: err}
+	}
+	return l.Env.InstanceID, nil
+}
+
+// Logs streams the sandbox's compose logs.
+func (m *Manager) Logs(ctx context.Context, dir, service string, follow bool, out io.Writer) error {
+	l, err := m.locate(dir)
+	if err != nil {
+		return err
+	}
+	c, err := m.Compose(ctx)
+	if err != nil {
+		return err
+	}
+	return c.Logs(ctx, m.stack(l), service, follow, 0, out)
+}

@@ -1,0 +1,131 @@
+package sandbox
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+)
+
+// Checkout is a git checkout of the project, as git describes it.
+type Checkout struct {
+	Root       string // top-level folder of the checkout
+	IsWorktree bool   // a linked worktree, not the main checkout
+	MainRoot   string // the main checkout (== Root for the main checkout)
+}
+
+// NotProjectError reports a folder that is not a git checkout of the project.
+type NotProjectError struct {
+	Dir    string
+	Reason string
+}
+
+func (e *NotProjectError) Error() string {
+	return fmt.Sprintf("%s is not a git checkout of this project: %s", e.Dir, e.Reason)
+}
+
+func (m *Manager) git(ctx context.Context, dir string, args ...string) (string, error) {
+	out, err := m.Runner.Run(ctx, Cmd{Name: "git", Args: append([]string{"-C", dir}, args...)})
+	return strings.TrimSpace(string(out)), err
+}
+
+// FindCheckout describes the git checkout that holds dir and checks that it
+// is this project's (its root has the profile's sandbox compose file).
+func (m *Manager) FindCheckout(ctx context.Context, dir string) (Checkout, error) {
+	top, err := m.git(ctx, dir, "rev-parse", "--show-toplevel")
+	if err != nil {
+		var ee *ExitError
+		if errors.As(err, &ee) {
+			return Checkout{}, &NotProjectError{Dir: dir, Reason: "git does not see a repository here"}
+		}
+		return Checkout{}, fmt.Errorf("find the git checkout of %s: %w", dir, err)
+	}
+	if _, err := os.Stat(filepath.Join(top, m.Profile.SandboxCompose)); err != nil {
+		return Checkout{}, &NotProjectError{Dir: top, Reason: "it has no " + m.Profile.SandboxCompose}
+	}
+	common, err := m.git(ctx, top, "rev-parse", "--path-format=absolute", "--git-common-dir")
+	if err != nil {
+		return Checkout{}, fmt.Errorf("find the main checkout of %s: %w", top, err)
+	}
+	gitDir, err := m.git(ctx, top, "rev-parse", "--path-format=absolute", "--git-dir")
+	if err != nil {
+		return Checkout{}, fmt.Errorf("find the git folder of %s: %w", top, err)
+	}
+	c := Checkout{Root: top, MainRoot: top}
+	if filepath.Clean(common) != filepath.Clean(gitDir) {
+		c.IsWorktree = true
+		c.MainRoot = filepath.Dir(filepath.Clean(common))
+	}
+	return c, nil
+}
+
+// worktreeOfBranch returns the worktree that has branch checked out, or "".
+func (m *Manager) worktreeOfBranch(ctx context.Context, repo, branch string) (string, error) {
+	out, err := m.git(ctx, repo, "worktree", "list", "--porcelain")
+	if err != nil {
+		return "", fmt.Errorf("list worktrees of %s: %w", repo, err)
+	}
+	path := ""
+	for _, line := range strings.Split(out, "\n") {
+		if p, ok := strings.CutPrefix(line, "worktree "); ok {
+			path = p
+		}
+		if b, ok := strings.CutPrefix(line, "branch "); ok && b == "refs/heads/"+branch {
+			return path, nil
+		}
+	}
+	return "", nil
+}
+
+func (m *Manager) branchExists(ctx context.Context, repo, branch string) (bool, error) {
+	_, err := m.git(ctx, repo, "show-ref", "--verify", "--quiet", "refs/heads/"+branch)
+	if err == nil {
+		return true, nil
+	}
+	var ee *ExitError
+	if errors.As(err, &ee) && ee.Code == 1 {
+		return false, nil
+	}
+	return false, fmt.Errorf("look up branch %s in %s: %w", branch, repo, err)
+}
+
+// WouldLose lists what removing a worktree (and the branch the sandbox
+// created) would lose: uncommitted changes and commits that no other
+// branch or remote holds.
+type WouldLose struct {
+	Changes []string // `git status --porcelain` lines
+	Commits []string // `git log --oneline` lines
+}
+
+// Empty reports whether nothing would be lost.
+func (w WouldLose) Empty() bool { return len(w.Changes) == 0 && len(w.Commits) == 0 }
+
+func (m *Manager) wouldLose(ctx context.Context, path, branch string) (WouldLose, error) {
+	var w WouldLose
+	status, err := m.git(ctx, path, "status", "--porcelain", "--untracked-files=all")
+	if err != nil {
+		return w, fmt.Errorf("check %s for uncommitted changes: %w", path, err)
+	}
+	for _, l := range strings.Split(status, "\n") {
+		if l != "" && !strings.HasSuffix(l, " "+m.Profile.EnvFile) {
+			w.Changes = append(w.Changes, l)
+		}
+	}
+	args := []string{"log", "--oneline", "HEAD", "--not", "--remotes"}
+	if branch != "" {
+		args = append(args, "--exclude=refs/heads/"+branch)
+	}
+	args = append(args, "--branches")
+	commits, err := m.git(ctx, path, args...)
+	if err != nil {
+		return w, fmt.Errorf("check %s for commits on no other branch: %w", path, err)
+	}
+	for _, l := range strings.Split(commits, "\n") {
+		if l != "" {
+			w.Commits = append(w.Commits, l)
+		}
+	}
+	return w, nil
+}
