@@ -14,10 +14,25 @@ import (
 // Merge puts the sandbox parameters into the main docker-compose.yml (milestone 6): apply, verify, rollback.
 type Merge mg.Namespace
 
-// liveCheck is the -live item of merge:verify. The lead wires it: bring the
-// main stack up on the standard ports, check GET :8000/api/v1/health and the
-// gate, bring it down. While it is nil the item fails as "not wired".
-var liveCheck func(ctx context.Context) error
+// liveCheck is the -live item of merge:verify: bring the main stack up on the
+// standard ports, check GET :8000/api/v1/health and the gate, bring it down.
+func liveCheck(standin bool) func(ctx context.Context) error {
+	return func(ctx context.Context) error {
+		m, cwd, err := manager()
+		if err != nil {
+			return err
+		}
+		gr, err := m.CheckMainStack(ctx, cwd, standin, nil)
+		if gr != nil && !gr.Passed {
+			for _, c := range gr.Checks {
+				if !c.Passed {
+					fmt.Printf("    gate: %s (%s): %s\n", c.Name, c.Service, c.LastError)
+				}
+			}
+		}
+		return err
+	}
+}
 
 // Apply tags HEAD as the rollback point, backs up docker-compose.yml into .ktrdr-merge/, writes the merged file and runs the checklist; it rolls back by itself if an item fails.
 func (Merge) Apply(ctx context.Context,
@@ -43,13 +58,11 @@ func (Merge) Apply(ctx context.Context,
 // Verify runs the checklist: the merged docker-compose.yml is backward compatible and follows the slot rules. Exit 0 pass, 1 fail.
 func (Merge) Verify(ctx context.Context,
 	live *bool, // also bring the main stack up on the standard ports and check it
+	standin *bool, // with -live: run the bundled stand-in images
 ) error {
 	var opts merge.Options
-	if live != nil && *live {
-		opts.Live = liveCheck
-		if opts.Live == nil {
-			opts.Live = func(context.Context) error { return errors.New("not wired: liveCheck in magefiles/merge.go is nil") }
-		}
+	if deref(live) {
+		opts.Live = liveCheck(deref(standin))
 	}
 	rep, err := merge.Verify(ctx, opts)
 	printReport(rep)

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"sort"
 	"strings"
@@ -331,7 +332,9 @@ func printJSON(v any) error {
 	return enc.Encode(v)
 }
 
-func verboseOut() *os.File {
+// verboseOut is where compose's own output goes: stderr with -v, else nowhere
+// (it is kept for the error message). A nil interface, never a nil *os.File.
+func verboseOut() io.Writer {
 	if mg.Verbose() {
 		return os.Stderr
 	}

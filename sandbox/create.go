@@ -156,13 +156,6 @@ func (m *Manager) Create(ctx context.Context, o CreateOptions) (res *Created, er
 	m.say("Reserved slot %d for %s", slot, id)
 
 	// The folder did not exist and the branch maybe not: both are ours to remove on failure.
-	u.add(func(ctx context.Context) {
-		m.git(ctx, co.MainRoot, "worktree", "remove", "--force", path)
-		if dirExists(path) {
-			os.RemoveAll(path)
-		}
-		m.git(ctx, co.MainRoot, "worktree", "prune")
-	})
 	args := []string{"worktree", "add", path, branch}
 	if !exists {
 		head, err := m.git(ctx, co.Root, "rev-parse", "--verify", "HEAD")
@@ -172,6 +165,15 @@ func (m *Manager) Create(ctx context.Context, o CreateOptions) (res *Created, er
 		args = []string{"worktree", "add", "-b", branch, path, head}
 		u.add(func(ctx context.Context) { m.git(ctx, co.MainRoot, "branch", "-D", branch) })
 	}
+	// Added after the branch's undo so that it runs first: git refuses to
+	// delete a branch that a worktree still has checked out.
+	u.add(func(ctx context.Context) {
+		m.git(ctx, co.MainRoot, "worktree", "remove", "--force", path)
+		if dirExists(path) {
+			os.RemoveAll(path)
+		}
+		m.git(ctx, co.MainRoot, "worktree", "prune")
+	})
 	if _, err := m.git(ctx, co.MainRoot, args...); err != nil {
 		return nil, &WorktreeError{Path: path, Err: err}
 	}

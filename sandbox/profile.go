@@ -59,8 +59,8 @@ type Check struct {
 
 // Endpoint is a URL that status prints for a person.
 type Endpoint struct {
-	Label   string // "API docs"
-	PortKey string
+	Label    string // "API docs"
+	PortKey  string
 	Scheme   string // "http" or "postgresql"
 	UserInfo string // "user:password" for a DSN
 	Path     string // "/docs", "/ktrdr"

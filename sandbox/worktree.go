@@ -104,18 +104,19 @@ func (w WouldLose) Empty() bool { return len(w.Changes) == 0 && len(w.Commits) =
 
 func (m *Manager) wouldLose(ctx context.Context, path, branch string) (WouldLose, error) {
 	var w WouldLose
-	status, err := m.git(ctx, path, "status", "--porcelain", "--untracked-files=all")
+	// Not m.git: its TrimSpace would eat the first line's leading status column (" M" → "M").
+	status, err := m.Runner.Run(ctx, Cmd{Name: "git", Args: []string{"-C", path, "status", "--porcelain", "--untracked-files=all"}})
 	if err != nil {
 		return w, fmt.Errorf("check %s for uncommitted changes: %w", path, err)
 	}
-	for _, l := range strings.Split(status, "\n") {
+	for _, l := range strings.Split(strings.TrimRight(string(status), "\n"), "\n") {
 		if l != "" && !strings.HasSuffix(l, " "+m.Profile.EnvFile) {
 			w.Changes = append(w.Changes, l)
 		}
 	}
 	args := []string{"log", "--oneline", "HEAD", "--not", "--remotes"}
 	if branch != "" {
-		args = append(args, "--exclude=refs/heads/"+branch)
+		args = append(args, "--exclude="+branch) // patterns for --branches are relative to refs/heads
 	}
 	args = append(args, "--branches")
 	commits, err := m.git(ctx, path, args...)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"time"
 )
 
@@ -64,7 +65,7 @@ func Apply(ctx context.Context, opts Options) (Applied, error) {
 	if err := os.MkdirAll(o.stateDir(), 0o755); err != nil {
 		return res, fmt.Errorf("create %s: %w", o.stateDir(), err)
 	}
-	if err := writeFileAtomic(o.stateDir()+"/.gitignore", []byte("*\n"), 0o644); err != nil {
+	if err := writeFileAtomic(filepath.Join(o.stateDir(), ".gitignore"), []byte("*\n"), 0o644); err != nil {
 		return res, err
 	}
 	if err := writeFileAtomic(o.backupPath(), cur, fileMode(o.mainPath(), 0o644)); err != nil {

@@ -1,0 +1,343 @@
+package e2e
+
+import (
+	"encoding/json"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// registry reads the registry the way a script would.
+func (e *env) registry() map[string]map[string]any {
+	e.t.Helper()
+	data, err := os.ReadFile(filepath.Join(e.Home, ".ktrdr", "sandbox", "instances.json"))
+	if os.IsNotExist(err) {
+		return map[string]map[string]any{}
+	}
+	require.NoError(e.t, err)
+	var reg struct {
+		Version   int
+		Instances map[string]map[string]any
+	}
+	require.NoError(e.t, json.Unmarshal(data, &reg))
+	require.Equal(e.t, 1, reg.Version)
+	return reg.Instances
+}
+
+func (e *env) branches() string { return e.git(e.Main, "branch", "--list") }
+
+func TestLifecycleRoundTrip(t *testing.T) {
+	needDocker(t)
+	e := newEnv(t)
+	name := namePrefix + "round"
+	created := e.must(e.Main, "sandbox:create", name, "-standin")
+	dir := e.sandboxDir(name)
+	assert.Contains(t, created.Stdout, "Created sandbox ktrdr--"+name+" in slot 1")
+	assert.Contains(t, created.Stdout, "cd "+dir+" && go tool mage sandbox:up")
+	reg := e.registry()["ktrdr--"+name]
+	require.NotNil(t, reg)
+	assert.Equal(t, true, reg["is_worktree"])
+	assert.Equal(t, e.Main, reg["parent_repo"])
+	assert.Equal(t, dir, reg["path"])
+	assert.FileExists(t, filepath.Join(dir, ".env.sandbox"))
+	assert.Empty(t, e.git(dir, "status", "--porcelain"), ".env.sandbox is gitignored")
+
+	// Status before up: stopped, URLs known, no gate yet.
+	st := e.must(filepath.Join(dir, "sandbox"), "sandbox:status")
+	assert.Contains(t, st.Stdout, "stopped")
+	assert.Contains(t, st.Stdout, "not run yet")
+
+	e.must(dir, "sandbox:up")
+	var status struct {
+		ID, Branch, State, Path string
+		Slot                    int
+		Registered              bool
+		Services                []struct{ Service, State, Health string }
+		URLs                    []struct{ Label, URL string }
+		LastGate                *struct{ Passed bool } `json:"last_gate"`
+	}
+	require.NoError(t, json.Unmarshal([]byte(e.must(dir, "sandbox:status", "-json").Stdout), &status))
+	assert.Equal(t, "ktrdr--"+name, status.ID)
+	assert.Equal(t, 1, status.Slot)
+	assert.Equal(t, name, status.Branch)
+	assert.Equal(t, "running", status.State)
+	assert.True(t, status.Registered)
+	assert.Len(t, status.Services, 9)
+	require.NotNil(t, status.LastGate)
+	assert.True(t, status.LastGate.Passed)
+	urls := map[string]string{}
+	for _, u := range status.URLs {
+		urls[u.Label] = u.URL
+	}
+	assert.Equal(t, "http://localhost:8001/api/v1", urls["API"])
+	assert.Equal(t, "postgresql://ktrdr:localdev@localhost:5433/ktrdr", urls["Database"])
+	assert.Equal(t, "http://localhost:5013", urls["Training worker 2"])
+
+	list := e.must(e.Main, "sandbox:list")
+	assert.Regexp(t, `ktrdr--`+name+`\s+1\s+running\s+8001\s+`+name+`\s+`+dir, list.Stdout)
+
+	e.must(dir, "sandbox:destroy")
+	assert.NoDirExists(t, dir)
+	assert.Empty(t, e.registry())
+	assert.NotContains(t, e.branches(), name, "the branch create made is gone")
+	c, v, n := projectResources("ktrdr--" + name)
+	assert.Zero(t, c+v+n)
+	assert.NoDirExists(t, filepath.Join(e.Home, ".ktrdr", "sandbox", "instances", "ktrdr--"+name))
+
+	// Destroy twice is harmless.
+	again := e.must(e.Main, "sandbox:destroy", "-name="+name)
+	assert.Contains(t, again.Stdout, "nothing to destroy")
+}
+
+// Every refused create exits with the contract's code and leaves nothing behind.
+func TestCreateRefusals(t *testing.T) {
+	e := newEnv(t)
+	// Something for the refusals to collide with.
+	e.must(e.Main, "sandbox:create", namePrefix+"first", "-slot=3")
+	require.NoError(t, os.MkdirAll(e.sandboxDir(namePrefix+"squat"), 0o755))
+	require.NoError(t, os.WriteFile(filepath.Join(e.sandboxDir(namePrefix+"squat"), "keep.txt"), []byte("mine"), 0o644))
+	e.git(e.Main, "worktree", "add", "-q", filepath.Join(e.Dev, "elsewhere"), "-b", "busy")
+
+	cases := []struct {
+		name   string
+		args   []string
+		code   int
+		stderr string
+	}{
+		{"path traversal", []string{"../x"}, 1, "invalid sandbox name"},
+		{"leading hyphen", []string{"-rf"}, 1, "starts with a hyphen"},
+		{"space", []string{"a b"}, 1, "invalid sandbox name"},
+		{"shell characters", []string{"x;rm -rf ~"}, 1, "invalid sandbox name"},
+		{"upper case", []string{"Feat"}, 1, "e.g. feat-a"},
+		{"slash", []string{"a/b"}, 1, "invalid sandbox name"},
+		{"empty", []string{""}, 1, "it is empty"},
+		{"folder exists", []string{namePrefix + "squat"}, 3, "already exists"},
+		{"branch in another worktree", []string{namePrefix + "br", "-branch=busy"}, 2, filepath.Join(e.Dev, "elsewhere")},
+		{"slot taken", []string{namePrefix + "s3", "-slot=3"}, 1, "ktrdr--" + namePrefix + "first"},
+		{"slot out of range", []string{namePrefix + "s11", "-slot=11"}, 1, "out of range"},
+	}
+	regBefore := e.registry()
+	branchesBefore := e.branches()
+	entries, _ := os.ReadDir(e.Dev)
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			r := e.sbx(e.Main, append([]string{"sandbox:create"}, c.args...)...)
+			assert.Equal(t, c.code, r.Code, r.String())
+			assert.Contains(t, r.Stderr, c.stderr)
+			assert.Equal(t, regBefore, e.registry(), "registry unchanged")
+			assert.Equal(t, branchesBefore, e.branches(), "no branch made")
+			now, _ := os.ReadDir(e.Dev)
+			assert.Equal(t, len(entries), len(now), "no folder made")
+		})
+	}
+	data, err := os.ReadFile(filepath.Join(e.sandboxDir(namePrefix+"squat"), "keep.txt"))
+	require.NoError(t, err)
+	assert.Equal(t, "mine", string(data), "a stranger's folder is untouched")
+}
+
+// A slot whose ports a stranger holds is skipped by auto-allocation and
+// refused when asked for, naming the port and the process.
+func TestCreateSkipsSlotsHeldByStrangers(t *testing.T) {
+	e := newEnv(t)
+	ln, err := net.Listen("tcp", "0.0.0.0:8001")
+	require.NoError(t, err)
+	defer ln.Close()
+
+	refused := e.sbx(e.Main, "sandbox:create", namePrefix+"want1", "-slot=1")
+	assert.Equal(t, 1, refused.Code, refused.String())
+	assert.Contains(t, refused.Stderr, "port 8001")
+	assert.Contains(t, refused.Stderr, fmt.Sprintf("process %d", os.Getpid()))
+	assert.Empty(t, e.registry())
+
+	ok := e.must(e.Main, "sandbox:create", namePrefix+"auto")
+	assert.Contains(t, ok.Stdout, "Skipped slot 1: port 8001")
+	assert.Contains(t, ok.Stdout, "in slot 2")
+}
+
+// Ten creates fill slots 1–10; the eleventh lists all ten holders.
+func TestSlotExhaustion(t *testing.T) {
+	e := newEnv(t)
+	for i := 1; i <= 10; i++ {
+		e.must(e.Main, "sandbox:create", fmt.Sprintf("%sfill%02d", namePrefix, i))
+	}
+	r := e.sbx(e.Main, "sandbox:create", namePrefix+"eleven")
+	assert.Equal(t, 1, r.Code, r.String())
+	for i := 1; i <= 10; i++ {
+		assert.Contains(t, r.Stderr, fmt.Sprintf("slot %d  ktrdr--%sfill%02d", i, namePrefix, i))
+	}
+	assert.Contains(t, r.Stderr, "sandbox:destroy")
+	assert.NoDirExists(t, e.sandboxDir(namePrefix+"eleven"))
+	assert.Len(t, e.registry(), 10)
+}
+
+// init adopts a clone; destroy of an adopted clone never deletes it.
+func TestInitAdoptsCloneAndDestroyKeepsIt(t *testing.T) {
+	needDocker(t)
+	e := newEnv(t)
+	clone := filepath.Join(e.Dev, "my-clone")
+	e.git(e.Dev, "clone", "-q", e.Main, clone)
+	require.NoError(t, os.WriteFile(filepath.Join(clone, "work-in-progress.txt"), []byte("precious"), 0o644))
+
+	r := e.must(clone, "sandbox:init", "-standin")
+	assert.Contains(t, r.Stdout, "Adopted clone "+clone+" as sandbox ktrdr--my-clone in slot 1")
+	reg := e.registry()["ktrdr--my-clone"]
+	require.NotNil(t, reg)
+	assert.Equal(t, false, reg["is_worktree"])
+
+	again := e.sbx(clone, "sandbox:init")
+	assert.Equal(t, 1, again.Code, "already a sandbox: %s", again)
+
+	notProject := t.TempDir()
+	e.git(notProject, "init", "-q")
+	np := e.sbx(notProject, "sandbox:init")
+	assert.Equal(t, 2, np.Code, np.String())
+	assert.Contains(t, np.Stderr, "not a git checkout of this project")
+	plain := e.sbx(t.TempDir(), "sandbox:init")
+	assert.Equal(t, 2, plain.Code, plain.String())
+
+	e.must(clone, "sandbox:up", "-nowait")
+	e.must(clone, "sandbox:destroy")
+	assert.DirExists(t, clone)
+	data, err := os.ReadFile(filepath.Join(clone, "work-in-progress.txt"))
+	require.NoError(t, err)
+	assert.Equal(t, "precious", string(data))
+	assert.FileExists(t, filepath.Join(clone, "docker-compose.sandbox.yml"))
+	assert.NoFileExists(t, filepath.Join(clone, ".env.sandbox"))
+	assert.Empty(t, e.registry())
+	c, v, n := projectResources("ktrdr--my-clone")
+	assert.Zero(t, c+v+n)
+
+	// A worktree adopted with init records its main checkout.
+	wt := filepath.Join(e.Dev, "hand-made")
+	e.git(e.Main, "worktree", "add", "-q", wt, "-b", "hand-made")
+	e.must(wt, "sandbox:init", "-name="+namePrefix+"hand")
+	reg = e.registry()["ktrdr--"+namePrefix+"hand"]
+	assert.Equal(t, true, reg["is_worktree"])
+	assert.Equal(t, e.Main, reg["parent_repo"])
+}
+
+func TestDestroyRefusesToLoseWork(t *testing.T) {
+	needDocker(t)
+	e := newEnv(t)
+	name := namePrefix + "dirty"
+	e.must(e.Main, "sandbox:create", name)
+	dir := e.sandboxDir(name)
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "notes.txt"), []byte("unsaved"), 0o644))
+
+	r := e.sbx(dir, "sandbox:destroy")
+	assert.Equal(t, 1, r.Code, r.String())
+	assert.Contains(t, r.Stderr, "notes.txt")
+	assert.Contains(t, r.Stderr, "-force")
+	assert.FileExists(t, filepath.Join(dir, "notes.txt"))
+	assert.Len(t, e.registry(), 1)
+
+	// A commit on no other branch is work too.
+	e.git(dir, "add", "notes.txt")
+	e.git(dir, "commit", "-q", "-m", "only here")
+	r = e.sbx(dir, "sandbox:destroy")
+	assert.Equal(t, 1, r.Code, r.String())
+	assert.Contains(t, r.Stderr, "only here")
+
+	e.must(dir, "sandbox:destroy", "-force")
+	assert.NoDirExists(t, dir)
+	assert.Empty(t, e.registry())
+}
+
+// list cleans entries whose worktree was deleted by hand, and reports stacks
+// that look like sandboxes but are not registered.
+func TestListCleansStaleAndReportsOrphans(t *testing.T) {
+	needDocker(t)
+	e := newEnv(t)
+	gone, ghost := namePrefix+"gone", namePrefix+"ghost"
+	e.must(e.Main, "sandbox:create", gone)
+	e.must(e.Main, "sandbox:create", ghost, "-standin")
+	require.NoError(t, os.RemoveAll(e.sandboxDir(gone)))
+
+	// An orphan: the ghost's stack keeps running after its registry entry is lost.
+	e.must(e.sandboxDir(ghost), "sandbox:up", "-nowait")
+	regPath := filepath.Join(e.Home, ".ktrdr", "sandbox", "instances.json")
+	data, err := os.ReadFile(regPath)
+	require.NoError(t, err)
+	var reg map[string]any
+	require.NoError(t, json.Unmarshal(data, &reg))
+	delete(reg["instances"].(map[string]any), "ktrdr--"+ghost)
+	data, _ = json.Marshal(reg)
+	require.NoError(t, os.WriteFile(regPath, data, 0o644))
+
+	r := e.must(e.Main, "sandbox:list")
+	assert.Contains(t, r.Stdout, "Cleaned stale entry ktrdr--"+gone)
+	assert.Regexp(t, `ktrdr--`+gone+`\s+1\s+missing`, r.Stdout)
+	assert.Contains(t, r.Stdout, "Unregistered stack ktrdr--"+ghost)
+	assert.Contains(t, r.Stdout, "docker compose -p ktrdr--"+ghost+" down --volumes")
+	assert.Empty(t, e.registry())
+
+	r = e.must(e.Main, "sandbox:list")
+	assert.NotContains(t, r.Stdout, "Cleaned", "cleaned once")
+
+	// The destroy of a sandbox whose worktree is gone still works (here: nothing registered).
+	e.must(e.Main, "sandbox:destroy", "-name="+gone)
+}
+
+// Ctrl-C during destroy leaves a consistent state that a second destroy finishes.
+func TestInterruptedDestroyIsResumable(t *testing.T) {
+	needDocker(t)
+	e := newEnv(t)
+	name := namePrefix + "intr"
+	e.must(e.Main, "sandbox:create", name, "-standin")
+	dir := e.sandboxDir(name)
+	e.must(dir, "sandbox:up", "-nowait")
+
+	cmd := exec.Command(filepath.Join(binDir, "sbx"), "sandbox:destroy")
+	cmd.Dir, cmd.Env = dir, e.Env
+	var out strings.Builder
+	cmd.Stdout, cmd.Stderr = &out, &out
+	require.NoError(t, cmd.Start())
+	time.Sleep(700 * time.Millisecond) // inside compose down
+	require.NoError(t, cmd.Process.Signal(syscall.SIGINT))
+	_ = cmd.Wait()
+	t.Logf("interrupted destroy printed:\n%s", out.String())
+
+	// Consistent: registered with its worktree, or the worktree gone and list cleans it.
+	_, registered := e.registry()["ktrdr--"+name]
+	if registered {
+		if _, err := os.Stat(dir); err == nil {
+			assert.FileExists(t, filepath.Join(dir, ".env.sandbox"), "a registered worktree keeps its env file")
+		}
+	}
+	e.must(e.Main, "sandbox:destroy", "-name="+name)
+	assert.NoDirExists(t, dir)
+	assert.Empty(t, e.registry())
+	c, v, n := projectResources("ktrdr--" + name)
+	assert.Zero(t, c+v+n)
+}
+
+// Ctrl-C during create leaves either the whole sandbox or nothing.
+func TestInterruptedCreateLeavesAllOrNothing(t *testing.T) {
+	e := newEnv(t)
+	for i, delay := range []time.Duration{5, 15, 25, 40, 60} {
+		name := fmt.Sprintf("%sint%d", namePrefix, i)
+		cmd := exec.Command(filepath.Join(binDir, "sbx"), "sandbox:create", name)
+		cmd.Dir, cmd.Env = e.Main, e.Env
+		require.NoError(t, cmd.Start())
+		time.Sleep(delay * time.Millisecond)
+		cmd.Process.Signal(syscall.SIGINT)
+		_ = cmd.Wait()
+		dir := e.sandboxDir(name)
+		_, registered := e.registry()["ktrdr--"+name]
+		if registered {
+			assert.FileExists(t, filepath.Join(dir, ".env.sandbox"), "a registered sandbox is complete")
+		} else {
+			assert.NoDirExists(t, dir, "an unregistered sandbox left a folder (delay %v)", delay)
+			assert.NotContains(t, e.branches(), name, "an unregistered sandbox left a branch")
+		}
+	}
+}

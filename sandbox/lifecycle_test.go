@@ -1,0 +1,897 @@
+package sandbox
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/joho/godotenv"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// The lifecycle tests run real git in temporary repositories and fake only
+// docker: `docker ps` answers with canned output, compose is always v2, and
+// every docker call is recorded.
+
+func lcNow() time.Time { return time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC) }
+
+// lcRunner passes git to ExecRunner and fakes docker.
+type lcRunner struct {
+	mu       sync.Mutex
+	ps       string          // what `docker ps -a …` prints
+	docker   []Cmd           // every docker call
+	afterGit func(c Cmd)     // called after each git command returns (optional)
+	dockerFn func(c Cmd) any // overrides the answer to a docker call when it returns non-nil (string or error)
+}
+
+func (r *lcRunner) Run(ctx context.Context, c Cmd) ([]byte, error) {
+	if c.Name == "git" {
+		out, err := ExecRunner{}.Run(ctx, c)
+		r.mu.Lock()
+		hook := r.afterGit
+		r.mu.Unlock()
+		if hook != nil {
+			hook(c)
+		}
+		return out, err
+	}
+	r.mu.Lock()
+	r.docker = append(r.docker, c)
+	ps, fn := r.ps, r.dockerFn
+	r.mu.Unlock()
+	if c.Name != "docker" {
+		return nil, fmt.Errorf("lcRunner: unexpected program %s", c.Name)
+	}
+	if fn != nil {
+		switch a := fn(c).(type) {
+		case string:
+			return []byte(a), nil
+		case error:
+			return nil, a
+		}
+	}
+	switch {
+	case slices.Equal(c.Args, []string{"compose", "version", "--short"}):
+		return []byte("v2.40.3\n"), nil
+	case len(c.Args) > 0 && c.Args[0] == "ps":
+		return []byte(ps), nil
+	}
+	return nil, nil
+}
+
+func (r *lcRunner) setPS(lines ...string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.ps = strings.Join(lines, "\n") + "\n"
+}
+
+func (r *lcRunner) reset() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.docker = nil
+}
+
+// psCalls counts `docker ps -a` calls (the stack-state query).
+func (r *lcRunner) psCalls() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	n := 0
+	for _, c := range r.docker {
+		if len(c.Args) > 1 && c.Args[0] == "ps" && c.Args[1] == "-a" {
+			n++
+		}
+	}
+	return n
+}
+
+// composeCalls returns the recorded compose calls whose subcommand is sub.
+func (r *lcRunner) composeCalls(sub string) []Cmd {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out []Cmd
+	for _, c := range r.docker {
+		if len(c.Args) > 0 && c.Args[0] == "compose" && slices.Contains(c.Args, sub) {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+// lcEnv is a developer's machine: a HOME, a dev folder with the main checkout.
+type lcEnv struct {
+	root, dev, main, home string
+	r                     *lcRunner
+	m                     *Manager
+}
+
+func lcGit(t *testing.T, dir string, args ...string) string {
+	t.Helper()
+	cmd := exec.Command("git", append([]string{"-C", dir}, args...)...)
+	out, err := cmd.CombinedOutput()
+	require.NoError(t, err, "git %s: %s", strings.Join(args, " "), out)
+	return strings.TrimSpace(string(out))
+}
+
+func lcWrite(t *testing.T, path, content string) {
+	t.Helper()
+	require.NoError(t, os.MkdirAll(filepath.Dir(path), 0o755))
+	require.NoError(t, os.WriteFile(path, []byte(content), 0o644))
+}
+
+// lcRepo makes a git repository at dir with one commit; withCompose adds the
+// project's sandbox compose file.
+func lcRepo(t *testing.T, dir string, withCompose bool) {
+	t.Helper()
+	require.NoError(t, os.MkdirAll(dir, 0o755))
+	lcGit(t, dir, "init", "-q", "-b", "main")
+	lcGit(t, dir, "config", "user.name", "Test")
+	lcGit(t, dir, "config", "user.email", "test@example.com")
+	lcWrite(t, filepath.Join(dir, ".gitignore"), ".env.sandbox\n")
+	lcWrite(t, filepath.Join(dir, "README.md"), "ktrdr\n")
+	if withCompose {
+		data, err := os.ReadFile(filepath.Join("..", "docker-compose.sandbox.yml"))
+		require.NoError(t, err)
+		lcWrite(t, filepath.Join(dir, "docker-compose.sandbox.yml"), string(data))
+	}
+	lcGit(t, dir, "add", "-A")
+	lcGit(t, dir, "commit", "-q", "-m", "initial")
+}
+
+func lcSetup(t *testing.T) *lcEnv {
+	t.Helper()
+	// Hermetic git: no user or system config of this machine.
+	t.Setenv("GIT_CONFIG_GLOBAL", os.DevNull)
+	t.Setenv("GIT_CONFIG_NOSYSTEM", "1")
+	root, err := filepath.EvalSymlinks(t.TempDir())
+	require.NoError(t, err)
+	e := &lcEnv{root: root, dev: filepath.Join(root, "dev"), home: filepath.Join(root, "home"), r: &lcRunner{}}
+	e.main = filepath.Join(e.dev, "ktrdr2")
+	require.NoError(t, os.MkdirAll(e.home, 0o755))
+	lcRepo(t, e.main, true)
+	e.m = &Manager{Profile: KTRDR(), Home: e.home, Runner: e.r, Out: t.Output(), Now: lcNow}
+	return e
+}
+
+func (e *lcEnv) wt(name string) string { return filepath.Join(e.dev, "ktrdr--"+name) }
+
+func (e *lcEnv) instDir(id string) string {
+	return filepath.Join(e.home, ".ktrdr", "sandbox", "instances", id)
+}
+
+func (e *lcEnv) create(t *testing.T, o CreateOptions) *Created {
+	t.Helper()
+	if o.Dir == "" {
+		o.Dir = e.main
+	}
+	c, err := e.m.Create(t.Context(), o)
+	require.NoError(t, err)
+	return c
+}
+
+func (e *lcEnv) registry(t *testing.T) map[string]Instance {
+	t.Helper()
+	in, err := e.m.Registry().Instances()
+	require.NoError(t, err)
+	return in
+}
+
+func (e *lcEnv) branchExists(t *testing.T, branch string) bool {
+	t.Helper()
+	err := exec.Command("git", "-C", e.main, "show-ref", "--verify", "--quiet", "refs/heads/"+branch).Run()
+	return err == nil
+}
+
+// lcState is everything a lifecycle command may leave behind.
+type lcState struct {
+	Dev       []string            // entries of the dev folder
+	Branches  string              // git branch list
+	Worktrees string              // git worktree list
+	Registry  map[string]Instance // registry entries
+	Instances []string            // entries of HOME/.ktrdr/sandbox/instances
+	Files     map[string]string   // every file under the dev folder, outside .git
+}
+
+func (e *lcEnv) snapshot(t *testing.T) lcState {
+	t.Helper()
+	s := lcState{
+		Branches:  lcGit(t, e.main, "branch", "-a", "-v", "--no-abbrev"),
+		Worktrees: lcGit(t, e.main, "worktree", "list", "--porcelain"),
+		Registry:  e.registry(t),
+		Files:     map[string]string{},
+	}
+	ents, _ := os.ReadDir(e.dev)
+	for _, d := range ents {
+		s.Dev = append(s.Dev, d.Name())
+	}
+	ents, _ = os.ReadDir(filepath.Join(e.home, ".ktrdr", "sandbox", "instances"))
+	for _, d := range ents {
+		s.Instances = append(s.Instances, d.Name())
+	}
+	s.Files = lcFiles(t, e.dev)
+	return s
+}
+
+// lcFiles maps every file under dir (outside .git folders) to its content.
+func lcFiles(t *testing.T, dir string) map[string]string {
+	t.Helper()
+	files := map[string]string{}
+	require.NoError(t, filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.Name() == ".git" {
+			if d.IsDir() {
+				return filepath.SkipDir
+			}
+			return nil
+		}
+		if d.Type().IsRegular() {
+			data, err := os.ReadFile(path)
+			if err != nil {
+				return err
+			}
+			rel, _ := filepath.Rel(dir, path)
+			files[rel] = string(data)
+		}
+		return nil
+	}))
+	return files
+}
+
+// lcRunning is docker ps output for every service of project in state.
+func lcStack(project, instance string, running int) []string {
+	var lines []string
+	for i, s := range KTRDR().Services {
+		state, status := "running", "Up 3 minutes (healthy)"
+		if i >= running {
+			state, status = "exited", "Exited (3) 2 seconds ago"
+		}
+		lines = append(lines, lcPSLine(project, s.Name, instance, state, status))
+	}
+	return lines
+}
+
+func TestCreateMakesWorktreeEnvFileRegistryAndTeardownCopy(t *testing.T) {
+	e := lcSetup(t)
+	head := lcGit(t, e.main, "rev-parse", "HEAD")
+	c := e.create(t, CreateOptions{Name: "feat-a"})
+
+	path := e.wt("feat-a")
+	assert.Equal(t, "ktrdr--feat-a", c.ID)
+	assert.Equal(t, path, c.Path)
+	assert.Equal(t, 1, c.Slot)
+	assert.Equal(t, "feat-a", c.Branch)
+	assert.True(t, c.BranchCreated)
+	assert.True(t, c.IsWorktree)
+	assert.Equal(t, e.main, c.ParentRepo)
+
+	assert.Equal(t, "feat-a", lcGit(t, path, "rev-parse", "--abbrev-ref", "HEAD"))
+	assert.Equal(t, head, lcGit(t, path, "rev-parse", "HEAD"), "the new branch starts at the current HEAD")
+	assert.Contains(t, lcGit(t, e.main, "worktree", "list", "--porcelain"), "worktree "+path)
+
+	vals, err := godotenv.Read(filepath.Join(path, ".env.sandbox"))
+	require.NoError(t, err)
+	for k, v := range map[string]string{
+		"INSTANCE_ID": "ktrdr--feat-a", "COMPOSE_PROJECT_NAME": "ktrdr--feat-a", "SLOT_NUMBER": "1",
+		"KTRDR_API_PORT": "8001", "KTRDR_DB_PORT": "5433", "KTRDR_GRAFANA_PORT": "3001", "KTRDR_JAEGER_UI_PORT": "16687",
+		"KTRDR_JAEGER_OTLP_GRPC_PORT": "4327", "KTRDR_JAEGER_OTLP_HTTP_PORT": "4328", "KTRDR_PROMETHEUS_PORT": "9091",
+		"KTRDR_WORKER_PORT_1": "5010", "KTRDR_WORKER_PORT_4": "5013", "CREATED_AT": "2026-03-01T12:00:00Z", "SANDBOX_VERSION": "1",
+	} {
+		assert.Equal(t, v, vals[k], k)
+	}
+	assert.Empty(t, lcGit(t, path, "status", "--porcelain"), "the env file is ignored by git")
+
+	reg := e.registry(t)
+	require.Contains(t, reg, "ktrdr--feat-a")
+	assert.Equal(t, Instance{Slot: 1, Path: path, CreatedAt: "2026-03-01T12:00:00Z", IsWorktree: true, ParentRepo: e.main}, reg["ktrdr--feat-a"])
+
+	inst := e.instDir("ktrdr--feat-a")
+	for _, f := range []string{".env.sandbox", "docker-compose.sandbox.yml", "meta.json"} {
+		assert.FileExists(t, filepath.Join(inst, f))
+	}
+	kept, err := os.ReadFile(filepath.Join(inst, ".env.sandbox"))
+	require.NoError(t, err)
+	orig, err := os.ReadFile(filepath.Join(path, ".env.sandbox"))
+	require.NoError(t, err)
+	assert.Equal(t, string(orig), string(kept))
+
+	// A second sandbox, created from inside the first, sits beside the main checkout on the next slot.
+	c2 := e.create(t, CreateOptions{Name: "feat-b", Dir: filepath.Join(path)})
+	assert.Equal(t, e.wt("feat-b"), c2.Path)
+	assert.Equal(t, 2, c2.Slot)
+	assert.Equal(t, e.main, c2.ParentRepo)
+	assert.Equal(t, 8002, c2.Ports["KTRDR_API_PORT"])
+}
+
+func TestCreateChecksOutAnExistingBranch(t *testing.T) {
+	e := lcSetup(t)
+	lcGit(t, e.main, "checkout", "-q", "-b", "feat-e")
+	lcWrite(t, filepath.Join(e.main, "e.txt"), "e\n")
+	lcGit(t, e.main, "add", "e.txt")
+	lcGit(t, e.main, "commit", "-q", "-m", "work on e")
+	tip := lcGit(t, e.main, "rev-parse", "HEAD")
+	lcGit(t, e.main, "checkout", "-q", "main")
+
+	c := e.create(t, CreateOptions{Name: "feat-e"})
+	assert.False(t, c.BranchCreated)
+	assert.Equal(t, "feat-e", lcGit(t, c.Path, "rev-parse", "--abbrev-ref", "HEAD"))
+	assert.Equal(t, tip, lcGit(t, c.Path, "rev-parse", "HEAD"))
+
+	// -branch names another existing branch.
+	lcGit(t, e.main, "branch", "other")
+	c2 := e.create(t, CreateOptions{Name: "x2", Branch: "other"})
+	assert.Equal(t, "other", lcGit(t, c2.Path, "rev-parse", "--abbrev-ref", "HEAD"))
+	assert.False(t, c2.BranchCreated)
+
+	// Destroying it keeps the branch it did not create.
+	d, err := e.m.Destroy(t.Context(), DestroyOptions{Name: "feat-e"})
+	require.NoError(t, err)
+	assert.Empty(t, d.BranchDeleted)
+	assert.True(t, e.branchExists(t, "feat-e"))
+}
+
+// lcCreateCase is a Create that must be refused.
+type lcCreateCase struct {
+	name    string
+	prepare func(t *testing.T, e *lcEnv) // optional
+	opts    CreateOptions
+	check   func(t *testing.T, e *lcEnv, err error)
+}
+
+func TestCreateRefusalsLeaveNothingBehind(t *testing.T) {
+	var tests []lcCreateCase
+	for _, bad := range []string{"../x", "-rf", "a b", "x;rm -rf ~", "Feat", "a/b", "", "a--b", "a.", strings.Repeat("a", 41)} {
+		tests = append(tests, lcCreateCase{"invalid name " + bad, nil, CreateOptions{Name: bad}, func(t *testing.T, e *lcEnv, err error) {
+			var ne *InvalidNameError
+			require.ErrorAs(t, err, &ne)
+			assert.Equal(t, bad, ne.Name)
+			assert.Contains(t, err.Error(), "e.g. feat-a", "the error shows an accepted form")
+		}})
+	}
+	tests = append(tests, []lcCreateCase{
+		{"folder exists", func(t *testing.T, e *lcEnv) {
+			lcWrite(t, filepath.Join(e.wt("feat-a"), "mine.txt"), "precious\n")
+		}, CreateOptions{Name: "feat-a"}, func(t *testing.T, e *lcEnv, err error) {
+			var de *DirExistsError
+			require.ErrorAs(t, err, &de)
+			assert.Equal(t, e.wt("feat-a"), de.Path)
+		}},
+		{"branch checked out in the main checkout", nil, CreateOptions{Name: "feat-a", Branch: "main"},
+			func(t *testing.T, e *lcEnv, err error) {
+				var be *BranchInUseError
+				require.ErrorAs(t, err, &be)
+				assert.Equal(t, "main", be.Branch)
+				assert.Equal(t, e.main, be.Worktree)
+			}},
+		{"branch checked out in another worktree", func(t *testing.T, e *lcEnv) {
+			lcGit(t, e.main, "worktree", "add", "-q", "-b", "feat-a", filepath.Join(e.dev, "elsewhere"))
+		}, CreateOptions{Name: "feat-a"}, func(t *testing.T, e *lcEnv, err error) {
+			var be *BranchInUseError
+			require.ErrorAs(t, err, &be)
+			assert.Equal(t, filepath.Join(e.dev, "elsewhere"), be.Worktree)
+			assert.Contains(t, err.Error(), filepath.Join(e.dev, "elsewhere"))
+		}},
+		{"slot out of range high", nil, CreateOptions{Name: "feat-a", Slot: 11}, func(t *testing.T, e *lcEnv, err error) {
+			var se *SlotError
+			require.ErrorAs(t, err, &se)
+			assert.Equal(t, 11, se.Slot)
+			assert.Contains(t, se.Reason, "out of range")
+		}},
+		{"slot out of range negative", nil, CreateOptions{Name: "feat-a", Slot: -1}, func(t *testing.T, e *lcEnv, err error) {
+			var se *SlotError
+			require.ErrorAs(t, err, &se)
+			assert.Contains(t, se.Reason, "out of range")
+		}},
+		{"slot taken", func(t *testing.T, e *lcEnv) {
+			e.create(t, CreateOptions{Name: "holder", Slot: 3})
+		}, CreateOptions{Name: "feat-a", Slot: 3}, func(t *testing.T, e *lcEnv, err error) {
+			var se *SlotError
+			require.ErrorAs(t, err, &se)
+			assert.Equal(t, 3, se.Slot)
+			assert.Contains(t, se.Reason, "ktrdr--holder")
+		}},
+		{"all slots used", func(t *testing.T, e *lcEnv) {
+			for s := 1; s <= 10; s++ {
+				_, err := e.m.Registry().Register(t.Context(), fmt.Sprintf("ktrdr--h%d", s),
+					Instance{Path: filepath.Join(e.dev, fmt.Sprintf("h%d", s))}, s, nil)
+				require.NoError(t, err)
+			}
+		}, CreateOptions{Name: "feat-a"}, func(t *testing.T, e *lcEnv, err error) {
+			var ne *NoFreeSlotError
+			require.ErrorAs(t, err, &ne)
+			assert.ErrorIs(t, err, ErrNoFreeSlot)
+			require.Len(t, ne.Holders, 10)
+			for i, h := range ne.Holders {
+				assert.Equal(t, i+1, h.Slot)
+				assert.Equal(t, fmt.Sprintf("ktrdr--h%d", i+1), h.ID)
+			}
+			assert.Contains(t, err.Error(), "ktrdr--h10")
+		}},
+		{"invalid branch name", nil, CreateOptions{Name: "feat-a", Branch: "bad..name"}, func(t *testing.T, e *lcEnv, err error) {
+			assert.Contains(t, err.Error(), "invalid branch name")
+		}},
+		{"branch starting with a hyphen", nil, CreateOptions{Name: "feat-a", Branch: "-D"}, func(t *testing.T, e *lcEnv, err error) {
+			assert.Contains(t, err.Error(), "invalid branch name")
+		}},
+		{"git worktree add fails: ref directory conflict", func(t *testing.T, e *lcEnv) {
+			lcGit(t, e.main, "branch", "feat")
+		}, CreateOptions{Name: "feat-a", Branch: "feat/x"}, func(t *testing.T, e *lcEnv, err error) {
+			var we *WorktreeError
+			require.ErrorAs(t, err, &we)
+			assert.Equal(t, e.wt("feat-a"), we.Path)
+		}},
+		{"git worktree add fails: ref locked", func(t *testing.T, e *lcEnv) {
+			lcWrite(t, filepath.Join(e.main, ".git", "refs", "heads", "feat-a.lock"), "")
+		}, CreateOptions{Name: "feat-a"}, func(t *testing.T, e *lcEnv, err error) {
+			var we *WorktreeError
+			require.ErrorAs(t, err, &we)
+			assert.Contains(t, err.Error(), "lock")
+		}},
+		{"git worktree add fails: worktree admin folder taken", func(t *testing.T, e *lcEnv) {
+			// git keeps worktree metadata under .git/worktrees/<base name>;
+			// a file there makes `git worktree add` fail after it created the branch.
+			lcWrite(t, filepath.Join(e.main, ".git", "worktrees"), "not a folder\n")
+		}, CreateOptions{Name: "feat-a"}, func(t *testing.T, e *lcEnv, err error) {
+			var we *WorktreeError
+			require.ErrorAs(t, err, &we)
+		}},
+	}...)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			e := lcSetup(t)
+			if tt.prepare != nil {
+				tt.prepare(t, e)
+			}
+			before := e.snapshot(t)
+			tt.opts.Dir = e.main
+			c, err := e.m.Create(t.Context(), tt.opts)
+			require.Error(t, err)
+			assert.Nil(t, c)
+			tt.check(t, e, err)
+
+			after := e.snapshot(t)
+			assert.Equal(t, before, after, "a refused Create leaves nothing behind")
+			if tt.opts.Name != "" && ValidateName(tt.opts.Name) == nil {
+				assert.NoFileExists(t, filepath.Join(e.main, ".env.sandbox"))
+				assert.NotContains(t, after.Registry, "ktrdr--"+tt.opts.Name)
+				assert.NoDirExists(t, e.instDir("ktrdr--"+tt.opts.Name))
+			}
+		})
+	}
+}
+
+func TestCreateCancelledMidwayLeavesNothingBehind(t *testing.T) {
+	// Cancel at each git step after which Create has changed something.
+	for _, step := range []string{"worktree add", "rev-parse --verify"} {
+		t.Run(step, func(t *testing.T) {
+			e := lcSetup(t)
+			before := e.snapshot(t)
+			ctx, cancel := context.WithCancel(t.Context())
+			defer cancel()
+			e.r.afterGit = func(c Cmd) {
+				if strings.Contains(strings.Join(c.Args, " "), step) {
+					cancel()
+				}
+			}
+			_, err := e.m.Create(ctx, CreateOptions{Name: "feat-a", Dir: e.main})
+			require.Error(t, err)
+			assert.ErrorIs(t, err, context.Canceled)
+			e.r.afterGit = nil
+
+			assert.NoDirExists(t, e.wt("feat-a"))
+			assert.False(t, e.branchExists(t, "feat-a"), "the branch Create made is deleted")
+			assert.Equal(t, before, e.snapshot(t))
+		})
+	}
+}
+
+func TestInitAdoptsClonesAndWorktrees(t *testing.T) {
+	e := lcSetup(t)
+
+	clone := filepath.Join(e.dev, "ktrdr-clone")
+	lcGit(t, e.dev, "clone", "-q", e.main, clone)
+	c, err := e.m.Init(t.Context(), InitOptions{Dir: clone})
+	require.NoError(t, err)
+	assert.Equal(t, "ktrdr--ktrdr-clone", c.ID, "named after its folder")
+	assert.False(t, c.IsWorktree)
+	assert.Empty(t, c.ParentRepo)
+	assert.Equal(t, clone, c.Path)
+	assert.Equal(t, "main", c.Branch)
+	assert.Equal(t, 1, c.Slot, "skipped: %v", c.Skipped)
+	assert.FileExists(t, filepath.Join(clone, ".env.sandbox"))
+	assert.Equal(t, Instance{Slot: 1, Path: clone, CreatedAt: "2026-03-01T12:00:00Z"}, e.registry(t)["ktrdr--ktrdr-clone"])
+	assert.FileExists(t, filepath.Join(e.instDir(c.ID), ".env.sandbox"))
+
+	wt := filepath.Join(e.dev, "ktrdr--manual")
+	lcGit(t, e.main, "worktree", "add", "-q", "-b", "manual", wt)
+	c2, err := e.m.Init(t.Context(), InitOptions{Dir: filepath.Join(wt)})
+	require.NoError(t, err)
+	assert.Equal(t, "ktrdr--manual", c2.ID, "the app prefix of the folder is not doubled")
+	assert.True(t, c2.IsWorktree)
+	assert.Equal(t, e.main, c2.ParentRepo)
+	assert.Equal(t, 2, c2.Slot)
+	assert.Equal(t, "manual", c2.Branch)
+	reg := e.registry(t)["ktrdr--manual"]
+	assert.True(t, reg.IsWorktree)
+	assert.Equal(t, e.main, reg.ParentRepo)
+}
+
+func TestInitRefusals(t *testing.T) {
+	tests := []struct {
+		name    string
+		prepare func(t *testing.T, e *lcEnv) string // returns the folder to init
+		check   func(t *testing.T, err error)
+	}{
+		{"already a sandbox (created)", func(t *testing.T, e *lcEnv) string {
+			return e.create(t, CreateOptions{Name: "feat-a"}).Path
+		}, func(t *testing.T, err error) {
+			var ae *AlreadySandboxError
+			require.ErrorAs(t, err, &ae)
+			assert.Equal(t, "ktrdr--feat-a", ae.ID)
+		}},
+		{"already a sandbox (adopted), from a sub-folder", func(t *testing.T, e *lcEnv) string {
+			_, err := e.m.Init(t.Context(), InitOptions{Dir: e.main, Name: "main-box"})
+			require.NoError(t, err)
+			sub := filepath.Join(e.main, "sub")
+			require.NoError(t, os.MkdirAll(sub, 0o755))
+			return sub
+		}, func(t *testing.T, err error) {
+			var ae *AlreadySandboxError
+			require.ErrorAs(t, err, &ae)
+			assert.Equal(t, "ktrdr--main-box", ae.ID)
+		}},
+		{"registered but its env file deleted", func(t *testing.T, e *lcEnv) string {
+			c := e.create(t, CreateOptions{Name: "feat-a"})
+			require.NoError(t, os.Remove(filepath.Join(c.Path, ".env.sandbox")))
+			return c.Path
+		}, func(t *testing.T, err error) {
+			var ae *AlreadySandboxError
+			require.ErrorAs(t, err, &ae)
+			assert.Equal(t, "ktrdr--feat-a", ae.ID)
+		}},
+		{"a git repository of another project", func(t *testing.T, e *lcEnv) string {
+			other := filepath.Join(e.dev, "other")
+			lcRepo(t, other, false)
+			return other
+		}, func(t *testing.T, err error) {
+			var ne *NotProjectError
+			require.ErrorAs(t, err, &ne)
+			assert.Contains(t, ne.Reason, "docker-compose.sandbox.yml")
+		}},
+		{"a plain folder", func(t *testing.T, e *lcEnv) string {
+			plain := filepath.Join(e.root, "plain")
+			require.NoError(t, os.MkdirAll(plain, 0o755))
+			return plain
+		}, func(t *testing.T, err error) {
+			var ne *NotProjectError
+			require.ErrorAs(t, err, &ne)
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			e := lcSetup(t)
+			dir := tt.prepare(t, e)
+			before := e.snapshot(t)
+			c, err := e.m.Init(t.Context(), InitOptions{Dir: dir})
+			require.Error(t, err)
+			assert.Nil(t, c)
+			tt.check(t, err)
+			assert.Equal(t, before, e.snapshot(t), "a refused Init changes nothing")
+		})
+	}
+}
+
+func TestDestroyAdoptedCloneKeepsEveryFile(t *testing.T) {
+	e := lcSetup(t)
+	clone := filepath.Join(e.dev, "clone")
+	lcGit(t, e.dev, "clone", "-q", e.main, clone)
+	lcGit(t, clone, "config", "user.name", "Test")
+	lcGit(t, clone, "config", "user.email", "test@example.com")
+	lcWrite(t, filepath.Join(clone, "unpushed.txt"), "work\n")
+	lcGit(t, clone, "add", "unpushed.txt")
+	lcGit(t, clone, "commit", "-q", "-m", "unpushed work")
+	lcWrite(t, filepath.Join(clone, "untracked.txt"), "notes\n")
+	lcWrite(t, filepath.Join(clone, "README.md"), "modified\n")
+	_, err := e.m.Init(t.Context(), InitOptions{Dir: clone})
+	require.NoError(t, err)
+	before := lcFiles(t, clone)
+	gitBefore := lcGit(t, clone, "log", "--all", "--oneline")
+	delete(before, ".env.sandbox")
+
+	d, err := e.m.Destroy(t.Context(), DestroyOptions{Dir: clone})
+	require.NoError(t, err)
+	assert.True(t, d.KeptCheckout)
+	assert.False(t, d.WorktreeRemoved)
+	assert.Empty(t, d.BranchDeleted)
+	assert.True(t, d.StackRemoved)
+
+	assert.DirExists(t, filepath.Join(clone, ".git"))
+	assert.Equal(t, before, lcFiles(t, clone), "only .env.sandbox is removed")
+	assert.Equal(t, gitBefore, lcGit(t, clone, "log", "--all", "--oneline"))
+	assert.NotContains(t, e.registry(t), "ktrdr--clone")
+	assert.NoDirExists(t, e.instDir("ktrdr--clone"))
+	down := e.r.composeCalls("down")
+	require.Len(t, down, 1)
+	assert.Contains(t, down[0].Args, "--volumes")
+	assert.Equal(t, []string{filepath.Join(clone, ".env.sandbox")}, lcFlagValues(down[0].Args, "--env-file"))
+}
+
+func TestDestroyRefusesToLoseWork(t *testing.T) {
+	tests := []struct {
+		name      string
+		dirty     func(t *testing.T, wt string)
+		wantLose  func(t *testing.T, l WouldLose)
+		branchDel bool // a forced destroy deletes the created branch
+	}{
+		{"untracked file", func(t *testing.T, wt string) {
+			lcWrite(t, filepath.Join(wt, "notes", "todo.txt"), "x\n")
+		}, func(t *testing.T, l WouldLose) {
+			assert.Equal(t, []string{"?? notes/todo.txt"}, l.Changes)
+			assert.Empty(t, l.Commits)
+		}, true},
+		{"modified file", func(t *testing.T, wt string) {
+			lcWrite(t, filepath.Join(wt, "README.md"), "changed\n")
+		}, func(t *testing.T, l WouldLose) {
+			assert.Equal(t, []string{" M README.md"}, l.Changes)
+		}, true},
+		{"commit on no other branch", func(t *testing.T, wt string) {
+			lcWrite(t, filepath.Join(wt, "feature.txt"), "x\n")
+			lcGit(t, wt, "add", "feature.txt")
+			lcGit(t, wt, "commit", "-q", "-m", "unshared feature work")
+		}, func(t *testing.T, l WouldLose) {
+			assert.Empty(t, l.Changes)
+			require.Len(t, l.Commits, 1)
+			assert.Contains(t, l.Commits[0], "unshared feature work")
+		}, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			e := lcSetup(t)
+			c := e.create(t, CreateOptions{Name: "feat-a"})
+			tt.dirty(t, c.Path)
+			before := e.snapshot(t)
+
+			_, err := e.m.Destroy(t.Context(), DestroyOptions{Dir: c.Path})
+			var le *WouldLoseError
+			require.ErrorAs(t, err, &le)
+			assert.Equal(t, c.Path, le.Path)
+			tt.wantLose(t, le.WouldLose)
+			assert.Equal(t, before, e.snapshot(t), "a refused destroy leaves everything")
+			assert.Empty(t, e.r.composeCalls("down"), "the stack is not touched either")
+
+			d, err := e.m.Destroy(t.Context(), DestroyOptions{Name: "feat-a", Force: true})
+			require.NoError(t, err)
+			assert.True(t, d.WorktreeRemoved)
+			assert.NoDirExists(t, c.Path)
+			assert.Equal(t, "feat-a", d.BranchDeleted)
+			assert.False(t, e.branchExists(t, "feat-a"))
+			assert.NotContains(t, e.registry(t), "ktrdr--feat-a")
+			assert.NoDirExists(t, e.instDir("ktrdr--feat-a"))
+			assert.NotContains(t, lcGit(t, e.main, "worktree", "list"), c.Path)
+		})
+	}
+}
+
+func TestDestroyCleanWorktreeAndTwiceByName(t *testing.T) {
+	e := lcSetup(t)
+	c := e.create(t, CreateOptions{Name: "feat-a"})
+	sub := filepath.Join(c.Path, "deep", "er")
+	require.NoError(t, os.MkdirAll(sub, 0o755))
+
+	d, err := e.m.Destroy(t.Context(), DestroyOptions{Dir: sub})
+	require.NoError(t, err)
+	assert.Equal(t, &Destroyed{ID: "ktrdr--feat-a", Path: c.Path, StackRemoved: true, WorktreeRemoved: true, BranchDeleted: "feat-a"}, d)
+	assert.NoDirExists(t, c.Path)
+	assert.FileExists(t, filepath.Join(e.main, "docker-compose.sandbox.yml"), "the main checkout is untouched")
+	down := e.r.composeCalls("down")
+	require.Len(t, down, 1)
+	assert.Equal(t, []string{"ktrdr--feat-a"}, lcFlagValues(down[0].Args, "-p"))
+	assert.Contains(t, down[0].Args, "--volumes")
+
+	before := e.snapshot(t)
+	for range 2 {
+		d, err = e.m.Destroy(t.Context(), DestroyOptions{Name: "feat-a"})
+		require.NoError(t, err)
+		assert.True(t, d.AlreadyGone)
+	}
+	assert.Equal(t, before, e.snapshot(t))
+	assert.Len(t, e.r.composeCalls("down"), 1, "nothing more is torn down")
+}
+
+func TestDestroyWorktreeAlreadyDeleted(t *testing.T) {
+	e := lcSetup(t)
+	c := e.create(t, CreateOptions{Name: "feat-a"})
+	require.NoError(t, os.RemoveAll(c.Path))
+	inst := e.instDir("ktrdr--feat-a")
+	e.r.setPS(lcStack("ktrdr--feat-a", "ktrdr--feat-a", 9)...)
+
+	d, err := e.m.Destroy(t.Context(), DestroyOptions{Name: "feat-a"})
+	require.NoError(t, err)
+	assert.True(t, d.StackRemoved)
+	assert.False(t, d.WorktreeRemoved)
+	assert.Equal(t, "feat-a", d.BranchDeleted)
+
+	down := e.r.composeCalls("down")
+	require.Len(t, down, 1, "the stack is stopped from the kept copy")
+	assert.Contains(t, down[0].Args, "--volumes")
+	assert.Equal(t, []string{filepath.Join(inst, ".env.sandbox")}, lcFlagValues(down[0].Args, "--env-file"))
+	assert.Equal(t, []string{filepath.Join(inst, "docker-compose.sandbox.yml")}, lcFlagValues(down[0].Args, "-f"))
+	assert.Equal(t, []string{"ktrdr--feat-a"}, lcFlagValues(down[0].Args, "-p"))
+
+	assert.NotContains(t, lcGit(t, e.main, "worktree", "list", "--porcelain"), c.Path, "git's record is pruned")
+	assert.False(t, e.branchExists(t, "feat-a"))
+	assert.NotContains(t, e.registry(t), "ktrdr--feat-a")
+	assert.NoDirExists(t, inst)
+}
+
+func TestDestroyRefusesAProjectItDoesNotOwn(t *testing.T) {
+	e := lcSetup(t)
+	c := e.create(t, CreateOptions{Name: "feat-a"})
+	lines := lcStack("ktrdr--feat-a", "ktrdr--feat-a", 9)
+	lines[1] = lcPSLine("ktrdr--feat-a", "backend", "ktrdr--intruder", "running", "Up 1 minute")
+	e.r.setPS(lines...)
+	before := e.snapshot(t)
+
+	for _, o := range []DestroyOptions{{Name: "feat-a"}, {Name: "feat-a", Force: true}, {Dir: c.Path}} {
+		_, err := e.m.Destroy(t.Context(), o)
+		var ne *NotOwnedError
+		require.ErrorAs(t, err, &ne)
+		assert.Equal(t, NotOwnedError{Project: "ktrdr--feat-a", Service: "backend", Label: "ktrdr--intruder"}, *ne)
+	}
+	assert.Equal(t, before, e.snapshot(t), "nothing is removed")
+	assert.FileExists(t, filepath.Join(c.Path, ".env.sandbox"))
+	assert.DirExists(t, e.instDir("ktrdr--feat-a"))
+	assert.Empty(t, e.r.composeCalls("down"))
+}
+
+func TestListStatesOrphansAndStaleEntries(t *testing.T) {
+	e := lcSetup(t)
+	for _, n := range []string{"a", "b", "c", "gone"} {
+		e.create(t, CreateOptions{Name: n})
+	}
+	require.NoError(t, os.RemoveAll(e.wt("gone")))
+	ps := append(lcStack("ktrdr--a", "ktrdr--a", 9), lcStack("ktrdr--b", "ktrdr--b", 4)...)
+	ps = append(ps, lcStack("ktrdr--c", "ktrdr--c", 0)...)
+	ps = append(ps,
+		lcPSLine("ktrdr--ghost", "db", "ktrdr--ghost", "running", "Up 1 hour"),
+		lcPSLine("ktrdr--ghost", "backend", "ktrdr--ghost", "exited", "Exited (0) 1 hour ago"),
+		lcPSLine("ktrdr", "db", "", "running", "Up 5 days"),          // the main stack
+		lcPSLine("otherapp", "web", "", "running", "Up 5 days"),      // not ours
+		lcPSLine("renamed", "db", "ktrdr--renamed", "running", "Up"), // labelled by us under another project name
+	)
+	e.r.setPS(ps...)
+	e.r.reset()
+
+	l, err := e.m.List(t.Context())
+	require.NoError(t, err)
+	assert.Equal(t, 1, e.r.psCalls(), "one docker call for every instance")
+	assert.Len(t, e.r.docker, 1, "and no other docker call")
+
+	byID := map[string]ListEntry{}
+	var order []string
+	for _, le := range l.Instances {
+		byID[le.ID] = le
+		order = append(order, le.ID)
+	}
+	assert.Equal(t, []string{"ktrdr--a", "ktrdr--b", "ktrdr--c", "ktrdr--gone"}, order, "sorted by slot")
+	assert.Equal(t, ListEntry{ID: "ktrdr--a", Slot: 1, State: "running", Running: 9, Services: 9, APIPort: 8001,
+		Branch: "a", Path: e.wt("a"), IsWorktree: true}, byID["ktrdr--a"])
+	assert.Equal(t, "partial 4/9", byID["ktrdr--b"].State)
+	assert.Equal(t, 4, byID["ktrdr--b"].Running)
+	assert.Equal(t, 8002, byID["ktrdr--b"].APIPort)
+	assert.Equal(t, StateStopped, byID["ktrdr--c"].State)
+	assert.Equal(t, 0, byID["ktrdr--c"].Running)
+	gone := byID["ktrdr--gone"]
+	assert.Equal(t, StateMissing, gone.State)
+	assert.True(t, gone.Removed)
+	assert.Equal(t, "its folder is gone", gone.Reason)
+	assert.Equal(t, 4, gone.Slot)
+
+	require.Len(t, l.Orphans, 2)
+	assert.Equal(t, Orphan{Project: "ktrdr--ghost", Containers: 2, Remedy: "docker compose -p ktrdr--ghost down --volumes"}, l.Orphans[0])
+	assert.Equal(t, "renamed", l.Orphans[1].Project)
+
+	reg := e.registry(t)
+	assert.NotContains(t, reg, "ktrdr--gone", "the stale entry is cleaned")
+	assert.Len(t, reg, 3)
+	assert.NoDirExists(t, e.instDir("ktrdr--gone"))
+
+	// Listing again: the stale entry was reported once and is gone.
+	e.r.reset()
+	l, err = e.m.List(t.Context())
+	require.NoError(t, err)
+	assert.Len(t, l.Instances, 3)
+	assert.Equal(t, 1, e.r.psCalls())
+}
+
+func TestListEmptyAndDockerFailure(t *testing.T) {
+	e := lcSetup(t)
+	l, err := e.m.List(t.Context())
+	require.NoError(t, err)
+	assert.Empty(t, l.Instances)
+	assert.NotNil(t, l.Instances)
+	assert.NotNil(t, l.Orphans)
+
+	e.r.dockerFn = func(c Cmd) any {
+		return &ExitError{Cmd: "docker ps", Code: 1, Stderr: "Cannot connect to the Docker daemon"}
+	}
+	_, err = e.m.List(t.Context())
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "Cannot connect to the Docker daemon")
+}
+
+func TestStatus(t *testing.T) {
+	e := lcSetup(t)
+
+	outside := filepath.Join(e.root, "elsewhere")
+	require.NoError(t, os.MkdirAll(outside, 0o755))
+	for _, dir := range []string{outside, e.main} {
+		_, err := e.m.Status(t.Context(), dir)
+		var ne *NotSandboxError
+		require.ErrorAs(t, err, &ne, dir)
+		assert.Equal(t, dir, ne.Dir)
+	}
+
+	c := e.create(t, CreateOptions{Name: "feat-a"})
+	sub := filepath.Join(c.Path, "src", "pkg")
+	require.NoError(t, os.MkdirAll(sub, 0o755))
+	e.r.setPS(
+		lcPSLine("ktrdr--feat-a", "backend", "ktrdr--feat-a", "running", "Up 3 minutes (healthy)"),
+		lcPSLine("ktrdr--feat-a", "db", "ktrdr--feat-a", "restarting", "Restarting (1) 1 second ago"),
+		lcPSLine("ktrdr--other", "jaeger", "ktrdr--other", "running", "Up 3 minutes"),
+	)
+	for _, dir := range []string{c.Path, sub} {
+		t.Run(filepath.Base(dir), func(t *testing.T) {
+			s, err := e.m.Status(t.Context(), dir)
+			require.NoError(t, err)
+			assert.Equal(t, "ktrdr--feat-a", s.ID)
+			assert.Equal(t, 1, s.Slot)
+			assert.Equal(t, c.Path, s.Path)
+			assert.Equal(t, "feat-a", s.Branch)
+			assert.True(t, s.Registered)
+			assert.True(t, s.IsWorktree)
+			assert.Equal(t, "partial 1/9", s.State)
+			assert.Nil(t, s.LastGate)
+			require.NotEmpty(t, s.URLs)
+			assert.Equal(t, NamedURL{Label: "API", URL: "http://localhost:8001/api/v1"}, s.URLs[0])
+			assert.Contains(t, s.URLs, NamedURL{Label: "Grafana", URL: "http://localhost:3001"})
+			assert.Equal(t, 8001, s.Ports["KTRDR_API_PORT"])
+
+			byName := map[string]ServiceState{}
+			var names []string
+			for _, ss := range s.Services {
+				byName[ss.Service] = ss
+				names = append(names, ss.Service)
+			}
+			var want []string
+			for _, svc := range KTRDR().Services {
+				want = append(want, svc.Name)
+			}
+			assert.Equal(t, want, names, "every service, in the profile's order")
+			assert.Equal(t, "running", byName["backend"].State)
+			assert.Equal(t, "healthy", byName["backend"].Health)
+			assert.Equal(t, "restarting", byName["db"].State)
+			assert.Equal(t, "not created", byName["jaeger"].State, "another project's container is not ours")
+		})
+	}
+}
+
+// Guard against an lcRunner that lets a docker call reach a real engine.
+func TestLifecycleRunnerNeverRunsDocker(t *testing.T) {
+	r := &lcRunner{}
+	out, err := r.Run(t.Context(), Cmd{Name: "docker", Args: []string{"compose", "version", "--short"}})
+	require.NoError(t, err)
+	assert.Equal(t, "v2.40.3\n", string(out))
+	_, err = r.Run(t.Context(), Cmd{Name: "docker-compose", Args: []string{"version"}})
+	assert.True(t, err != nil && !errors.Is(err, fs.ErrNotExist))
+}
