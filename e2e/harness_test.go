@@ -76,7 +76,7 @@ func build() error {
 }
 
 // needDocker skips a test without an engine, except in CI where that is a failure.
-func needDocker(t *testing.T) {
+func needDocker(t testing.TB) {
 	t.Helper()
 	if dockerErr == nil {
 		return
@@ -89,7 +89,7 @@ func needDocker(t *testing.T) {
 
 // env is one test's world: a HOME, a folder of checkouts, the main checkout.
 type env struct {
-	t    *testing.T
+	t    testing.TB
 	Home string
 	Dev  string // parent folder: the main checkout and its sandboxes live here
 	Main string // the main checkout, a git repository holding this project
@@ -98,7 +98,7 @@ type env struct {
 
 // newEnv makes a temporary HOME and a git repository holding this project's
 // files, and registers the clean-up of everything the test will start.
-func newEnv(t *testing.T) *env {
+func newEnv(t testing.TB) *env {
 	t.Helper()
 	root := t.TempDir()
 	e := &env{t: t, Home: filepath.Join(root, "home"), Dev: filepath.Join(root, "dev")}
@@ -123,7 +123,7 @@ func newEnv(t *testing.T) *env {
 
 var goEnvCache sync.Map
 
-func goEnv(t *testing.T, key string) string {
+func goEnv(t testing.TB, key string) string {
 	if v, ok := goEnvCache.Load(key); ok {
 		return v.(string)
 	}
@@ -136,7 +136,7 @@ func goEnv(t *testing.T, key string) string {
 
 // copyProject copies the files git would commit (tracked, and untracked but
 // not ignored) into dst.
-func copyProject(t *testing.T, dst string) {
+func copyProject(t testing.TB, dst string) {
 	out, err := exec.Command("git", "-C", repoRoot, "ls-files", "-z", "--cached", "--others", "--exclude-standard").Output()
 	require.NoError(t, err)
 	for _, rel := range strings.Split(string(out), "\x00") {
@@ -285,7 +285,7 @@ func projectResources(project string) (containers, volumes, networks int) {
 }
 
 // containerOf returns the id of a service's container in a project.
-func containerOf(t *testing.T, project, service string) string {
+func containerOf(t testing.TB, project, service string) string {
 	ids := dockerIDs("ps", "-q", "--filter", "label=com.docker.compose.project="+project, "--filter", "label=com.docker.compose.service="+service)
 	require.Len(t, ids, 1, "one %s container in %s", service, project)
 	return ids[0]
@@ -311,6 +311,6 @@ func get(url string) (int, string) {
 }
 
 // writeOverride gives a sandbox a compose override file (the faults of the stand-in).
-func writeOverride(t *testing.T, root, content string) {
+func writeOverride(t testing.TB, root, content string) {
 	require.NoError(t, os.WriteFile(filepath.Join(root, "docker-compose.sandbox.override.yml"), []byte(content), 0o644))
 }

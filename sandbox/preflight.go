@@ -128,12 +128,18 @@ func PortsFree(p *Profile, slot int) (bool, []int) {
 // userland proxy publishes ports through iptables alone, where a bind test
 // cannot see them; compose then reports the clash itself.
 func Preflight(ctx context.Context, r Runner, p *Profile, slot int, ownProject string) error {
+	return PreflightPorts(ctx, r, p, slot, p.PortsFor(slot), ownProject)
+}
+
+// PreflightPorts is Preflight for the ports a sandbox's env file actually
+// gives compose (keyed by port variable), which decide over the slot's rules.
+func PreflightPorts(ctx context.Context, r Runner, p *Profile, slot int, ports map[string]int, ownProject string) error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("port preflight for slot %d: %w", slot, err)
 	}
 	var taken []PortRule
 	for _, rule := range p.Ports {
-		if !portBindable(rule.Port(slot)) {
+		if !portBindable(ports[rule.Key]) {
 			taken = append(taken, rule)
 		}
 	}
@@ -154,7 +160,7 @@ func Preflight(ctx context.Context, r Runner, p *Profile, slot int, ownProject s
 	var conflicts []PortConflict
 	var unresolved []int // indexes into conflicts whose holder is not a container
 	for _, rule := range taken {
-		port := rule.Port(slot)
+		port := ports[rule.Key]
 		c := PortConflict{Port: port, Key: rule.Key, Service: rule.Service, Label: rule.Label}
 		if h, ok := containerHolder(published, port, ownProject); ok {
 			if ownProject != "" && h.Project == ownProject {

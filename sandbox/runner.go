@@ -53,8 +53,9 @@ type ExitError struct {
 	Stderr string
 }
 
+// Error shows the last few lines of stderr: where tools put the reason.
 func (e *ExitError) Error() string {
-	msg := strings.TrimSpace(e.Stderr)
+	msg := lastLines(strings.TrimSpace(e.Stderr), 6)
 	if msg == "" {
 		return fmt.Sprintf("%s: exit status %d", e.Cmd, e.Code)
 	}
@@ -98,4 +99,13 @@ func tail(s string, n int) string {
 		return s
 	}
 	return "…" + s[len(s)-n:]
+}
+
+// lastLines returns the last n lines of s, marking a cut.
+func lastLines(s string, n int) string {
+	lines := strings.Split(s, "\n")
+	if len(lines) <= n {
+		return s
+	}
+	return "…\n" + strings.Join(lines[len(lines)-n:], "\n")
 }

@@ -71,11 +71,17 @@ func (m *Manager) upStack(ctx context.Context, env Env, stack Stack, root string
 				return nil, err
 			}
 		}
-		if err := Preflight(ctx, m.Runner, p, env.Slot, stack.Project); err != nil {
+		if err := PreflightPorts(ctx, m.Runner, p, env.Slot, env.Ports, stack.Project); err != nil {
 			return nil, err
 		}
 		m.say("Starting %s (slot %d, API port %d)…", stack.Project, env.Slot, env.Ports[p.APIPortKey])
 		if err := c.Up(ctx, stack, o.Build, o.Output); err != nil {
+			// Leave no half-started stack behind; its volumes (data) stay.
+			cctx, cancel := cleanupContext(ctx)
+			defer cancel()
+			if derr := c.Down(cctx, stack, false, nil); derr == nil {
+				m.say("Stopped the partly started %s again (data kept)", stack.Project)
+			}
 			return nil, &ComposeError{Err: err}
 		}
 	}
