@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -220,11 +221,26 @@ func (e *env) cleanup() {
 		removeProject(project)
 	}
 	// Volumes outlive their containers after `down` without -volumes.
-	for _, p := range dockerIDs("volume", "ls", "--format", `{{.Label "com.docker.compose.project"}}`) {
-		if strings.HasPrefix(p, "ktrdr--"+namePrefix) {
-			removeProject(p)
+	for _, p := range e.projects() {
+		removeProject(p)
+	}
+}
+
+// projects lists the compose projects of the sandboxes this test registered
+// or created folders for.
+func (e *env) projects() []string {
+	var out []string
+	entries, _ := os.ReadDir(e.Dev)
+	for _, en := range entries {
+		if strings.HasPrefix(en.Name(), "ktrdr--") {
+			out = append(out, en.Name())
 		}
 	}
+	data, _ := os.ReadFile(filepath.Join(e.Home, ".ktrdr", "sandbox", "instances.json"))
+	for _, m := range regexp.MustCompile(`"(ktrdr--[a-z0-9-]+)"`).FindAllStringSubmatch(string(data), -1) {
+		out = append(out, m[1])
+	}
+	return out
 }
 
 // projectsUnder lists compose projects whose working dir is below dir.
@@ -264,17 +280,34 @@ func dockerIDs(args ...string) []string {
 	return strings.Fields(string(out))
 }
 
-// removeStaleProjects removes what an interrupted earlier run left.
+// removeStaleProjects removes what an interrupted earlier run left: e2e
+// projects whose working folder is gone. A project whose folder still
+// exists belongs to a run in progress (another package, a benchmark).
 func removeStaleProjects() {
+	live := map[string]bool{}
+	out, _ := exec.Command("docker", "ps", "-a", "--format", `{{.Label "com.docker.compose.project"}} {{.Label "com.docker.compose.project.working_dir"}}`).Output()
+	for _, line := range strings.Split(string(out), "\n") {
+		project, wd, _ := strings.Cut(strings.TrimSpace(line), " ")
+		if !isE2EProject(project) {
+			continue
+		}
+		if _, err := os.Stat(wd); err == nil && wd != "" {
+			live[project] = true
+		}
+	}
 	seen := map[string]bool{}
 	for _, kind := range [][]string{{"ps", "-a", "--format", `{{.Label "com.docker.compose.project"}}`}, {"volume", "ls", "--format", `{{.Label "com.docker.compose.project"}}`}} {
 		for _, p := range dockerIDs(kind...) {
-			if (strings.HasPrefix(p, "ktrdr--"+namePrefix) || p == "ktrdr-e2e-main" || p == "ktrdr-main-check") && !seen[p] {
+			if isE2EProject(p) && !live[p] && !seen[p] {
 				seen[p] = true
 				removeProject(p)
 			}
 		}
 	}
+}
+
+func isE2EProject(p string) bool {
+	return strings.HasPrefix(p, "ktrdr--"+namePrefix) || p == "ktrdr-e2e-main" || p == "ktrdr-main-check"
 }
 
 // projectResources counts what the engine holds for a compose project.

@@ -80,6 +80,9 @@ func (c *Compose) cmd(s Stack, args ...string) (Cmd, error) {
 	if s.Project == "" || s.EnvFile == "" || len(s.Files) == 0 {
 		return Cmd{}, fmt.Errorf("compose %s: project, env file and compose files are required", strings.Join(args, " "))
 	}
+	if !filepath.IsAbs(s.Dir) {
+		return Cmd{}, fmt.Errorf("compose: project directory %q is not absolute", s.Dir)
+	}
 	if !filepath.IsAbs(s.EnvFile) {
 		return Cmd{}, fmt.Errorf("compose: env file %q is not absolute", s.EnvFile)
 	}

@@ -101,11 +101,20 @@ func tail(s string, n int) string {
 	return "…" + s[len(s)-n:]
 }
 
-// lastLines returns the last n lines of s, marking a cut.
+// lastLines returns the last n lines of s, marking a cut; a "fatal:" or
+// "error:" line cut off above them (git's reason) is kept first.
 func lastLines(s string, n int) string {
 	lines := strings.Split(s, "\n")
 	if len(lines) <= n {
 		return s
 	}
-	return "…\n" + strings.Join(lines[len(lines)-n:], "\n")
+	out := ""
+	for _, l := range lines[:len(lines)-n] {
+		t := strings.TrimSpace(l)
+		if strings.HasPrefix(t, "fatal:") || strings.HasPrefix(t, "error:") || strings.HasPrefix(t, "Error") {
+			out = l + "\n"
+			break
+		}
+	}
+	return out + "…\n" + strings.Join(lines[len(lines)-n:], "\n")
 }
