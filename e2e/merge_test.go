@@ -16,11 +16,7 @@ import (
 func TestMergeApplyVerifyLiveRollback(t *testing.T) {
 	needDocker(t)
 	e := newEnv(t)
-	legacy, err := os.ReadFile(filepath.Join(repoRoot, "sandbox", "merge", "testdata", "docker-compose.legacy.yml"))
-	require.NoError(t, err)
-	composePath := filepath.Join(e.Main, "docker-compose.yml")
-	require.NoError(t, os.WriteFile(composePath, legacy, 0o644))
-	e.git(e.Main, "commit", "-q", "-am", "the pre-sandbox compose file")
+	legacy, composePath := withLegacyCompose(t, e)
 
 	applied := e.must(e.Main, "merge:apply")
 	assert.Contains(t, applied.Stdout, "rollback point")
@@ -57,11 +53,7 @@ func TestMergeApplyVerifyLiveRollback(t *testing.T) {
 // A broken merged file fails verify naming the item, and apply undoes itself.
 func TestMergeApplyRollsBackABrokenFile(t *testing.T) {
 	e := newEnv(t)
-	legacy, err := os.ReadFile(filepath.Join(repoRoot, "sandbox", "merge", "testdata", "docker-compose.legacy.yml"))
-	require.NoError(t, err)
-	composePath := filepath.Join(e.Main, "docker-compose.yml")
-	require.NoError(t, os.WriteFile(composePath, legacy, 0o644))
-	e.git(e.Main, "commit", "-q", "-am", "the pre-sandbox compose file")
+	legacy, composePath := withLegacyCompose(t, e)
 	broken := bytes.Replace(mustRead(t, filepath.Join(e.Main, "docker-compose.sandbox.yml")),
 		[]byte(`"${KTRDR_API_PORT:-8000}:8000"`), []byte(`"${KTRDR_API_PORT:-8080}:8000"`), 1)
 	src := filepath.Join(t.TempDir(), "broken.yml")
@@ -72,6 +64,17 @@ func TestMergeApplyRollsBackABrokenFile(t *testing.T) {
 	assert.Contains(t, r.Stdout, "✗ no variables: slot-0 ports")
 	assert.Contains(t, r.Stdout+r.Stderr, "8080")
 	assert.Equal(t, legacy, mustRead(t, composePath), "apply rolled back by itself")
+}
+
+// withLegacyCompose commits the pre-sandbox compose file as the main
+// checkout's docker-compose.yml and returns its bytes and path.
+func withLegacyCompose(t *testing.T, e *env) ([]byte, string) {
+	legacy, err := os.ReadFile(filepath.Join(repoRoot, "sandbox", "merge", "testdata", "docker-compose.legacy.yml"))
+	require.NoError(t, err)
+	composePath := filepath.Join(e.Main, "docker-compose.yml")
+	require.NoError(t, os.WriteFile(composePath, legacy, 0o644))
+	e.git(e.Main, "commit", "-q", "-am", "the pre-sandbox compose file")
+	return legacy, composePath
 }
 
 func mustRead(t *testing.T, path string) []byte {

@@ -114,8 +114,8 @@ func FuzzReadEnv(f *testing.F) {
 	f.Add("INSTANCE_ID=x\nKTRDR_API_PORT='8001\n")
 	f.Add("export A=\"b\\\"c\"\n# c\nB=${A}\n")
 	f.Add(strings.Repeat("=", 100))
+	path := filepath.Join(f.TempDir(), ".env.sandbox") // one file per worker, rewritten each time
 	f.Fuzz(func(t *testing.T, content string) {
-		path := filepath.Join(t.TempDir(), ".env.sandbox")
 		if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
 			t.Skip()
 		}

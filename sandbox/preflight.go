@@ -273,7 +273,7 @@ func parseDockerPorts(out []byte) []publishedPort {
 		if json.Unmarshal([]byte(line), &l) != nil || l.Ports == "" {
 			continue
 		}
-		labels := parseDockerLabels(l.Labels)
+		labels := parseLabels(l.Labels)
 		name, _, _ := strings.Cut(l.Names, ",") // first name
 		for _, entry := range strings.Split(l.Ports, ",") {
 			from, to, ok := parsePublishedEntry(strings.TrimSpace(entry))
@@ -318,26 +318,6 @@ func parsePublishedEntry(e string) (from, to int, ok bool) {
 		}
 	}
 	return from, to, true
-}
-
-// parseDockerLabels parses docker's "k=v,k2=v2" label list. A value may
-// itself contain commas (com.docker.compose.project.config_files=/a.yml,/b.yml):
-// a piece without "=" continues the previous value.
-func parseDockerLabels(s string) map[string]string {
-	m := map[string]string{}
-	last := ""
-	for _, piece := range strings.Split(s, ",") {
-		k, v, ok := strings.Cut(piece, "=")
-		if !ok {
-			if last != "" {
-				m[last] += "," + piece
-			}
-			continue
-		}
-		m[k] = v
-		last = k
-	}
-	return m
 }
 
 // parseProcNetTCP reads the text of /proc/net/tcp or /proc/net/tcp6 and

@@ -115,7 +115,7 @@ func TestParseDockerPorts(t *testing.T) {
 }
 
 func TestParseDockerLabelsKeepsCommasInValues(t *testing.T) {
-	got := parseDockerLabels("a=1,com.docker.compose.project.config_files=/x/a.yml,/x/b.yml,com.docker.compose.project=ktrdr--x")
+	got := parseLabels("a=1,com.docker.compose.project.config_files=/x/a.yml,/x/b.yml,com.docker.compose.project=ktrdr--x")
 	assert.Equal(t, map[string]string{
 		"a": "1", "com.docker.compose.project.config_files": "/x/a.yml,/x/b.yml", "com.docker.compose.project": "ktrdr--x",
 	}, got)

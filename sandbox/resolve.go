@@ -1,6 +1,7 @@
 package sandbox
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -43,11 +44,10 @@ func (p *Profile) ResolveAPIURL(explicitURL string, explicitPort int, cwd string
 	if path == "" {
 		return p.DefaultAPIURL(), nil
 	}
-	vals, err := godotenv.Read(path)
+	v, ok, err := readEnvKey(path, p.APIPortKey)
 	if err != nil {
 		return "", &EnvFileError{Path: path, Err: err}
 	}
-	v, ok := vals[p.APIPortKey]
 	if !ok {
 		return "", &EnvFileError{Path: path, Key: p.APIPortKey, Err: errors.New("missing")}
 	}
@@ -80,4 +80,46 @@ func (p *Profile) FindEnvFile(dir string) (string, error) {
 		}
 		d = parent
 	}
+}
+
+// readEnvKey returns one key of an env file as godotenv.Read would. When no
+// quoted value spans lines and the key's lines expand no variables, parsing
+// just those lines is equivalent and several times faster than parsing the
+// whole file (the resolver runs on every CLI call); otherwise it reads the
+// whole file.
+func readEnvKey(path, key string) (string, bool, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return "", false, err
+	}
+	var mine []byte
+	simple := true
+	for line := range bytes.Lines(data) {
+		if bytes.Count(line, []byte{'"'})%2 != 0 || bytes.Count(line, []byte{'\''})%2 != 0 || bytes.Count(line, []byte{'`'})%2 != 0 {
+			simple = false // a quoted value may continue on the next line
+			break
+		}
+		t := bytes.TrimLeft(line, " \t")
+		t = bytes.TrimPrefix(t, []byte("export "))
+		t = bytes.TrimLeft(t, " \t")
+		if rest, ok := bytes.CutPrefix(t, []byte(key)); ok && len(bytes.TrimLeft(rest, " \t")) > 0 &&
+			(bytes.TrimLeft(rest, " \t")[0] == '=' || bytes.TrimLeft(rest, " \t")[0] == ':') {
+			if bytes.ContainsRune(line, '$') {
+				simple = false
+				break
+			}
+			mine = append(mine, line...) // as is: only the file's last line lacks "\n"
+		}
+	}
+	var vals map[string]string
+	if simple {
+		vals, err = godotenv.UnmarshalBytes(mine)
+	} else {
+		vals, err = godotenv.UnmarshalBytes(data)
+	}
+	if err != nil {
+		return "", false, err
+	}
+	v, ok := vals[key]
+	return v, ok, nil
 }

