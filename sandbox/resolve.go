@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"unicode"
 
 	"github.com/joho/godotenv"
 )
@@ -99,16 +100,23 @@ func readEnvKey(path, key string) (string, bool, error) {
 			simple = false // a quoted value may continue on the next line
 			break
 		}
-		t := bytes.TrimLeft(line, " \t")
-		t = bytes.TrimPrefix(t, []byte("export "))
-		t = bytes.TrimLeft(t, " \t")
-		if rest, ok := bytes.CutPrefix(t, []byte(key)); ok && len(bytes.TrimLeft(rest, " \t")) > 0 &&
-			(bytes.TrimLeft(rest, " \t")[0] == '=' || bytes.TrimLeft(rest, " \t")[0] == ':') {
+		t := bytes.TrimLeftFunc(line, unicode.IsSpace)
+		if rest, ok := bytes.CutPrefix(t, []byte("export")); ok && len(rest) > 0 && unicode.IsSpace(rune(rest[0])) {
+			t = bytes.TrimLeftFunc(rest, unicode.IsSpace)
+		}
+		rest, ok := bytes.CutPrefix(t, []byte(key))
+		rest = bytes.TrimLeftFunc(rest, unicode.IsSpace)
+		if ok && len(rest) > 0 && (rest[0] == '=' || rest[0] == ':') {
 			if bytes.ContainsRune(line, '$') {
 				simple = false
 				break
 			}
 			mine = append(mine, line...) // as is: only the file's last line lacks "\n"
+		}
+	}
+	if simple {
+		if v, ok := plainDigits(mine, key); ok {
+			return v, true, nil
 		}
 	}
 	var vals map[string]string
@@ -122,4 +130,23 @@ func readEnvKey(path, key string) (string, bool, error) {
 	}
 	v, ok := vals[key]
 	return v, ok, nil
+}
+
+// plainDigits answers for the common case: the key's only line is
+// KEY=<digits> with nothing else on it, whose value needs no parsing.
+func plainDigits(lines []byte, key string) (string, bool) {
+	line := bytes.TrimRight(lines, "\r\n")
+	if bytes.ContainsAny(line, "\n\r") {
+		return "", false // several lines name the key
+	}
+	rest, ok := bytes.CutPrefix(line, []byte(key+"="))
+	if !ok || len(rest) == 0 || len(rest) > 10 {
+		return "", false
+	}
+	for _, c := range rest {
+		if c < '0' || c > '9' {
+			return "", false
+		}
+	}
+	return string(rest), true
 }
