@@ -96,6 +96,9 @@ func readEnvKey(path, key string) (string, bool, error) {
 	var mine []byte
 	simple := true
 	for line := range bytes.Lines(data) {
+		if t := bytes.TrimLeftFunc(line, unicode.IsSpace); len(t) > 0 && t[0] == '#' {
+			continue // every earlier line was balanced: this is a whole comment
+		}
 		if bytes.Count(line, []byte{'"'})%2 != 0 || bytes.Count(line, []byte{'\''})%2 != 0 || bytes.Count(line, []byte{'`'})%2 != 0 {
 			simple = false // a quoted value may continue on the next line
 			break
