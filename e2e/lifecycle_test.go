@@ -82,6 +82,10 @@ func TestLifecycleRoundTrip(t *testing.T) {
 	assert.Equal(t, "postgresql://ktrdr:localdev@localhost:5433/ktrdr", urls["Database"])
 	assert.Equal(t, "http://localhost:5013", urls["Training worker 2"])
 
+	logs := e.must(dir, "sandbox:logs", "-service=backend")
+	assert.Contains(t, logs.Stdout, "/api/v1/health", "the backend logged the gate's requests")
+	assert.NotContains(t, logs.Stdout, "jaeger", "only the backend's logs")
+
 	list := e.must(e.Main, "sandbox:list")
 	assert.Regexp(t, `ktrdr--`+name+`\s+1\s+running\s+8001\s+`+name+`\s+`+dir, list.Stdout)
 

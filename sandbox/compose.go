@@ -220,11 +220,16 @@ func (s *StackState) Running() int {
 // package carries, naming its instance: teardown proves ownership with it.
 const LabelInstance = "org.ktrdr.sandbox.instance"
 
+// psStateFormat makes docker ps print one JSON object per container with
+// only the fields StackStates reads: {{json .}} renders every field and is
+// about five times slower.
+const psStateFormat = `{"Labels":{{json .Labels}},"State":{{json .State}},"Status":{{json .Status}}}`
+
 // StackStates returns the state of every compose project on the engine,
 // from one `docker ps` call.
 func StackStates(ctx context.Context, r Runner) (map[string]*StackState, error) {
 	out, err := r.Run(ctx, Cmd{Name: "docker", Args: []string{"ps", "-a", "--no-trunc",
-		"--filter", "label=com.docker.compose.project", "--format", "{{json .}}"}})
+		"--filter", "label=com.docker.compose.project", "--format", psStateFormat}})
 	if err != nil {
 		return nil, fmt.Errorf("list containers: %w", err)
 	}

@@ -151,7 +151,7 @@ func PreflightPorts(ctx context.Context, r Runner, p *Profile, slot int, ports m
 	if r != nil {
 		// Docker being unavailable is not a preflight failure: process
 		// holders are still found below.
-		out, err := r.Run(ctx, Cmd{Name: "docker", Args: []string{"ps", "--no-trunc", "--format", "{{json .}}"}})
+		out, err := r.Run(ctx, Cmd{Name: "docker", Args: []string{"ps", "--no-trunc", "--format", psPortsFormat}})
 		if err == nil {
 			published = parseDockerPorts(out)
 		}
@@ -248,6 +248,10 @@ type publishedPort struct {
 }
 
 // dockerPSLine is the part of `docker ps --format '{{json .}}'` we read.
+// psPortsFormat makes docker ps print one JSON object per container with
+// only the fields preflight reads ({{json .}} costs several times more).
+const psPortsFormat = `{"Names":{{json .Names}},"Ports":{{json .Ports}},"Labels":{{json .Labels}}}`
+
 type dockerPSLine struct {
 	Names  string `json:"Names"`
 	Ports  string `json:"Ports"`

@@ -230,7 +230,7 @@ func TestPreflightOwnProjectIsNotAConflict(t *testing.T) {
 		pfDockerLine("ktrdr--other-backend-1", "ktrdr--other", "backend", "0.0.0.0:8000->8000/tcp"),
 	)
 	require.NoError(t, Preflight(t.Context(), r, p, 1, "ktrdr--mine"))
-	assert.Equal(t, []string{"docker ps --no-trunc --format {{json .}}"}, r.commands())
+	assert.Equal(t, []string{"docker ps --no-trunc --format " + psPortsFormat}, r.commands())
 }
 
 func TestPreflightOtherProjectIsAConflict(t *testing.T) {
