@@ -288,7 +288,7 @@ func explain(err error) error {
 	)
 	switch {
 	case errors.Is(err, context.Canceled):
-		return fail(1, err, "interrupted: nothing was left half-done; run the command again")
+		return fail(1, err, "interrupted; the registry, env file and worktree are consistent: run the command again to finish")
 	case errors.As(err, &inv):
 		return fail(1, err, "")
 	case errors.As(err, &dir):
