@@ -43,6 +43,17 @@ func TestLifecycleRoundTrip(t *testing.T) {
 	dir := e.sandboxDir(name)
 	assert.Contains(t, created.Stdout, "Created sandbox ktrdr--"+name+" in slot 1")
 	assert.Contains(t, created.Stdout, "cd "+dir+" && go tool mage sandbox:up")
+	var other struct {
+		ID, Path, Branch string
+		Slot             int
+		Ports            map[string]int
+	}
+	otherRun := e.must(e.Main, "sandbox:create", name+"-json", "-json")
+	require.NoError(t, json.Unmarshal([]byte(otherRun.Stdout), &other), "stdout is only JSON: %s", otherRun.Stdout)
+	assert.Equal(t, 2, other.Slot)
+	assert.Equal(t, e.sandboxDir(name+"-json"), other.Path)
+	assert.Equal(t, 8002, other.Ports["KTRDR_API_PORT"])
+	e.must(other.Path, "sandbox:destroy")
 	reg := e.registry()["ktrdr--"+name]
 	require.NotNil(t, reg)
 	assert.Equal(t, true, reg["is_worktree"])
@@ -56,7 +67,25 @@ func TestLifecycleRoundTrip(t *testing.T) {
 	assert.Contains(t, st.Stdout, "stopped")
 	assert.Contains(t, st.Stdout, "not run yet")
 
-	e.must(dir, "sandbox:up")
+	var up struct {
+		ID   string
+		Slot int
+		Gate struct {
+			Passed bool
+			Checks []struct {
+				Name   string
+				Passed bool
+			}
+		}
+		URLs []struct{ Label, URL string }
+	}
+	upRun := e.must(dir, "sandbox:up", "-json")
+	require.NoError(t, json.Unmarshal([]byte(upRun.Stdout), &up), "stdout is only JSON: %s", upRun.Stdout)
+	assert.True(t, up.Gate.Passed)
+	assert.Len(t, up.Gate.Checks, 4)
+	assert.Equal(t, "http://localhost:8001/api/v1", up.URLs[0].URL)
+	assert.Contains(t, upRun.Stderr, "Starting ktrdr--"+name, "steps go to stderr with -json")
+
 	var status struct {
 		ID, Branch, State, Path string
 		Slot                    int

@@ -23,8 +23,9 @@ import (
 // Sandbox holds the targets that manage isolated ktrdr stacks, one per checkout.
 type Sandbox mg.Namespace
 
-// manager returns the library's manager for this user, printing steps to stdout.
-func manager() (*sandbox.Manager, string, error) {
+// manager returns the library's manager for this user, printing steps to
+// stdout, or to stderr when stdout carries JSON.
+func manager(jsonOut ...*bool) (*sandbox.Manager, string, error) {
 	home, err := os.UserHomeDir()
 	if err != nil {
 		return nil, "", fail(1, fmt.Errorf("find the home folder: %w", err), "set HOME")
@@ -33,7 +34,11 @@ func manager() (*sandbox.Manager, string, error) {
 	if err != nil {
 		return nil, "", fail(1, fmt.Errorf("find the current folder: %w", err), "")
 	}
-	return sandbox.NewManager(home, os.Stdout), cwd, nil
+	steps := io.Writer(os.Stdout)
+	if len(jsonOut) > 0 && deref(jsonOut[0]) {
+		steps = os.Stderr
+	}
+	return sandbox.NewManager(home, steps), cwd, nil
 }
 
 // Create makes a new sandbox: a git worktree ../ktrdr--<name> beside the main checkout,
@@ -43,14 +48,18 @@ func (Sandbox) Create(ctx context.Context, name string,
 	branch *string, // branch to check out (default: <name>, created from HEAD if missing)
 	slot *int, // slot to take (default: the lowest free one)
 	standin *bool, // run the bundled stand-in images instead of the real ktrdr images
+	json *bool, // print what was created as JSON (steps go to stderr)
 ) error {
-	m, cwd, err := manager()
+	m, cwd, err := manager(json)
 	if err != nil {
 		return err
 	}
 	res, err := m.Create(ctx, sandbox.CreateOptions{Name: name, Branch: deref(branch), Slot: deref(slot), Standin: deref(standin), Dir: cwd})
 	if err != nil {
 		return explain(err)
+	}
+	if deref(json) {
+		return printJSON(res)
 	}
 	for _, s := range sortedSlots(res.Skipped) {
 		fmt.Printf("Skipped slot %d: %s\n", s, res.Skipped[s])
@@ -95,20 +104,29 @@ func (Sandbox) Up(ctx context.Context,
 	nowait *bool, // do not wait for the startability gate
 	build *bool, // build images before starting (compose up --build)
 	timeout *time.Duration, // how long the gate may wait (default 2m0s)
+	json *bool, // print the result (gate checks, URLs) as JSON; progress goes to stderr
 ) error {
-	m, cwd, err := manager()
+	m, cwd, err := manager(json)
 	if err != nil {
 		return err
 	}
-	tty := isatty.IsTerminal(os.Stdout.Fd())
-	update, stop := sandbox.NewGateProgress(os.Stdout, tty)
+	progressOut := os.Stdout
+	if deref(json) {
+		progressOut = os.Stderr
+	}
+	tty := isatty.IsTerminal(progressOut.Fd())
+	update, stop := sandbox.NewGateProgress(progressOut, tty)
 	opts := sandbox.UpOptions{Dir: cwd, NoWait: deref(nowait), Build: deref(build), Timeout: deref(timeout), Progress: update}
 	if mg.Verbose() {
 		opts.Output = os.Stderr
 	}
 	res, err := m.Up(ctx, opts)
 	stop()
-	if res != nil && res.Gate != nil {
+	if deref(json) && res != nil {
+		if perr := printJSON(res); perr != nil {
+			return perr
+		}
+	} else if res != nil && res.Gate != nil {
 		fmt.Println()
 		sandbox.WriteGateReport(os.Stdout, *res.Gate, res.URLs, res.Logs)
 	}
@@ -118,7 +136,7 @@ func (Sandbox) Up(ctx context.Context,
 		}
 		return explain(err)
 	}
-	if res.Gate == nil {
+	if res.Gate == nil && !deref(json) {
 		fmt.Printf("Started %s without waiting; check readiness with go tool mage sandbox:status\n", res.ID)
 	}
 	return nil

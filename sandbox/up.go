@@ -27,7 +27,7 @@ type UpResult struct {
 	AlreadyRunning bool              `json:"already_running"`
 	Gate           *GateResult       `json:"gate,omitempty"`
 	URLs           []NamedURL        `json:"urls"`
-	Logs           map[string]string `json:"-"` // log tails of the services behind failed checks
+	Logs           map[string]string `json:"logs,omitempty"` // log tails of the services behind failed checks
 }
 
 // ErrGateFailed is returned by Up when the stack started but the gate failed.
