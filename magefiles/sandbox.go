@@ -102,7 +102,7 @@ func (Sandbox) Init(ctx context.Context,
 // failed, 2 gate failed, 3 port conflict.
 func (Sandbox) Up(ctx context.Context,
 	nowait *bool, // do not wait for the startability gate
-	build *bool, // build images before starting (compose up --build)
+	build *bool, // build images before starting (compose up --build; rebuilds the stand-in image)
 	timeout *time.Duration, // how long the gate may wait (default 2m0s)
 	json *bool, // print the result (gate checks, URLs) as JSON; progress goes to stderr
 ) error {

@@ -36,7 +36,7 @@ func (m *Manager) CheckMainStack(ctx context.Context, root string, standin bool,
 		for _, k := range p.ImageKeys {
 			fmt.Fprintf(&env, "%s=%s\n", k, p.StandinImage)
 		}
-		if err := m.ensureStandinImage(ctx, root); err != nil {
+		if err := m.ensureStandinImage(ctx, root, false); err != nil {
 			return nil, err
 		}
 	}

@@ -14,7 +14,7 @@ import (
 type UpOptions struct {
 	Dir      string
 	NoWait   bool            // skip the startability gate
-	Build    bool            // compose up --build
+	Build    bool            // compose up --build; also rebuilds the stand-in image
 	Timeout  time.Duration   // gate timeout; 0 means the gate's default
 	Progress func(GateState) // live gate progress (optional)
 	Output   io.Writer       // compose's own output (optional)
@@ -67,7 +67,7 @@ func (m *Manager) upStack(ctx context.Context, env Env, stack Stack, root string
 		m.say("%s is already running (%d/%d services): nothing to start", stack.Project, st.Running(), len(p.Services))
 	} else {
 		if env.Standin {
-			if err := m.ensureStandinImage(ctx, root); err != nil {
+			if err := m.ensureStandinImage(ctx, root, o.Build); err != nil {
 				return nil, err
 			}
 		}
@@ -168,14 +168,18 @@ func (m *Manager) lastGate(id string) *LastGate {
 	return &lg
 }
 
-func (m *Manager) ensureStandinImage(ctx context.Context, root string) error {
+// ensureStandinImage builds the stand-in image when it is missing, or
+// always when rebuild is set (up -build after changing cmd/standin).
+func (m *Manager) ensureStandinImage(ctx context.Context, root string, rebuild bool) error {
 	p := m.Profile
-	ok, err := StandinImageExists(ctx, m.Runner, p.StandinImage)
-	if err != nil {
-		return err
-	}
-	if ok {
-		return nil
+	if !rebuild {
+		ok, err := StandinImageExists(ctx, m.Runner, p.StandinImage)
+		if err != nil {
+			return err
+		}
+		if ok {
+			return nil
+		}
 	}
 	m.say("Building the stand-in image %s from %s…", p.StandinImage, p.StandinSource)
 	return BuildStandinImage(ctx, m.Runner, root, p.StandinSource, p.StandinImage, m.Out)

@@ -41,6 +41,7 @@ const (
 	envCheckInterval    = "KTRDR_STANDIN_WORKER_CHECK_INTERVAL"
 	envFailureThreshold = "KTRDR_STANDIN_WORKER_FAILURE_THRESHOLD"
 	envRegisterBackoff  = "KTRDR_STANDIN_REGISTER_BACKOFF"
+	envRecheckInterval  = "KTRDR_STANDIN_REREGISTER_CHECK"
 )
 
 var roleNames = []string{"backend", "worker", "db", "jaeger", "prometheus", "grafana"}
@@ -70,6 +71,7 @@ type config struct {
 	apiURL          string
 	registerBackoff time.Duration
 	registerMax     time.Duration
+	recheck         time.Duration // how often a registered worker checks the backend still lists it
 }
 
 var defaultPorts = map[string]int{"backend": 8000, "worker": 5003, "db": 5432, "jaeger": 16686, "prometheus": 9090, "grafana": 3000}
@@ -125,6 +127,7 @@ func loadConfig(role string, getenv func(string) string) (config, error) {
 	durVar(envDBStarting, &cfg.dbStarting)
 	durVar(envCheckInterval, &cfg.checkInterval)
 	durVar(envRegisterBackoff, &cfg.registerBackoff)
+	durVar(envRecheckInterval, &cfg.recheck)
 	intVar(envFailureThreshold, &cfg.failureThreshold)
 	if v := getenv(envReadyAt); v != "" {
 		ms, err := strconv.ParseInt(v, 10, 64)
@@ -139,6 +142,9 @@ func loadConfig(role string, getenv func(string) string) (config, error) {
 	}
 	if cfg.registerBackoff <= 0 {
 		cfg.registerBackoff = time.Second
+	}
+	if cfg.recheck <= 0 {
+		cfg.recheck = 5 * time.Second
 	}
 	if cfg.failureThreshold < 1 {
 		cfg.failureThreshold = 1

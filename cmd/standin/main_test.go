@@ -547,3 +547,29 @@ func TestStandinIgnoresRealImageCommand(t *testing.T) {
 	assert.Equal(t, 0, <-done)
 	assert.Contains(t, out.String(), "ignoring command")
 }
+
+// A restarted backend forgets its workers; they notice and register again.
+func TestStandinWorkerReregistersAfterBackendRestart(t *testing.T) {
+	apiPort := freePort(t)
+	b := startRole(t, "backend", map[string]string{envPort: strconv.Itoa(apiPort)}, true)
+	w := startRole(t, "worker", map[string]string{
+		"WORKER_ID": "training-worker-1", "WORKER_TYPE": "training", "WORKER_ENDPOINT_URL": "http://127.0.0.1:1",
+		"KTRDR_API_URL":    fmt.Sprintf("http://127.0.0.1:%d", apiPort),
+		envRegisterBackoff: "20ms", envRecheckInterval: "30ms",
+	}, true)
+	listed := func(r *role) func() bool {
+		return func() bool {
+			var workers []map[string]any
+			getJSON(t, r.url("/api/v1/workers"), &workers)
+			return len(workers) == 1
+		}
+	}
+	require.Eventually(t, listed(b), 5*time.Second, 20*time.Millisecond, "worker log:\n%s", w.log)
+
+	b.stop()
+	require.Equal(t, 0, <-b.done)
+	close(b.done)
+	b2 := startRole(t, "backend", map[string]string{envPort: strconv.Itoa(apiPort)}, true)
+	require.Eventually(t, listed(b2), 5*time.Second, 20*time.Millisecond, "never re-registered; worker log:\n%s", w.log)
+	assert.Contains(t, w.log.String(), "no longer lists training-worker-1")
+}

@@ -40,10 +40,59 @@ func serveWorker(ctx context.Context, cfg config, logger *log.Logger, ln net.Lis
 	return serveHTTP(ctx, logger, mux, ln)
 }
 
-// registerLoop registers the worker with the backend, retrying until it
-// succeeds: the first retry after cfg.registerBackoff, doubling up to
-// cfg.registerMax.
+// registerLoop keeps the worker registered: it registers, then every
+// cfg.recheck asks the backend whether it still lists this worker (a
+// restarted backend forgets its workers) and registers again if not.
 func registerLoop(ctx context.Context, cfg config, logger *log.Logger) {
+	client := &http.Client{Timeout: 5 * time.Second}
+	for {
+		registerUntilDone(ctx, cfg, logger)
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(cfg.recheck):
+			}
+			if listed, err := backendLists(ctx, client, cfg); err == nil && !listed {
+				logger.Printf("backend at %s no longer lists %s: registering again", cfg.apiURL, cfg.workerID)
+				break
+			}
+		}
+	}
+}
+
+// backendLists reports whether the backend's worker list has this worker.
+func backendLists(ctx context.Context, client *http.Client, cfg config) (bool, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, cfg.apiURL+"/api/v1/workers", nil)
+	if err != nil {
+		return false, err
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return false, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return false, fmt.Errorf("status %d", resp.StatusCode)
+	}
+	var workers []struct {
+		WorkerID string `json:"worker_id"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&workers); err != nil {
+		return false, err
+	}
+	for _, w := range workers {
+		if w.WorkerID == cfg.workerID {
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
+// registerUntilDone registers the worker with the backend, retrying until
+// it succeeds: the first retry after cfg.registerBackoff, doubling up to
+// cfg.registerMax.
+func registerUntilDone(ctx context.Context, cfg config, logger *log.Logger) {
 	client := &http.Client{Timeout: 10 * time.Second}
 	payload, _ := json.Marshal(map[string]any{
 		"worker_id": cfg.workerID, "worker_type": cfg.workerType, "endpoint_url": cfg.workerEndpoint,
