@@ -360,8 +360,8 @@ func benchGateOverride(readyAt time.Time) string {
 
 // BenchmarkGateDetectionLatency measures, on a real stand-in stack, the time
 // from the last service becoming ready to the gate passing. Per run the
-// backend and the workers are recreated (a new backend forgets its workers,
-// and a stand-in worker registers only once), the backend with
+// backend and the workers are recreated (a new backend forgets its workers;
+// recreated workers register at once instead of at their 5 s re-check), the backend with
 // KTRDR_STANDIN_READY_AT 5 s ahead; the gate runs from right after the
 // recreate, and the latency is the instant it passed minus READY_AT.
 func BenchmarkGateDetectionLatency(b *testing.B) {
