@@ -220,6 +220,9 @@ func (Sandbox) List(ctx context.Context,
 			fmt.Printf("Cleaned stale entry %s (%s): %s\n", e.ID, e.Path, e.Reason)
 		}
 	}
+	if l.Warning != "" {
+		fmt.Fprintf(os.Stderr, "warning: %s\n  hint: is the Docker engine running? (docker info)\n", l.Warning)
+	}
 	for _, o := range l.Orphans {
 		fmt.Printf("Unregistered stack %s (%d containers); remove it with: %s\n", o.Project, o.Containers, o.Remedy)
 	}

@@ -854,12 +854,17 @@ func TestListEmptyAndDockerFailure(t *testing.T) {
 	assert.NotNil(t, l.Instances)
 	assert.NotNil(t, l.Orphans)
 
+	_, err = e.m.Create(t.Context(), CreateOptions{Name: "feat-a", Dir: e.main})
+	require.NoError(t, err)
 	e.r.dockerFn = func(c Cmd) any {
 		return &ExitError{Cmd: "docker ps", Code: 1, Stderr: "Cannot connect to the Docker daemon"}
 	}
-	_, err = e.m.List(t.Context())
-	require.Error(t, err)
-	assert.Contains(t, err.Error(), "Cannot connect to the Docker daemon")
+	// Without docker the registry is still listed, with unknown states and a warning.
+	l, err = e.m.List(t.Context())
+	require.NoError(t, err)
+	require.Len(t, l.Instances, 1)
+	assert.Equal(t, StateUnknown, l.Instances[0].State)
+	assert.Contains(t, l.Warning, "Cannot connect to the Docker daemon")
 }
 
 func TestStatus(t *testing.T) {

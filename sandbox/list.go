@@ -13,6 +13,7 @@ const (
 	StateRunning = "running"
 	StateStopped = "stopped"
 	StateMissing = "missing" // its checkout is gone
+	StateUnknown = "unknown" // docker could not be asked
 )
 
 // ListEntry is one row of List.
@@ -42,6 +43,7 @@ type Orphan struct {
 type Listing struct {
 	Instances []ListEntry `json:"instances"`
 	Orphans   []Orphan    `json:"orphans"`
+	Warning   string      `json:"warning,omitempty"` // e.g. docker could not be asked: states are unknown
 }
 
 // state summarises a stack.
@@ -72,16 +74,21 @@ func (m *Manager) List(ctx context.Context) (*Listing, error) {
 	if err != nil {
 		return nil, err
 	}
+	out := &Listing{Instances: []ListEntry{}, Orphans: []Orphan{}}
 	states, err := StackStates(ctx, m.Runner)
 	if err != nil {
-		return nil, err
+		// The registry is still worth showing; the states are not known.
+		out.Warning = fmt.Sprintf("states unknown: %v", err)
+		states = nil
 	}
 	api, _ := p.Rule(p.APIPortKey)
-	out := &Listing{Instances: []ListEntry{}, Orphans: []Orphan{}}
 	for id, in := range instances {
 		e := ListEntry{ID: id, Slot: in.Slot, Services: len(p.Services), APIPort: api.Port(in.Slot),
 			Branch: readBranch(in.Path), Path: in.Path, IsWorktree: in.IsWorktree}
 		e.State, e.Running = m.state(states[id])
+		if out.Warning != "" {
+			e.State = StateUnknown
+		}
 		out.Instances = append(out.Instances, e)
 	}
 	for _, s := range stale {
@@ -89,8 +96,8 @@ func (m *Manager) List(ctx context.Context) (*Listing, error) {
 			APIPort: api.Port(s.Instance.Slot), Path: s.Instance.Path, IsWorktree: s.Instance.IsWorktree, Removed: true, Reason: s.Reason}
 		e.Running = states[s.ID].Running()
 		out.Instances = append(out.Instances, e)
-		if e.Running == 0 {
-			os.RemoveAll(m.instanceDir(s.ID))
+		if e.Running == 0 && out.Warning == "" {
+			os.RemoveAll(m.instanceDir(s.ID)) // nothing runs: the teardown copy is no longer needed
 		}
 	}
 	sort.Slice(out.Instances, func(i, j int) bool { return out.Instances[i].Slot < out.Instances[j].Slot })
