@@ -305,6 +305,8 @@ func explain(err error) error {
 		ef    *sandbox.EnvFileError
 		no    *sandbox.NotOwnedError
 		nr    *sandbox.NotRegisteredError
+		el    *sandbox.ElsewhereError
+		ar    *sandbox.AlreadyRegisteredError
 		exitE *sandbox.ExitError
 	)
 	switch {
@@ -336,6 +338,10 @@ func explain(err error) error {
 		return fail(1, err, "fix the file, or destroy and re-create the sandbox")
 	case errors.As(err, &no):
 		return fail(1, err, "that project was not started by this sandbox; inspect it with docker compose -p "+no.Project+" ps")
+	case errors.As(err, &el):
+		return fail(1, err, "run the command in "+el.Registered+", or by name from anywhere (sandbox:destroy -name=…); a copied folder is not a sandbox: remove its .env.sandbox")
+	case errors.As(err, &ar):
+		return fail(1, err, "run go tool mage sandbox:list (it cleans stale entries), or remove it with go tool mage sandbox:destroy -name=<name>")
 	case errors.As(err, &nr):
 		return fail(1, err, "see go tool mage sandbox:list")
 	case errors.Is(err, sandbox.ErrNoCompose):

@@ -85,11 +85,6 @@ func (m *Manager) Destroy(ctx context.Context, o DestroyOptions) (*Destroyed, er
 			return nil, err
 		}
 		id = l.Env.InstanceID
-		if _, in, ok, err := reg.Lookup(l.Root); err != nil {
-			return nil, err
-		} else if ok && in.Path != "" && filepath.Clean(in.Path) != filepath.Clean(l.Root) {
-			return nil, fmt.Errorf("%s says it is %s, but the registry records %s: run destroy from there", l.Root, id, in.Path)
-		}
 	}
 	instances, err := reg.Instances()
 	if err != nil {
@@ -107,17 +102,24 @@ func (m *Manager) Destroy(ctx context.Context, o DestroyOptions) (*Destroyed, er
 	exists := dirExists(in.Path)
 	removeTree := in.IsWorktree && !o.KeepWorktree
 
-	if removeTree && exists && !o.Force {
-		branch := ""
-		if mt.BranchCreated {
-			branch = mt.Branch
+	if removeTree && !o.Force {
+		var lose WouldLose
+		if exists {
+			if lose, err = m.wouldLose(ctx, in.Path, mt.Branch); err != nil {
+				return nil, err
+			}
+			if !mt.BranchCreated {
+				lose.Commits = nil // the branch stays: its commits are not lost
+			}
 		}
-		lose, err := m.wouldLose(ctx, in.Path, branch)
-		if err != nil {
-			return nil, err
-		}
-		if !mt.BranchCreated {
-			lose.Commits = nil // the branch stays: its commits are not lost
+		if mt.BranchCreated && mt.Branch != "" {
+			// The branch is deleted too: whatever only it holds is lost, also
+			// when the folder is gone or HEAD moved to another branch.
+			commits, err := m.unsharedCommits(ctx, in.ParentRepo, "refs/heads/"+mt.Branch, mt.Branch)
+			if err != nil {
+				return nil, err
+			}
+			lose.Commits = mergeLines(lose.Commits, commits)
 		}
 		if !lose.Empty() {
 			return nil, &WouldLoseError{Path: in.Path, WouldLose: lose}

@@ -935,3 +935,46 @@ func TestLifecycleRunnerNeverRunsDocker(t *testing.T) {
 	_, err = r.Run(t.Context(), Cmd{Name: "docker-compose", Args: []string{"version"}})
 	assert.True(t, err != nil && !errors.Is(err, fs.ErrNotExist))
 }
+
+// A commit only on the branch the sandbox created is work, also when the
+// worktree folder is already gone: destroy refuses without Force.
+func TestDestroyGoneWorktreeStillGuardsItsBranch(t *testing.T) {
+	e := lcSetup(t)
+	c := e.create(t, CreateOptions{Name: "feat-a"})
+	lcWrite(t, filepath.Join(c.Path, "work.txt"), "precious")
+	lcGit(t, c.Path, "add", "work.txt")
+	lcGit(t, c.Path, "commit", "-q", "-m", "only on feat-a")
+	require.NoError(t, os.RemoveAll(c.Path))
+
+	_, err := e.m.Destroy(t.Context(), DestroyOptions{Name: "feat-a"})
+	var wl *WouldLoseError
+	require.ErrorAs(t, err, &wl)
+	assert.Contains(t, err.Error(), "only on feat-a")
+	assert.True(t, e.branchExists(t, "feat-a"))
+	assert.Contains(t, e.registry(t), "ktrdr--feat-a")
+
+	d, err := e.m.Destroy(t.Context(), DestroyOptions{Name: "feat-a", Force: true})
+	require.NoError(t, err)
+	assert.Equal(t, "feat-a", d.BranchDeleted)
+}
+
+// An env file copied to another folder must not steer commands to the
+// original sandbox's stack.
+func TestCopiedEnvFileIsRefused(t *testing.T) {
+	e := lcSetup(t)
+	c := e.create(t, CreateOptions{Name: "feat-a"})
+	copyDir := filepath.Join(e.root, "backup-of-feat-a")
+	require.NoError(t, os.MkdirAll(copyDir, 0o755))
+	data, err := os.ReadFile(filepath.Join(c.Path, ".env.sandbox"))
+	require.NoError(t, err)
+	lcWrite(t, filepath.Join(copyDir, ".env.sandbox"), string(data))
+
+	_, err = e.m.Destroy(t.Context(), DestroyOptions{Dir: copyDir})
+	var ee *ElsewhereError
+	require.ErrorAs(t, err, &ee)
+	assert.Equal(t, c.Path, ee.Registered)
+	_, err = e.m.Down(t.Context(), copyDir, true, nil)
+	assert.ErrorAs(t, err, &ee)
+	assert.Empty(t, e.r.composeCalls("down"), "nothing was stopped")
+	assert.DirExists(t, c.Path)
+}

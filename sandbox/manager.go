@@ -113,7 +113,25 @@ func (m *Manager) locate(dir string) (located, error) {
 	if err != nil {
 		return located{}, err
 	}
-	return located{Root: filepath.Dir(path), Env: env}, nil
+	root := filepath.Dir(path)
+	// The registry decides which checkout an instance is: an env file
+	// copied elsewhere must not steer commands to the original's stack.
+	instances, err := m.Registry().Instances()
+	if err != nil {
+		return located{}, err
+	}
+	if in, ok := instances[env.InstanceID]; ok && !samePath(in.Path, root) {
+		return located{}, &ElsewhereError{ID: env.InstanceID, Here: root, Registered: in.Path}
+	}
+	return located{Root: root, Env: env}, nil
+}
+
+// ElsewhereError reports an env file whose instance is registered for
+// another checkout (a copied folder, say).
+type ElsewhereError struct{ ID, Here, Registered string }
+
+func (e *ElsewhereError) Error() string {
+	return fmt.Sprintf("%s names instance %s, which is registered for %s, not this checkout", e.Here, e.ID, e.Registered)
 }
 
 // stack returns the compose stack of a located sandbox.

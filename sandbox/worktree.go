@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 )
 
@@ -114,19 +115,44 @@ func (m *Manager) wouldLose(ctx context.Context, path, branch string) (WouldLose
 			w.Changes = append(w.Changes, l)
 		}
 	}
-	args := []string{"log", "--oneline", "HEAD", "--not", "--remotes"}
+	commits, err := m.unsharedCommits(ctx, path, "HEAD", branch)
+	if err != nil {
+		return w, err
+	}
+	w.Commits = commits
+	return w, nil
+}
+
+// unsharedCommits lists the commits reachable from rev that no remote and
+// no branch other than branch holds. A branch that does not exist holds none.
+func (m *Manager) unsharedCommits(ctx context.Context, repo, rev, branch string) ([]string, error) {
+	if _, err := m.git(ctx, repo, "rev-parse", "--verify", "--quiet", rev); err != nil {
+		return nil, nil
+	}
+	args := []string{"log", "--oneline", rev, "--not", "--remotes"}
 	if branch != "" {
 		args = append(args, "--exclude="+branch) // patterns for --branches are relative to refs/heads
 	}
 	args = append(args, "--branches")
-	commits, err := m.git(ctx, path, args...)
+	out, err := m.git(ctx, repo, args...)
 	if err != nil {
-		return w, fmt.Errorf("check %s for commits on no other branch: %w", path, err)
+		return nil, fmt.Errorf("check %s in %s for commits on no other branch: %w", rev, repo, err)
 	}
-	for _, l := range strings.Split(commits, "\n") {
+	var commits []string
+	for _, l := range strings.Split(out, "\n") {
 		if l != "" {
-			w.Commits = append(w.Commits, l)
+			commits = append(commits, l)
 		}
 	}
-	return w, nil
+	return commits, nil
+}
+
+// mergeLines appends the lines of b that a lacks.
+func mergeLines(a, b []string) []string {
+	for _, l := range b {
+		if !slices.Contains(a, l) {
+			a = append(a, l)
+		}
+	}
+	return a
 }
