@@ -285,39 +285,60 @@ func TestDestroyRefusesToLoseWork(t *testing.T) {
 	assert.Empty(t, e.registry())
 }
 
-// list cleans entries whose worktree was deleted by hand, and reports stacks
+// list cleans entries whose worktree was deleted by hand, keeps those whose
+// stack still runs (so destroy -name can finish them), and reports stacks
 // that look like sandboxes but are not registered.
 func TestListCleansStaleAndReportsOrphans(t *testing.T) {
 	needDocker(t)
 	e := newEnv(t)
-	gone, ghost := namePrefix+"gone", namePrefix+"ghost"
+	gone, lost, ghost := namePrefix+"gone", namePrefix+"lost", namePrefix+"ghost"
 	e.must(e.Main, "sandbox:create", gone)
+	e.must(e.Main, "sandbox:create", lost, "-standin")
 	e.must(e.Main, "sandbox:create", ghost, "-standin")
-	require.NoError(t, os.RemoveAll(e.sandboxDir(gone)))
-
-	// An orphan: the ghost's stack keeps running after its registry entry is lost.
+	e.must(e.sandboxDir(lost), "sandbox:up", "-nowait")
 	e.must(e.sandboxDir(ghost), "sandbox:up", "-nowait")
+	require.NoError(t, os.RemoveAll(e.sandboxDir(gone)))
+	require.NoError(t, os.RemoveAll(e.sandboxDir(lost)))
+
+	// Entries are aged past the grace a create in progress gets; the ghost's
+	// entry is lost while its stack keeps running.
 	regPath := filepath.Join(e.Home, ".ktrdr", "sandbox", "instances.json")
-	data, err := os.ReadFile(regPath)
-	require.NoError(t, err)
 	var reg map[string]any
-	require.NoError(t, json.Unmarshal(data, &reg))
-	delete(reg["instances"].(map[string]any), "ktrdr--"+ghost)
-	data, _ = json.Marshal(reg)
+	require.NoError(t, json.Unmarshal(mustRead(t, regPath), &reg))
+	instances := reg["instances"].(map[string]any)
+	delete(instances, "ktrdr--"+ghost)
+	for _, in := range instances {
+		in.(map[string]any)["created_at"] = time.Now().Add(-time.Hour).UTC().Format(time.RFC3339)
+	}
+	data, _ := json.Marshal(reg)
 	require.NoError(t, os.WriteFile(regPath, data, 0o644))
 
 	r := e.must(e.Main, "sandbox:list")
 	assert.Contains(t, r.Stdout, "Cleaned stale entry ktrdr--"+gone)
 	assert.Regexp(t, `ktrdr--`+gone+`\s+1\s+missing`, r.Stdout)
+	assert.Regexp(t, `ktrdr--`+lost+`\s+2\s+missing`, r.Stdout)
+	assert.NotContains(t, r.Stdout, "Cleaned stale entry ktrdr--"+lost, "its stack still runs: kept")
 	assert.Contains(t, r.Stdout, "Unregistered stack ktrdr--"+ghost)
 	assert.Contains(t, r.Stdout, "docker compose -p ktrdr--"+ghost+" down --volumes")
-	assert.Empty(t, e.registry())
+	assert.Equal(t, []string{"ktrdr--" + lost}, keys(e.registry()))
 
 	r = e.must(e.Main, "sandbox:list")
 	assert.NotContains(t, r.Stdout, "Cleaned", "cleaned once")
 
-	// The destroy of a sandbox whose worktree is gone still works (here: nothing registered).
-	e.must(e.Main, "sandbox:destroy", "-name="+gone)
+	// destroy -name finishes the sandbox whose worktree was deleted by hand.
+	e.must(e.Main, "sandbox:destroy", "-name="+lost)
+	c, v, n := projectResources("ktrdr--" + lost)
+	assert.Zero(t, c+v+n, "its stack is gone")
+	assert.Empty(t, e.registry())
+	assert.NotContains(t, e.branches(), lost)
+}
+
+func keys[V any](m map[string]V) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	return out
 }
 
 // Ctrl-C during destroy leaves a consistent state that a second destroy finishes.

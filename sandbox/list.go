@@ -66,7 +66,16 @@ func (m *Manager) state(st *StackState) (string, int) {
 func (m *Manager) List(ctx context.Context) (*Listing, error) {
 	p := m.Profile
 	reg := m.Registry()
-	stale, err := reg.CleanStale(ctx)
+	out := &Listing{Instances: []ListEntry{}, Orphans: []Orphan{}}
+	states, err := StackStates(ctx, m.Runner)
+	if err != nil {
+		// The registry is still worth showing; the states are not known.
+		out.Warning = fmt.Sprintf("states unknown: %v", err)
+		states = nil
+	}
+	// A stale entry whose stack still has containers (or whose state is
+	// unknown) stays, so that `destroy -name` can still remove its stack.
+	stale, err := reg.CleanStale(ctx, func(id string) bool { return out.Warning != "" || states[id] != nil })
 	if err != nil {
 		return nil, err
 	}
@@ -74,12 +83,11 @@ func (m *Manager) List(ctx context.Context) (*Listing, error) {
 	if err != nil {
 		return nil, err
 	}
-	out := &Listing{Instances: []ListEntry{}, Orphans: []Orphan{}}
-	states, err := StackStates(ctx, m.Runner)
-	if err != nil {
-		// The registry is still worth showing; the states are not known.
-		out.Warning = fmt.Sprintf("states unknown: %v", err)
-		states = nil
+	kept := map[string]string{}
+	for _, s := range stale {
+		if s.Kept {
+			kept[s.ID] = s.Reason
+		}
 	}
 	api, _ := p.Rule(p.APIPortKey)
 	for id, in := range instances {
@@ -89,9 +97,15 @@ func (m *Manager) List(ctx context.Context) (*Listing, error) {
 		if out.Warning != "" {
 			e.State = StateUnknown
 		}
+		if reason, ok := kept[id]; ok {
+			e.State, e.Reason = StateMissing, reason
+		}
 		out.Instances = append(out.Instances, e)
 	}
 	for _, s := range stale {
+		if s.Kept {
+			continue
+		}
 		e := ListEntry{ID: s.ID, Slot: s.Instance.Slot, State: StateMissing, Services: len(p.Services),
 			APIPort: api.Port(s.Instance.Slot), Path: s.Instance.Path, IsWorktree: s.Instance.IsWorktree, Removed: true, Reason: s.Reason}
 		e.Running = states[s.ID].Running()

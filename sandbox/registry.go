@@ -285,23 +285,41 @@ type Stale struct {
 	ID       string
 	Instance Instance
 	Reason   string
+	Kept     bool // still registered, because keep asked for it
 }
 
+// StaleGrace is how young an entry may be and still lack its folder or env
+// file: create and init register first and write the files after.
+const StaleGrace = 2 * time.Minute
+
 // CleanStale removes entries whose path is gone or holds no env file, and
-// returns what it removed.
-func (r *Registry) CleanStale(ctx context.Context) ([]Stale, error) {
-	var removed []Stale
+// returns them. It keeps entries younger than StaleGrace (a create in
+// progress) and those for which keep returns true (say, a stack that still
+// runs, so that destroy can finish it); keep may be nil. Kept stale entries
+// are returned too, with Kept set.
+func (r *Registry) CleanStale(ctx context.Context, keep func(id string) bool) ([]Stale, error) {
+	var stale []Stale
 	err := r.Update(ctx, func(m map[string]Instance) error {
 		for id, in := range m {
-			if reason := r.profile.staleReason(in); reason != "" {
-				removed = append(removed, Stale{ID: id, Instance: in, Reason: reason})
+			reason := r.profile.staleReason(in)
+			if reason == "" {
+				continue
+			}
+			if t, err := time.Parse(time.RFC3339, in.CreatedAt); err == nil && time.Since(t) < StaleGrace {
+				continue
+			}
+			s := Stale{ID: id, Instance: in, Reason: reason}
+			if keep != nil && keep(id) {
+				s.Kept = true
+			} else {
 				delete(m, id)
 			}
+			stale = append(stale, s)
 		}
 		return nil
 	})
-	sort.Slice(removed, func(i, j int) bool { return removed[i].ID < removed[j].ID })
-	return removed, err
+	sort.Slice(stale, func(i, j int) bool { return stale[i].ID < stale[j].ID })
+	return stale, err
 }
 
 func (p *Profile) staleReason(in Instance) string {

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -206,7 +207,7 @@ func TestRegistryCorruptFileIsNeverOverwritten(t *testing.T) {
 			require.ErrorAs(t, err, &ce)
 			assert.Contains(t, err.Error(), reg.Path)
 			assert.Contains(t, err.Error(), "mv ")
-			_, err = reg.CleanStale(t.Context())
+			_, err = reg.CleanStale(t.Context(), nil)
 			assert.ErrorAs(t, err, &ce)
 			after, err := os.ReadFile(reg.Path)
 			require.NoError(t, err)
@@ -225,19 +226,32 @@ func TestRegistryCleanStale(t *testing.T) {
 	require.NoError(t, os.MkdirAll(bare, 0o755))
 	require.NoError(t, os.WriteFile(filepath.Join(alive, p.EnvFile), []byte("x=1\n"), 0o644))
 	for id, path := range map[string]string{"ktrdr--alive": alive, "ktrdr--bare": bare, "ktrdr--gone": filepath.Join(home, "gone")} {
-		_, err := reg.Register(ctx, id, Instance{Path: path}, 0, nil)
+		_, err := reg.Register(ctx, id, Instance{Path: path, CreatedAt: time.Now().UTC().Format(time.RFC3339)}, 0, nil)
 		require.NoError(t, err)
 	}
-	stale, err := reg.CleanStale(ctx)
+	// Entries are registered before their files exist: a young entry is never stale.
+	young, err := reg.CleanStale(ctx, nil)
+	require.NoError(t, err)
+	assert.Empty(t, young)
+	require.NoError(t, reg.Update(ctx, func(m map[string]Instance) error {
+		for id, in := range m {
+			in.CreatedAt = time.Now().Add(-time.Hour).UTC().Format(time.RFC3339)
+			m[id] = in
+		}
+		return nil
+	}))
+	stale, err := reg.CleanStale(ctx, func(id string) bool { return id == "ktrdr--gone" })
 	require.NoError(t, err)
 	require.Len(t, stale, 2)
 	assert.Equal(t, "ktrdr--bare", stale[0].ID)
 	assert.Contains(t, stale[0].Reason, "no .env.sandbox")
 	assert.Equal(t, "ktrdr--gone", stale[1].ID)
 	assert.Contains(t, stale[1].Reason, "gone")
+	assert.False(t, stale[0].Kept)
+	assert.True(t, stale[1].Kept, "keep asked for it (its stack still runs)")
 	m, err := reg.Instances()
 	require.NoError(t, err)
-	assert.Equal(t, []string{"ktrdr--alive"}, sortedKeys(m))
+	assert.Equal(t, []string{"ktrdr--alive", "ktrdr--gone"}, sortedKeys(m))
 }
 
 func FuzzParseRegistry(f *testing.F) {
