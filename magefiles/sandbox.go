@@ -84,8 +84,12 @@ func (Sandbox) Init(ctx context.Context,
 	if err != nil {
 		var se *sandbox.SlotError
 		var pe *sandbox.PortInUseError
+		var nf *sandbox.NoFreeSlotError
 		if errors.As(err, &se) && errors.As(err, &pe) {
 			return fail(3, err, "free those ports, or pick another slot with -slot=N (see go tool mage sandbox:list)")
+		}
+		if errors.As(err, &nf) && len(nf.Skipped) > 0 {
+			return fail(3, err, "free the ports named above, or destroy a sandbox you no longer need (go tool mage sandbox:list)")
 		}
 		return explain(err)
 	}
@@ -245,6 +249,9 @@ func (Sandbox) Status(ctx context.Context,
 	if deref(json) {
 		return printJSON(s)
 	}
+	if s.Warning != "" {
+		fmt.Fprintf(os.Stderr, "warning: %s\n  hint: is the Docker engine running? (docker info)\n", s.Warning)
+	}
 	reg := ""
 	if !s.Registered {
 		reg = " (not in the registry: run sandbox:list)"
@@ -281,6 +288,10 @@ func (Sandbox) Logs(ctx context.Context,
 		return err
 	}
 	if err := m.Logs(ctx, cwd, deref(service), deref(follow), os.Stdout); err != nil {
+		var ee *sandbox.ExitError
+		if errors.As(err, &ee) && ee.Code > 0 {
+			return mg.Fatal(ee.Code, err.Error()) // compose's own exit code
+		}
 		return explain(err)
 	}
 	return nil

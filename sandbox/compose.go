@@ -149,7 +149,13 @@ func (c *Compose) Up(ctx context.Context, s Stack, build bool, out io.Writer) er
 // Down stops and removes the stack's containers and network, and its
 // volumes when volumes is set.
 func (c *Compose) Down(ctx context.Context, s Stack, volumes bool, out io.Writer) error {
-	args := []string{"down", "--remove-orphans", "--timeout", "10"}
+	return c.down(ctx, s, volumes, out, 10)
+}
+
+// down is Down with the seconds containers get to stop (a cleanup after an
+// interrupt has about five seconds in all before mage exits).
+func (c *Compose) down(ctx context.Context, s Stack, volumes bool, out io.Writer, stopSeconds int) error {
+	args := []string{"down", "--remove-orphans", "--timeout", strconv.Itoa(stopSeconds)}
 	if volumes {
 		args = append(args, "--volumes")
 	}

@@ -155,7 +155,17 @@ func (m *Manager) Create(ctx context.Context, o CreateOptions) (res *Created, er
 	u.add(func(ctx context.Context) { m.Registry().Unregister(ctx, id) })
 	m.say("Reserved slot %d for %s", slot, id)
 
-	// The folder did not exist and the branch maybe not: both are ours to remove on failure.
+	// Registering may have waited for the lock: look again right before git
+	// acts, so that the undo below only ever removes what this run made.
+	if dirExists(path) {
+		return nil, &DirExistsError{Path: path}
+	}
+	if now, err := m.branchExists(ctx, co.MainRoot, branch); err != nil {
+		return nil, err
+	} else if now != exists {
+		return nil, &WorktreeError{Path: path, Err: fmt.Errorf("branch %s was created or deleted by someone else meanwhile; run create again", branch)}
+	}
+	// The folder does not exist and the branch maybe not: both are ours to remove on failure.
 	args := []string{"worktree", "add", path, branch}
 	if !exists {
 		head, err := m.git(ctx, co.Root, "rev-parse", "--verify", "HEAD")

@@ -177,16 +177,9 @@ func (m *Manager) Destroy(ctx context.Context, o DestroyOptions) (*Destroyed, er
 // teardown stops the instance's stack with its volumes, after checking that
 // every container of the compose project carries this instance's label.
 func (m *Manager) teardown(ctx context.Context, id string, in Instance) error {
-	states, err := StackStates(ctx, m.Runner)
+	states, err := m.ownedStates(ctx, id)
 	if err != nil {
 		return err
-	}
-	if st := states[id]; st != nil {
-		for _, s := range st.Services {
-			if s.Instance != id {
-				return &NotOwnedError{Project: id, Service: s.Service, Label: s.Instance}
-			}
-		}
 	}
 	c, err := m.Compose(ctx)
 	if err != nil {
@@ -200,4 +193,27 @@ func (m *Manager) teardown(ctx context.Context, id string, in Instance) error {
 		return errors.New("cannot stop the stack of " + id + ": neither its checkout nor the kept copy has its env and compose files")
 	}
 	return c.Down(ctx, stack, true, nil)
+}
+
+// ownedStates returns every stack's state after checking that each
+// container of project id carries this instance's label.
+func (m *Manager) ownedStates(ctx context.Context, id string) (map[string]*StackState, error) {
+	states, err := StackStates(ctx, m.Runner)
+	if err != nil {
+		return nil, err
+	}
+	if st := states[id]; st != nil {
+		for _, s := range st.Services {
+			if s.Instance != id {
+				return nil, &NotOwnedError{Project: id, Service: s.Service, Label: s.Instance}
+			}
+		}
+	}
+	return states, nil
+}
+
+// checkOwned is ownedStates for callers that need only the verdict.
+func (m *Manager) checkOwned(ctx context.Context, id string) error {
+	_, err := m.ownedStates(ctx, id)
+	return err
 }

@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/joho/godotenv"
@@ -129,8 +130,12 @@ func (p *Profile) parseEnv(path string, vals map[string]string) (Env, error) {
 	if e.InstanceID, err = need(KeyInstanceID); err != nil {
 		return bad(KeyInstanceID, err)
 	}
-	if e.InstanceID == "" {
-		return bad(KeyInstanceID, fmt.Errorf("empty"))
+	name, ok := strings.CutPrefix(e.InstanceID, p.App+"--")
+	if !ok || ValidateName(name) != nil {
+		return bad(KeyInstanceID, fmt.Errorf("%q is not an instance id (%s--<name>)", e.InstanceID, p.App))
+	}
+	if project := vals[KeyProject]; project != e.InstanceID {
+		return bad(KeyProject, fmt.Errorf("%q differs from %s %q", project, KeyInstanceID, e.InstanceID))
 	}
 	v, err := need(KeyVersion)
 	if err != nil {

@@ -112,14 +112,23 @@ func (r *Registry) write(rf *registryFile) error {
 	return WriteFileAtomic(r.Path, append(data, '\n'), 0o644)
 }
 
-// lock takes the registry's exclusive lock, creating the state folder.
+// LockWait is how long a command waits for another one's registry lock.
+var LockWait = time.Minute
+
+// lock takes the registry's exclusive lock, creating the state folder. It
+// waits at most LockWait for another command to finish with it.
 func (r *Registry) lock(ctx context.Context) (unlock func(), err error) {
 	if err := os.MkdirAll(filepath.Dir(r.Path), 0o755); err != nil {
 		return nil, fmt.Errorf("create registry folder %s: %w", filepath.Dir(r.Path), err)
 	}
 	fl := flock.New(r.Path + ".lock")
-	ok, err := fl.TryLockContext(ctx, 10*time.Millisecond)
+	wctx, cancel := context.WithTimeout(ctx, LockWait)
+	defer cancel()
+	ok, err := fl.TryLockContext(wctx, 10*time.Millisecond)
 	if err != nil || !ok {
+		if ctx.Err() == nil && wctx.Err() != nil {
+			return nil, fmt.Errorf("lock registry %s: another sandbox command has held %s.lock for over %s (a hung docker?); try again when it ends", r.Path, r.Path, LockWait)
+		}
 		return nil, fmt.Errorf("lock registry %s: %w", r.Path, errors.Join(err, ctx.Err()))
 	}
 	return func() { fl.Unlock() }, nil

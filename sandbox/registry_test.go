@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gofrs/flock"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -298,4 +299,18 @@ func BenchmarkRegisterWith100Instances(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+func TestRegistryLockWaitIsBounded(t *testing.T) {
+	reg, home := newTestRegistry(t)
+	require.NoError(t, os.MkdirAll(filepath.Dir(reg.Path), 0o755))
+	holder := flock.New(reg.Path + ".lock")
+	require.NoError(t, holder.Lock())
+	defer holder.Unlock()
+	old := LockWait
+	LockWait = 50 * time.Millisecond
+	defer func() { LockWait = old }()
+	_, err := reg.Register(t.Context(), "ktrdr--x", Instance{Path: filepath.Join(home, "x")}, 0, nil)
+	assert.ErrorContains(t, err, "another sandbox command has held")
+	assert.NoFileExists(t, reg.Path, "nothing was written")
 }

@@ -2,6 +2,7 @@ package sandbox
 
 import (
 	"context"
+	"fmt"
 )
 
 // Status is the state of one sandbox: the JSON shape of `sandbox:status
@@ -17,7 +18,8 @@ type Status struct {
 	Services   []ServiceState `json:"services"`
 	URLs       []NamedURL     `json:"urls"`
 	Ports      map[string]int `json:"ports"`
-	LastGate   *LastGate      `json:"last_gate"` // null until a gate has run
+	LastGate   *LastGate      `json:"last_gate"`         // null until a gate has run
+	Warning    string         `json:"warning,omitempty"` // e.g. docker could not be asked
 }
 
 // Status reports the sandbox that holds dir.
@@ -37,12 +39,18 @@ func (m *Manager) Status(ctx context.Context, dir string) (*Status, error) {
 	}
 	states, err := StackStates(ctx, m.Runner)
 	if err != nil {
-		return nil, err
+		s.Warning = fmt.Sprintf("states unknown: %v", err)
 	}
 	st := states[id]
 	s.State, _ = m.state(st)
+	if s.Warning != "" {
+		s.State = StateUnknown
+	}
 	for _, svc := range p.Services {
 		ss := ServiceState{Service: svc.Name, State: "not created"}
+		if s.Warning != "" {
+			ss.State = StateUnknown
+		}
 		if st != nil {
 			if got, ok := st.Services[svc.Name]; ok {
 				ss = got

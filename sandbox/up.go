@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -66,20 +67,20 @@ func (m *Manager) upStack(ctx context.Context, env Env, stack Stack, root string
 		res.AlreadyRunning = true
 		m.say("%s is already running (%d/%d services): nothing to start", stack.Project, st.Running(), len(p.Services))
 	} else {
+		if err := PreflightPorts(ctx, m.Runner, p, env.Slot, env.Ports, stack.Project); err != nil {
+			return nil, err
+		}
 		if env.Standin {
 			if err := m.ensureStandinImage(ctx, root, o.Build); err != nil {
 				return nil, err
 			}
-		}
-		if err := PreflightPorts(ctx, m.Runner, p, env.Slot, env.Ports, stack.Project); err != nil {
-			return nil, err
 		}
 		m.say("Starting %s (slot %d, API port %d)…", stack.Project, env.Slot, env.Ports[p.APIPortKey])
 		if err := c.Up(ctx, stack, o.Build, o.Output); err != nil {
 			// Leave no half-started stack behind; its volumes (data) stay.
 			cctx, cancel := cleanupContext(ctx)
 			defer cancel()
-			if derr := c.Down(cctx, stack, false, nil); derr == nil {
+			if derr := c.down(cctx, stack, false, nil, 1); derr == nil {
 				m.say("Stopped the partly started %s again (data kept)", stack.Project)
 			}
 			return nil, &ComposeError{Err: err}
@@ -95,6 +96,10 @@ func (m *Manager) upStack(ctx context.Context, env Env, stack Stack, root string
 		Progress: o.Progress,
 	}
 	gr := g.Run(ctx)
+	if err := ctx.Err(); err != nil {
+		// Interrupted is not failed: the stack runs; nothing is recorded.
+		return res, fmt.Errorf("startability gate of %s: interrupted after %s: %w", stack.Project, gr.Elapsed.Round(time.Millisecond), err)
+	}
 	res.Gate = &gr
 	m.saveGate(stack.Project, gr)
 	if !gr.Passed {
@@ -194,6 +199,12 @@ func (m *Manager) Down(ctx context.Context, dir string, volumes bool, out io.Wri
 	c, err := m.Compose(ctx)
 	if err != nil {
 		return "", err
+	}
+	if volumes {
+		// Removing data: prove the project's containers are this sandbox's.
+		if err := m.checkOwned(ctx, l.Env.InstanceID); err != nil {
+			return l.Env.InstanceID, err
+		}
 	}
 	if err := c.Down(ctx, m.stack(l), volumes, out); err != nil {
 		return l.Env.InstanceID, &ComposeError{Err: err}
