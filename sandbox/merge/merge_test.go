@@ -419,3 +419,21 @@ func BenchmarkRollback(b *testing.B) {
 	b.StopTimer()
 	require.Equal(b, legacy, readT(b, main))
 }
+
+// Edits made to the merged file after Apply are saved, not thrown away.
+func TestRollbackKeepsEditsMadeAfterTheMerge(t *testing.T) {
+	t.Parallel()
+	dir, legacy := newRepo(t)
+	_, err := Apply(t.Context(), opts(dir))
+	require.NoError(t, err)
+	path := filepath.Join(dir, "docker-compose.yml")
+	edited := append(readT(t, path), []byte("# a later local tweak\n")...)
+	require.NoError(t, os.WriteFile(path, edited, 0o644))
+
+	res, err := Rollback(t.Context(), opts(dir))
+	require.NoError(t, err)
+	assert.Equal(t, legacy, readT(t, path))
+	require.NotEmpty(t, res.Kept)
+	assert.Equal(t, edited, readT(t, res.Kept))
+	assert.Contains(t, res.Message, "your edits since the merge are saved in")
+}

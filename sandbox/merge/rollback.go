@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"path/filepath"
 	"time"
 )
 
@@ -26,6 +27,7 @@ type Result struct {
 	Tag     string // the rollback tag (kept)
 	SHA256  string // of the pre-merge file, which the file now has
 	Message string // one line saying what happened
+	Kept    string // where edits made after the merge were saved, if there were any
 }
 
 // Rollback restores the pre-merge docker-compose.yml: from the backup in
@@ -66,6 +68,16 @@ func Rollback(ctx context.Context, opts Options) (Result, error) {
 		return res, markRolledBack(o, st)
 	}
 
+	// Edits made to the merged file since Apply are not thrown away: they are
+	// saved beside the backup before the pre-merge file replaces them.
+	if err == nil && st.MergedSHA256 != "" && sum(cur) != st.MergedSHA256 {
+		keep := filepath.Join(o.stateDir(), o.Profile.MainCompose+".post-merge-"+o.Now().UTC().Format("20060102T150405Z"))
+		if err := writeFileAtomic(keep, cur, 0o644); err != nil {
+			return res, fmt.Errorf("save the edits made to %s since the merge: %w", o.Profile.MainCompose, err)
+		}
+		res.Kept = keep
+	}
+
 	mode := fileMode(o.mainPath(), 0o644)
 	from := ""
 	var problems []error
@@ -100,6 +112,9 @@ func Rollback(ctx context.Context, opts Options) (Result, error) {
 	}
 	res.Message = fmt.Sprintf("restored %s from %s (sha256 %.12s, byte-identical to the pre-merge file)%s",
 		o.Profile.MainCompose, from, st.SHA256, kept)
+	if res.Kept != "" {
+		res.Message += fmt.Sprintf("; your edits since the merge are saved in %s", o.rel(res.Kept))
+	}
 	return res, markRolledBack(o, st)
 }
 
