@@ -18,6 +18,7 @@ import (
 // file decides, so a shell's exports cannot change which stack is touched.
 type Compose struct {
 	Runner  Runner
+	Scrub   string   // prefix of the app's variables, removed from compose's environment (e.g. KTRDR_)
 	Command []string // "docker", "compose" or "docker-compose"
 	Version string
 }
@@ -95,12 +96,12 @@ func (c *Compose) cmd(s Stack, args ...string) (Cmd, error) {
 		full = append(full, "-f", f)
 	}
 	full = append(full, args...)
-	return Cmd{Name: c.Command[0], Args: full, Dir: s.Dir, Env: composeEnv(s.EnvFile)}, nil
+	return Cmd{Name: c.Command[0], Args: full, Dir: s.Dir, Env: composeEnv(s.EnvFile, c.Scrub)}, nil
 }
 
 // composeEnv is the caller's environment without the variables that the
 // env file decides, and without COMPOSE_* settings that would redirect compose.
-func composeEnv(envFile string) []string {
+func composeEnv(envFile, prefix string) []string {
 	decided := map[string]bool{}
 	if data, err := os.ReadFile(envFile); err == nil {
 		for _, line := range strings.Split(string(data), "\n") {
@@ -113,7 +114,7 @@ func composeEnv(envFile string) []string {
 	var env []string
 	for _, kv := range os.Environ() {
 		k, _, _ := strings.Cut(kv, "=")
-		if decided[k] || strings.HasPrefix(k, "COMPOSE_") || strings.HasPrefix(k, "KTRDR_") {
+		if decided[k] || strings.HasPrefix(k, "COMPOSE_") || prefix != "" && strings.HasPrefix(k, prefix) {
 			continue
 		}
 		env = append(env, kv)
@@ -222,10 +223,6 @@ func (s *StackState) Running() int {
 	return n
 }
 
-// LabelInstance is the label every container of a stack started by this
-// package carries, naming its instance: teardown proves ownership with it.
-const LabelInstance = "org.ktrdr.sandbox.instance"
-
 // psStateFormat makes docker ps print one JSON object per container with
 // only the fields StackStates reads: {{json .}} renders every field and is
 // about five times slower.
@@ -233,16 +230,18 @@ const psStateFormat = `{"Labels":{{json .Labels}},"State":{{json .State}},"Statu
 
 // StackStates returns the state of every compose project on the engine,
 // from one `docker ps` call.
-func StackStates(ctx context.Context, r Runner) (map[string]*StackState, error) {
+// instanceLabel is the profile's InstanceLabel: every container of a stack
+// carries it, naming its instance, and teardown proves ownership with it.
+func StackStates(ctx context.Context, r Runner, instanceLabel string) (map[string]*StackState, error) {
 	out, err := r.Run(ctx, Cmd{Name: "docker", Args: []string{"ps", "-a", "--no-trunc",
 		"--filter", "label=com.docker.compose.project", "--format", psStateFormat}})
 	if err != nil {
 		return nil, fmt.Errorf("list containers: %w", err)
 	}
-	return parseDockerPS(out)
+	return parseDockerPS(out, instanceLabel)
 }
 
-func parseDockerPS(out []byte) (map[string]*StackState, error) {
+func parseDockerPS(out []byte, instanceLabel string) (map[string]*StackState, error) {
 	states := map[string]*StackState{}
 	for _, line := range strings.Split(string(out), "\n") {
 		line = strings.TrimSpace(line)
@@ -277,7 +276,7 @@ func parseDockerPS(out []byte) (map[string]*StackState, error) {
 		case strings.Contains(row.Status, "(health: starting)"):
 			health = "starting"
 		}
-		st.Services[svc] = ServiceState{Service: svc, State: row.State, Health: health, Status: row.Status, Instance: labels[LabelInstance]}
+		st.Services[svc] = ServiceState{Service: svc, State: row.State, Health: health, Status: row.Status, Instance: labels[instanceLabel]}
 	}
 	return states, nil
 }

@@ -164,7 +164,7 @@ func TestComposeEnvDropsWhatTheEnvFileAndKTRDRDecide(t *testing.T) {
 		t.Setenv(k, v)
 	}
 	fr := &fakeRunner{}
-	c := &Compose{Runner: fr, Command: []string{"docker", "compose"}}
+	c := &Compose{Runner: fr, Command: []string{"docker", "compose"}, Scrub: KTRDR().EnvPrefix}
 	require.NoError(t, c.Up(t.Context(), KTRDR().StackFor("ktrdr--feat-a", root), false, nil))
 	require.Len(t, fr.calls, 1)
 	env := map[string]string{}
@@ -250,7 +250,7 @@ func lcPSLine(project, service, instance, state, status string) string {
 		"com.docker.compose.version=2.40.3",
 	}
 	if instance != "" {
-		labels = append(labels, LabelInstance+"="+instance)
+		labels = append(labels, KTRDR().InstanceLabel+"="+instance)
 	}
 	row := map[string]string{
 		"Command": `"docker-entrypoint.sh postgres"`, "CreatedAt": "2026-01-10 10:00:00 +0000 UTC",
@@ -309,7 +309,7 @@ func TestParseDockerPS(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got, err := parseDockerPS([]byte(strings.Join(tt.lines, "\n") + "\n"))
+			got, err := parseDockerPS([]byte(strings.Join(tt.lines, "\n")+"\n"), KTRDR().InstanceLabel)
 			if tt.wantErr {
 				require.Error(t, err)
 				assert.Contains(t, err.Error(), "parse docker ps line")
@@ -331,7 +331,7 @@ func TestParseDockerPS(t *testing.T) {
 	}
 	t.Run("status kept verbatim and Running counts", func(t *testing.T) {
 		got, err := parseDockerPS([]byte(lcPSLine("ktrdr--a", "db", "ktrdr--a", "exited", "Exited (3) 2 seconds ago") + "\n" +
-			lcPSLine("ktrdr--a", "backend", "ktrdr--a", "running", "Up 3 minutes (healthy)")))
+			lcPSLine("ktrdr--a", "backend", "ktrdr--a", "running", "Up 3 minutes (healthy)")), KTRDR().InstanceLabel)
 		require.NoError(t, err)
 		require.Contains(t, got, "ktrdr--a")
 		assert.Equal(t, "Exited (3) 2 seconds ago", got["ktrdr--a"].Services["db"].Status)
@@ -393,7 +393,7 @@ func FuzzParseDockerPS(f *testing.F) {
 	f.Add([]byte(`{"Labels":null}`))
 	f.Add([]byte(`{"Labels":1}`))
 	f.Fuzz(func(t *testing.T, data []byte) {
-		got, err := parseDockerPS(data)
+		got, err := parseDockerPS(data, KTRDR().InstanceLabel)
 		if err != nil {
 			return
 		}

@@ -49,11 +49,11 @@ func (e *WouldLoseError) Error() string {
 // NotOwnedError refuses to tear down a compose project whose containers
 // do not carry this instance's label.
 type NotOwnedError struct {
-	Project, Service, Label string
+	Project, Service, Key, Label string
 }
 
 func (e *NotOwnedError) Error() string {
-	return fmt.Sprintf("compose project %s is not this sandbox's: its %s container is labelled %s=%q", e.Project, e.Service, LabelInstance, e.Label)
+	return fmt.Sprintf("compose project %s is not this sandbox's: its %s container is labelled %s=%q", e.Project, e.Service, e.Key, e.Label)
 }
 
 // NotRegisteredError reports a sandbox that the registry does not know.
@@ -198,14 +198,14 @@ func (m *Manager) teardown(ctx context.Context, id string, in Instance) error {
 // ownedStates returns every stack's state after checking that each
 // container of project id carries this instance's label.
 func (m *Manager) ownedStates(ctx context.Context, id string) (map[string]*StackState, error) {
-	states, err := StackStates(ctx, m.Runner)
+	states, err := StackStates(ctx, m.Runner, m.Profile.InstanceLabel)
 	if err != nil {
 		return nil, err
 	}
 	if st := states[id]; st != nil {
 		for _, s := range st.Services {
 			if s.Instance != id {
-				return nil, &NotOwnedError{Project: id, Service: s.Service, Label: s.Instance}
+				return nil, &NotOwnedError{Project: id, Service: s.Service, Key: m.Profile.InstanceLabel, Label: s.Instance}
 			}
 		}
 	}

@@ -21,7 +21,6 @@ const (
 	KeySlot       = "SLOT_NUMBER"
 	KeyCreatedAt  = "CREATED_AT"
 	KeyVersion    = "SANDBOX_VERSION"
-	KeyStandin    = "KTRDR_STANDIN"
 )
 
 // Env is the content of one sandbox's .env.sandbox file.
@@ -71,7 +70,7 @@ func (p *Profile) Values(e Env) map[string]string {
 	m[KeyCreatedAt] = e.CreatedAt.UTC().Format(time.RFC3339)
 	m[KeyVersion] = strconv.Itoa(EnvVersion)
 	if e.Standin {
-		m[KeyStandin] = "1"
+		m[p.StandinKey] = "1"
 		for _, k := range p.ImageKeys {
 			m[k] = p.StandinImage
 		}
@@ -168,8 +167,8 @@ func (p *Profile) parseEnv(path string, vals map[string]string) (Env, error) {
 			return bad(KeyCreatedAt, fmt.Errorf("%q is not an RFC 3339 time", v))
 		}
 	}
-	e.Standin = vals[KeyStandin] == "1"
-	known := map[string]bool{KeyInstanceID: true, KeyProject: true, KeySlot: true, KeyCreatedAt: true, KeyVersion: true, KeyStandin: true, p.SharedRootKey: true}
+	e.Standin = vals[p.StandinKey] == "1"
+	known := map[string]bool{KeyInstanceID: true, KeyProject: true, KeySlot: true, KeyCreatedAt: true, KeyVersion: true, p.StandinKey: true, p.SharedRootKey: true}
 	for _, r := range p.Ports {
 		known[r.Key] = true
 	}

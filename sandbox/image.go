@@ -72,7 +72,7 @@ func BuildStandinImage(ctx context.Context, r Runner, repoRoot, pkg, image strin
 		Name: "docker",
 		Args: []string{"import",
 			"--change", `ENTRYPOINT ["/standin"]`,
-			"--change", "LABEL org.ktrdr.standin=1",
+			"--change", "LABEL sandbox.standin=1",
 			"-", image},
 		Stdin:  bytes.NewReader(layer),
 		Stdout: progress,

@@ -70,7 +70,7 @@ func TestStandinImageBuildCommands(t *testing.T) {
 	assert.Contains(t, build.Env, "CGO_ENABLED=0")
 	assert.Equal(t, []string{"build", "-trimpath", "-ldflags=-s -w", "-o"}, build.Args[:4])
 	assert.Equal(t, "./cmd/standin", build.Args[len(build.Args)-1])
-	assert.Equal(t, []string{"import", "--change", `ENTRYPOINT ["/standin"]`, "--change", "LABEL org.ktrdr.standin=1", "-", "ktrdr-standin:x"}, f.calls[1].Args)
+	assert.Equal(t, []string{"import", "--change", `ENTRYPOINT ["/standin"]`, "--change", "LABEL sandbox.standin=1", "-", "ktrdr-standin:x"}, f.calls[1].Args)
 	_, err := os.Stat(filepath.Dir(build.Args[4]))
 	assert.True(t, os.IsNotExist(err), "the temp build folder is removed")
 
@@ -152,7 +152,7 @@ func TestStandinImageRealBuild(t *testing.T) {
 	ok, err = StandinImageExists(t.Context(), r, image)
 	require.NoError(t, err)
 	assert.True(t, ok)
-	assert.Equal(t, "1", pgTestDockerRun(t, "image", "inspect", "--format", `{{index .Config.Labels "org.ktrdr.standin"}}`, image))
+	assert.Equal(t, "1", pgTestDockerRun(t, "image", "inspect", "--format", `{{index .Config.Labels "sandbox.standin"}}`, image))
 
 	assert.Contains(t, pgTestDockerRun(t, "run", "--rm", image, "version"), "standin ")
 

@@ -57,6 +57,10 @@ var ktrdrProfile = Profile{
 	StandinImage:  "ktrdr-standin:dev",
 	ImageKeys:     []string{"KTRDR_DB_IMAGE", "KTRDR_BACKEND_IMAGE", "KTRDR_JAEGER_IMAGE", "KTRDR_PROMETHEUS_IMAGE", "KTRDR_GRAFANA_IMAGE"},
 	StandinSource: "./cmd/standin",
+	StandinKey:    "KTRDR_STANDIN",
+	EnvPrefix:     "KTRDR_",
+	InstanceLabel: "org.ktrdr.sandbox.instance",
+	MainInstance:  "main",
 }
 
 // KTRDR returns the validated default profile of the ktrdr stack

@@ -777,7 +777,7 @@ func TestDestroyRefusesAProjectItDoesNotOwn(t *testing.T) {
 		_, err := e.m.Destroy(t.Context(), o)
 		var ne *NotOwnedError
 		require.ErrorAs(t, err, &ne)
-		assert.Equal(t, NotOwnedError{Project: "ktrdr--feat-a", Service: "backend", Label: "ktrdr--intruder"}, *ne)
+		assert.Equal(t, NotOwnedError{Project: "ktrdr--feat-a", Service: "backend", Key: "org.ktrdr.sandbox.instance", Label: "ktrdr--intruder"}, *ne)
 	}
 	assert.Equal(t, before, e.snapshot(t), "nothing is removed")
 	assert.FileExists(t, filepath.Join(c.Path, ".env.sandbox"))

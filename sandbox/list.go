@@ -67,7 +67,7 @@ func (m *Manager) List(ctx context.Context) (*Listing, error) {
 	p := m.Profile
 	reg := m.Registry()
 	out := &Listing{Instances: []ListEntry{}, Orphans: []Orphan{}}
-	states, err := StackStates(ctx, m.Runner)
+	states, err := StackStates(ctx, m.Runner, m.Profile.InstanceLabel)
 	if err != nil {
 		// The registry is still worth showing; the states are not known.
 		out.Warning = fmt.Sprintf("states unknown: %v", err)
@@ -121,7 +121,7 @@ func (m *Manager) List(ctx context.Context) (*Listing, error) {
 		}
 		ours := strings.HasPrefix(project, p.App+"--")
 		for _, s := range st.Services {
-			if s.Instance != "" && s.Instance != "main" {
+			if s.Instance != "" && s.Instance != p.MainInstance {
 				ours = true
 			}
 		}

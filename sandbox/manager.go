@@ -42,7 +42,12 @@ func (m *Manager) Registry() *Registry { return m.Profile.OpenRegistry(m.Home) }
 
 // Compose returns the detected Compose v2 CLI.
 func (m *Manager) Compose(ctx context.Context) (*Compose, error) {
-	m.composeOnce.Do(func() { m.compose, m.composeErr = DetectCompose(ctx, m.Runner) })
+	m.composeOnce.Do(func() {
+		m.compose, m.composeErr = DetectCompose(ctx, m.Runner)
+		if m.compose != nil {
+			m.compose.Scrub = m.Profile.EnvPrefix
+		}
+	})
 	return m.compose, m.composeErr
 }
 

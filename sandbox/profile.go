@@ -110,6 +110,10 @@ type Profile struct {
 	StandinImage   string      // the locally built stand-in image
 	ImageKeys      []string    // compose variables that choose each service's image
 	StandinSource  string      // the Go package of the stand-in, relative to the checkout root
+	StandinKey     string      // the env-file key that marks a stand-in sandbox
+	EnvPrefix      string      // the app's variables: scrubbed from compose's environment
+	InstanceLabel  string      // container label naming the instance (set by the compose file)
+	MainInstance   string      // that label's value on the main stack (the compose file's default)
 }
 
 // InstanceID returns the instance id and compose project name for name.

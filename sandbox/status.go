@@ -37,7 +37,7 @@ func (m *Manager) Status(ctx context.Context, dir string) (*Status, error) {
 	} else if ok {
 		s.Registered, s.IsWorktree = true, in.IsWorktree
 	}
-	states, err := StackStates(ctx, m.Runner)
+	states, err := StackStates(ctx, m.Runner, m.Profile.InstanceLabel)
 	if err != nil {
 		s.Warning = fmt.Sprintf("states unknown: %v", err)
 	}

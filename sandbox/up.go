@@ -59,7 +59,7 @@ func (m *Manager) upStack(ctx context.Context, env Env, stack Stack, root string
 		return nil, err
 	}
 	res := &UpResult{ID: env.InstanceID, Slot: env.Slot, URLs: p.URLs(env.Ports)}
-	states, err := StackStates(ctx, m.Runner)
+	states, err := StackStates(ctx, m.Runner, m.Profile.InstanceLabel)
 	if err != nil {
 		return nil, err
 	}
@@ -119,7 +119,7 @@ func (m *Manager) upStack(ctx context.Context, env Env, stack Stack, root string
 // watch reports a service whose container exited, died or restart-loops.
 func (m *Manager) watch(project string) func(ctx context.Context) error {
 	return func(ctx context.Context) error {
-		states, err := StackStates(ctx, m.Runner)
+		states, err := StackStates(ctx, m.Runner, m.Profile.InstanceLabel)
 		if err != nil {
 			return nil // a failed look is not a dead service
 		}
