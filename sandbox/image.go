@@ -37,7 +37,7 @@ func StandinImageExists(ctx context.Context, r Runner, image string) (bool, erro
 // static Linux binary (CGO_ENABLED=0, -trimpath, -ldflags=-s -w), packs it
 // in memory as /standin with hardlinks /usr/bin/curl, /usr/bin/wget and
 // /usr/bin/pg_isready and an empty /tmp (mode 1777), and pipes that tar to
-// `docker import` with ENTRYPOINT ["/standin"] and LABEL org.ktrdr.standin=1.
+// `docker import` with ENTRYPOINT ["/standin"] and LABEL sandbox.standin=1.
 // progress, when not nil, receives one line per step and the tools' output.
 func BuildStandinImage(ctx context.Context, r Runner, repoRoot, pkg, image string, progress io.Writer) error {
 	if progress == nil {
