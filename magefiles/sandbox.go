@@ -38,7 +38,11 @@ func manager(jsonOut ...*bool) (*sandbox.Manager, string, error) {
 	if len(jsonOut) > 0 && deref(jsonOut[0]) {
 		steps = os.Stderr
 	}
-	return sandbox.NewManager(home, steps), cwd, nil
+	m, err := sandbox.LoadManager(home, steps)
+	if err != nil {
+		return nil, "", fail(1, err, "fix or remove the settings file")
+	}
+	return m, cwd, nil
 }
 
 // Create makes a new sandbox: a git worktree ../ktrdr--<name> beside the main checkout,
@@ -202,7 +206,8 @@ func (Sandbox) List(ctx context.Context,
 	if err != nil {
 		return err
 	}
-	l, err := sandbox.NewManager(m.Home, os.Stderr).List(ctx)
+	m.Out = os.Stderr
+	l, err := m.List(ctx)
 	if err != nil {
 		return explain(err)
 	}

@@ -23,7 +23,9 @@
 // share a port over the whole configured range; the default rules stay
 // collision-free up to slot 42 (slot 43's third worker port is the main
 // database's 5432), so a profile may be widened with WithSlots up to 42, or
-// beyond with other worker rules (the tests check a 100-slot variant).
+// beyond with other worker rules (the tests check a 100-slot variant). A
+// user widens the range with $HOME/.ktrdr/sandbox/config.json, {"max_slot":
+// N}, which LoadManager applies and validates.
 //
 // # Files
 //

@@ -1,0 +1,66 @@
+package sandbox
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+)
+
+// Config is the user's settings file, $HOME/.<app>/sandbox/config.json.
+// Every field is optional:
+//
+//	{"max_slot": 20}
+//
+// MaxSlot widens (or narrows) the sandbox slot range. The profile's port
+// rules must stay collision-free over the whole range: with the ktrdr rules
+// that holds up to slot 42, and a wider value is refused naming the two
+// (slot, port) pairs that would collide.
+type Config struct {
+	MaxSlot int `json:"max_slot,omitempty"`
+}
+
+// ConfigPath is where the settings file of profile p lives under home.
+func (p *Profile) ConfigPath(home string) string {
+	return filepath.Join(p.StateDir(home), "config.json")
+}
+
+// LoadConfig reads the settings file; a missing file is the zero Config.
+func (p *Profile) LoadConfig(home string) (Config, error) {
+	var c Config
+	path := p.ConfigPath(home)
+	data, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return c, nil
+	}
+	if err != nil {
+		return c, fmt.Errorf("read settings %s: %w", path, err)
+	}
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&c); err != nil {
+		return c, fmt.Errorf("settings %s: %w (expected e.g. {\"max_slot\": 20})", path, err)
+	}
+	return c, nil
+}
+
+// LoadManager is NewManager with the user's settings applied.
+func LoadManager(home string, out io.Writer) (*Manager, error) {
+	m := NewManager(home, out)
+	c, err := m.Profile.LoadConfig(home)
+	if err != nil {
+		return nil, err
+	}
+	if c.MaxSlot != 0 {
+		p, err := m.Profile.WithSlots(m.Profile.MinSlot, c.MaxSlot)
+		if err != nil {
+			return nil, fmt.Errorf("settings %s: max_slot %d: %w", m.Profile.ConfigPath(home), c.MaxSlot, err)
+		}
+		m.Profile = p
+	}
+	return m, nil
+}
