@@ -16,7 +16,13 @@ import (
 func TestTargetingAndSharedData(t *testing.T) {
 	needDocker(t)
 	e := newEnv(t)
+	// A sandbox made before the shared folders exist keeps its own ./data; init-shared says so.
+	early := namePrefix + "early"
+	e.must(e.Main, "sandbox:create", early)
 	shared := e.must(e.Main, "sandbox:initShared", "-minimal")
+	assert.Contains(t, shared.Stdout, "still mount their own ./data")
+	assert.Contains(t, shared.Stdout, "ktrdr--"+early)
+	e.must(e.sandboxDir(early), "sandbox:destroy")
 	assert.Contains(t, shared.Stdout, filepath.Join(e.Home, ".ktrdr", "shared"))
 	for _, d := range []string{"data", "models", "strategies"} {
 		assert.DirExists(t, filepath.Join(e.Home, ".ktrdr", "shared", d))

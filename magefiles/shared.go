@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"strings"
@@ -63,6 +64,13 @@ func (Sandbox) InitShared(ctx context.Context,
 		}
 		for _, p := range rep.Ignored {
 			fmt.Printf("  not copied: %s\n", p)
+		}
+	}
+	// Sandboxes made before the shared folders existed keep their own ./data.
+	if m, err := sandbox.LoadManager(home, io.Discard); err == nil {
+		if ids, err := m.OwnDataSandboxes(); err == nil && len(ids) > 0 {
+			fmt.Printf("note: %d sandbox(es) created before these folders existed still mount their own ./data, ./models, ./strategies: %s\n", len(ids), strings.Join(ids, ", "))
+			fmt.Println("  to share, destroy and create them again (their .env.sandbox is written at create time)")
 		}
 	}
 	return nil
