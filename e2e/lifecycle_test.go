@@ -395,3 +395,62 @@ func TestInterruptedCreateLeavesAllOrNothing(t *testing.T) {
 		}
 	}
 }
+
+// Ctrl-C during up: while compose starts the stack, nothing half-started is
+// left; while the gate waits, the stack keeps running and no failed gate is
+// recorded. Either way a second up finishes the job.
+func TestInterruptedUp(t *testing.T) {
+	needDocker(t)
+	e := newEnv(t)
+	name := namePrefix + "intup"
+	e.must(e.Main, "sandbox:create", name, "-standin")
+	dir := e.sandboxDir(name)
+	writeOverride(t, dir, "services:\n  backend:\n    environment:\n      KTRDR_STANDIN_START_DELAY: \"8s\"\n")
+	e.must(e.Main, "stack:images") // keep the image build out of the timing
+
+	interrupt := func(after time.Duration) result {
+		cmd := exec.Command(filepath.Join(binDir, "sbx"), "sandbox:up")
+		cmd.Dir, cmd.Env = dir, e.Env
+		var out, errb strings.Builder
+		cmd.Stdout, cmd.Stderr = &out, &errb
+		require.NoError(t, cmd.Start())
+		time.Sleep(after)
+		require.NoError(t, cmd.Process.Signal(syscall.SIGINT))
+		err := cmd.Wait()
+		r := result{Stdout: out.String(), Stderr: errb.String()}
+		if ee, ok := err.(*exec.ExitError); ok {
+			r.Code = ee.ExitCode()
+		}
+		t.Logf("interrupted after %v:\n%s", after, r)
+		return r
+	}
+
+	// During compose up (or before it): no containers are left behind.
+	r := interrupt(1500 * time.Millisecond)
+	assert.NotEqual(t, 0, r.Code)
+	if !strings.Contains(r.Stderr, "startability gate") {
+		// mage allows a cancelled target 5 s; the stop it started may finish just after.
+		assert.Eventually(t, func() bool { c, _, _ := projectResources("ktrdr--" + name); return c == 0 },
+			20*time.Second, 200*time.Millisecond, "no half-started stack is left")
+	}
+	e.must(dir, "sandbox:down")
+
+	// During the gate: up on a started stack goes straight to the gate, which
+	// waits for the slow backend. The stack keeps running and the interrupted
+	// gate is not recorded as a failure.
+	e.must(dir, "sandbox:up", "-nowait")
+	r = interrupt(1500 * time.Millisecond)
+	assert.Equal(t, 1, r.Code)
+	assert.Contains(t, r.Stderr, "startability gate of ktrdr--"+name+": interrupted")
+	assert.NotContains(t, r.Stdout, "FAILED")
+	c, _, _ := projectResources("ktrdr--" + name)
+	assert.Equal(t, 9, c, "the stack keeps running")
+	var st struct {
+		LastGate *struct{} `json:"last_gate"`
+	}
+	require.NoError(t, json.Unmarshal([]byte(e.must(dir, "sandbox:status", "-json").Stdout), &st))
+	assert.Nil(t, st.LastGate, "an interrupted gate is not a result")
+	up := e.must(dir, "sandbox:up")
+	assert.Contains(t, up.Stdout, "Startability Gate: PASSED")
+	e.must(dir, "sandbox:destroy", "-force")
+}
