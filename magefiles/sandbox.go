@@ -351,13 +351,17 @@ func explain(err error) error {
 	case errors.As(err, &rc):
 		return fail(1, err, "")
 	case errors.As(err, &ef):
-		return fail(1, err, "fix the file, or destroy and re-create the sandbox")
+		return fail(1, err, "fix the key named above, or remove the sandbox by name with go tool mage sandbox:destroy -name=<name> (names: go tool mage sandbox:list) and create it again")
 	case errors.As(err, &no):
 		return fail(1, err, "that project was not started by this sandbox; inspect it with docker compose -p "+no.Project+" ps")
 	case errors.As(err, &el):
-		return fail(1, err, "run the command in "+el.Registered+", or by name from anywhere (sandbox:destroy -name=…); a copied folder is not a sandbox: remove its .env.sandbox")
+		return fail(1, err, "this folder is a copy of "+el.Registered+": run sandbox commands there. To make this folder a sandbox of its own, remove its .env.sandbox and run go tool mage sandbox:init -name=<new name>")
 	case errors.As(err, &ar):
-		return fail(1, err, "run go tool mage sandbox:list (it cleans stale entries), or remove it with go tool mage sandbox:destroy -name=<name>")
+		name := ar.ID
+		if n, ok := sandbox.KTRDR().NameOf(ar.ID); ok {
+			name = n
+		}
+		return fail(1, err, fmt.Sprintf("pick another name, or remove the existing sandbox with go tool mage sandbox:destroy -name=%s (an entry whose folder is gone is kept while it has containers, or for a short grace period after it was written)", name))
 	case errors.As(err, &nr):
 		return fail(1, err, "see go tool mage sandbox:list")
 	case errors.Is(err, sandbox.ErrNoCompose):

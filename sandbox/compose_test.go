@@ -330,7 +330,7 @@ func TestParseDockerPS(t *testing.T) {
 		})
 	}
 	t.Run("status kept verbatim and Running counts", func(t *testing.T) {
-		got, err := parseDockerPS([]byte(lcPSLine("ktrdr--a", "db", "ktrdr--a", "exited", "Exited (3) 2 seconds ago") + "\n" +
+		got, err := parseDockerPS([]byte(lcPSLine("ktrdr--a", "db", "ktrdr--a", "exited", "Exited (3) 2 seconds ago")+"\n"+
 			lcPSLine("ktrdr--a", "backend", "ktrdr--a", "running", "Up 3 minutes (healthy)")), KTRDR().InstanceLabel)
 		require.NoError(t, err)
 		require.Contains(t, got, "ktrdr--a")

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"sort"
+	"strings"
 )
 
 // PortRule says which host port a service publishes in each slot:
@@ -118,6 +119,16 @@ type Profile struct {
 
 // InstanceID returns the instance id and compose project name for name.
 func (p *Profile) InstanceID(name string) string { return p.App + "--" + name }
+
+// NameOf returns the sandbox name of instance id, and false when id is not
+// one of this profile's instance ids.
+func (p *Profile) NameOf(id string) (string, bool) {
+	name, ok := strings.CutPrefix(id, p.App+"--")
+	if !ok || ValidateName(name) != nil {
+		return "", false
+	}
+	return name, true
+}
 
 // WorkerCount is the number of services that register as workers.
 func (p *Profile) WorkerCount() int {
