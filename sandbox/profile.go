@@ -189,8 +189,8 @@ func (e *PortCollisionError) Error() string {
 // 1024–65535. A colliding rule set is refused with a *PortCollisionError
 // naming both (slot, port) pairs.
 func NewProfile(p Profile) (*Profile, error) {
-	if p.App == "" || p.EnvFile == "" || p.SandboxCompose == "" || p.APIPortKey == "" {
-		return nil, errors.New("profile: App, EnvFile, SandboxCompose and APIPortKey are required")
+	if p.App == "" || p.EnvFile == "" || p.SandboxCompose == "" || p.APIPortKey == "" || p.InstanceLabel == "" || p.StandinKey == "" {
+		return nil, errors.New("profile: App, EnvFile, SandboxCompose, APIPortKey, InstanceLabel and StandinKey are required")
 	}
 	if p.MinSlot < 1 || p.MaxSlot < p.MinSlot {
 		return nil, fmt.Errorf("profile %s: slot range %d–%d: want 1 ≤ min ≤ max", p.App, p.MinSlot, p.MaxSlot)
