@@ -684,6 +684,16 @@ func TestDestroyRefusesToLoseWork(t *testing.T) {
 			require.Len(t, l.Commits, 1)
 			assert.Contains(t, l.Commits[0], "unshared feature work")
 		}, true},
+		{"HEAD moved off the created branch, which holds a commit", func(t *testing.T, wt string) {
+			lcWrite(t, filepath.Join(wt, "feature.txt"), "x\n")
+			lcGit(t, wt, "add", "feature.txt")
+			lcGit(t, wt, "commit", "-q", "-m", "left behind on feat-a")
+			lcGit(t, wt, "checkout", "-q", "--detach", "HEAD~1")
+		}, func(t *testing.T, l WouldLose) {
+			assert.Empty(t, l.Changes)
+			require.Len(t, l.Commits, 1, "the branch is deleted with the worktree: its commit would be lost")
+			assert.Contains(t, l.Commits[0], "left behind on feat-a")
+		}, true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -977,4 +987,20 @@ func TestCopiedEnvFileIsRefused(t *testing.T) {
 	assert.ErrorAs(t, err, &ee)
 	assert.Empty(t, e.r.composeCalls("down"), "nothing was stopped")
 	assert.DirExists(t, c.Path)
+}
+
+func TestUnsharedCommitsTellsMissingFromBroken(t *testing.T) {
+	e := lcSetup(t)
+	got, err := e.m.unsharedCommits(t.Context(), e.main, "refs/heads/no-such-branch", "no-such-branch")
+	require.NoError(t, err, "a branch that does not exist holds nothing")
+	assert.Empty(t, got)
+
+	got, err = e.m.unsharedCommits(t.Context(), filepath.Join(e.root, "gone"), "HEAD", "")
+	require.NoError(t, err, "a repository that is gone has no branch to delete")
+	assert.Empty(t, got)
+
+	notRepo := t.TempDir()
+	_, err = e.m.unsharedCommits(t.Context(), notRepo, "HEAD", "")
+	require.Error(t, err, "a folder that is not a repository is not taken for one without commits")
+	assert.Contains(t, err.Error(), notRepo)
 }

@@ -126,8 +126,15 @@ func (m *Manager) wouldLose(ctx context.Context, path, branch string) (WouldLose
 // unsharedCommits lists the commits reachable from rev that no remote and
 // no branch other than branch holds. A branch that does not exist holds none.
 func (m *Manager) unsharedCommits(ctx context.Context, repo, rev, branch string) ([]string, error) {
+	if !dirExists(repo) {
+		return nil, nil // no repository, no branch to delete
+	}
 	if _, err := m.git(ctx, repo, "rev-parse", "--verify", "--quiet", rev); err != nil {
-		return nil, nil
+		var ee *ExitError
+		if errors.As(err, &ee) && ee.Code == 1 {
+			return nil, nil // --verify --quiet: exit 1 means rev does not exist
+		}
+		return nil, fmt.Errorf("check whether %s exists in %s: %w", rev, repo, err)
 	}
 	args := []string{"log", "--oneline", rev, "--not", "--remotes"}
 	if branch != "" {
