@@ -802,6 +802,7 @@ func TestListStatesOrphansAndStaleEntries(t *testing.T) {
 		slots["ktrdr--"+n] = e.create(t, CreateOptions{Name: n}).Slot
 	}
 	require.NoError(t, os.RemoveAll(e.wt("gone")))
+	e.m.Now = func() time.Time { return lcNow().Add(StaleGrace + time.Minute) } // past the grace of a create in progress
 	ps := append(lcStack("ktrdr--a", "ktrdr--a", 9), lcStack("ktrdr--b", "ktrdr--b", 4)...)
 	ps = append(ps, lcStack("ktrdr--c", "ktrdr--c", 0)...)
 	ps = append(ps,

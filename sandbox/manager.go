@@ -38,7 +38,11 @@ func NewManager(home string, out io.Writer) *Manager {
 }
 
 // Registry returns the manager's registry.
-func (m *Manager) Registry() *Registry { return m.Profile.OpenRegistry(m.Home) }
+func (m *Manager) Registry() *Registry {
+	r := m.Profile.OpenRegistry(m.Home)
+	r.Now = m.Now
+	return r
+}
 
 // Compose returns the detected Compose v2 CLI.
 func (m *Manager) Compose(ctx context.Context) (*Compose, error) {

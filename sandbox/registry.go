@@ -40,6 +40,7 @@ type registryFile struct {
 // that does not parse is never overwritten.
 type Registry struct {
 	Path    string
+	Now     func() time.Time // the clock that ages entries for CleanStale; nil means time.Now
 	profile *Profile
 }
 
@@ -314,7 +315,7 @@ func (r *Registry) CleanStale(ctx context.Context, keep func(id string) bool) ([
 			if reason == "" {
 				continue
 			}
-			if t, err := time.Parse(time.RFC3339, in.CreatedAt); err == nil && time.Since(t) < StaleGrace {
+			if t, err := time.Parse(time.RFC3339, in.CreatedAt); err == nil && r.now().Sub(t) < StaleGrace {
 				continue
 			}
 			s := Stale{ID: id, Instance: in, Reason: reason}
@@ -329,6 +330,13 @@ func (r *Registry) CleanStale(ctx context.Context, keep func(id string) bool) ([
 	})
 	sort.Slice(stale, func(i, j int) bool { return stale[i].ID < stale[j].ID })
 	return stale, err
+}
+
+func (r *Registry) now() time.Time {
+	if r.Now != nil {
+		return r.Now()
+	}
+	return time.Now()
 }
 
 func (p *Profile) staleReason(in Instance) string {
