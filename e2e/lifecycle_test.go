@@ -318,12 +318,15 @@ func TestListCleansStaleAndReportsOrphans(t *testing.T) {
 	assert.Regexp(t, `ktrdr--`+gone+`\s+1\s+missing`, r.Stdout)
 	assert.Regexp(t, `ktrdr--`+lost+`\s+2\s+missing`, r.Stdout)
 	assert.NotContains(t, r.Stdout, "Cleaned stale entry ktrdr--"+lost, "its stack still runs: kept")
+	assert.Contains(t, r.Stdout, "Kept stale entry ktrdr--"+lost)
+	assert.Contains(t, r.Stdout, "sandbox:destroy -name="+lost, "the way out is named")
 	assert.Contains(t, r.Stdout, "Unregistered stack ktrdr--"+ghost)
 	assert.Contains(t, r.Stdout, "docker compose -p ktrdr--"+ghost+" down --volumes")
 	assert.Equal(t, []string{"ktrdr--" + lost}, keys(e.registry()))
 
 	r = e.must(e.Main, "sandbox:list")
 	assert.NotContains(t, r.Stdout, "Cleaned", "cleaned once")
+	assert.Contains(t, r.Stdout, "Kept stale entry ktrdr--"+lost, "named on every list until it is destroyed")
 
 	// destroy -name finishes the sandbox whose worktree was deleted by hand.
 	e.must(e.Main, "sandbox:destroy", "-name="+lost)

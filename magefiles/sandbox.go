@@ -225,8 +225,16 @@ func (Sandbox) List(ctx context.Context,
 		w.Flush()
 	}
 	for _, e := range l.Instances {
-		if e.Removed {
+		switch {
+		case e.Removed:
 			fmt.Printf("Cleaned stale entry %s (%s): %s\n", e.ID, e.Path, e.Reason)
+		case e.State == sandbox.StateMissing:
+			name, _ := sandbox.KTRDR().NameOf(e.ID)
+			why := "its stack still has containers"
+			if l.Warning != "" {
+				why = "its stack's state is unknown"
+			}
+			fmt.Printf("Kept stale entry %s (%s): %s, but %s; remove both with go tool mage sandbox:destroy -name=%s\n", e.ID, e.Path, e.Reason, why, name)
 		}
 	}
 	if l.Warning != "" {
