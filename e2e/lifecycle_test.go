@@ -8,12 +8,15 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/ktrdr/sandboxkit/sandbox"
 )
 
 // registry reads the registry the way a script would.
@@ -408,28 +411,40 @@ func TestInterruptedUp(t *testing.T) {
 	name := namePrefix + "intup"
 	e.must(e.Main, "sandbox:create", name, "-standin")
 	dir := e.sandboxDir(name)
-	writeOverride(t, dir, "services:\n  backend:\n    environment:\n      KTRDR_STANDIN_START_DELAY: \"8s\"\n")
+	// The backend turns ready 20 s after it starts: long enough that the gate
+	// is surely still waiting when it is interrupted.
+	writeOverride(t, dir, "services:\n  backend:\n    environment:\n      KTRDR_STANDIN_START_DELAY: \"20s\"\n")
 	e.must(e.Main, "stack:images") // keep the image build out of the timing
 
-	interrupt := func(after time.Duration) result {
+	// interrupt runs sandbox:up and sends it SIGINT once when(stdout) holds.
+	interrupt := func(what string, when func(stdout string, elapsed time.Duration) bool) result {
 		cmd := exec.Command(filepath.Join(binDir, "sbx"), "sandbox:up")
 		cmd.Dir, cmd.Env = dir, e.Env
-		var out, errb strings.Builder
+		var out lockedBuffer
+		var errb strings.Builder
 		cmd.Stdout, cmd.Stderr = &out, &errb
+		start := time.Now()
 		require.NoError(t, cmd.Start())
-		time.Sleep(after)
+		for !when(out.String(), time.Since(start)) {
+			if time.Since(start) > time.Minute {
+				cmd.Process.Kill()
+				cmd.Wait()
+				t.Fatalf("sandbox:up never reached %s; it printed:\n%s\n%s", what, out.String(), errb.String())
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
 		require.NoError(t, cmd.Process.Signal(syscall.SIGINT))
 		err := cmd.Wait()
 		r := result{Stdout: out.String(), Stderr: errb.String()}
 		if ee, ok := err.(*exec.ExitError); ok {
 			r.Code = ee.ExitCode()
 		}
-		t.Logf("interrupted after %v:\n%s", after, r)
+		t.Logf("interrupted %s after %v:\n%s", what, time.Since(start), r)
 		return r
 	}
 
 	// During compose up (or before it): no containers are left behind.
-	r := interrupt(1500 * time.Millisecond)
+	r := interrupt("compose up", func(_ string, elapsed time.Duration) bool { return elapsed > 1500*time.Millisecond })
 	assert.NotEqual(t, 0, r.Code)
 	if !strings.Contains(r.Stderr, "startability gate") {
 		// mage allows a cancelled target 5 s; the stop it started may finish just after.
@@ -442,12 +457,15 @@ func TestInterruptedUp(t *testing.T) {
 	// waits for the slow backend. The stack keeps running and the interrupted
 	// gate is not recorded as a failure.
 	e.must(dir, "sandbox:up", "-nowait")
-	r = interrupt(1500 * time.Millisecond)
+	r = interrupt("the gate", func(stdout string, _ time.Duration) bool { return strings.Contains(stdout, "✓ ") })
 	assert.Equal(t, 1, r.Code)
 	assert.Contains(t, r.Stderr, "startability gate of ktrdr--"+name+": interrupted")
+	assert.Contains(t, r.Stderr, "keeps running", "the hint says the stack was left running")
 	assert.NotContains(t, r.Stdout, "FAILED")
+	assert.NotContains(t, r.Stdout, "✗", "checks cut short are not shown as failed")
+	assert.Contains(t, r.Stdout, "Backend healthy (interrupted)")
 	c, _, _ := projectResources("ktrdr--" + name)
-	assert.Equal(t, 9, c, "the stack keeps running")
+	assert.Equal(t, len(sandbox.KTRDR().Services), c, "the stack keeps running")
 	var st struct {
 		LastGate *struct{} `json:"last_gate"`
 	}
@@ -456,4 +474,22 @@ func TestInterruptedUp(t *testing.T) {
 	up := e.must(dir, "sandbox:up")
 	assert.Contains(t, up.Stdout, "Startability Gate: PASSED")
 	e.must(dir, "sandbox:destroy", "-force")
+}
+
+// lockedBuffer is an output buffer a test may read while a process writes it.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf strings.Builder
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }

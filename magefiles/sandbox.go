@@ -142,6 +142,9 @@ func (Sandbox) Up(ctx context.Context,
 		if errors.Is(err, sandbox.ErrGateFailed) {
 			return fail(2, err, "inspect with go tool mage sandbox:logs -service=<service>; fix, then run sandbox:up again")
 		}
+		if res != nil && res.Interrupted {
+			return fail(1, err, "the stack was started and keeps running; go tool mage sandbox:up again re-runs the gate, sandbox:down stops it")
+		}
 		return explain(err)
 	}
 	if res.Gate == nil && !deref(json) {

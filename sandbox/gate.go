@@ -76,7 +76,10 @@ type GateResult struct {
 type GateState struct {
 	Elapsed time.Duration `json:"elapsed_ns"`
 	Done    bool          `json:"done"`
-	Checks  []CheckResult `json:"checks"`
+	// Interrupted is set on the last state when the caller cancelled the
+	// gate: the checks that had not passed are unknown, not failed.
+	Interrupted bool          `json:"interrupted,omitempty"`
+	Checks      []CheckResult `json:"checks"`
 }
 
 // ServiceDownError is what a Watch function returns when a service container
@@ -132,9 +135,11 @@ func (g *Gate) Run(ctx context.Context) GateResult {
 	for i, c := range g.Checks {
 		res.Checks[i] = CheckResult{Name: c.Name, Service: c.Service}
 	}
+	interrupted := false
 	progress := func(done bool) {
 		if g.Progress != nil {
-			g.Progress(GateState{Elapsed: clock.Now().Sub(start), Done: done, Checks: append([]CheckResult(nil), res.Checks...)})
+			g.Progress(GateState{Elapsed: clock.Now().Sub(start), Done: done, Interrupted: interrupted,
+				Checks: append([]CheckResult(nil), res.Checks...)})
 		}
 	}
 	progress(false)
@@ -217,6 +222,7 @@ func (g *Gate) Run(ctx context.Context) GateResult {
 			res.TimedOut = true
 		case <-ctx.Done():
 			res.Aborted = fmt.Sprintf("interrupted: %v", context.Cause(ctx))
+			interrupted = true
 		}
 		break
 	}

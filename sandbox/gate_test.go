@@ -296,7 +296,10 @@ func TestGateContextCancel(t *testing.T) {
 		}
 		return errors.New("status 503, want 200")
 	})}}
+	var last GateState
+	g.Progress = func(s GateState) { last = s }
 	res, _ := gateRunDriven(ctx, g, 2)
+	assert.True(t, last.Done && last.Interrupted, "the last progress state says the gate was interrupted")
 
 	assert.False(t, res.Passed)
 	assert.False(t, res.TimedOut)

@@ -98,6 +98,8 @@ func (p *gateProgress) redraw() {
 		switch {
 		case c.Passed:
 			fmt.Fprintf(&b, "%s %s %s", p.green.Sprint("✓"), c.Name, p.faint.Sprintf("(%s)", gateSeconds(c.ReadyAfter)))
+		case p.last.Done && p.last.Interrupted:
+			fmt.Fprintf(&b, "%s %s %s", p.faint.Sprint("–"), c.Name, p.faint.Sprint("(interrupted)"))
 		case p.last.Done:
 			fmt.Fprintf(&b, "%s %s", p.red.Sprint("✗"), c.Name)
 			if c.LastError != "" {
@@ -124,6 +126,9 @@ func (p *gateProgress) plain(s GateState) {
 		case c.Passed:
 			p.printed[i] = true
 			fmt.Fprintf(p.w, "✓ %s (%s)\n", c.Name, gateSeconds(c.ReadyAfter))
+		case s.Done && s.Interrupted:
+			p.printed[i] = true
+			fmt.Fprintf(p.w, "– %s (interrupted)\n", c.Name)
 		case s.Done:
 			p.printed[i] = true
 			if c.LastError != "" {

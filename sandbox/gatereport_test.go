@@ -116,6 +116,22 @@ func TestGateProgressPlain(t *testing.T) {
 	assert.NotContains(t, buf.String(), "\x1b", "no ANSI escapes off a terminal")
 }
 
+func TestGateProgressInterrupted(t *testing.T) {
+	states := gateProgressStates()
+	states[len(states)-1].Interrupted = true
+	t.Setenv("NO_COLOR", "1")
+	for _, tty := range []bool{false, true} {
+		var buf bytes.Buffer
+		update, stop := NewGateProgress(&buf, tty)
+		for _, s := range states {
+			update(s)
+		}
+		stop()
+		assert.Contains(t, buf.String(), "Backend healthy (interrupted)", "tty=%v", tty)
+		assert.NotContains(t, buf.String(), "✗", "tty=%v: an interrupted check did not fail", tty)
+	}
+}
+
 func TestGateProgressTerminal(t *testing.T) {
 	t.Setenv("NO_COLOR", "")
 	t.Setenv("TERM", "xterm")

@@ -26,6 +26,7 @@ type UpResult struct {
 	ID             string            `json:"id"`
 	Slot           int               `json:"slot"`
 	AlreadyRunning bool              `json:"already_running"`
+	Interrupted    bool              `json:"interrupted,omitempty"` // the gate was cut short: the stack runs, its readiness is unknown
 	Gate           *GateResult       `json:"gate,omitempty"`
 	URLs           []NamedURL        `json:"urls"`
 	Logs           map[string]string `json:"logs,omitempty"` // log tails of the services behind failed checks
@@ -98,6 +99,7 @@ func (m *Manager) upStack(ctx context.Context, env Env, stack Stack, root string
 	gr := g.Run(ctx)
 	if err := ctx.Err(); err != nil {
 		// Interrupted is not failed: the stack runs; nothing is recorded.
+		res.Interrupted = true
 		return res, fmt.Errorf("startability gate of %s: interrupted after %s: %w", stack.Project, gr.Elapsed.Round(time.Millisecond), err)
 	}
 	res.Gate = &gr
