@@ -347,6 +347,46 @@ func keys[V any](m map[string]V) []string {
 	return out
 }
 
+// A damaged registry is refused and left as it is; moved aside, it is rebuilt
+// by sandbox:init in each checkout, from the .env.sandbox files, and the
+// running stack is found again.
+func TestDamagedRegistryIsRebuiltByInit(t *testing.T) {
+	needDocker(t)
+	e := newEnv(t)
+	a, b := namePrefix+"reg-a", namePrefix+"reg-b"
+	e.must(e.Main, "sandbox:create", a, "-standin")
+	e.must(e.Main, "sandbox:create", b)
+	e.must(e.sandboxDir(a), "sandbox:up", "-nowait")
+	regPath := filepath.Join(e.Home, ".ktrdr", "sandbox", "instances.json")
+	damaged := []byte(`{"version":1,"instances":{`)
+	require.NoError(t, os.WriteFile(regPath, damaged, 0o644))
+
+	r := e.sbx(e.Main, "sandbox:list")
+	assert.Equal(t, 1, r.Code)
+	assert.Contains(t, r.Stderr, regPath)
+	assert.Contains(t, r.Stderr, "left untouched")
+	assert.Contains(t, r.Stderr, "mv "+regPath)
+	r = e.sbx(e.Main, "sandbox:create", namePrefix+"reg-c")
+	assert.Equal(t, 1, r.Code)
+	assert.NoDirExists(t, e.sandboxDir(namePrefix+"reg-c"), "nothing is created without a registry")
+	assert.Equal(t, damaged, mustRead(t, regPath), "the damaged file is never overwritten")
+
+	require.NoError(t, os.Rename(regPath, regPath+".bad"))
+	r = e.must(e.sandboxDir(b), "sandbox:init")
+	assert.Contains(t, r.Stdout, "ktrdr--"+b+" in slot 2")
+	assert.Contains(t, r.Stdout, "again")
+	e.must(e.sandboxDir(a), "sandbox:init")
+	l := e.must(e.Main, "sandbox:list")
+	assert.Regexp(t, `ktrdr--`+a+`\s+1\s+running`, l.Stdout, "the running stack is its own again")
+	assert.Regexp(t, `ktrdr--`+b+`\s+2\s+stopped`, l.Stdout)
+	assert.NotContains(t, l.Stdout, "Unregistered stack")
+
+	e.must(e.Main, "sandbox:destroy", "-name="+a)
+	c, v, n := projectResources("ktrdr--" + a)
+	assert.Zero(t, c+v+n, "destroy finds and removes the stack")
+	assert.NotContains(t, e.branches(), a, "the branch the sandbox created is deleted")
+}
+
 // Ctrl-C during destroy leaves a consistent state that a second destroy finishes.
 func TestInterruptedDestroyIsResumable(t *testing.T) {
 	needDocker(t)

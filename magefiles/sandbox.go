@@ -74,7 +74,9 @@ func (Sandbox) Create(ctx context.Context, name string,
 }
 
 // Init adopts the current clone or worktree as a sandbox (writes .env.sandbox, registers
-// it). Exit 1 already a sandbox, 2 not a git checkout of this project, 3 port conflict.
+// it); a checkout whose .env.sandbox outlived its registry entry is registered again as
+// that file says. Exit 1 already a sandbox, 2 not a git checkout of this project, 3 port
+// conflict.
 func (Sandbox) Init(ctx context.Context,
 	slot *int, // slot to take (default: the lowest free one)
 	name *string, // sandbox name (default: the folder's name)
@@ -89,6 +91,10 @@ func (Sandbox) Init(ctx context.Context,
 		var se *sandbox.SlotError
 		var pe *sandbox.PortInUseError
 		var nf *sandbox.NoFreeSlotError
+		var rr *sandbox.ReregisterError
+		if errors.As(err, &rr) {
+			return fail(1, err, "remove "+rr.EnvPath+" and run go tool mage sandbox:init again: the checkout is adopted afresh, with a free slot and new ports")
+		}
 		if errors.As(err, &se) && errors.As(err, &pe) {
 			return fail(3, err, "free those ports, or pick another slot with -slot=N (see go tool mage sandbox:list)")
 		}
@@ -100,6 +106,11 @@ func (Sandbox) Init(ctx context.Context,
 	kind := "clone"
 	if res.IsWorktree {
 		kind = "worktree"
+	}
+	if res.Reregistered {
+		fmt.Printf("Registered %s %s again as sandbox %s in slot %d, as its .env.sandbox says (API http://localhost:%d)\n", kind, res.Path, res.ID, res.Slot, res.Ports["KTRDR_API_PORT"])
+		fmt.Println("Next: go tool mage sandbox:status")
+		return nil
 	}
 	fmt.Printf("Adopted %s %s as sandbox %s in slot %d (API http://localhost:%d)\n", kind, res.Path, res.ID, res.Slot, res.Ports["KTRDR_API_PORT"])
 	fmt.Println("Next: go tool mage sandbox:up")
@@ -360,7 +371,7 @@ func explain(err error) error {
 	case errors.As(err, &pe):
 		return fail(3, err, "stop what holds those ports (for a sandbox: go tool mage sandbox:down in its checkout), then run sandbox:up again")
 	case errors.As(err, &rc):
-		return fail(1, err, "")
+		return fail(1, err, "then, in each sandbox folder (../ktrdr--<name>): go tool mage sandbox:init")
 	case errors.As(err, &ef):
 		return fail(1, err, "fix the key named above, or remove the sandbox by name with go tool mage sandbox:destroy -name=<name> (names: go tool mage sandbox:list) and create it again")
 	case errors.As(err, &no):

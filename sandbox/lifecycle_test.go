@@ -1005,3 +1005,91 @@ func TestUnsharedCommitsTellsMissingFromBroken(t *testing.T) {
 	require.Error(t, err, "a folder that is not a repository is not taken for one without commits")
 	assert.Contains(t, err.Error(), notRepo)
 }
+
+// A lost registry is rebuilt by running init in each checkout: the env file
+// decides the instance and slot, and is left as it is.
+func TestInitRegistersAnIntactEnvFileAgain(t *testing.T) {
+	e := lcSetup(t)
+	a := e.create(t, CreateOptions{Name: "feat-a"})
+	b := e.create(t, CreateOptions{Name: "feat-b"})
+	envA, err := os.ReadFile(filepath.Join(a.Path, ".env.sandbox"))
+	require.NoError(t, err)
+	require.NoError(t, os.Remove(e.m.Registry().Path)) // the registry is lost
+
+	// Options that contradict the file are refused, and change nothing.
+	before := e.snapshot(t)
+	for _, o := range []InitOptions{{Name: "other"}, {Slot: b.Slot + 5}, {Standin: true}} {
+		o.Dir = a.Path
+		_, err := e.m.Init(t.Context(), o)
+		require.Error(t, err, "%+v", o)
+		assert.Contains(t, err.Error(), "remove the file to adopt the checkout afresh")
+		assert.Equal(t, before, e.snapshot(t))
+	}
+
+	// b comes back first, so a's slot is still the one its file names.
+	rb, err := e.m.Init(t.Context(), InitOptions{Dir: b.Path})
+	require.NoError(t, err)
+	ra, err := e.m.Init(t.Context(), InitOptions{Dir: filepath.Join(a.Path)})
+	require.NoError(t, err)
+	assert.True(t, ra.Reregistered)
+	assert.Equal(t, a.ID, ra.ID)
+	assert.Equal(t, a.Slot, ra.Slot)
+	assert.Equal(t, b.Slot, rb.Slot)
+	assert.Equal(t, a.Ports, ra.Ports)
+	got, err := os.ReadFile(filepath.Join(a.Path, ".env.sandbox"))
+	require.NoError(t, err)
+	assert.Equal(t, string(envA), string(got), "the env file is not rewritten")
+	reg := e.registry(t)
+	require.Contains(t, reg, a.ID)
+	assert.Equal(t, a.Slot, reg[a.ID].Slot)
+	assert.True(t, reg[a.ID].IsWorktree)
+	assert.Equal(t, e.main, reg[a.ID].ParentRepo)
+
+	// The teardown copy still knows the sandbox made its branch: destroy deletes it.
+	d, err := e.m.Destroy(t.Context(), DestroyOptions{Name: "feat-a"})
+	require.NoError(t, err)
+	assert.Equal(t, "feat-a", d.BranchDeleted)
+}
+
+func TestInitRegisterAgainRefusals(t *testing.T) {
+	t.Run("a copy of a registered sandbox", func(t *testing.T) {
+		e := lcSetup(t)
+		a := e.create(t, CreateOptions{Name: "feat-a"})
+		wt := filepath.Join(e.dev, "ktrdr--copy")
+		lcGit(t, e.main, "worktree", "add", "-q", "-b", "copy", wt)
+		data, err := os.ReadFile(filepath.Join(a.Path, ".env.sandbox"))
+		require.NoError(t, err)
+		lcWrite(t, filepath.Join(wt, ".env.sandbox"), string(data))
+		before := e.snapshot(t)
+		_, err = e.m.Init(t.Context(), InitOptions{Dir: wt})
+		var ee *ElsewhereError
+		require.ErrorAs(t, err, &ee)
+		assert.Equal(t, a.Path, ee.Registered)
+		assert.Equal(t, before, e.snapshot(t))
+	})
+	t.Run("its slot was taken meanwhile", func(t *testing.T) {
+		e := lcSetup(t)
+		a := e.create(t, CreateOptions{Name: "feat-a"})
+		require.NoError(t, os.Remove(e.m.Registry().Path))
+		e.create(t, CreateOptions{Name: "feat-b", Slot: a.Slot})
+		before := e.snapshot(t)
+		_, err := e.m.Init(t.Context(), InitOptions{Dir: a.Path})
+		var se *SlotError
+		require.ErrorAs(t, err, &se)
+		var re *ReregisterError
+		require.ErrorAs(t, err, &re)
+		assert.Equal(t, filepath.Join(a.Path, ".env.sandbox"), re.EnvPath)
+		assert.Equal(t, before, e.snapshot(t))
+	})
+	t.Run("a damaged env file", func(t *testing.T) {
+		e := lcSetup(t)
+		a := e.create(t, CreateOptions{Name: "feat-a"})
+		require.NoError(t, os.Remove(e.m.Registry().Path))
+		lcWrite(t, filepath.Join(a.Path, ".env.sandbox"), "KTRDR_API_PORT=eighty\n")
+		before := e.snapshot(t)
+		_, err := e.m.Init(t.Context(), InitOptions{Dir: a.Path})
+		var fe *EnvFileError
+		require.ErrorAs(t, err, &fe)
+		assert.Equal(t, before, e.snapshot(t))
+	})
+}
