@@ -98,7 +98,7 @@ func (Sandbox) Init(ctx context.Context,
 		if errors.As(err, &se) && errors.As(err, &pe) {
 			return fail(3, err, "free those ports, or pick another slot with -slot=N (see go tool mage sandbox:list)")
 		}
-		if errors.As(err, &nf) && len(nf.Skipped) > 0 {
+		if errors.As(err, &nf) && skippedForPorts(nf) {
 			return fail(3, err, "free the ports named above, or destroy a sandbox you no longer need (go tool mage sandbox:list)")
 		}
 		return explain(err)
@@ -322,6 +322,18 @@ func (Sandbox) Logs(ctx context.Context,
 		return explain(err)
 	}
 	return nil
+}
+
+// skippedForPorts reports whether a slot was passed over because something
+// holds its ports (a port conflict, exit 3, rather than a full registry).
+func skippedForPorts(nf *sandbox.NoFreeSlotError) bool {
+	for _, err := range nf.Skipped {
+		var pe *sandbox.PortInUseError
+		if errors.As(err, &pe) {
+			return true
+		}
+	}
+	return false
 }
 
 // explain maps library errors to the contract's exit codes and adds the
