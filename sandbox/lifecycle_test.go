@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"os/exec"
@@ -986,7 +987,13 @@ func TestCopiedEnvFileIsRefused(t *testing.T) {
 	assert.Equal(t, c.Path, ee.Registered)
 	_, err = e.m.Down(t.Context(), copyDir, true, nil)
 	assert.ErrorAs(t, err, &ee)
+	_, err = e.m.Up(t.Context(), UpOptions{Dir: copyDir, NoWait: true})
+	assert.ErrorAs(t, err, &ee)
+	_, err = e.m.Status(t.Context(), copyDir)
+	assert.ErrorAs(t, err, &ee)
+	assert.ErrorAs(t, e.m.Logs(t.Context(), copyDir, "", false, io.Discard), &ee)
 	assert.Empty(t, e.r.composeCalls("down"), "nothing was stopped")
+	assert.Empty(t, e.r.composeCalls("up"), "nothing was started")
 	assert.DirExists(t, c.Path)
 }
 
