@@ -372,6 +372,15 @@ func TestDamagedRegistryIsRebuiltByInit(t *testing.T) {
 	assert.Equal(t, damaged, mustRead(t, regPath), "the damaged file is never overwritten")
 
 	require.NoError(t, os.Rename(regPath, regPath+".bad"))
+	// A copy of a's folder that runs init first does not take a's running stack.
+	clone := filepath.Join(e.Dev, "copy-of-a")
+	e.git(e.Dev, "clone", "-q", e.Main, clone)
+	require.NoError(t, os.WriteFile(filepath.Join(clone, ".env.sandbox"), mustRead(t, filepath.Join(e.sandboxDir(a), ".env.sandbox")), 0o644))
+	r = e.sbx(clone, "sandbox:init")
+	assert.Equal(t, 1, r.Code)
+	assert.Contains(t, r.Stderr, e.sandboxDir(a)+" is where its stack was started")
+	assert.Contains(t, r.Stderr, "one of the two folders is a copy")
+	require.NoError(t, os.Remove(filepath.Join(clone, ".env.sandbox")))
 	r = e.must(e.sandboxDir(b), "sandbox:init")
 	assert.Contains(t, r.Stdout, "ktrdr--"+b+" in slot 2")
 	assert.Contains(t, r.Stdout, "again")

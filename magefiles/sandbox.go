@@ -92,8 +92,16 @@ func (Sandbox) Init(ctx context.Context,
 		var pe *sandbox.PortInUseError
 		var nf *sandbox.NoFreeSlotError
 		var rr *sandbox.ReregisterError
-		if errors.As(err, &rr) {
-			return fail(1, err, "remove "+rr.EnvPath+" and run go tool mage sandbox:init again: the checkout is adopted afresh, with a free slot and new ports")
+		var ef *sandbox.EnvFileError
+		switch {
+		case errors.As(err, &rr):
+			again := "go tool mage sandbox:init"
+			if rr.Standin {
+				again += " -standin"
+			}
+			return fail(1, err, fmt.Sprintf("to adopt the checkout afresh (a free slot, new ports): stop its stack if it runs (docker compose -p %s down), remove %s, then run %s", rr.ID, rr.EnvPath, again))
+		case errors.As(err, &ef):
+			return fail(1, err, "fix the key named above, or remove "+ef.Path+" and run go tool mage sandbox:init again to adopt the checkout afresh")
 		}
 		if errors.As(err, &se) && errors.As(err, &pe) {
 			return fail(3, err, "free those ports, or pick another slot with -slot=N (see go tool mage sandbox:list)")
@@ -109,6 +117,9 @@ func (Sandbox) Init(ctx context.Context,
 	}
 	if res.Reregistered {
 		fmt.Printf("Registered %s %s again as sandbox %s in slot %d, as its .env.sandbox says (API http://localhost:%d)\n", kind, res.Path, res.ID, res.Slot, res.Ports["KTRDR_API_PORT"])
+		if res.MovedFrom != "" {
+			fmt.Printf("It was registered for %s, which is gone: the entry now points here\n", res.MovedFrom)
+		}
 		fmt.Println("Next: go tool mage sandbox:status")
 		return nil
 	}
@@ -357,6 +368,7 @@ func explain(err error) error {
 		nr    *sandbox.NotRegisteredError
 		el    *sandbox.ElsewhereError
 		ar    *sandbox.AlreadyRegisteredError
+		cl    *sandbox.ClaimedError
 		exitE *sandbox.ExitError
 	)
 	switch {
@@ -383,11 +395,15 @@ func explain(err error) error {
 	case errors.As(err, &pe):
 		return fail(3, err, "stop what holds those ports (for a sandbox: go tool mage sandbox:down in its checkout), then run sandbox:up again")
 	case errors.As(err, &rc):
-		return fail(1, err, "then, in each sandbox folder (../ktrdr--<name>): go tool mage sandbox:init")
+		return fail(1, err, "then run go tool mage sandbox:init in each sandbox's folder (sandbox:create makes them beside the main checkout as ktrdr--<name>; adopted clones are where you adopted them)")
 	case errors.As(err, &ef):
 		return fail(1, err, "fix the key named above, or remove the sandbox by name with go tool mage sandbox:destroy -name=<name> (names: go tool mage sandbox:list) and create it again")
 	case errors.As(err, &no):
 		return fail(1, err, "that project was not started by this sandbox; inspect it with docker compose -p "+no.Project+" ps")
+	case errors.As(err, &el) && el.Gone:
+		return fail(1, err, "if this folder is that sandbox, moved here, run go tool mage sandbox:init in it: the entry is moved to this path")
+	case errors.As(err, &cl):
+		return fail(1, err, "one of the two folders is a copy: remove the copy's .env.sandbox (go tool mage sandbox:init -name=<new name> there makes it a sandbox of its own), then run go tool mage sandbox:init in the other")
 	case errors.As(err, &el):
 		return fail(1, err, "this folder is a copy of "+el.Registered+": run sandbox commands there. To make this folder a sandbox of its own, remove its .env.sandbox and run go tool mage sandbox:init -name=<new name>")
 	case errors.As(err, &ar):

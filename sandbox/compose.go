@@ -205,8 +205,9 @@ type ServiceState struct {
 
 // StackState is every container of one compose project.
 type StackState struct {
-	Project  string
-	Services map[string]ServiceState
+	Project    string
+	WorkingDir string // the folder compose ran in (the checkout root), from its label
+	Services   map[string]ServiceState
 }
 
 // Running counts the services whose container is running.
@@ -265,6 +266,9 @@ func parseDockerPS(out []byte, instanceLabel string) (map[string]*StackState, er
 		if st == nil {
 			st = &StackState{Project: project, Services: map[string]ServiceState{}}
 			states[project] = st
+		}
+		if st.WorkingDir == "" {
+			st.WorkingDir = labels["com.docker.compose.project.working_dir"]
 		}
 		svc := labels["com.docker.compose.service"]
 		health := ""

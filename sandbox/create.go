@@ -31,6 +31,7 @@ type Created struct {
 	Ports         map[string]int `json:"ports"`
 	Skipped       map[int]string `json:"skipped_slots,omitempty"` // slots passed over, and why
 	Reregistered  bool           `json:"reregistered,omitempty"`  // Init found the checkout's env file and registered it again
+	MovedFrom     string         `json:"moved_from,omitempty"`    // the registered folder, gone, that this checkout replaced
 }
 
 // DirExistsError reports that the new worktree's folder already exists.
@@ -310,67 +311,4 @@ func (m *Manager) Init(ctx context.Context, o InitOptions) (res *Created, err er
 	}
 	return &Created{ID: id, Name: name, Slot: slot, Path: co.Root, Branch: readBranch(co.Root),
 		IsWorktree: co.IsWorktree, ParentRepo: parent, Ports: env.Ports, Skipped: skipped}, nil
-}
-
-// ReregisterError reports that a checkout's surviving env file could not be
-// registered again (its slot is taken, or out of range now).
-type ReregisterError struct {
-	ID, EnvPath string
-	Err         error
-}
-
-func (e *ReregisterError) Error() string {
-	return fmt.Sprintf("register %s again from %s: %v", e.ID, e.EnvPath, e.Err)
-}
-
-func (e *ReregisterError) Unwrap() error { return e.Err }
-
-// reregister registers a checkout whose env file survived the loss of its
-// registry entry, under the instance and slot that file names. Options that
-// contradict the file are refused rather than ignored.
-func (m *Manager) reregister(ctx context.Context, co Checkout, envPath string, o InitOptions) (*Created, error) {
-	p := m.Profile
-	env, err := p.ReadEnv(envPath)
-	if err != nil {
-		return nil, err
-	}
-	instances, err := m.Registry().Instances()
-	if err != nil {
-		return nil, err
-	}
-	if in, ok := instances[env.InstanceID]; ok {
-		return nil, &ElsewhereError{ID: env.InstanceID, Here: co.Root, Registered: in.Path}
-	}
-	name, _ := p.NameOf(env.InstanceID)
-	if o.Name != "" && o.Name != name {
-		return nil, fmt.Errorf("%s names sandbox %s, not %s: omit -name to register it again, or remove the file to adopt the checkout afresh", envPath, name, o.Name)
-	}
-	if o.Slot != 0 && o.Slot != env.Slot {
-		return nil, fmt.Errorf("%s holds slot %d, not %d: omit -slot to register it again, or remove the file to adopt the checkout afresh", envPath, env.Slot, o.Slot)
-	}
-	if o.Standin != env.Standin && o.Standin {
-		return nil, fmt.Errorf("%s does not run the stand-in images: omit -standin to register it again, or remove the file to adopt the checkout afresh", envPath)
-	}
-	parent := ""
-	if co.IsWorktree {
-		parent = co.MainRoot
-	}
-	id := env.InstanceID
-	// The ports are not probed: the file already claims them, and its own
-	// stack may be the one holding them. sandbox:up checks them before it starts.
-	if _, err := m.Registry().Register(ctx, id, Instance{
-		Path: co.Root, CreatedAt: m.Now().UTC().Format("2006-01-02T15:04:05Z"), IsWorktree: co.IsWorktree, ParentRepo: parent,
-	}, env.Slot, nil); err != nil {
-		return nil, &ReregisterError{ID: id, EnvPath: envPath, Err: err}
-	}
-	mt := m.readMeta(id) // a surviving meta still knows whether the sandbox created its branch
-	if mt.Branch == "" {
-		mt = meta{Branch: readBranch(co.Root)}
-	}
-	if err := m.saveTeardownCopy(id, co.Root, mt); err != nil {
-		m.Registry().Unregister(context.WithoutCancel(ctx), id)
-		return nil, err
-	}
-	return &Created{ID: id, Name: name, Slot: env.Slot, Path: co.Root, Branch: readBranch(co.Root),
-		IsWorktree: co.IsWorktree, ParentRepo: parent, Ports: env.Ports, Reregistered: true}, nil
 }

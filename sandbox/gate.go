@@ -222,12 +222,14 @@ func (g *Gate) Run(ctx context.Context) GateResult {
 			res.TimedOut = true
 		case <-ctx.Done():
 			res.Aborted = fmt.Sprintf("interrupted: %v", context.Cause(ctx))
-			interrupted = true
 		}
 		break
 	}
 	cancel()
 	wg.Wait()
+	// However the loop ended, a cancelled caller sees an interrupted gate
+	// (up reports it so): checks still pending are unknown, not failed.
+	interrupted = ctx.Err() != nil && pending > 0
 	res.Passed = pending == 0
 	res.Elapsed = clock.Now().Sub(start)
 	progress(true)

@@ -1033,7 +1033,6 @@ func TestInitRegistersAnIntactEnvFileAgain(t *testing.T) {
 		assert.Equal(t, before, e.snapshot(t))
 	}
 
-	// b comes back first, so a's slot is still the one its file names.
 	rb, err := e.m.Init(t.Context(), InitOptions{Dir: b.Path})
 	require.NoError(t, err)
 	ra, err := e.m.Init(t.Context(), InitOptions{Dir: filepath.Join(a.Path)})
@@ -1099,4 +1098,131 @@ func TestInitRegisterAgainRefusals(t *testing.T) {
 		require.ErrorAs(t, err, &fe)
 		assert.Equal(t, before, e.snapshot(t))
 	})
+}
+
+func TestInitRegisterAgainRefusesFilesThatDoNotFit(t *testing.T) {
+	p := KTRDR()
+	tests := []struct {
+		name  string
+		env   func(a *Created) Env
+		check func(t *testing.T, err error)
+	}{
+		{"slot 0 (the main checkout's ports)", func(a *Created) Env {
+			return p.NewEnv("feat-a", 0, "", lcNow(), false)
+		}, func(t *testing.T, err error) {
+			var re *ReregisterError
+			require.ErrorAs(t, err, &re)
+			var se *SlotError
+			require.ErrorAs(t, err, &se)
+			assert.Equal(t, 0, se.Slot)
+		}},
+		{"a slot beyond the range", func(a *Created) Env {
+			return p.NewEnv("feat-a", p.MaxSlot+1, "", lcNow(), false)
+		}, func(t *testing.T, err error) {
+			var se *SlotError
+			require.ErrorAs(t, err, &se)
+			assert.Contains(t, err.Error(), "out of range")
+		}},
+		{"ports of another slot", func(a *Created) Env {
+			env := p.NewEnv("feat-a", a.Slot+1, "", lcNow(), false)
+			env.Ports = p.PortsFor(a.Slot)
+			return env
+		}, func(t *testing.T, err error) {
+			assert.Contains(t, err.Error(), "slot 2 uses")
+			assert.Contains(t, err.Error(), "remove the file to adopt the checkout afresh")
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			e := lcSetup(t)
+			a := e.create(t, CreateOptions{Name: "feat-a"})
+			require.Equal(t, 1, a.Slot)
+			require.NoError(t, os.Remove(e.m.Registry().Path))
+			require.NoError(t, p.WriteEnv(filepath.Join(a.Path, ".env.sandbox"), tt.env(a)))
+			before := e.snapshot(t)
+			_, err := e.m.Init(t.Context(), InitOptions{Dir: a.Path})
+			require.Error(t, err)
+			tt.check(t, err)
+			assert.Equal(t, before, e.snapshot(t), "a refused init changes nothing")
+		})
+	}
+}
+
+// A lost registry leaves only the files; a copy must not win the instance
+// just by running init first.
+func TestInitRegisterAgainRefusesACopyWithAWeakerClaim(t *testing.T) {
+	t.Run("another worktree of the repository names the instance", func(t *testing.T) {
+		e := lcSetup(t)
+		a := e.create(t, CreateOptions{Name: "feat-a"})
+		other := filepath.Join(e.dev, "ktrdr--other")
+		lcGit(t, e.main, "worktree", "add", "-q", "-b", "other", other)
+		data, err := os.ReadFile(filepath.Join(a.Path, ".env.sandbox"))
+		require.NoError(t, err)
+		lcWrite(t, filepath.Join(other, ".env.sandbox"), string(data))
+		require.NoError(t, os.Remove(e.m.Registry().Path))
+
+		before := e.snapshot(t)
+		_, err = e.m.Init(t.Context(), InitOptions{Dir: other})
+		var ce *ClaimedError
+		require.ErrorAs(t, err, &ce)
+		assert.Equal(t, a.Path, ce.Other)
+		assert.Equal(t, before, e.snapshot(t))
+	})
+	t.Run("its containers were started from another folder", func(t *testing.T) {
+		e := lcSetup(t)
+		a := e.create(t, CreateOptions{Name: "feat-a"})
+		clone := filepath.Join(e.dev, "clone")
+		lcGit(t, e.dev, "clone", "-q", e.main, clone)
+		data, err := os.ReadFile(filepath.Join(a.Path, ".env.sandbox"))
+		require.NoError(t, err)
+		lcWrite(t, filepath.Join(clone, ".env.sandbox"), string(data))
+		require.NoError(t, os.Remove(e.m.Registry().Path))
+		e.r.setPS(strings.ReplaceAll(lcPSLine("ktrdr--feat-a", "backend", "ktrdr--feat-a", "running", "Up 1 minute"), "/home/u/dev/ktrdr--feat-a", a.Path))
+
+		before := e.snapshot(t)
+		_, err = e.m.Init(t.Context(), InitOptions{Dir: clone})
+		var ce *ClaimedError
+		require.ErrorAs(t, err, &ce)
+		assert.Equal(t, a.Path, ce.Other)
+		assert.Contains(t, err.Error(), "its stack was started")
+		assert.Equal(t, before, e.snapshot(t))
+
+		// The folder the stack runs from is registered again.
+		c, err := e.m.Init(t.Context(), InitOptions{Dir: a.Path})
+		require.NoError(t, err)
+		assert.True(t, c.Reregistered)
+	})
+}
+
+// A sandbox folder moved with git worktree move is refused where it is, with
+// a reason, until init moves its entry.
+func TestInitFollowsAMovedSandbox(t *testing.T) {
+	e := lcSetup(t)
+	a := e.create(t, CreateOptions{Name: "feat-a"})
+	moved := filepath.Join(e.dev, "elsewhere", "feat-a")
+	require.NoError(t, os.MkdirAll(filepath.Dir(moved), 0o755))
+	lcGit(t, e.main, "worktree", "move", a.Path, moved)
+
+	_, err := e.m.Status(t.Context(), moved)
+	var ee *ElsewhereError
+	require.ErrorAs(t, err, &ee)
+	assert.True(t, ee.Gone)
+	assert.Contains(t, err.Error(), "gone")
+
+	c, err := e.m.Init(t.Context(), InitOptions{Dir: moved})
+	require.NoError(t, err)
+	assert.True(t, c.Reregistered)
+	assert.Equal(t, a.Path, c.MovedFrom)
+	assert.Equal(t, a.Slot, c.Slot)
+	reg := e.registry(t)
+	require.Len(t, reg, 1)
+	assert.Equal(t, moved, reg[a.ID].Path)
+	assert.Equal(t, a.Slot, reg[a.ID].Slot)
+	_, err = e.m.Status(t.Context(), moved)
+	require.NoError(t, err, "commands work in the new place")
+
+	d, err := e.m.Destroy(t.Context(), DestroyOptions{Name: "feat-a"})
+	require.NoError(t, err)
+	assert.Equal(t, "feat-a", d.BranchDeleted, "it still knows it created its branch")
+	assert.NoDirExists(t, moved)
 }

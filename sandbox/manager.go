@@ -130,16 +130,23 @@ func (m *Manager) locate(dir string) (located, error) {
 		return located{}, err
 	}
 	if in, ok := instances[env.InstanceID]; ok && !samePath(in.Path, root) {
-		return located{}, &ElsewhereError{ID: env.InstanceID, Here: root, Registered: in.Path}
+		return located{}, &ElsewhereError{ID: env.InstanceID, Here: root, Registered: in.Path, Gone: !dirExists(in.Path)}
 	}
 	return located{Root: root, Env: env}, nil
 }
 
 // ElsewhereError reports an env file whose instance is registered for
-// another checkout (a copied folder, say).
-type ElsewhereError struct{ ID, Here, Registered string }
+// another checkout (a copied folder, say). Gone is set when the registered
+// folder no longer exists (the sandbox may have been moved here).
+type ElsewhereError struct {
+	ID, Here, Registered string
+	Gone                 bool
+}
 
 func (e *ElsewhereError) Error() string {
+	if e.Gone {
+		return fmt.Sprintf("%s names instance %s, which is registered for %s, a folder that is gone", e.Here, e.ID, e.Registered)
+	}
 	return fmt.Sprintf("%s names instance %s, which is registered for %s, not this checkout", e.Here, e.ID, e.Registered)
 }
 
