@@ -48,6 +48,13 @@
 // needs (the env file and compose file), so destroy works after the
 // worktree is gone.
 //
+// The registry decides which folder an instance is: an env file whose
+// instance is registered for another folder is refused. The files can
+// rebuild the registry: Init in a checkout that kept its env file but lost
+// its entry (a registry moved aside, a folder moved) registers it again
+// under that file's name and slot, unless another checkout has a stronger
+// claim (see reregister.go).
+//
 // # Commands and seams
 //
 // Docker, Compose and git run through a Runner (exec with arguments, never a
