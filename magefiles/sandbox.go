@@ -93,6 +93,8 @@ func (Sandbox) Init(ctx context.Context,
 		var nf *sandbox.NoFreeSlotError
 		var rr *sandbox.ReregisterError
 		var ef *sandbox.EnvFileError
+		var um *sandbox.UnrepairedMoveError
+		var cc *sandbox.ClaimCheckError
 		switch {
 		case errors.As(err, &rr):
 			again := "go tool mage sandbox:init"
@@ -102,6 +104,10 @@ func (Sandbox) Init(ctx context.Context,
 			return fail(1, err, fmt.Sprintf("to adopt the checkout afresh (a free slot, new ports): stop its stack if it runs (docker compose -p %s down), remove %s, then run %s", rr.ID, rr.EnvPath, again))
 		case errors.As(err, &ef):
 			return fail(1, err, "fix the key named above, or remove "+ef.Path+" and run go tool mage sandbox:init again to adopt the checkout afresh")
+		case errors.As(err, &um):
+			return fail(1, err, "let git know where the worktree is now (git worktree repair, run in "+um.Here+"), then run go tool mage sandbox:init again")
+		case errors.As(err, &cc):
+			return fail(1, err, "is the Docker engine running (docker info)? init asks it which folder runs the stack before it registers an existing .env.sandbox; start it and run sandbox:init again")
 		}
 		if errors.As(err, &se) && errors.As(err, &pe) {
 			return fail(3, err, "free those ports, or pick another slot with -slot=N (see go tool mage sandbox:list)")

@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -205,9 +206,9 @@ type ServiceState struct {
 
 // StackState is every container of one compose project.
 type StackState struct {
-	Project    string
-	WorkingDir string // the folder compose ran in (the checkout root), from its label
-	Services   map[string]ServiceState
+	Project     string
+	WorkingDirs []string // the folders compose ran in (checkout roots), from the containers' labels
+	Services    map[string]ServiceState
 }
 
 // Running counts the services whose container is running.
@@ -267,8 +268,8 @@ func parseDockerPS(out []byte, instanceLabel string) (map[string]*StackState, er
 			st = &StackState{Project: project, Services: map[string]ServiceState{}}
 			states[project] = st
 		}
-		if st.WorkingDir == "" {
-			st.WorkingDir = labels["com.docker.compose.project.working_dir"]
+		if wd := labels["com.docker.compose.project.working_dir"]; wd != "" && !slices.Contains(st.WorkingDirs, wd) {
+			st.WorkingDirs = append(st.WorkingDirs, wd)
 		}
 		svc := labels["com.docker.compose.service"]
 		health := ""

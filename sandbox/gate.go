@@ -68,6 +68,7 @@ type GateResult struct {
 	TimedOut       bool          `json:"timed_out,omitempty"`
 	Aborted        string        `json:"aborted,omitempty"`         // why it ended early, if it did
 	AbortedService string        `json:"aborted_service,omitempty"` // the service Watch reported, if known
+	Interrupted    bool          `json:"interrupted,omitempty"`     // the caller cancelled it before every check passed
 	Elapsed        time.Duration `json:"elapsed_ns"`
 	Checks         []CheckResult `json:"checks"`
 }
@@ -230,6 +231,7 @@ func (g *Gate) Run(ctx context.Context) GateResult {
 	// However the loop ended, a cancelled caller sees an interrupted gate
 	// (up reports it so): checks still pending are unknown, not failed.
 	interrupted = ctx.Err() != nil && pending > 0
+	res.Interrupted = interrupted
 	res.Passed = pending == 0
 	res.Elapsed = clock.Now().Sub(start)
 	progress(true)

@@ -300,6 +300,7 @@ func TestGateContextCancel(t *testing.T) {
 	g.Progress = func(s GateState) { last = s }
 	res, _ := gateRunDriven(ctx, g, 2)
 	assert.True(t, last.Done && last.Interrupted, "the last progress state says the gate was interrupted")
+	assert.True(t, res.Interrupted)
 
 	assert.False(t, res.Passed)
 	assert.False(t, res.TimedOut)

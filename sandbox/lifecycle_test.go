@@ -1226,3 +1226,87 @@ func TestInitFollowsAMovedSandbox(t *testing.T) {
 	assert.Equal(t, "feat-a", d.BranchDeleted, "it still knows it created its branch")
 	assert.NoDirExists(t, moved)
 }
+
+// A worktree moved with plain mv is refused until git knows its new place:
+// otherwise destroy could not remove it later.
+func TestInitWantsAMovedWorktreeRepaired(t *testing.T) {
+	e := lcSetup(t)
+	a := e.create(t, CreateOptions{Name: "feat-a"})
+	moved := filepath.Join(e.dev, "moved-by-hand")
+	require.NoError(t, os.Rename(a.Path, moved))
+
+	before := e.snapshot(t)
+	_, err := e.m.Init(t.Context(), InitOptions{Dir: moved})
+	var um *UnrepairedMoveError
+	require.ErrorAs(t, err, &um)
+	assert.Equal(t, a.Path, um.Old)
+	assert.Equal(t, before, e.snapshot(t))
+
+	lcGit(t, moved, "worktree", "repair")
+	c, err := e.m.Init(t.Context(), InitOptions{Dir: moved})
+	require.NoError(t, err)
+	assert.Equal(t, a.Path, c.MovedFrom)
+	d, err := e.m.Destroy(t.Context(), DestroyOptions{Dir: moved})
+	require.NoError(t, err)
+	assert.True(t, d.WorktreeRemoved)
+	assert.NoDirExists(t, moved)
+}
+
+// A clone that holds the env file of a moved worktree is not the worktree.
+func TestInitRefusesACloneInPlaceOfAMovedWorktree(t *testing.T) {
+	e := lcSetup(t)
+	a := e.create(t, CreateOptions{Name: "feat-a"})
+	data, err := os.ReadFile(filepath.Join(a.Path, ".env.sandbox"))
+	require.NoError(t, err)
+	moved := filepath.Join(e.dev, "moved")
+	lcGit(t, e.main, "worktree", "move", a.Path, moved)
+	clone := filepath.Join(e.dev, "clone")
+	lcGit(t, e.dev, "clone", "-q", e.main, clone)
+	lcWrite(t, filepath.Join(clone, ".env.sandbox"), string(data))
+
+	before := e.snapshot(t)
+	_, err = e.m.Init(t.Context(), InitOptions{Dir: clone})
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "is a clone")
+	assert.Equal(t, before, e.snapshot(t))
+}
+
+// Without docker, init cannot tell which folder runs the stack: it refuses
+// to register an existing env file rather than guess.
+func TestInitRegisterAgainNeedsDocker(t *testing.T) {
+	e := lcSetup(t)
+	a := e.create(t, CreateOptions{Name: "feat-a"})
+	require.NoError(t, os.Remove(e.m.Registry().Path))
+	e.r.dockerFn = func(c Cmd) any {
+		if c.Args[0] == "ps" {
+			return errors.New("Cannot connect to the Docker daemon")
+		}
+		return nil
+	}
+	_, err := e.m.Init(t.Context(), InitOptions{Dir: a.Path})
+	var ce *ClaimCheckError
+	require.ErrorAs(t, err, &ce)
+	assert.Contains(t, err.Error(), "Cannot connect")
+	assert.Empty(t, e.registry(t))
+}
+
+// Two worktrees name the same instance, but the stack runs from one of
+// them: that one is the sandbox.
+func TestInitRegisterAgainTrustsTheRunningStack(t *testing.T) {
+	e := lcSetup(t)
+	a := e.create(t, CreateOptions{Name: "feat-a"})
+	other := filepath.Join(e.dev, "ktrdr--other")
+	lcGit(t, e.main, "worktree", "add", "-q", "-b", "other", other)
+	data, err := os.ReadFile(filepath.Join(a.Path, ".env.sandbox"))
+	require.NoError(t, err)
+	lcWrite(t, filepath.Join(other, ".env.sandbox"), string(data))
+	require.NoError(t, os.Remove(e.m.Registry().Path))
+	e.r.setPS(strings.ReplaceAll(lcPSLine("ktrdr--feat-a", "db", "ktrdr--feat-a", "running", "Up 1 minute"), "/home/u/dev/ktrdr--feat-a", a.Path))
+
+	_, err = e.m.Init(t.Context(), InitOptions{Dir: other})
+	var ce *ClaimedError
+	require.ErrorAs(t, err, &ce, "the copy is refused")
+	c, err := e.m.Init(t.Context(), InitOptions{Dir: a.Path})
+	require.NoError(t, err, "the folder its stack runs from is registered")
+	assert.Equal(t, a.Path, c.Path)
+}

@@ -130,7 +130,7 @@ func (m *Manager) locate(dir string) (located, error) {
 		return located{}, err
 	}
 	if in, ok := instances[env.InstanceID]; ok && !samePath(in.Path, root) {
-		return located{}, &ElsewhereError{ID: env.InstanceID, Here: root, Registered: in.Path, Gone: !dirExists(in.Path)}
+		return located{}, &ElsewhereError{ID: env.InstanceID, Here: root, Registered: in.Path, Gone: !m.holdsInstance(in.Path, env.InstanceID)}
 	}
 	return located{Root: root, Env: env}, nil
 }

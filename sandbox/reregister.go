@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 )
 
@@ -88,12 +89,11 @@ func (m *Manager) reregister(ctx context.Context, co Checkout, envPath string, o
 	}
 	movedFrom := ""
 	if in, ok := instances[id]; ok {
-		if dirExists(in.Path) {
+		if m.holdsInstance(in.Path, id) {
 			return nil, &ElsewhereError{ID: id, Here: co.Root, Registered: in.Path}
 		}
-		if in.Slot != env.Slot {
-			return nil, fmt.Errorf("%s names instance %s in slot %d, but the registry has it in slot %d for %s, a folder that is gone: %s",
-				envPath, id, env.Slot, in.Slot, in.Path, afresh)
+		if err := m.checkMove(ctx, co, id, in, env, envPath); err != nil {
+			return nil, err
 		}
 		movedFrom = in.Path // the sandbox was moved (or its folder deleted): this checkout takes its place
 	}
@@ -141,34 +141,111 @@ func (m *Manager) reregister(ctx context.Context, co Checkout, envPath string, o
 		IsWorktree: co.IsWorktree, ParentRepo: parent, Ports: env.Ports, Reregistered: true, MovedFrom: movedFrom}, nil
 }
 
-// checkClaims refuses id for co when another checkout claims it: a worktree
-// of the same repository whose env file names it, or the folder its
-// containers were started from, if that folder still exists (movedFrom, the
-// registered folder that is gone, does not count).
+// holdsInstance reports whether dir still is sandbox id: it exists and its
+// env file names id. A folder recreated at a moved sandbox's old path is not.
+func (m *Manager) holdsInstance(dir, id string) bool {
+	e, err := m.Profile.ReadEnv(filepath.Join(dir, m.Profile.EnvFile))
+	return err == nil && e.InstanceID == id
+}
+
+// checkMove accepts co as the new place of registered instance in, whose
+// folder no longer holds it, only when co is the same kind of checkout of
+// the same repository, in the same slot, and git knows a moved worktree at
+// its new path (else destroy could not remove it later).
+func (m *Manager) checkMove(ctx context.Context, co Checkout, id string, in Instance, env Env, envPath string) error {
+	was := fmt.Sprintf("the registry has %s for %s, a folder that is gone or no longer that sandbox", id, in.Path)
+	switch {
+	case in.Slot != env.Slot:
+		return fmt.Errorf("%s says slot %d, but %s in slot %d: remove the file to adopt the checkout afresh", envPath, env.Slot, was, in.Slot)
+	case in.IsWorktree != co.IsWorktree:
+		return fmt.Errorf("%s is %s, but %s, %s: remove the file to adopt the checkout afresh", co.Root, kindOf(co.IsWorktree), was, kindOf(in.IsWorktree))
+	case !in.IsWorktree:
+		return nil
+	case !samePath(co.MainRoot, in.ParentRepo):
+		return fmt.Errorf("%s is a worktree of %s, but %s, a worktree of %s: remove the file to adopt the checkout afresh", co.Root, co.MainRoot, was, in.ParentRepo)
+	}
+	out, err := m.git(ctx, co.MainRoot, "worktree", "list", "--porcelain")
+	if err != nil {
+		return fmt.Errorf("list the worktrees of %s: %w", co.MainRoot, err)
+	}
+	for _, wt := range worktreePaths(out) {
+		if samePath(wt, co.Root) {
+			return nil
+		}
+	}
+	return &UnrepairedMoveError{ID: id, Here: co.Root, Old: in.Path}
+}
+
+func kindOf(worktree bool) string {
+	if worktree {
+		return "a worktree"
+	}
+	return "a clone"
+}
+
+// UnrepairedMoveError reports a worktree moved without git knowing: its
+// repository still lists it at the old path.
+type UnrepairedMoveError struct{ ID, Here, Old string }
+
+func (e *UnrepairedMoveError) Error() string {
+	return fmt.Sprintf("%s names instance %s, registered for %s, but its repository still has the worktree at %s (moved without git worktree move)", e.Here, e.ID, e.Old, e.Old)
+}
+
+// ClaimCheckError reports that init could not tell which folder runs an
+// instance's stack, because docker did not answer.
+type ClaimCheckError struct {
+	ID  string
+	Err error
+}
+
+func (e *ClaimCheckError) Error() string {
+	return fmt.Sprintf("check which folder started the stack of %s: %v", e.ID, e.Err)
+}
+
+func (e *ClaimCheckError) Unwrap() error { return e.Err }
+
+// checkClaims refuses id for co when another checkout claims it: the folder
+// its containers were started from, if that folder still exists (movedFrom,
+// the registered folder that is gone, does not count), or another worktree
+// of the same repository whose env file names it. A stack started from co
+// settles it in co's favour.
 func (m *Manager) checkClaims(ctx context.Context, co Checkout, id, movedFrom string) error {
 	p := m.Profile
+	states, err := StackStates(ctx, m.Runner, p.InstanceLabel)
+	if err != nil {
+		return &ClaimCheckError{ID: id, Err: err}
+	}
+	if st := states[id]; st != nil {
+		if slices.ContainsFunc(st.WorkingDirs, func(wd string) bool { return samePath(wd, co.Root) }) {
+			return nil // its stack was started from here
+		}
+		for _, wd := range st.WorkingDirs {
+			if !samePath(wd, movedFrom) && dirExists(wd) {
+				return &ClaimedError{ID: id, Here: co.Root, Other: wd, How: "is where its stack was started (its containers are there)"}
+			}
+		}
+	}
 	out, err := m.git(ctx, co.Root, "worktree", "list", "--porcelain")
 	if err != nil {
 		return fmt.Errorf("list the worktrees of %s: %w", co.Root, err)
 	}
-	for _, line := range strings.Split(out, "\n") {
-		wt, ok := strings.CutPrefix(line, "worktree ")
-		if !ok || samePath(wt, co.Root) {
-			continue
-		}
-		if e, err := p.ReadEnv(filepath.Join(wt, p.EnvFile)); err == nil && e.InstanceID == id {
+	for _, wt := range worktreePaths(out) {
+		if !samePath(wt, co.Root) && m.holdsInstance(wt, id) {
 			return &ClaimedError{ID: id, Here: co.Root, Other: wt, How: "(a worktree of the same repository) has a " + p.EnvFile + " that names it too"}
 		}
 	}
-	states, err := StackStates(ctx, m.Runner, p.InstanceLabel)
-	if err != nil {
-		return fmt.Errorf("check which checkout started the stack of %s: %w", id, err)
-	}
-	if st := states[id]; st != nil && st.WorkingDir != "" && !samePath(st.WorkingDir, co.Root) &&
-		!samePath(st.WorkingDir, movedFrom) && dirExists(st.WorkingDir) {
-		return &ClaimedError{ID: id, Here: co.Root, Other: st.WorkingDir, How: "is where its stack was started (its containers are there)"}
-	}
 	return nil
+}
+
+// worktreePaths returns the folders `git worktree list --porcelain` lists.
+func worktreePaths(porcelain string) []string {
+	var paths []string
+	for _, line := range strings.Split(porcelain, "\n") {
+		if wt, ok := strings.CutPrefix(line, "worktree "); ok {
+			paths = append(paths, wt)
+		}
+	}
+	return paths
 }
 
 // reusableMeta returns the meta kept for id when it is this checkout's (the

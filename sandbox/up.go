@@ -97,10 +97,10 @@ func (m *Manager) upStack(ctx context.Context, env Env, stack Stack, root string
 		Progress: o.Progress,
 	}
 	gr := g.Run(ctx)
-	if err := ctx.Err(); err != nil {
+	if gr.Interrupted {
 		// Interrupted is not failed: the stack runs; nothing is recorded.
 		res.Interrupted = true
-		return res, fmt.Errorf("startability gate of %s: interrupted after %s: %w", stack.Project, gr.Elapsed.Round(time.Millisecond), err)
+		return res, fmt.Errorf("startability gate of %s: interrupted after %s: %w", stack.Project, gr.Elapsed.Round(time.Millisecond), context.Cause(ctx))
 	}
 	res.Gate = &gr
 	m.saveGate(stack.Project, gr)
