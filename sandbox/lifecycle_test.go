@@ -977,11 +977,9 @@ func TestCopiedEnvFileIsRefused(t *testing.T) {
 	c := e.create(t, CreateOptions{Name: "feat-a"})
 	copyDir := filepath.Join(e.root, "backup-of-feat-a")
 	require.NoError(t, os.MkdirAll(copyDir, 0o755))
-	data, err := os.ReadFile(filepath.Join(c.Path, ".env.sandbox"))
-	require.NoError(t, err)
-	lcWrite(t, filepath.Join(copyDir, ".env.sandbox"), string(data))
+	lcCopyEnv(t, c.Path, copyDir)
 
-	_, err = e.m.Destroy(t.Context(), DestroyOptions{Dir: copyDir})
+	_, err := e.m.Destroy(t.Context(), DestroyOptions{Dir: copyDir})
 	var ee *ElsewhereError
 	require.ErrorAs(t, err, &ee)
 	assert.Equal(t, c.Path, ee.Registered)
@@ -1063,11 +1061,9 @@ func TestInitRegisterAgainRefusals(t *testing.T) {
 		a := e.create(t, CreateOptions{Name: "feat-a"})
 		wt := filepath.Join(e.dev, "ktrdr--copy")
 		lcGit(t, e.main, "worktree", "add", "-q", "-b", "copy", wt)
-		data, err := os.ReadFile(filepath.Join(a.Path, ".env.sandbox"))
-		require.NoError(t, err)
-		lcWrite(t, filepath.Join(wt, ".env.sandbox"), string(data))
+		lcCopyEnv(t, a.Path, wt)
 		before := e.snapshot(t)
-		_, err = e.m.Init(t.Context(), InitOptions{Dir: wt})
+		_, err := e.m.Init(t.Context(), InitOptions{Dir: wt})
 		var ee *ElsewhereError
 		require.ErrorAs(t, err, &ee)
 		assert.Equal(t, a.Path, ee.Registered)
@@ -1105,11 +1101,11 @@ func TestInitRegisterAgainRefusesFilesThatDoNotFit(t *testing.T) {
 	tests := []struct {
 		name  string
 		env   func(a *Created) Env
-		check func(t *testing.T, err error)
+		check func(t *testing.T, a *Created, err error)
 	}{
 		{"slot 0 (the main checkout's ports)", func(a *Created) Env {
 			return p.NewEnv("feat-a", 0, "", lcNow(), false)
-		}, func(t *testing.T, err error) {
+		}, func(t *testing.T, a *Created, err error) {
 			var re *ReregisterError
 			require.ErrorAs(t, err, &re)
 			var se *SlotError
@@ -1118,7 +1114,7 @@ func TestInitRegisterAgainRefusesFilesThatDoNotFit(t *testing.T) {
 		}},
 		{"a slot beyond the range", func(a *Created) Env {
 			return p.NewEnv("feat-a", p.MaxSlot+1, "", lcNow(), false)
-		}, func(t *testing.T, err error) {
+		}, func(t *testing.T, a *Created, err error) {
 			var se *SlotError
 			require.ErrorAs(t, err, &se)
 			assert.Contains(t, err.Error(), "out of range")
@@ -1127,8 +1123,8 @@ func TestInitRegisterAgainRefusesFilesThatDoNotFit(t *testing.T) {
 			env := p.NewEnv("feat-a", a.Slot+1, "", lcNow(), false)
 			env.Ports = p.PortsFor(a.Slot)
 			return env
-		}, func(t *testing.T, err error) {
-			assert.Contains(t, err.Error(), "slot 2 uses")
+		}, func(t *testing.T, a *Created, err error) {
+			assert.Contains(t, err.Error(), fmt.Sprintf("slot %d uses", a.Slot+1))
 			assert.Contains(t, err.Error(), "remove the file to adopt the checkout afresh")
 		}},
 	}
@@ -1136,13 +1132,12 @@ func TestInitRegisterAgainRefusesFilesThatDoNotFit(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			e := lcSetup(t)
 			a := e.create(t, CreateOptions{Name: "feat-a"})
-			require.Equal(t, 1, a.Slot)
 			require.NoError(t, os.Remove(e.m.Registry().Path))
 			require.NoError(t, p.WriteEnv(filepath.Join(a.Path, ".env.sandbox"), tt.env(a)))
 			before := e.snapshot(t)
 			_, err := e.m.Init(t.Context(), InitOptions{Dir: a.Path})
 			require.Error(t, err)
-			tt.check(t, err)
+			tt.check(t, a, err)
 			assert.Equal(t, before, e.snapshot(t), "a refused init changes nothing")
 		})
 	}
@@ -1156,13 +1151,11 @@ func TestInitRegisterAgainRefusesACopyWithAWeakerClaim(t *testing.T) {
 		a := e.create(t, CreateOptions{Name: "feat-a"})
 		other := filepath.Join(e.dev, "ktrdr--other")
 		lcGit(t, e.main, "worktree", "add", "-q", "-b", "other", other)
-		data, err := os.ReadFile(filepath.Join(a.Path, ".env.sandbox"))
-		require.NoError(t, err)
-		lcWrite(t, filepath.Join(other, ".env.sandbox"), string(data))
+		lcCopyEnv(t, a.Path, other)
 		require.NoError(t, os.Remove(e.m.Registry().Path))
 
 		before := e.snapshot(t)
-		_, err = e.m.Init(t.Context(), InitOptions{Dir: other})
+		_, err := e.m.Init(t.Context(), InitOptions{Dir: other})
 		var ce *ClaimedError
 		require.ErrorAs(t, err, &ce)
 		assert.Equal(t, a.Path, ce.Other)
@@ -1173,14 +1166,12 @@ func TestInitRegisterAgainRefusesACopyWithAWeakerClaim(t *testing.T) {
 		a := e.create(t, CreateOptions{Name: "feat-a"})
 		clone := filepath.Join(e.dev, "clone")
 		lcGit(t, e.dev, "clone", "-q", e.main, clone)
-		data, err := os.ReadFile(filepath.Join(a.Path, ".env.sandbox"))
-		require.NoError(t, err)
-		lcWrite(t, filepath.Join(clone, ".env.sandbox"), string(data))
+		lcCopyEnv(t, a.Path, clone)
 		require.NoError(t, os.Remove(e.m.Registry().Path))
 		e.r.setPS(strings.ReplaceAll(lcPSLine("ktrdr--feat-a", "backend", "ktrdr--feat-a", "running", "Up 1 minute"), "/home/u/dev/ktrdr--feat-a", a.Path))
 
 		before := e.snapshot(t)
-		_, err = e.m.Init(t.Context(), InitOptions{Dir: clone})
+		_, err := e.m.Init(t.Context(), InitOptions{Dir: clone})
 		var ce *ClaimedError
 		require.ErrorAs(t, err, &ce)
 		assert.Equal(t, a.Path, ce.Other)
@@ -1297,16 +1288,23 @@ func TestInitRegisterAgainTrustsTheRunningStack(t *testing.T) {
 	a := e.create(t, CreateOptions{Name: "feat-a"})
 	other := filepath.Join(e.dev, "ktrdr--other")
 	lcGit(t, e.main, "worktree", "add", "-q", "-b", "other", other)
-	data, err := os.ReadFile(filepath.Join(a.Path, ".env.sandbox"))
-	require.NoError(t, err)
-	lcWrite(t, filepath.Join(other, ".env.sandbox"), string(data))
+	lcCopyEnv(t, a.Path, other)
 	require.NoError(t, os.Remove(e.m.Registry().Path))
 	e.r.setPS(strings.ReplaceAll(lcPSLine("ktrdr--feat-a", "db", "ktrdr--feat-a", "running", "Up 1 minute"), "/home/u/dev/ktrdr--feat-a", a.Path))
 
-	_, err = e.m.Init(t.Context(), InitOptions{Dir: other})
+	_, err := e.m.Init(t.Context(), InitOptions{Dir: other})
 	var ce *ClaimedError
 	require.ErrorAs(t, err, &ce, "the copy is refused")
 	c, err := e.m.Init(t.Context(), InitOptions{Dir: a.Path})
 	require.NoError(t, err, "the folder its stack runs from is registered")
 	assert.Equal(t, a.Path, c.Path)
+}
+
+// lcCopyEnv copies the .env.sandbox of folder from into folder to, as a
+// person copying a sandbox folder would.
+func lcCopyEnv(t *testing.T, from, to string) {
+	t.Helper()
+	data, err := os.ReadFile(filepath.Join(from, ".env.sandbox"))
+	require.NoError(t, err)
+	lcWrite(t, filepath.Join(to, ".env.sandbox"), string(data))
 }
