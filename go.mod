@@ -2,7 +2,7 @@ module github.com/ktrdr/sandboxkit
 
 go 1.26.8
 
-tool github.com/magefile/mage
+tool github.com/ktrdr/sandboxkit/cmd/mage
 
 require (
 	github.com/compose-spec/compose-go/v2 v2.16.2

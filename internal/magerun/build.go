@@ -1,0 +1,223 @@
+package magerun
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/gofrs/flock"
+	"github.com/magefile/mage/mage"
+)
+
+// Cache ages: a program unused this long is removed after the next build; a
+// staging folder this old was left by a killed build.
+const (
+	unusedProgramAge = 14 * 24 * time.Hour
+	leftStageAge     = 24 * time.Hour
+	touchAfter       = 24 * time.Hour
+)
+
+// builder compiles one set of magefiles.
+type builder struct {
+	CacheDir  string   // the programs, their locks and staging folders
+	Mod       module   // the module that holds the magefiles
+	Files     []string // the magefiles, absolute
+	GoCmd     string
+	Multiline bool
+	Debug     bool
+	Log       io.Writer // go's output when a build fails, and debug lines
+}
+
+func exeName(key string) string {
+	if runtime.GOOS == "windows" {
+		return key + ".exe"
+	}
+	return key
+}
+
+// program returns the cached program of key, building it first when it is
+// missing (or when force is set). Builders of one key take turns under a
+// file lock; readers of a finished program take no lock.
+func (b builder) program(key string, force bool) (string, error) {
+	exe := filepath.Join(b.CacheDir, exeName(key))
+	if !force {
+		if ok := usable(exe); ok {
+			return exe, nil
+		}
+	}
+	if err := os.MkdirAll(b.CacheDir, 0o700); err != nil {
+		return "", fmt.Errorf("create the mage cache folder %s: %w", b.CacheDir, err)
+	}
+	lock := flock.New(filepath.Join(b.CacheDir, key+".lock"))
+	if err := lock.Lock(); err != nil {
+		return "", fmt.Errorf("lock %s: %w", lock.Path(), err)
+	}
+	defer lock.Unlock()
+	if !force && usable(exe) {
+		return exe, nil // another process built it while this one waited
+	}
+	// Mage names the program in its help after the output file: "mage".
+	tmpDir, err := os.MkdirTemp(b.CacheDir, "tmp-"+key[:16]+"-")
+	if err != nil {
+		return "", fmt.Errorf("create a build folder in %s: %w", b.CacheDir, err)
+	}
+	defer os.RemoveAll(tmpDir)
+	tmp := filepath.Join(tmpDir, exeName("mage"))
+	if err := b.compile(tmp, "", "", ""); err != nil {
+		return "", err
+	}
+	if err := os.Rename(tmp, exe); err != nil {
+		return "", fmt.Errorf("put the compiled magefiles in place at %s: %w", exe, err)
+	}
+	b.prune(key)
+	return exe, nil
+}
+
+// usable reports whether exe is a finished program, and marks it used.
+func usable(exe string) bool {
+	fi, err := os.Stat(exe)
+	if err != nil || !fi.Mode().IsRegular() {
+		return false
+	}
+	if time.Since(fi.ModTime()) > touchAfter {
+		now := time.Now()
+		_ = os.Chtimes(exe, now, now)
+	}
+	return true
+}
+
+// gowork is process-wide (mage runs go with this process's environment), so
+// builds in one process take turns.
+var compileMu sync.Mutex
+
+// compile builds the magefiles into out. Mage generates its main file in a
+// private staging copy of the magefiles; a go.work joins that copy to the
+// module, so the build sees the module's packages and requirements, and
+// nothing is written into the work tree.
+func (b builder) compile(out, goos, goarch, ldflags string) error {
+	compileMu.Lock()
+	defer compileMu.Unlock()
+	if err := os.MkdirAll(b.CacheDir, 0o700); err != nil {
+		return fmt.Errorf("create the mage cache folder %s: %w", b.CacheDir, err)
+	}
+	stage, err := os.MkdirTemp(b.CacheDir, "stage-")
+	if err != nil {
+		return fmt.Errorf("create a staging folder in %s: %w", b.CacheDir, err)
+	}
+	defer os.RemoveAll(stage)
+	// Named magefiles: mage then takes every Go file of the folder, which
+	// are exactly the magefiles chosen from the source folder.
+	dir := filepath.Join(stage, mage.MagefilesDirName)
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		return fmt.Errorf("create %s: %w", dir, err)
+	}
+	for _, f := range b.Files {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			return fmt.Errorf("read magefile %s: %w", f, err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, filepath.Base(f)), data, 0o600); err != nil {
+			return fmt.Errorf("stage magefile %s: %w", f, err)
+		}
+	}
+	goVersion := b.Mod.GoVersion
+	if goVersion == "" {
+		goVersion = "1.21"
+	}
+	if err := os.WriteFile(filepath.Join(dir, "go.mod"), []byte("module magerun.invalid/magefiles\n\ngo "+goVersion+"\n"), 0o600); err != nil {
+		return fmt.Errorf("stage go.mod: %w", err)
+	}
+	work := fmt.Sprintf("go %s\n\nuse (\n\t./%s\n\t%s\n)\n", goVersion, mage.MagefilesDirName, strconv.Quote(b.Mod.Root))
+	workFile := filepath.Join(stage, "go.work")
+	if err := os.WriteFile(workFile, []byte(work), 0o600); err != nil {
+		return fmt.Errorf("stage go.work: %w", err)
+	}
+	restore := setenv("GOWORK", workFile)
+	defer restore()
+
+	var output bytes.Buffer
+	w := io.Writer(&output)
+	if b.Debug {
+		w = io.MultiWriter(&output, b.Log)
+	}
+	rc := mage.Invoke(mage.Invocation{
+		Dir: dir, CompileOut: out, Force: true, GoCmd: b.GoCmd, Multiline: b.Multiline, Debug: b.Debug,
+		GOOS: goos, GOARCH: goarch, Ldflags: ldflags,
+		Stdout: w, Stderr: w, Stdin: strings.NewReader(""),
+	})
+	if rc != 0 {
+		if !b.Debug {
+			b.Log.Write(output.Bytes())
+		}
+		return fmt.Errorf("compile the magefiles of %s: mage exited %d (its output is above)", b.Mod.Root, rc)
+	}
+	return nil
+}
+
+// setenv sets a variable for this process and returns its undo.
+func setenv(key, value string) func() {
+	old, had := os.LookupEnv(key)
+	os.Setenv(key, value)
+	return func() {
+		if had {
+			os.Setenv(key, old)
+		} else {
+			os.Unsetenv(key)
+		}
+	}
+}
+
+// prune removes programs unused for two weeks (with their locks) and
+// staging folders and temporary programs that killed builds left behind.
+func (b builder) prune(keep string) {
+	entries, err := os.ReadDir(b.CacheDir)
+	if err != nil {
+		return
+	}
+	now := time.Now()
+	for _, e := range entries {
+		name := e.Name()
+		if strings.HasPrefix(name, keep) {
+			continue
+		}
+		fi, err := e.Info()
+		if err != nil {
+			continue
+		}
+		age := now.Sub(fi.ModTime())
+		path := filepath.Join(b.CacheDir, name)
+		switch {
+		case strings.HasPrefix(name, "stage-") || strings.HasPrefix(name, "tmp-"):
+			if age > leftStageAge {
+				os.RemoveAll(path)
+			}
+		case isKey(strings.TrimSuffix(name, ".exe")) && fi.Mode().IsRegular():
+			if age > unusedProgramAge {
+				if err := os.Remove(path); err == nil || errors.Is(err, fs.ErrNotExist) {
+					os.Remove(filepath.Join(b.CacheDir, strings.TrimSuffix(name, ".exe")+".lock"))
+				}
+			}
+		}
+	}
+}
+
+func isKey(s string) bool {
+	if len(s) != 64 {
+		return false
+	}
+	for _, c := range s {
+		if !strings.ContainsRune("0123456789abcdef", c) {
+			return false
+		}
+	}
+	return true
+}

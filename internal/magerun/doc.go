@@ -1,0 +1,34 @@
+// Package magerun runs this project's mage targets safely when many
+// processes start them at once in one checkout, and fast when nothing
+// changed.
+//
+// Mage itself (v1.17) regenerates magefiles/mage_output_file.go and
+// recompiles on every call whenever a Go build cache exists, so two calls
+// at once in one checkout race on that generated file (magefile/mage#247),
+// and every call pays for a compile. magerun keeps mage's flags, target
+// semantics and generated program, and changes only where and when the
+// program is built:
+//
+//   - The key of a build is a SHA-256 over the magefiles, every file of the
+//     packages of this module that they import (transitively, found by
+//     parsing imports, test files excluded), go.mod, go.sum, the mage
+//     version, the Go toolchain and the build-relevant environment (GOOS,
+//     GOARCH, GOFLAGS, CGO_ENABLED, GOEXPERIMENT, the go command, mage's
+//     -multiline). A changed magefile or library file is a new key, so it
+//     takes effect on the next call.
+//   - The program of a key is built once into the user's cache folder
+//     ($XDG_CACHE_HOME or ~/.cache, then ktrdr-sandbox/mage/), under a file
+//     lock held only by builders of that key. Mage generates its main file
+//     in a private staging copy of the magefiles there, which a go.work
+//     joins to this module, so nothing is ever written into the work tree
+//     and `git status` stays clean. The binary is renamed into place: a
+//     reader sees the whole program or none, also after a kill -9.
+//   - A call whose program exists takes no lock and runs no go command: it
+//     hashes the inputs and executes the cached program in place of itself
+//     (exec on Unix), so signals, standard streams and the exit code are the
+//     target's own.
+//
+// Mage's own commands (-version, -init, -clean, -install, -autocomplete)
+// are passed to mage unchanged; -compile builds through the same staging
+// copy. Cached programs unused for two weeks are removed after a build.
+package magerun
