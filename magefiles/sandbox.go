@@ -216,7 +216,19 @@ func (Sandbox) Destroy(ctx context.Context,
 	if err != nil {
 		var we *sandbox.WouldLoseError
 		if errors.As(err, &we) {
-			return fail(1, err, "commit and push what you need, or run again with -force to lose it")
+			hint := "commit and push what you need, or run again with -force to lose it"
+			if len(we.Ignored) > 0 {
+				hint = "move the ignored files you need out of the worktree (or into the shared folders, see sandbox:initShared), or run again with -force to lose them"
+			}
+			return fail(1, err, hint)
+		}
+		var np *sandbox.NotProvenError
+		if errors.As(err, &np) {
+			name := np.ID
+			if n, ok := sandbox.KTRDR().NameOf(np.ID); ok {
+				name = n
+			}
+			return fail(1, err, "nothing was deleted. If the folder is not this sandbox's, forget the sandbox and keep the folder with go tool mage sandbox:destroy -name="+name+" -keepWorktree")
 		}
 		return explain(err)
 	}
@@ -257,6 +269,10 @@ func (Sandbox) List(ctx context.Context,
 	}
 	for _, e := range l.Instances {
 		switch {
+		case e.Interrupted != "":
+			name, _ := sandbox.KTRDR().NameOf(e.ID)
+			what := map[string]string{"creating": "create", "destroying": "destroy"}[e.Interrupted]
+			fmt.Printf("Interrupted %s of %s (%s): remove what it left with go tool mage sandbox:destroy -name=%s -force\n", what, e.ID, e.Path, name)
 		case e.Removed:
 			fmt.Printf("Cleaned stale entry %s (%s): %s\n", e.ID, e.Path, e.Reason)
 		case e.State == sandbox.StateMissing:
@@ -355,6 +371,18 @@ func skippedForPorts(nf *sandbox.NoFreeSlotError) bool {
 
 // explain maps library errors to the contract's exit codes and adds the
 // remedy a person needs.
+// toolHint names the remedy for the program that failed: git, compose or docker.
+func toolHint(e *sandbox.ExitError) string {
+	switch {
+	case strings.HasPrefix(e.Cmd, "git "):
+		return "git refused (its message is above); fix what it names and run the command again. A sandbox left half-made by a killed command is removed with go tool mage sandbox:destroy -name=<name> -force"
+	case strings.HasPrefix(e.Cmd, "docker compose "):
+		return "run again with -v to see compose's output"
+	default:
+		return "docker failed (its message is above); is the engine running (docker info)?"
+	}
+}
+
 func explain(err error) error {
 	var (
 		inv   *sandbox.InvalidNameError
@@ -376,11 +404,14 @@ func explain(err error) error {
 		ar    *sandbox.AlreadyRegisteredError
 		cl    *sandbox.ClaimedError
 		exitE *sandbox.ExitError
+		bn    *sandbox.BranchNameError
 	)
 	switch {
 	case errors.Is(err, context.Canceled):
 		return fail(1, err, "interrupted; the registry, env file and worktree are consistent: run the command again to finish")
 	case errors.As(err, &inv):
+		return fail(1, err, "")
+	case errors.As(err, &bn):
 		return fail(1, err, "")
 	case errors.As(err, &dir):
 		return fail(3, err, "pick another name, or remove the folder if it is not needed")
@@ -422,8 +453,10 @@ func explain(err error) error {
 		return fail(1, err, "see go tool mage sandbox:list")
 	case errors.Is(err, sandbox.ErrNoCompose):
 		return fail(1, err, "install the Docker Compose v2 plugin (docker compose version must print v2.x); .ci/run shows how to build it from source")
-	case errors.As(err, &ce), errors.As(err, &exitE):
+	case errors.As(err, &ce):
 		return fail(1, err, "run again with -v to see compose's output")
+	case errors.As(err, &exitE):
+		return fail(1, err, toolHint(exitE))
 	default:
 		return fail(1, err, "")
 	}

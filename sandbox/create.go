@@ -118,6 +118,11 @@ func (m *Manager) Create(ctx context.Context, o CreateOptions) (res *Created, er
 	if dirExists(path) {
 		return nil, &DirExistsError{Path: path}
 	}
+	if _, ok, err := m.worktreeAt(ctx, co.MainRoot, path); err != nil {
+		return nil, err
+	} else if ok {
+		return nil, &WorktreeError{Path: path, Err: errors.New("git still lists a worktree at that path, whose folder is gone (git worktree prune forgets it)")}
+	}
 	if wt, err := m.worktreeOfBranch(ctx, co.MainRoot, branch); err != nil {
 		return nil, err
 	} else if wt != "" {
@@ -156,6 +161,13 @@ func (m *Manager) Create(ctx context.Context, o CreateOptions) (res *Created, er
 	}
 	u.add(func(ctx context.Context) { m.Registry().Unregister(ctx, id) })
 	m.say("Reserved slot %d for %s", slot, id)
+	// The entry is this run's: nobody else creates or destroys it until the
+	// run ends (the undo included), or the process dies.
+	work, err := m.lockWork(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	defer work.unlock()
 
 	// Registering may have waited for the lock: look again right before git
 	// acts, so that the undo below only ever removes what this run made.
@@ -167,7 +179,13 @@ func (m *Manager) Create(ctx context.Context, o CreateOptions) (res *Created, er
 	} else if now != exists {
 		return nil, &WorktreeError{Path: path, Err: fmt.Errorf("branch %s was created or deleted by someone else meanwhile; run create again", branch)}
 	}
-	// The folder does not exist and the branch maybe not: both are ours to remove on failure.
+	// Record what this run is about to make before git acts: a run killed
+	// from here on leaves a record that destroy -force finishes from. The
+	// record goes last, after the undo steps added below have run.
+	if err := m.writeMeta(id, meta{Branch: branch, BranchCreated: !exists, Phase: phaseCreating}); err != nil {
+		return nil, err
+	}
+	u.add(func(context.Context) { os.RemoveAll(m.instanceDir(id)) })
 	args := []string{"worktree", "add", path, branch}
 	if !exists {
 		head, err := m.git(ctx, co.Root, "rev-parse", "--verify", "HEAD")
@@ -175,14 +193,16 @@ func (m *Manager) Create(ctx context.Context, o CreateOptions) (res *Created, er
 			return nil, &WorktreeError{Path: path, Err: fmt.Errorf("the checkout %s has no commit to branch from: %w", co.Root, err)}
 		}
 		args = []string{"worktree", "add", "-b", branch, path, head}
-		u.add(func(ctx context.Context) { m.git(ctx, co.MainRoot, "branch", "-D", branch) })
+		// Only the branch this run made: it still points where it was made.
+		u.add(func(ctx context.Context) { m.deleteBranchAt(ctx, co.MainRoot, branch, head) })
 	}
 	// Added after the branch's undo so that it runs first: git refuses to
-	// delete a branch that a worktree still has checked out.
+	// delete a branch that a worktree still has checked out. Only a worktree
+	// git lists at path is removed: a folder that appeared there meanwhile
+	// makes git refuse, and is not this run's to delete.
 	u.add(func(ctx context.Context) {
-		m.git(ctx, co.MainRoot, "worktree", "remove", "--force", path)
-		if dirExists(path) {
-			os.RemoveAll(path)
+		if w, ok, err := m.worktreeAt(ctx, co.MainRoot, path); err == nil && ok {
+			m.removeWorktree(ctx, co.MainRoot, w, true)
 		}
 		m.git(ctx, co.MainRoot, "worktree", "prune")
 	})
@@ -202,7 +222,6 @@ func (m *Manager) Create(ctx context.Context, o CreateOptions) (res *Created, er
 	if err := p.WriteEnv(filepath.Join(path, p.EnvFile), env); err != nil {
 		return nil, err
 	}
-	u.add(func(context.Context) { os.RemoveAll(m.instanceDir(id)) })
 	if err := m.saveTeardownCopy(id, path, meta{Branch: branch, BranchCreated: !exists}); err != nil {
 		return nil, err
 	}
@@ -213,15 +232,53 @@ func (m *Manager) Create(ctx context.Context, o CreateOptions) (res *Created, er
 		IsWorktree: true, ParentRepo: co.MainRoot, Ports: env.Ports, Skipped: skipped}, nil
 }
 
-// checkBranchName asks git whether branch is a valid branch name.
+// BranchNameError refuses a branch name that git would not take as written.
+type BranchNameError struct {
+	Branch string
+	Reason string
+}
+
+func (e *BranchNameError) Error() string {
+	return fmt.Sprintf("invalid branch name %q: %s", e.Branch, e.Reason)
+}
+
+// checkBranchName asks git whether branch is a valid branch name that
+// means exactly what it says: git expands some spellings (@{-1} is the
+// previous branch) and some names shadow git's own (refs/heads/x, a tag or
+// a remote-tracking branch of the same name).
 func (m *Manager) checkBranchName(ctx context.Context, dir, branch string) error {
 	if strings.HasPrefix(branch, "-") {
-		return fmt.Errorf("invalid branch name %q: it starts with a hyphen", branch)
+		return &BranchNameError{Branch: branch, Reason: "it starts with a hyphen"}
 	}
-	if _, err := m.git(ctx, dir, "check-ref-format", "--branch", branch); err != nil {
-		return fmt.Errorf("invalid branch name %q", branch)
+	resolved, err := m.git(ctx, dir, "check-ref-format", "--branch", branch)
+	if err != nil {
+		return &BranchNameError{Branch: branch, Reason: "git check-ref-format --branch refuses it"}
+	}
+	if resolved != branch {
+		return &BranchNameError{Branch: branch, Reason: fmt.Sprintf("git reads it as %q; write the branch name itself", resolved)}
+	}
+	for _, p := range []string{"refs/", "heads/", "remotes/", "tags/"} {
+		if strings.HasPrefix(branch, p) {
+			return &BranchNameError{Branch: branch, Reason: fmt.Sprintf("names starting with %q are ambiguous with git's own ref names; for refs/heads/x write x", p)}
+		}
+	}
+	others, err := m.git(ctx, dir, "for-each-ref", "--format=%(refname)", "refs/tags/"+branch, "refs/remotes/"+branch)
+	if err != nil {
+		return fmt.Errorf("look for refs named like branch %s in %s: %w", branch, dir, err)
+	}
+	if others != "" {
+		return &BranchNameError{Branch: branch, Reason: "it would be ambiguous with " + strings.ReplaceAll(others, "\n", ", ")}
 	}
 	return nil
+}
+
+// deleteBranchAt deletes branch in repo only while it still points at tip
+// (the commit it was made from), so that nothing committed on it since, and
+// no branch of the same name made by someone else, is lost.
+func (m *Manager) deleteBranchAt(ctx context.Context, repo, branch, tip string) {
+	if cur, err := m.git(ctx, repo, "rev-parse", "--verify", "--quiet", "refs/heads/"+branch); err == nil && cur == tip {
+		m.git(ctx, repo, "branch", "-D", branch)
+	}
 }
 
 // sharedRoot is the shared-data root written to new env files: the

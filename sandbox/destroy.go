@@ -43,6 +43,9 @@ func (e *WouldLoseError) Error() string {
 	for _, c := range e.Commits {
 		fmt.Fprintf(&b, "\n  commit on no other branch or remote: %s", c)
 	}
+	for _, c := range e.Ignored {
+		fmt.Fprintf(&b, "\n  ignored by git, in a folder the stack mounts: %s", c)
+	}
 	return b.String()
 }
 
@@ -86,6 +89,11 @@ func (m *Manager) Destroy(ctx context.Context, o DestroyOptions) (*Destroyed, er
 		}
 		id = l.Env.InstanceID
 	}
+	work, err := m.lockWork(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	defer work.unlock()
 	instances, err := reg.Instances()
 	if err != nil {
 		return nil, err
@@ -93,6 +101,9 @@ func (m *Manager) Destroy(ctx context.Context, o DestroyOptions) (*Destroyed, er
 	in, ok := instances[id]
 	if !ok {
 		if o.Name != "" {
+			// A destroy killed after it removed the entry may have left the
+			// teardown copy: it is this suite's own folder, keyed by the name.
+			os.RemoveAll(m.instanceDir(id))
 			return &Destroyed{ID: id, AlreadyGone: true}, nil
 		}
 		return nil, &NotRegisteredError{ID: id}
@@ -102,6 +113,28 @@ func (m *Manager) Destroy(ctx context.Context, o DestroyOptions) (*Destroyed, er
 	exists := dirExists(in.Path)
 	removeTree := in.IsWorktree && !o.KeepWorktree
 
+	// What git knows of the folder, and the proof that it is this
+	// instance's: a worktree of the registered repository that holds this
+	// instance's env file, or one that a create or destroy of this instance,
+	// killed half-way, recorded before git acted.
+	var wt worktreeEntry
+	listed := false
+	if removeTree && dirExists(in.ParentRepo) {
+		if wt, listed, err = m.worktreeAt(ctx, in.ParentRepo, in.Path); err != nil {
+			return nil, err
+		}
+	}
+	unfinished := mt.Phase == phaseCreating || mt.Phase == phaseDestroying
+	if removeTree && exists {
+		switch {
+		case listed && (m.holdsInstance(in.Path, id) || unfinished):
+		case mt.Phase == phaseDestroying:
+			// A destroy that proved it already began deleting the folder.
+		default:
+			return nil, &NotProvenError{ID: id, Path: in.Path, Repo: in.ParentRepo, Listed: listed}
+		}
+	}
+
 	if removeTree && !o.Force {
 		var lose WouldLose
 		if exists {
@@ -110,6 +143,9 @@ func (m *Manager) Destroy(ctx context.Context, o DestroyOptions) (*Destroyed, er
 			}
 			if !mt.BranchCreated {
 				lose.Commits = nil // the branch stays: its commits are not lost
+			}
+			if lose.Ignored, err = m.ignoredInMounts(ctx, in.Path); err != nil {
+				return nil, err
 			}
 		}
 		if mt.BranchCreated && mt.Branch != "" {
@@ -123,6 +159,13 @@ func (m *Manager) Destroy(ctx context.Context, o DestroyOptions) (*Destroyed, er
 		}
 		if !lose.Empty() {
 			return nil, &WouldLoseError{Path: in.Path, WouldLose: lose}
+		}
+	}
+	if removeTree && (exists || listed) && mt.Phase != phaseDestroying {
+		// From here on a killed run is finished by the next destroy.
+		mt.Phase = phaseDestroying
+		if err := m.writeMeta(id, mt); err != nil {
+			return nil, err
 		}
 	}
 
@@ -139,11 +182,11 @@ func (m *Manager) Destroy(ctx context.Context, o DestroyOptions) (*Destroyed, er
 	// 2. The checkout.
 	envPath := filepath.Join(in.Path, p.EnvFile)
 	switch {
-	case removeTree && exists:
-		if _, err := m.git(ctx, in.ParentRepo, "worktree", "remove", "--force", in.Path); err != nil {
-			return nil, fmt.Errorf("remove worktree %s: %w", in.Path, err)
+	case removeTree && (exists || listed):
+		if err := m.removeProvenWorktree(ctx, in, wt, listed, o.Force); err != nil {
+			return nil, err
 		}
-		res.WorktreeRemoved = true
+		res.WorktreeRemoved = exists
 		m.say("Removed worktree %s", in.Path)
 	case removeTree:
 		m.git(ctx, in.ParentRepo, "worktree", "prune")
@@ -157,21 +200,65 @@ func (m *Manager) Destroy(ctx context.Context, o DestroyOptions) (*Destroyed, er
 		}
 		m.say("Kept the checkout %s (removed its %s)", in.Path, p.EnvFile)
 	}
-	if removeTree && mt.BranchCreated && mt.Branch != "" {
-		if _, err := m.git(ctx, in.ParentRepo, "branch", "-D", mt.Branch); err == nil {
+	if removeTree && mt.BranchCreated && mt.Branch != "" && dirExists(in.ParentRepo) {
+		if ok, err := m.branchExists(ctx, in.ParentRepo, mt.Branch); err == nil && ok {
+			if _, err := m.git(ctx, in.ParentRepo, "branch", "-D", mt.Branch); err != nil {
+				return nil, fmt.Errorf("delete branch %s, which this sandbox created: %w", mt.Branch, err)
+			}
 			res.BranchDeleted = mt.Branch
 			m.say("Deleted branch %s (created by this sandbox)", mt.Branch)
 		}
 	}
 
-	// 3. The records.
-	if _, err := reg.Unregister(ctx, id); err != nil {
-		return nil, err
-	}
+	// 3. The records: the teardown copy, then the entry, so that a run
+	// killed in between leaves an entry that the next destroy removes.
 	if err := os.RemoveAll(m.instanceDir(id)); err != nil {
 		return nil, fmt.Errorf("remove %s: %w", m.instanceDir(id), err)
 	}
+	if _, err := reg.Unregister(ctx, id); err != nil {
+		return nil, err
+	}
 	return res, nil
+}
+
+// removeProvenWorktree removes the worktree folder of in and git's record
+// of it. Git removes what it lists; a folder git can no longer remove (a
+// destroy killed while git deleted it leaves no .git file) is deleted here,
+// since Destroy proved it is this instance's before it began.
+func (m *Manager) removeProvenWorktree(ctx context.Context, in Instance, wt worktreeEntry, listed, force bool) error {
+	var gitErr error
+	if listed {
+		if gitErr = m.removeWorktree(ctx, in.ParentRepo, wt, force); gitErr == nil {
+			return nil
+		}
+	}
+	if dirExists(in.Path) {
+		if listed && dirExists(filepath.Join(in.Path, ".git")) {
+			// Git refused a worktree it can still read: its reason stands.
+			return fmt.Errorf("remove worktree %s: %w", in.Path, gitErr)
+		}
+		if err := os.RemoveAll(in.Path); err != nil {
+			return fmt.Errorf("remove the rest of worktree %s: %w", in.Path, err)
+		}
+	}
+	if _, err := m.git(ctx, in.ParentRepo, "worktree", "prune"); err != nil {
+		return fmt.Errorf("let git forget worktree %s: %w", in.Path, err)
+	}
+	return nil
+}
+
+// NotProvenError refuses to delete a registered folder that cannot be shown
+// to be this instance's worktree.
+type NotProvenError struct {
+	ID, Path, Repo string
+	Listed         bool // git lists Path as a worktree of Repo
+}
+
+func (e *NotProvenError) Error() string {
+	if !e.Listed {
+		return fmt.Sprintf("%s is registered for %s, which is not a worktree of %s: not deleting it", e.ID, e.Path, e.Repo)
+	}
+	return fmt.Sprintf("%s is registered for %s, which holds no .env.sandbox of that instance: not deleting it", e.ID, e.Path)
 }
 
 // teardown stops the instance's stack with its volumes, after checking that

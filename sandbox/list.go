@@ -29,6 +29,10 @@ type ListEntry struct {
 	IsWorktree bool   `json:"is_worktree"`
 	Removed    bool   `json:"removed_from_registry,omitempty"` // a stale entry List cleaned
 	Reason     string `json:"reason,omitempty"`                // why it was stale
+	// Interrupted is "creating" or "destroying" when a create or destroy of
+	// this instance was killed half-way; destroy -name=<name> -force
+	// removes what it made.
+	Interrupted string `json:"interrupted,omitempty"`
 }
 
 // Orphan is a compose project that looks like one of this app's sandboxes
@@ -75,7 +79,11 @@ func (m *Manager) List(ctx context.Context) (*Listing, error) {
 	}
 	// A stale entry whose stack still has containers (or whose state is
 	// unknown) stays, so that `destroy -name` can still remove its stack.
-	stale, err := reg.CleanStale(ctx, func(id string) bool { return out.Warning != "" || states[id] != nil })
+	// So does one whose create or destroy was interrupted: its record is
+	// what tells destroy which worktree and branch that run made.
+	stale, err := reg.CleanStale(ctx, func(id string) bool {
+		return out.Warning != "" || states[id] != nil || m.readMeta(id).Phase != "" && m.interrupted(id) != ""
+	})
 	if err != nil {
 		return nil, err
 	}
@@ -100,6 +108,7 @@ func (m *Manager) List(ctx context.Context) (*Listing, error) {
 		if reason, ok := kept[id]; ok {
 			e.State, e.Reason = StateMissing, reason
 		}
+		e.Interrupted = m.interrupted(id)
 		out.Instances = append(out.Instances, e)
 	}
 	for _, s := range stale {

@@ -2,7 +2,6 @@ package sandbox
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -62,20 +61,6 @@ func (m *Manager) instanceDir(id string) string {
 	return filepath.Join(m.Profile.StateDir(m.Home), "instances", id)
 }
 
-// meta is what the manager remembers about an instance beyond the registry.
-type meta struct {
-	Branch        string `json:"branch,omitempty"`
-	BranchCreated bool   `json:"branch_created,omitempty"`
-}
-
-func (m *Manager) readMeta(id string) meta {
-	var mt meta
-	if data, err := os.ReadFile(filepath.Join(m.instanceDir(id), "meta.json")); err == nil {
-		_ = json.Unmarshal(data, &mt)
-	}
-	return mt
-}
-
 // saveTeardownCopy keeps the env file, the compose files and meta of an
 // instance outside its checkout.
 func (m *Manager) saveTeardownCopy(id, root string, mt meta) error {
@@ -92,8 +77,7 @@ func (m *Manager) saveTeardownCopy(id, root string, mt meta) error {
 			return err
 		}
 	}
-	data, _ := json.MarshalIndent(mt, "", "  ")
-	return WriteFileAtomic(filepath.Join(dir, "meta.json"), append(data, '\n'), 0o644)
+	return m.writeMeta(id, mt)
 }
 
 // NotSandboxError reports a folder that is not inside a sandbox.

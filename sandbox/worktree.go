@@ -64,17 +64,13 @@ func (m *Manager) FindCheckout(ctx context.Context, dir string) (Checkout, error
 
 // worktreeOfBranch returns the worktree that has branch checked out, or "".
 func (m *Manager) worktreeOfBranch(ctx context.Context, repo, branch string) (string, error) {
-	out, err := m.git(ctx, repo, "worktree", "list", "--porcelain")
+	list, err := m.worktrees(ctx, repo)
 	if err != nil {
-		return "", fmt.Errorf("list worktrees of %s: %w", repo, err)
+		return "", err
 	}
-	path := ""
-	for _, line := range strings.Split(out, "\n") {
-		if p, ok := strings.CutPrefix(line, "worktree "); ok {
-			path = p
-		}
-		if b, ok := strings.CutPrefix(line, "branch "); ok && b == "refs/heads/"+branch {
-			return path, nil
+	for _, w := range list {
+		if w.Branch == "refs/heads/"+branch {
+			return w.Path, nil
 		}
 	}
 	return "", nil
@@ -98,10 +94,13 @@ func (m *Manager) branchExists(ctx context.Context, repo, branch string) (bool, 
 type WouldLose struct {
 	Changes []string // `git status --porcelain` lines
 	Commits []string // `git log --oneline` lines
+	Ignored []string // files git ignores in the folders the stack mounts (data a container wrote, say)
 }
 
 // Empty reports whether nothing would be lost.
-func (w WouldLose) Empty() bool { return len(w.Changes) == 0 && len(w.Commits) == 0 }
+func (w WouldLose) Empty() bool {
+	return len(w.Changes) == 0 && len(w.Commits) == 0 && len(w.Ignored) == 0
+}
 
 func (m *Manager) wouldLose(ctx context.Context, path, branch string) (WouldLose, error) {
 	var w WouldLose
@@ -162,4 +161,65 @@ func mergeLines(a, b []string) []string {
 		}
 	}
 	return a
+}
+
+// worktreeEntry is one worktree as `git worktree list --porcelain` lists it.
+type worktreeEntry struct {
+	Path   string
+	Branch string // refs/heads/…, "" when detached or unborn
+	Locked bool
+	Reason string // the lock's reason ("initializing" while git worktree add runs)
+}
+
+// worktrees lists the worktrees git knows in repo (the main checkout first).
+func (m *Manager) worktrees(ctx context.Context, repo string) ([]worktreeEntry, error) {
+	out, err := m.git(ctx, repo, "worktree", "list", "--porcelain")
+	if err != nil {
+		return nil, fmt.Errorf("list worktrees of %s: %w", repo, err)
+	}
+	var list []worktreeEntry
+	for _, line := range strings.Split(out, "\n") {
+		if p, ok := strings.CutPrefix(line, "worktree "); ok {
+			list = append(list, worktreeEntry{Path: p})
+			continue
+		}
+		if len(list) == 0 {
+			continue
+		}
+		w := &list[len(list)-1]
+		switch {
+		case strings.HasPrefix(line, "branch "):
+			w.Branch = strings.TrimPrefix(line, "branch ")
+		case line == "locked" || strings.HasPrefix(line, "locked "):
+			w.Locked, w.Reason = true, strings.TrimPrefix(strings.TrimPrefix(line, "locked"), " ")
+		}
+	}
+	return list, nil
+}
+
+// worktreeAt returns git's entry for the worktree at path in repo.
+func (m *Manager) worktreeAt(ctx context.Context, repo, path string) (worktreeEntry, bool, error) {
+	list, err := m.worktrees(ctx, repo)
+	if err != nil {
+		return worktreeEntry{}, false, err
+	}
+	for _, w := range list {
+		if samePath(w.Path, path) {
+			return w, true, nil
+		}
+	}
+	return worktreeEntry{}, false, nil
+}
+
+// removeWorktree removes the worktree at path that git lists in repo: its
+// folder and git's record. A worktree that `git worktree add` left locked
+// ("initializing", after a kill) is removed too; another lock only with
+// force. It never deletes a folder git does not list as a worktree of repo.
+func (m *Manager) removeWorktree(ctx context.Context, repo string, w worktreeEntry, force bool) error {
+	args := []string{"worktree", "remove", "--force", w.Path}
+	if w.Locked && (force || w.Reason == "initializing") {
+		args = []string{"worktree", "remove", "--force", "--force", w.Path}
+	}
+	_, err := m.git(ctx, repo, args...)
+	return err
 }

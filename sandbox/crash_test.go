@@ -1,0 +1,277 @@
+package sandbox
+
+import (
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// lcAssertGone checks that nothing of sandbox name is left: folder, git's
+// record, branch, registry entry, teardown copy.
+func lcAssertGone(t *testing.T, e *lcEnv, name string) {
+	t.Helper()
+	id := "ktrdr--" + name
+	assert.NoDirExists(t, e.wt(name))
+	assert.NotContains(t, lcGit(t, e.main, "worktree", "list", "--porcelain"), e.wt(name), "git forgot the worktree")
+	assert.False(t, e.branchExists(t, name), "the branch the sandbox created is deleted")
+	assert.NotContains(t, e.registry(t), id)
+	assert.NoDirExists(t, e.instDir(id))
+}
+
+// killedCreate leaves what a create killed at the given step leaves: the
+// registry entry and the record written before git acted, then git's part.
+func killedCreate(t *testing.T, e *lcEnv, name string, step string) {
+	t.Helper()
+	id := "ktrdr--" + name
+	_, err := e.m.Registry().Register(t.Context(), id, Instance{Path: e.wt(name), CreatedAt: "2026-03-01T11:00:00Z", IsWorktree: true, ParentRepo: e.main}, 0, nil)
+	require.NoError(t, err)
+	if step == "registered" {
+		return
+	}
+	require.NoError(t, e.m.writeMeta(id, meta{Branch: name, BranchCreated: true, Phase: phaseCreating}))
+	switch step {
+	case "recorded":
+	case "branch made": // git worktree add -b runs git branch first
+		lcGit(t, e.main, "branch", name)
+	case "worktree locked": // git worktree add holds the worktree locked until its checkout is done
+		lcGit(t, e.main, "worktree", "add", "-q", "-b", name, e.wt(name))
+		lcGit(t, e.main, "worktree", "lock", "--reason", "initializing", e.wt(name))
+	case "locked, no folder yet":
+		lcGit(t, e.main, "worktree", "add", "-q", "-b", name, e.wt(name))
+		lcGit(t, e.main, "worktree", "lock", "--reason", "initializing", e.wt(name))
+		require.NoError(t, os.RemoveAll(e.wt(name)))
+	case "worktree made":
+		lcGit(t, e.main, "worktree", "add", "-q", "-b", name, e.wt(name))
+	case "env written":
+		lcGit(t, e.main, "worktree", "add", "-q", "-b", name, e.wt(name))
+		require.NoError(t, e.m.Profile.WriteEnv(filepath.Join(e.wt(name), ".env.sandbox"), e.m.Profile.NewEnv(name, 1, "", lcNow(), false)))
+	default:
+		t.Fatalf("unknown step %q", step)
+	}
+}
+
+func TestDestroyForceFinishesACreateKilledAtAnyStep(t *testing.T) {
+	for _, step := range []string{"registered", "recorded", "branch made", "worktree locked", "locked, no folder yet", "worktree made", "env written"} {
+		t.Run(step, func(t *testing.T) {
+			e := lcSetup(t)
+			killedCreate(t, e, "feat-a", step)
+
+			// Every command reads the state without error.
+			_, err := e.m.List(t.Context())
+			require.NoError(t, err)
+			_, err = e.m.Status(t.Context(), e.main)
+			var ns *NotSandboxError
+			require.ErrorAs(t, err, &ns, "the main checkout is not a sandbox")
+
+			d, err := e.m.Destroy(t.Context(), DestroyOptions{Name: "feat-a", Force: true})
+			require.NoError(t, err)
+			assert.Equal(t, "ktrdr--feat-a", d.ID)
+			lcAssertGone(t, e, "feat-a")
+
+			// And the name can be used again.
+			c := e.create(t, CreateOptions{Name: "feat-a"})
+			assert.Equal(t, 1, c.Slot)
+		})
+	}
+}
+
+// killedDestroy leaves what a destroy killed while git deleted the worktree
+// leaves: the record of the proof, and a folder without its .git file.
+func TestDestroyForceFinishesADestroyKilledHalfWay(t *testing.T) {
+	for _, step := range []string{"recorded", "git deleting files", "folder gone", "entry left"} {
+		t.Run(step, func(t *testing.T) {
+			e := lcSetup(t)
+			c := e.create(t, CreateOptions{Name: "feat-a"})
+			id := c.ID
+			mt := e.m.readMeta(id)
+			mt.Phase = phaseDestroying
+			require.NoError(t, e.m.writeMeta(id, mt))
+			switch step {
+			case "git deleting files":
+				require.NoError(t, os.Remove(filepath.Join(c.Path, ".env.sandbox")))
+				require.NoError(t, os.Remove(filepath.Join(c.Path, ".git")))
+			case "folder gone":
+				lcGit(t, e.main, "worktree", "remove", "--force", c.Path)
+			case "entry left":
+				lcGit(t, e.main, "worktree", "remove", "--force", c.Path)
+				lcGit(t, e.main, "branch", "-D", "feat-a")
+				require.NoError(t, os.RemoveAll(e.instDir(id)))
+			}
+			_, err := e.m.List(t.Context())
+			require.NoError(t, err)
+
+			_, err = e.m.Destroy(t.Context(), DestroyOptions{Name: "feat-a", Force: true})
+			require.NoError(t, err)
+			lcAssertGone(t, e, "feat-a")
+		})
+	}
+}
+
+func TestDestroyByNameRemovesALeftTeardownCopy(t *testing.T) {
+	e := lcSetup(t)
+	require.NoError(t, e.m.writeMeta("ktrdr--feat-a", meta{Branch: "feat-a"}))
+	d, err := e.m.Destroy(t.Context(), DestroyOptions{Name: "feat-a"})
+	require.NoError(t, err)
+	assert.True(t, d.AlreadyGone)
+	assert.NoDirExists(t, e.instDir("ktrdr--feat-a"))
+}
+
+func TestCreateUndoRemovesOnlyWhatItMade(t *testing.T) {
+	e := lcSetup(t)
+	path := e.wt("feat-a")
+	// A folder appears at the worktree's path after create looked and before
+	// git acts (another process, a person): git refuses, and the undo must
+	// leave that folder, and the branch git did not make, alone.
+	e.r.afterGit = func(c Cmd) {
+		if slices.Contains(c.Args, "rev-parse") && slices.Contains(c.Args, "HEAD") {
+			if !dirExists(path) {
+				lcWrite(t, filepath.Join(path, "mine.txt"), "precious\n")
+			}
+		}
+	}
+	before := e.snapshot(t)
+	_, err := e.m.Create(t.Context(), CreateOptions{Name: "feat-a", Dir: e.main})
+	var we *WorktreeError
+	require.ErrorAs(t, err, &we)
+	e.r.afterGit = nil
+	data, err := os.ReadFile(filepath.Join(path, "mine.txt"))
+	require.NoError(t, err)
+	assert.Equal(t, "precious\n", string(data))
+	after := e.snapshot(t)
+	assert.Equal(t, before.Branches, after.Branches)
+	assert.Equal(t, before.Worktrees, after.Worktrees)
+	assert.Equal(t, before.Registry, after.Registry)
+	assert.Empty(t, after.Instances)
+}
+
+func TestCreateRefusesBranchNamesGitReadsOtherwise(t *testing.T) {
+	tests := []struct {
+		branch string
+		reason string
+	}{
+		{"@{-1}", `git reads it as "prev"`},
+		{"refs/heads/main", "ambiguous with git's own ref names"},
+		{"heads/x", "ambiguous"},
+		{"v1", "refs/tags/v1"},
+		{"origin/feat", "refs/remotes/origin/feat"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.branch, func(t *testing.T) {
+			e := lcSetup(t)
+			// A previous branch with an unpushed commit: @{-1} names it.
+			lcGit(t, e.main, "checkout", "-q", "-b", "prev")
+			lcWrite(t, filepath.Join(e.main, "work.txt"), "unpushed\n")
+			lcGit(t, e.main, "add", "work.txt")
+			lcGit(t, e.main, "commit", "-q", "-m", "unpushed work")
+			lcGit(t, e.main, "checkout", "-q", "main")
+			lcGit(t, e.main, "tag", "v1")
+			lcGit(t, e.main, "update-ref", "refs/remotes/origin/feat", "HEAD")
+			before := e.snapshot(t)
+			prevTip := lcGit(t, e.main, "rev-parse", "prev")
+
+			_, err := e.m.Create(t.Context(), CreateOptions{Name: "feat-a", Branch: tt.branch, Dir: e.main})
+			var be *BranchNameError
+			require.ErrorAs(t, err, &be)
+			assert.Contains(t, err.Error(), tt.reason)
+			assert.Equal(t, before, e.snapshot(t), "nothing is made or removed")
+			assert.Equal(t, prevTip, lcGit(t, e.main, "rev-parse", "prev"), "the previous branch keeps its commit")
+		})
+	}
+}
+
+func TestDestroyProvesTheFolderIsTheInstances(t *testing.T) {
+	t.Run("a worktree of an unrelated repository", func(t *testing.T) {
+		e := lcSetup(t)
+		other := filepath.Join(e.root, "other")
+		lcRepo(t, other, true)
+		victim := filepath.Join(e.dev, "ktrdr--feat-a")
+		lcGit(t, other, "worktree", "add", "-q", "-b", "theirs", victim)
+		lcWrite(t, filepath.Join(victim, "data", "eurusd.csv"), "1,2,3\n")
+		_, err := e.m.Registry().Register(t.Context(), "ktrdr--feat-a", Instance{Path: victim, CreatedAt: "2026-03-01T11:00:00Z", IsWorktree: true, ParentRepo: e.main}, 0, nil)
+		require.NoError(t, err)
+		before := lcFiles(t, victim)
+
+		for _, force := range []bool{false, true} {
+			_, err = e.m.Destroy(t.Context(), DestroyOptions{Name: "feat-a", Force: force})
+			var np *NotProvenError
+			require.ErrorAs(t, err, &np)
+			assert.False(t, np.Listed)
+		}
+		assert.Equal(t, before, lcFiles(t, victim))
+		assert.Contains(t, e.registry(t), "ktrdr--feat-a")
+		assert.Empty(t, e.r.composeCalls("down"), "nothing is torn down")
+
+		// -keepWorktree forgets the sandbox and keeps the folder.
+		_, err = e.m.Destroy(t.Context(), DestroyOptions{Name: "feat-a", KeepWorktree: true})
+		require.NoError(t, err)
+		assert.Equal(t, before, lcFiles(t, victim))
+		assert.NotContains(t, e.registry(t), "ktrdr--feat-a")
+	})
+	t.Run("a worktree that holds another instance's env file", func(t *testing.T) {
+		e := lcSetup(t)
+		c := e.create(t, CreateOptions{Name: "feat-a"})
+		require.NoError(t, e.m.Profile.WriteEnv(filepath.Join(c.Path, ".env.sandbox"), e.m.Profile.NewEnv("feat-b", 2, "", lcNow(), false)))
+		before := lcFiles(t, c.Path)
+		_, err := e.m.Destroy(t.Context(), DestroyOptions{Name: "feat-a", Force: true})
+		var np *NotProvenError
+		require.ErrorAs(t, err, &np)
+		assert.True(t, np.Listed)
+		assert.Equal(t, before, lcFiles(t, c.Path))
+	})
+}
+
+func TestDestroyRefusesToLoseIgnoredFilesInMountedFolders(t *testing.T) {
+	e := lcSetup(t)
+	lcWrite(t, filepath.Join(e.main, ".gitignore"), ".env.sandbox\n/data/\n/models/\n*.log\n")
+	lcGit(t, e.main, "commit", "-q", "-am", "ignore data")
+	c := e.create(t, CreateOptions{Name: "feat-a"})
+	lcGit(t, c.Path, "push", "-q", ".", "HEAD:refs/heads/kept") // its commits are elsewhere too
+	lcWrite(t, filepath.Join(c.Path, "data", "eurusd.csv"), "1,2,3\n")
+	lcWrite(t, filepath.Join(c.Path, "models", "m.pt"), "weights\n")
+	lcWrite(t, filepath.Join(c.Path, "build.log"), "not in a mounted folder\n")
+	before := lcFiles(t, c.Path)
+
+	_, err := e.m.Destroy(t.Context(), DestroyOptions{Name: "feat-a"})
+	var we *WouldLoseError
+	require.ErrorAs(t, err, &we)
+	assert.Equal(t, []string{"data/eurusd.csv", "models/m.pt"}, we.Ignored)
+	assert.Empty(t, we.Changes)
+	assert.Contains(t, err.Error(), "data/eurusd.csv")
+	assert.Equal(t, before, lcFiles(t, c.Path), "nothing is deleted")
+
+	_, err = e.m.Destroy(t.Context(), DestroyOptions{Name: "feat-a", Force: true})
+	require.NoError(t, err)
+	assert.NoDirExists(t, c.Path)
+}
+
+func TestConcurrentCreatesTakeDistinctSlots(t *testing.T) {
+	e := lcSetup(t)
+	const n = 8
+	var wg sync.WaitGroup
+	slots := make([]int, n)
+	errs := make([]error, n)
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			m := &Manager{Profile: KTRDR(), Home: e.home, Runner: e.r, Out: &strings.Builder{}, Now: lcNow}
+			c, err := m.Create(t.Context(), CreateOptions{Name: "par-" + string(rune('a'+i)), Dir: e.main})
+			errs[i] = err
+			if err == nil {
+				slots[i] = c.Slot
+			}
+		}()
+	}
+	wg.Wait()
+	for i := range n {
+		require.NoError(t, errs[i])
+	}
+	slices.Sort(slots)
+	assert.Len(t, slices.Compact(slices.Clone(slots)), n, "distinct slots: %v", slots)
+}

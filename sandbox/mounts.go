@@ -1,0 +1,117 @@
+package sandbox
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+
+	"github.com/compose-spec/compose-go/v2/loader"
+	"github.com/compose-spec/compose-go/v2/types"
+	"github.com/joho/godotenv"
+)
+
+// checkoutMounts returns the folders inside root that the sandbox's stack
+// bind-mounts, as compose resolves its files with the sandbox's env file
+// (every profile). When the files cannot be read that way, it falls back to
+// the profile's shared folders (./data, ./models, …) that the env file
+// leaves inside the checkout.
+func (m *Manager) checkoutMounts(ctx context.Context, root string) []string {
+	env, _ := godotenv.Read(filepath.Join(root, m.Profile.EnvFile))
+	var dirs []string
+	add := func(p string) {
+		if !filepath.IsAbs(p) {
+			p = filepath.Join(root, p)
+		}
+		p = filepath.Clean(p)
+		if rel, err := filepath.Rel(root, p); err == nil && rel != "." && !strings.HasPrefix(rel, "..") && !slices.Contains(dirs, p) {
+			dirs = append(dirs, p)
+		}
+	}
+	st := m.Profile.StackFor("mounts", root)
+	var cfg []types.ConfigFile
+	for _, f := range st.Files {
+		data, err := readRegularFile(f, maxComposeFileSize)
+		if err != nil {
+			cfg = nil
+			break
+		}
+		cfg = append(cfg, types.ConfigFile{Filename: f, Content: data})
+	}
+	if len(cfg) > 0 {
+		p, err := loader.LoadWithContext(ctx, types.ConfigDetails{WorkingDir: root, ConfigFiles: cfg, Environment: types.Mapping(env)},
+			func(o *loader.Options) {
+				o.SetProjectName("mounts", true)
+				o.ResolvePaths = true
+				o.SkipValidation = true
+				o.SkipResolveEnvironment = true
+				o.Profiles = []string{"*"}
+			})
+		if err == nil {
+			for _, s := range p.Services {
+				for _, v := range s.Volumes {
+					if v.Type == types.VolumeTypeBind {
+						add(v.Source)
+					}
+				}
+			}
+			return dirs
+		}
+	}
+	for _, sd := range m.Profile.Shared {
+		if v := env[sd.Key]; v != "" {
+			add(v)
+		} else {
+			add(sd.Name)
+		}
+	}
+	return dirs
+}
+
+// maxComposeFileSize bounds what is read from a compose file of a checkout.
+const maxComposeFileSize = 4 << 20
+
+// readRegularFile reads path when it is a regular file (not a link, a
+// device or a fifo) of at most limit bytes.
+func readRegularFile(path string, limit int64) ([]byte, error) {
+	fi, err := os.Lstat(path)
+	if err != nil {
+		return nil, err
+	}
+	if !fi.Mode().IsRegular() {
+		return nil, fmt.Errorf("%s is not a regular file", path)
+	}
+	if fi.Size() > limit {
+		return nil, fmt.Errorf("%s is larger than %d bytes", path, limit)
+	}
+	return os.ReadFile(path)
+}
+
+// ignoredInMounts lists the files git ignores inside the folders the stack
+// bind-mounts (relative to root): what a container wrote there, or data put
+// there by hand, that removing the worktree would delete unseen.
+func (m *Manager) ignoredInMounts(ctx context.Context, root string) ([]string, error) {
+	dirs := m.checkoutMounts(ctx, root)
+	if len(dirs) == 0 {
+		return nil, nil
+	}
+	args := []string{"-C", root, "ls-files", "-z", "--others", "--ignored", "--exclude-standard", "--"}
+	for _, d := range dirs {
+		rel, _ := filepath.Rel(root, d)
+		args = append(args, filepath.ToSlash(rel))
+	}
+	out, err := m.Runner.Run(ctx, Cmd{Name: "git", Args: args})
+	if err != nil {
+		return nil, fmt.Errorf("list files git ignores in the mounted folders of %s: %w", root, err)
+	}
+	var files []string
+	for _, f := range strings.Split(string(out), "\x00") {
+		if f != "" && f != m.Profile.EnvFile {
+			files = append(files, f)
+		}
+	}
+	slices.Sort(files)
+	return files, nil
+}
