@@ -201,12 +201,21 @@ func (m *Manager) Create(ctx context.Context, o CreateOptions) (res *Created, er
 	// git lists at path is removed: a folder that appeared there meanwhile
 	// makes git refuse, and is not this run's to delete.
 	u.add(func(ctx context.Context) {
+		if unlock, err := m.lockRepo(ctx, co.MainRoot); err == nil {
+			defer unlock()
+		}
 		if w, ok, err := m.worktreeAt(ctx, co.MainRoot, path); err == nil && ok {
 			m.removeWorktree(ctx, co.MainRoot, w, true)
 		}
 		m.git(ctx, co.MainRoot, "worktree", "prune")
 	})
-	if _, err := m.git(ctx, co.MainRoot, args...); err != nil {
+	unlock, err := m.lockRepo(ctx, co.MainRoot)
+	if err != nil {
+		return nil, err
+	}
+	_, err = m.git(ctx, co.MainRoot, args...)
+	unlock()
+	if err != nil {
 		return nil, &WorktreeError{Path: path, Err: err}
 	}
 	if exists {

@@ -181,6 +181,13 @@ func (m *Manager) Destroy(ctx context.Context, o DestroyOptions) (*Destroyed, er
 
 	// 2. The checkout.
 	envPath := filepath.Join(in.Path, p.EnvFile)
+	if removeTree && dirExists(in.ParentRepo) {
+		unlock, err := m.lockRepo(ctx, in.ParentRepo)
+		if err != nil {
+			return nil, err
+		}
+		defer unlock()
+	}
 	switch {
 	case removeTree && (exists || listed):
 		if err := m.removeProvenWorktree(ctx, in, wt, listed, o.Force); err != nil {

@@ -2,12 +2,17 @@ package sandbox
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
+	"time"
+
+	"github.com/gofrs/flock"
 )
 
 // Checkout is a git checkout of the project, as git describes it.
@@ -172,8 +177,19 @@ type worktreeEntry struct {
 }
 
 // worktrees lists the worktrees git knows in repo (the main checkout first).
+// A worktree that another git process is adding has an incomplete record
+// for a moment, which makes git fail; the listing is tried again then.
 func (m *Manager) worktrees(ctx context.Context, repo string) ([]worktreeEntry, error) {
-	out, err := m.git(ctx, repo, "worktree", "list", "--porcelain")
+	var out string
+	var err error
+	for try := 0; ; try++ {
+		out, err = m.git(ctx, repo, "worktree", "list", "--porcelain")
+		var ee *ExitError
+		if err == nil || try == 40 || ctx.Err() != nil || !errors.As(err, &ee) || !strings.Contains(ee.Stderr, "worktrees/") {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("list worktrees of %s: %w", repo, err)
 	}
@@ -195,6 +211,26 @@ func (m *Manager) worktrees(ctx context.Context, repo string) ([]worktreeEntry, 
 		}
 	}
 	return list, nil
+}
+
+// lockRepo serialises this suite's worktree changes in one repository
+// (git worktree add, remove, prune and the listings that decide them):
+// git itself does not, and a listing taken while another process adds a
+// worktree fails. The lock lives in the suite's state folder, keyed by the
+// repository's path; the kernel releases it when the process dies.
+func (m *Manager) lockRepo(ctx context.Context, repo string) (unlock func(), err error) {
+	sum := sha256.Sum256([]byte(filepath.Clean(repo)))
+	path := filepath.Join(m.Profile.StateDir(m.Home), "locks", "repo-"+hex.EncodeToString(sum[:6])+".lock")
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return nil, fmt.Errorf("create lock folder %s: %w", filepath.Dir(path), err)
+	}
+	fl := flock.New(path)
+	wctx, cancel := context.WithTimeout(ctx, LockWait)
+	defer cancel()
+	if ok, err := fl.TryLockContext(wctx, 20*time.Millisecond); err != nil || !ok {
+		return nil, fmt.Errorf("lock the worktrees of %s (%s): another sandbox command holds it: %w", repo, path, errors.Join(err, wctx.Err()))
+	}
+	return func() { fl.Unlock() }, nil
 }
 
 // worktreeAt returns git's entry for the worktree at path in repo.
