@@ -218,11 +218,14 @@ func loadBytes(ctx context.Context, o Options, path string, content []byte, env 
 // checkout does with no variables set: the default profiles only, and the
 // project name compose derives (the file's name:, else the checkout's
 // folder name; COMPOSE_PROJECT_NAME and the like in this process's
-// environment play no part).
-func loadStack(ctx context.Context, o Options, path string, content []byte) (*types.Project, error) {
+// environment play no part). Unless strict, it skips compose's consistency
+// check (a service that depends on one its profile disabled), so that such
+// a file can still be compared field by field.
+func loadStack(ctx context.Context, o Options, path string, content []byte, strict bool) (*types.Project, error) {
 	return load(ctx, o, path, content, nil, func(lo *loader.Options) {
 		lo.SetProjectName(loader.NormalizeProjectName(filepath.Base(o.Dir)), false)
 		lo.Profiles = nil
+		lo.SkipConsistencyCheck = !strict
 	})
 }
 
@@ -575,11 +578,11 @@ func checkCompatible(ctx context.Context, o Options, subj subject) (Item, []Diff
 	case subj.pre == nil:
 		return Item{Name: name, OK: true, Skipped: true, Reason: "skipped: " + subj.preNote}, nil
 	}
-	prev, err := loadStack(ctx, o, o.mainPath(), subj.pre)
+	prev, err := loadStack(ctx, o, o.mainPath(), subj.pre, false)
 	if err != nil {
 		return Item{Name: name, Reason: "the pre-merge file does not load: " + err.Error()}, nil
 	}
-	cur, err := loadStack(ctx, o, o.mainPath(), subj.merged)
+	cur, err := loadStack(ctx, o, o.mainPath(), subj.merged, false)
 	if err != nil {
 		return Item{Name: name, Reason: err.Error()}, nil
 	}
@@ -599,6 +602,9 @@ func checkCompatible(ctx context.Context, o Options, subj subject) (Item, []Diff
 	}
 	for _, e := range unused {
 		problems = append(problems, fmt.Sprintf("-accept %s: no such difference", e))
+	}
+	if _, err := loadStack(ctx, o, o.mainPath(), subj.merged, true); err != nil {
+		problems = append(problems, "docker compose up would refuse the main stack: "+err.Error())
 	}
 	if len(problems) > 0 {
 		return Item{Name: name, Reason: strings.Join(problems, "\n  ")}, diffs
