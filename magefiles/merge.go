@@ -82,11 +82,9 @@ func (Merge) Apply(ctx context.Context,
 		if errors.Is(err, merge.ErrMergeApplied) {
 			return fail(1, err, "")
 		}
-		hint := "docker-compose.yml is unchanged and nothing was written (no tag, no backup, no merge state)"
-		if h := acceptHint("merge:apply", res.Report); h != "" {
-			hint += "; " + h
-		} else {
-			hint += "; fix the source and run merge:apply again"
+		hint := acceptHint("merge:apply", res.Report)
+		if hint == "" {
+			hint = "docker-compose.yml is unchanged; fix the source and run merge:apply again"
 		}
 		return fail(1, err, hint)
 	}
