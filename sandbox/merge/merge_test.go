@@ -498,3 +498,36 @@ func TestRollbackKeepsEditsMadeAfterTheMerge(t *testing.T) {
 	assert.Contains(t, res.Message, "your edits since the merge are saved in")
 	assert.Equal(t, storeOf(t, dir).Dir, filepath.Dir(res.Kept), "beside the state, outside the checkout")
 }
+
+// A live check that fails after the merged file was written undoes all of
+// it: the file, the tag, and the state, which gets back its earlier
+// (rolled-back) content.
+func TestApplyUndoesEverythingWhenTheLiveCheckFails(t *testing.T) {
+	t.Parallel()
+	dir, legacy := newRepo(t)
+	_, err := Apply(t.Context(), legacyOpts(dir))
+	require.NoError(t, err)
+	_, err = Rollback(t.Context(), opts(dir))
+	require.NoError(t, err)
+	s := storeOf(t, dir)
+	earlier := readT(t, s.statePath())
+	tags := gitT(t, dir, "tag", "--list")
+
+	o := legacyOpts(dir)
+	o.Now = func() time.Time { return testNow.Add(time.Hour) }
+	o.Live = func(context.Context) error {
+		// the merged file is in place while the live check runs
+		assert.Contains(t, string(readT(t, filepath.Join(dir, "docker-compose.yml"))), "merged with the sandbox parameters")
+		return errors.New("GET :8000/api/v1/health: connection refused")
+	}
+	res, err := Apply(t.Context(), o)
+	var ve *VerifyError
+	require.ErrorAs(t, err, &ve)
+	assert.Contains(t, ve.Outcome, "undone: docker-compose.yml restored byte for byte, tag "+TagPrefix+"20260102T040405Z deleted")
+	assert.Contains(t, err.Error(), "connection refused")
+	assert.Empty(t, res.Tag)
+	assert.Equal(t, legacy, readT(t, filepath.Join(dir, "docker-compose.yml")))
+	assert.Equal(t, tags, gitT(t, dir, "tag", "--list"), "only the earlier tag")
+	assert.Equal(t, earlier, readT(t, s.statePath()), "the earlier state is back")
+	assert.NoFileExists(t, s.backupPath())
+}
