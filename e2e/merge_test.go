@@ -18,8 +18,11 @@ func TestMergeApplyVerifyLiveRollback(t *testing.T) {
 	e := newEnv(t)
 	legacy, composePath := withLegacyCompose(t, e)
 
-	applied := e.must(e.Main, "merge:apply")
+	// The legacy file has no sandbox variables nor healthchecks: merging
+	// changes both on purpose, and says so.
+	applied := e.must(e.Main, "merge:apply", "-accept="+legacyAccept)
 	assert.Contains(t, applied.Stdout, "rollback point")
+	assert.Contains(t, applied.Stdout, "accepted changes:")
 	merged, err := os.ReadFile(composePath)
 	require.NoError(t, err)
 	assert.False(t, bytes.Equal(legacy, merged))
@@ -29,7 +32,7 @@ func TestMergeApplyVerifyLiveRollback(t *testing.T) {
 	live := e.run(e.Main, "bash", "scripts/verify-sandbox-merge.sh", "-live", "-standin")
 	require.Equal(t, 0, live.Code, live.String())
 	assert.Contains(t, live.Stdout, "✓ live: main stack on the standard ports")
-	assert.Contains(t, live.Stdout, "✓ nothing the pre-merge file offered disappeared or changed")
+	assert.Contains(t, live.Stdout, "✓ with no variables, the same main stack as the pre-merge file")
 	c, v, n := projectResources("ktrdr-main-check")
 	assert.Zero(t, c+v+n, "the live check brought its stack down")
 
@@ -43,15 +46,16 @@ func TestMergeApplyVerifyLiveRollback(t *testing.T) {
 	assert.Equal(t, legacy, mustRead(t, composePath))
 
 	// Without the backup the tag restores it.
-	e.must(e.Main, "merge:apply")
-	require.NoError(t, os.Remove(filepath.Join(e.Main, ".ktrdr-merge", "docker-compose.yml.pre-merge")))
+	e.must(e.Main, "merge:apply", "-accept="+legacyAccept)
+	require.NoError(t, os.Remove(mergeBackup(t, e)))
 	fromTag := e.must(e.Main, "merge:rollback")
 	assert.Contains(t, fromTag.Stdout, "tag")
 	assert.Equal(t, legacy, mustRead(t, composePath))
 }
 
-// A broken merged file fails verify naming the item, and apply undoes itself.
-func TestMergeApplyRollsBackABrokenFile(t *testing.T) {
+// A broken merged file fails verify naming the item, and apply writes
+// nothing.
+func TestMergeApplyRefusesABrokenFile(t *testing.T) {
 	e := newEnv(t)
 	legacy, composePath := withLegacyCompose(t, e)
 	broken := bytes.Replace(mustRead(t, filepath.Join(e.Main, "docker-compose.sandbox.yml")),
@@ -59,11 +63,59 @@ func TestMergeApplyRollsBackABrokenFile(t *testing.T) {
 	src := filepath.Join(t.TempDir(), "broken.yml")
 	require.NoError(t, os.WriteFile(src, broken, 0o644))
 
-	r := e.sbx(e.Main, "merge:apply", "-from="+src)
+	r := e.sbx(e.Main, "merge:apply", "-from="+src, "-accept="+legacyAccept)
 	assert.Equal(t, 1, r.Code, r.String())
 	assert.Contains(t, r.Stdout, "✗ no variables: slot-0 ports")
-	assert.Contains(t, r.Stdout+r.Stderr, "8080")
-	assert.Equal(t, legacy, mustRead(t, composePath), "apply rolled back by itself")
+	assert.Contains(t, r.Stdout, "backend.ports: [8000:8000/tcp] → [8080:8000/tcp]")
+	assertMergeLeftNothing(t, e, legacy, composePath)
+}
+
+// From a checkout of this project (the merged file in place), a merge
+// source that changes how the main stack runs is refused, naming the
+// service, field, old and new value, and leaves nothing behind; named in
+// -accept it applies, and rolls back byte for byte.
+func TestMergeApplyRefusesAChangeToTheMainStack(t *testing.T) {
+	e := newEnv(t)
+	composePath := filepath.Join(e.Main, "docker-compose.yml")
+	before := mustRead(t, composePath)
+	changed := bytes.Replace(mustRead(t, filepath.Join(e.Main, "docker-compose.sandbox.yml")),
+		[]byte("image: ${KTRDR_DB_IMAGE:-timescale/timescaledb:latest-pg16}"), []byte("image: postgres:9.6"), 1)
+	src := filepath.Join(t.TempDir(), "changed.yml")
+	require.NoError(t, os.WriteFile(src, changed, 0o644))
+
+	r := e.sbx(e.Main, "merge:apply", "-from="+src)
+	assert.Equal(t, 1, r.Code, r.String())
+	assert.Contains(t, r.Stdout, "db.image: timescale/timescaledb:latest-pg16 → postgres:9.6")
+	assert.Contains(t, r.Stderr, "go tool mage merge:apply -accept=db.image")
+	assertMergeLeftNothing(t, e, before, composePath)
+
+	e.must(e.Main, "merge:apply", "-from="+src, "-accept=db.image")
+	v := e.run(e.Main, "bash", "scripts/verify-sandbox-merge.sh")
+	assert.Equal(t, 0, v.Code, "verify knows what apply accepted: %s", v)
+	e.must(e.Main, "merge:rollback")
+	assert.Equal(t, before, mustRead(t, composePath), "byte for byte")
+}
+
+// legacyAccept accepts what merging the sandbox file into the legacy file
+// changes on purpose: the environment and healthchecks of every service.
+const legacyAccept = "*.environment,*.healthcheck"
+
+// mergeBackup is the backup merge:apply made in e.Main.
+func mergeBackup(t *testing.T, e *env) string {
+	t.Helper()
+	found, err := filepath.Glob(filepath.Join(e.Home, ".ktrdr", "sandbox", "merge", "*", "docker-compose.yml.pre-merge"))
+	require.NoError(t, err)
+	require.Len(t, found, 1)
+	return found[0]
+}
+
+// assertMergeLeftNothing: no tag, no merge state, the main file as before.
+func assertMergeLeftNothing(t *testing.T, e *env, before []byte, composePath string) {
+	t.Helper()
+	assert.Empty(t, e.git(e.Main, "tag", "--list", "sandbox-merge/*"), "no tag")
+	assert.NoDirExists(t, filepath.Join(e.Home, ".ktrdr", "sandbox", "merge"), "no merge state")
+	assert.NoDirExists(t, filepath.Join(e.Main, ".ktrdr-merge"))
+	assert.Equal(t, before, mustRead(t, composePath), "byte for byte")
 }
 
 // withLegacyCompose commits the pre-sandbox compose file as the main

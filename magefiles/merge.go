@@ -6,6 +6,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 
 	"github.com/ktrdr/sandboxkit/sandbox/merge"
 	"github.com/magefile/mage/mg"
@@ -34,13 +36,45 @@ func liveCheck(standin bool) func(ctx context.Context) error {
 	}
 }
 
-// Apply tags HEAD as the rollback point, backs up docker-compose.yml into .ktrdr-merge/, writes the merged file and runs the checklist; it rolls back by itself if an item fails.
-func (Merge) Apply(ctx context.Context,
-	from *string, // merged source (default docker-compose.sandbox.yml)
-) error {
+// mergeOptions builds the options shared by the merge targets from their flags.
+func mergeOptions(from, accept *string) (merge.Options, error) {
 	var opts merge.Options
 	if from != nil {
 		opts.From = *from
+	}
+	if accept != nil {
+		list, err := merge.ParseAccept(*accept)
+		if err != nil {
+			return opts, fail(1, err, "name each intended change as <service>.<field> the way the report shows it, e.g. -accept=db.image,backend.environment")
+		}
+		opts.Accept = list
+	}
+	return opts, nil
+}
+
+// acceptHint names the -accept value that would accept the changes the
+// report refused, for a person who intended them.
+func acceptHint(target string, rep merge.Report) string {
+	var keys []string
+	for _, d := range rep.Unaccepted() {
+		if !slices.Contains(keys, d.Key()) {
+			keys = append(keys, d.Key())
+		}
+	}
+	if len(keys) == 0 {
+		return ""
+	}
+	return fmt.Sprintf("if these changes to the main stack are intended: go tool mage %s -accept=%s", target, strings.Join(keys, ","))
+}
+
+// Apply checks the merged file against the current docker-compose.yml (same main stack unless -accept names a change), then tags HEAD, backs up, records and writes it. A refused merge changes nothing.
+func (Merge) Apply(ctx context.Context,
+	from *string, // merged source (default docker-compose.sandbox.yml)
+	accept *string, // intended changes to the main stack: <service>.<field>,*.<field>,name,volumes,networks
+) error {
+	opts, err := mergeOptions(from, accept)
+	if err != nil {
+		return err
 	}
 	res, err := merge.Apply(ctx, opts)
 	printReport(res.Report)
@@ -48,19 +82,28 @@ func (Merge) Apply(ctx context.Context,
 		if errors.Is(err, merge.ErrMergeApplied) {
 			return fail(1, err, "")
 		}
-		return fail(1, err, "docker-compose.yml is unchanged; fix the source and run merge:apply again")
+		hint := acceptHint("merge:apply", res.Report)
+		if hint == "" {
+			hint = "docker-compose.yml is unchanged; fix the source and run merge:apply again"
+		}
+		return fail(1, err, hint)
 	}
 	fmt.Printf("merged %s (rollback point: tag %s, backup %s); undo with `go tool mage merge:rollback`\n",
 		res.File, res.Tag, res.Backup)
 	return nil
 }
 
-// Verify runs the checklist: the merged docker-compose.yml is backward compatible and follows the slot rules. Exit 0 pass, 1 fail.
+// Verify runs the checklist: the merged docker-compose.yml runs the same main stack as the pre-merge file (but for accepted changes) and follows the slot rules. Exit 0 pass, 1 fail.
 func (Merge) Verify(ctx context.Context,
 	live *bool, // also bring the main stack up on the standard ports and check it
 	standin *bool, // with -live: run the bundled stand-in images
+	from *string, // merge source the services item compares with (default: the one merge:apply used)
+	accept *string, // intended changes to the main stack, besides those merge:apply accepted
 ) error {
-	var opts merge.Options
+	opts, err := mergeOptions(from, accept)
+	if err != nil {
+		return err
+	}
 	if deref(live) {
 		opts.Live = liveCheck(deref(standin))
 	}
@@ -70,14 +113,17 @@ func (Merge) Verify(ctx context.Context,
 		return fail(1, err, "")
 	}
 	if failed := rep.Failed(); len(failed) > 0 {
-		return fail(1, fmt.Errorf("merge:verify: %d of %d items failed for %s", len(failed), len(rep.Items), rep.File),
-			"fix docker-compose.yml, or restore the pre-merge file with `go tool mage merge:rollback`")
+		hint := "fix docker-compose.yml, or restore the pre-merge file with `go tool mage merge:rollback`"
+		if h := acceptHint("merge:verify", rep); h != "" {
+			hint += "; " + h
+		}
+		return fail(1, fmt.Errorf("merge:verify: %d of %d items failed for %s", len(failed), len(rep.Items), rep.File), hint)
 	}
 	fmt.Printf("merge:verify: all %d items pass\n", len(rep.Items))
 	return nil
 }
 
-// Rollback restores the pre-merge docker-compose.yml byte for byte (from .ktrdr-merge/, else the rollback tag); no docker, harmless twice. Exit 0 ok, 1 failed.
+// Rollback restores the pre-merge docker-compose.yml byte for byte (from the backup, else the rollback tag); no docker, harmless twice. Exit 0 ok, 1 failed.
 func (Merge) Rollback(ctx context.Context) error {
 	res, err := merge.Rollback(ctx, merge.Options{})
 	if err != nil {

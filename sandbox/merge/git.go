@@ -13,9 +13,10 @@ func git(ctx context.Context, o Options, args ...string) ([]byte, error) {
 	return o.Runner.Run(ctx, sandbox.Cmd{Name: "git", Args: append([]string{"-C", o.Dir}, args...)})
 }
 
-// gitShow returns the bytes of the main compose file at rev.
-func gitShow(ctx context.Context, o Options, rev string) ([]byte, error) {
-	return git(ctx, o, "show", rev+":./"+o.Profile.MainCompose)
+// gitShow returns the bytes of the file rel (relative to the checkout root)
+// at rev.
+func gitShow(ctx context.Context, o Options, rev, rel string) ([]byte, error) {
+	return git(ctx, o, "show", rev+":./"+rel)
 }
 
 // tagExists reports whether refs/tags/name exists.
@@ -31,9 +32,9 @@ func tagExists(ctx context.Context, o Options, name string) (bool, error) {
 	return false, err
 }
 
-// createRollbackTag tags HEAD as sandbox-merge/pre-<UTC time>, with a
-// numeric suffix if that name is taken, and returns the tag.
-func createRollbackTag(ctx context.Context, o Options) (string, error) {
+// freeTagName returns the first free name of sandbox-merge/pre-<UTC time>,
+// then with a numeric suffix.
+func freeTagName(ctx context.Context, o Options) (string, error) {
 	base := TagPrefix + o.Now().UTC().Format("20060102T150405Z")
 	for i := 1; i <= 100; i++ {
 		name := base
@@ -44,29 +45,34 @@ func createRollbackTag(ctx context.Context, o Options) (string, error) {
 		if err != nil {
 			return "", fmt.Errorf("check tag %s: %w", name, err)
 		}
-		if exists {
-			continue
+		if !exists {
+			return name, nil
 		}
-		if _, err := git(ctx, o, "tag", name, "HEAD"); err != nil {
-			return "", fmt.Errorf("create rollback tag %s: %w", name, err)
-		}
-		return name, nil
 	}
-	return "", fmt.Errorf("create rollback tag: %s and 99 suffixed names are taken", base)
+	return "", fmt.Errorf("name the rollback tag: %s and 99 suffixed names are taken", base)
 }
 
-// headHolds checks that HEAD's main compose file is byte-identical to cur,
-// so that the rollback tag really holds the pre-merge file.
-func headHolds(ctx context.Context, o Options, cur []byte) error {
-	if _, err := git(ctx, o, "rev-parse", "--verify", "HEAD^{commit}"); err != nil {
-		return fmt.Errorf("%s has no commit to tag as the rollback point: commit %s first: %w", o.Dir, o.Profile.MainCompose, err)
+// createTag tags HEAD as name; git refuses a name that exists.
+func createTag(ctx context.Context, o Options, name string) error {
+	if _, err := git(ctx, o, "tag", name, "HEAD"); err != nil {
+		return fmt.Errorf("create rollback tag %s: %w", name, err)
 	}
-	head, err := gitShow(ctx, o, "HEAD")
+	return nil
+}
+
+// headHolds checks that HEAD's copy of the main compose file (rel) is
+// byte-identical to cur, so that the rollback tag really holds the
+// pre-merge file.
+func headHolds(ctx context.Context, o Options, rel string, cur []byte) error {
+	if _, err := git(ctx, o, "rev-parse", "--verify", "HEAD^{commit}"); err != nil {
+		return fmt.Errorf("%s has no commit to tag as the rollback point: commit %s first: %w", o.Dir, rel, err)
+	}
+	head, err := gitShow(ctx, o, "HEAD", rel)
 	if err != nil {
-		return fmt.Errorf("%s is not committed at HEAD: commit it first so the rollback tag holds it: %w", o.Profile.MainCompose, err)
+		return fmt.Errorf("%s is not committed at HEAD: commit it first so the rollback tag holds it: %w", rel, err)
 	}
 	if sum(head) != sum(cur) {
-		return fmt.Errorf("%s has uncommitted changes: commit or stash them first so the rollback tag holds the pre-merge file", o.Profile.MainCompose)
+		return fmt.Errorf("%s has uncommitted changes: commit or stash them first so the rollback tag holds the pre-merge file", rel)
 	}
 	return nil
 }

@@ -1,36 +1,64 @@
 // Package merge puts the sandbox parameters into the main docker-compose.yml
-// (milestone 6) with a safety net: an automated checklist and a rollback that
-// restores the old file byte for byte in well under a second.
+// (milestone 6) with a safety net: an automated checklist that refuses a
+// merged file which would change how the main stack runs, and a rollback
+// that restores the old file byte for byte in well under a second.
 //
 // The model:
 //
-//   - Apply tags HEAD as the rollback point (sandbox-merge/pre-<UTC time>),
-//     backs up the current docker-compose.yml into .ktrdr-merge/ with its
-//     SHA-256, writes the merged file atomically, runs Verify, and rolls back
-//     by itself if any checklist item fails.
-//   - Verify loads the compose files with compose-go and an explicit variable
-//     map (never the process environment) and checks that the merged file with
-//     no variables is the standard slot-0 stack, that nothing the old file
-//     offered disappeared, that every host port follows the slot rules, that
-//     no service pins a container_name, and that the services match
-//     docker-compose.sandbox.yml.
-//   - Rollback restores the backup (or, if the backup is gone, the file at the
-//     rollback tag), checks the SHA-256, and records that it rolled back. It
-//     runs no compose and no docker, deletes nothing, and keeps the tag.
+//   - Apply builds the merged file (a header, then Options.From, by default
+//     docker-compose.sandbox.yml) and runs the checklist on it before it
+//     changes anything. A refused merge leaves nothing behind: no tag, no
+//     backup, no state, the main file as it was. Only a merged file that
+//     passes is written: Apply tags HEAD as the rollback point
+//     (sandbox-merge/pre-<UTC time>), backs up the current file with its
+//     SHA-256, records the merge state and writes the merged file atomically.
+//   - Backward compatible means the same main stack: loaded with no
+//     variables, the default profiles and the project name compose derives
+//     (the folder's name unless the file sets name:), the merged file must
+//     resolve to the same services, field by field (image, build, command,
+//     entrypoint, environment, env_file, healthcheck, depends_on, profiles,
+//     ports, mounts, networks, restart, user, working_dir, extra_hosts,
+//     labels other than the suite's own instance label, and every other key
+//     of the service), the same project name, and the same top-level
+//     volumes, networks, secrets and configs as the pre-merge file. A change
+//     is allowed only if it is accepted by name (Options.Accept:
+//     <service>.<field>, *.<field>, or a top-level key); the merge state
+//     records what was accepted.
+//   - The other items: with no variables the file publishes the slot-0 ports
+//     and mounts ./data, ./models, ./strategies; every host port and shared
+//     mount follows the slot variables; no container_name; the same
+//     services as the merge source. Every load uses an explicit variable map
+//     (never the process environment).
+//   - Rollback restores the backup (or, if that is gone or damaged, the file
+//     at the rollback tag), checks the SHA-256, records that it rolled back
+//     and removes the backup, which it no longer needs. It runs no compose
+//     and no docker, keeps the tag and the state, and does nothing the
+//     second time.
 //
-// Backup layout, in the checkout root (ignored by git through its own
-// .gitignore, and by the repository's /.ktrdr-merge/ entry):
+// The merge state of a checkout lives outside it, where no branch can
+// redirect it (a committed .ktrdr-merge link once could):
 //
-//	.ktrdr-merge/.gitignore                   "*"
-//	.ktrdr-merge/docker-compose.yml.pre-merge the pre-merge file, byte for byte
-//	.ktrdr-merge/state.json                   {"version":1,"tag":…,"sha256":…,"created_at":…,…}
+//	~/.ktrdr/sandbox/merge/<folder>-<12 hex of sha256 of the git dir>/
+//	    state.json                        {"version":2,"tag":…,"sha256":…,"accept":[…],"accepted":[…],…}
+//	    docker-compose.yml.pre-merge      the pre-merge file, byte for byte (until rolled back)
+//	    docker-compose.yml.post-merge-<t> edits made to the merged file, saved by a rollback
+//	~/.ktrdr/sandbox/merge/<folder>-<hex>.lock
+//
+// The git dir is the repository's common dir for the main checkout and the
+// worktree's own for a worktree, so each checkout has its own state. Older
+// versions kept the state in <checkout>/.ktrdr-merge/; Rollback and Verify
+// still read it there (only a real folder, never a link) and never write
+// into it.
+//
+// If docker-compose.yml is a symbolic link to a file inside the checkout,
+// the merged content goes to that file and the link stays a link; a link
+// that leaves the checkout is refused.
 package merge
 
 import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -41,9 +69,10 @@ import (
 	"github.com/ktrdr/sandboxkit/sandbox"
 )
 
-// Names of the backup folder and its files, relative to the checkout root.
+// Names of the state files, and of the folder in the checkout where older
+// versions kept them.
 const (
-	StateDir   = ".ktrdr-merge"
+	StateDir   = ".ktrdr-merge" // <checkout>/.ktrdr-merge: read, never written
 	BackupName = "docker-compose.yml.pre-merge"
 	StateName  = "state.json"
 	TagPrefix  = "sandbox-merge/pre-"
@@ -58,14 +87,19 @@ type Options struct {
 	Dir     string           // checkout root; "" means the current directory
 	Profile *sandbox.Profile // nil means sandbox.KTRDR()
 	Runner  sandbox.Runner   // runs git; nil means sandbox.ExecRunner{}
-	From    string           // Apply: the merged source; "" means <Dir>/<Profile.SandboxCompose>
+	Home    string           // holds the merge state (see the package doc); "" means the user's home
+	From    string           // the merge source; "" means <Dir>/<Profile.SandboxCompose> (Verify: the one the merge state names)
+	// Accept lists the differences to the pre-merge stack that are intended
+	// (see ParseAccept). Each entry must match a difference.
+	Accept []string
 	// Live, if set, is one more Verify item: the caller brings the main stack
 	// up on the standard ports, checks it and brings it down.
 	Live func(ctx context.Context) error
 	Now  func() time.Time // nil means time.Now
 }
 
-func (o Options) withDefaults() (Options, error) {
+func (opts Options) withDefaults() (Options, error) {
+	o := opts
 	if o.Dir == "" {
 		wd, err := os.Getwd()
 		if err != nil {
@@ -78,6 +112,16 @@ func (o Options) withDefaults() (Options, error) {
 		return o, fmt.Errorf("resolve %s: %w", o.Dir, err)
 	}
 	o.Dir = abs
+	if o.From != "" {
+		if o.From, err = filepath.Abs(o.From); err != nil {
+			return o, fmt.Errorf("resolve the merge source %s: %w", opts.From, err)
+		}
+	}
+	if o.Home == "" {
+		if o.Home, err = os.UserHomeDir(); err != nil {
+			return o, fmt.Errorf("find the home folder, which holds the merge state: %w", err)
+		}
+	}
 	if o.Profile == nil {
 		o.Profile = sandbox.KTRDR()
 	}
@@ -92,47 +136,6 @@ func (o Options) withDefaults() (Options, error) {
 
 func (o Options) mainPath() string    { return filepath.Join(o.Dir, o.Profile.MainCompose) }
 func (o Options) sandboxPath() string { return filepath.Join(o.Dir, o.Profile.SandboxCompose) }
-func (o Options) stateDir() string    { return filepath.Join(o.Dir, StateDir) }
-func (o Options) backupPath() string  { return filepath.Join(o.Dir, StateDir, BackupName) }
-func (o Options) statePath() string   { return filepath.Join(o.Dir, StateDir, StateName) }
-
-// State is the content of .ktrdr-merge/state.json.
-type State struct {
-	Version      int    `json:"version"`
-	Tag          string `json:"tag"`                      // the rollback point
-	SHA256       string `json:"sha256"`                   // of the pre-merge docker-compose.yml
-	CreatedAt    string `json:"created_at"`               // RFC 3339 UTC, when Apply ran
-	Source       string `json:"source"`                   // the merged source file
-	MergedSHA256 string `json:"merged_sha256,omitempty"`  // of the file Apply wrote
-	RolledBackAt string `json:"rolled_back_at,omitempty"` // set by Rollback
-}
-
-// readState returns the state, or nil if there is none.
-func readState(o Options) (*State, error) {
-	b, err := os.ReadFile(o.statePath())
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, fmt.Errorf("read merge state: %w", err)
-	}
-	var s State
-	if err := json.Unmarshal(b, &s); err != nil {
-		return nil, fmt.Errorf("merge state %s does not parse (fix or move it by hand): %w", o.statePath(), err)
-	}
-	if s.SHA256 == "" {
-		return nil, fmt.Errorf("merge state %s has no sha256", o.statePath())
-	}
-	return &s, nil
-}
-
-func writeState(o Options, s *State) error {
-	b, err := json.MarshalIndent(s, "", "  ")
-	if err != nil {
-		return fmt.Errorf("encode merge state: %w", err)
-	}
-	return writeFileAtomic(o.statePath(), append(b, '\n'), 0o644)
-}
 
 func sum(b []byte) string {
 	h := sha256.Sum256(b)

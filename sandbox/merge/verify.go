@@ -19,10 +19,10 @@ import (
 const (
 	ItemParses     = "merged file parses"
 	ItemSlot0      = "no variables: slot-0 ports and ./data, ./models, ./strategies mounts"
-	ItemCompatible = "nothing the pre-merge file offered disappeared or changed"
+	ItemCompatible = "with no variables, the same main stack as the pre-merge file"
 	ItemSlotN      = "every host port and shared mount follows the slot variables"
 	ItemNoName     = "no container_name"
-	ItemServices   = "same services as the sandbox compose file"
+	ItemServices   = "same services as the merge source"
 	ItemLive       = "live: main stack on the standard ports"
 )
 
@@ -31,15 +31,15 @@ type Item struct {
 	Name    string
 	OK      bool
 	Skipped bool   // OK because there was nothing to check; Reason says why
-	Reason  string // what is wrong (service, port, expected vs got), or why it was skipped
+	Reason  string // what is wrong (service, port, expected vs got), why it was skipped, or what was accepted
 }
 
-// String renders the item as `✓ name` or `✗ name: reason`.
+// String renders the item as `✓ name`, `✓ name — note` or `✗ name: reason`.
 func (i Item) String() string {
 	switch {
 	case !i.OK:
 		return "✗ " + i.Name + ": " + i.Reason
-	case i.Skipped:
+	case i.Reason != "":
 		return "✓ " + i.Name + " — " + i.Reason
 	default:
 		return "✓ " + i.Name
@@ -50,6 +50,21 @@ func (i Item) String() string {
 type Report struct {
 	File  string // the verified compose file
 	Items []Item
+	// Differences are the ways the main stack changes against the pre-merge
+	// file, each marked if it is accepted; empty if there is no pre-merge
+	// file to compare with.
+	Differences []Difference
+}
+
+// Unaccepted returns the differences no -accept entry covers.
+func (r Report) Unaccepted() []Difference {
+	var out []Difference
+	for _, d := range r.Differences {
+		if !d.Accepted {
+			out = append(out, d)
+		}
+	}
+	return out
 }
 
 // OK reports whether every item passed.
@@ -67,10 +82,10 @@ func (r Report) Failed() []Item {
 }
 
 // VerifyError is returned by Apply when the merged file failed the
-// checklist (Apply has rolled back by then).
+// checklist. Apply has undone everything it did by then.
 type VerifyError struct {
-	Failed     []Item
-	RolledBack string // what the rollback did
+	Failed  []Item
+	Outcome string // what was left: "nothing was written", or what undoing did
 }
 
 func (e *VerifyError) Error() string {
@@ -78,7 +93,7 @@ func (e *VerifyError) Error() string {
 	for i, it := range e.Failed {
 		parts[i] = it.Name + ": " + it.Reason
 	}
-	return fmt.Sprintf("merged file failed verification (%s): %s", e.RolledBack, strings.Join(parts, "; "))
+	return fmt.Sprintf("merged file failed verification (%s): %s", e.Outcome, strings.Join(parts, "; "))
 }
 
 // maxProblems caps how many problems one item lists.
@@ -94,57 +109,127 @@ func itemOf(name string, problems []string) Item {
 	return Item{Name: name, Reason: strings.Join(problems, "; ")}
 }
 
-// Verify runs the checklist on <Dir>/docker-compose.yml. The error is only
-// for a checklist that could not run (a cancelled context); a failing item is
-// in the Report.
+// subject is what the checklist examines.
+type subject struct {
+	merged []byte // the content of the main compose file
+
+	pre     []byte // the pre-merge file; nil if there is none
+	preFrom string // where pre came from
+	preNote string // why there is none
+	preErr  error  // it could not be read
+
+	source     []byte // the merge source; nil if it is not known
+	sourceName string
+	sourceNote string // why it is not known
+	sourceErr  error  // it could not be read
+
+	recorded []string // -accept entries recorded by Apply in the merge state
+}
+
+// Verify runs the checklist on the main compose file of the checkout. The
+// pre-merge file is the backup of the merge in place (else its rollback
+// tag); the merge source is Options.From, else the one the merge state
+// names, else the sandbox compose file; the changes accepted are
+// Options.Accept and those recorded by Apply. The error is only for a
+// checklist that could not run (a cancelled context); a failing item is in
+// the Report.
 func Verify(ctx context.Context, opts Options) (Report, error) {
 	o, err := opts.withDefaults()
 	if err != nil {
 		return Report{}, err
 	}
+	var subj subject
+	mf, err := locateMain(o)
+	if err == nil {
+		subj.merged, err = os.ReadFile(mf.Path)
+	}
 	rep := Report{File: o.mainPath()}
-	add := func(it Item) { rep.Items = append(rep.Items, it) }
-
-	cur, err := loadFile(ctx, o, o.mainPath(), nil)
 	if err != nil {
-		if ctx.Err() != nil {
-			return rep, ctx.Err()
-		}
-		add(Item{Name: ItemParses, Reason: err.Error()})
+		rep.Items = append(rep.Items, Item{Name: ItemParses, Reason: err.Error()})
 		for _, n := range []string{ItemSlot0, ItemCompatible, ItemSlotN, ItemNoName, ItemServices} {
-			add(Item{Name: n, Reason: "not checked: " + o.Profile.MainCompose + " does not load"})
+			rep.Items = append(rep.Items, Item{Name: n, Reason: "not checked: " + o.Profile.MainCompose + " cannot be read"})
 		}
 	} else {
-		add(Item{Name: ItemParses, OK: true})
-		add(checkSlot0(o, cur))
-		add(checkCompatible(ctx, o, cur))
-		add(checkSlotN(ctx, o, cur))
-		add(checkNoContainerName(cur))
-		add(checkServices(ctx, o, cur))
+		st, serr := stateFor(ctx, o)
+		subj.pre, subj.preFrom, subj.preNote, subj.preErr = preMerge(ctx, o, mf, st, serr)
+		subj.source, subj.sourceName, subj.sourceNote, subj.sourceErr = mergeSource(o, st)
+		if st.active() {
+			subj.recorded = st.Accept
+		}
+		rep = checklist(ctx, o, subj)
+	}
+	if ctx.Err() != nil {
+		return rep, ctx.Err()
 	}
 	if o.Live != nil {
 		if err := o.Live(ctx); err != nil {
-			add(Item{Name: ItemLive, Reason: err.Error()})
+			rep.Items = append(rep.Items, Item{Name: ItemLive, Reason: err.Error()})
 		} else {
-			add(Item{Name: ItemLive, OK: true})
+			rep.Items = append(rep.Items, Item{Name: ItemLive, OK: true})
 		}
 	}
 	return rep, ctx.Err()
 }
 
-// loadFile loads path with exactly env as the variables (nil: none).
-func loadFile(ctx context.Context, o Options, path string, env map[string]string) (*types.Project, error) {
-	b, err := os.ReadFile(path)
+// stateFor reads the checkout's merge state.
+func stateFor(ctx context.Context, o Options) (*loaded, error) {
+	s, err := locateStore(ctx, o)
 	if err != nil {
-		return nil, fmt.Errorf("read %s: %w", path, err)
+		return nil, err
 	}
-	return loadBytes(ctx, o, path, b, env)
+	return readState(s)
 }
 
-// loadBytes parses and interpolates one compose file with compose-go. The
-// variables are exactly env, never the process environment; relative paths
-// resolve against the checkout root; images are not pulled or checked.
+// checklist runs every item but the live one on subj.
+func checklist(ctx context.Context, o Options, subj subject) Report {
+	rep := Report{File: o.mainPath()}
+	add := func(it Item) { rep.Items = append(rep.Items, it) }
+	cur, err := loadBytes(ctx, o, o.mainPath(), subj.merged, nil)
+	if err != nil {
+		add(Item{Name: ItemParses, Reason: err.Error()})
+		for _, n := range []string{ItemSlot0, ItemCompatible, ItemSlotN, ItemNoName, ItemServices} {
+			add(Item{Name: n, Reason: "not checked: " + o.Profile.MainCompose + " does not load"})
+		}
+		return rep
+	}
+	add(Item{Name: ItemParses, OK: true})
+	add(checkSlot0(o, cur))
+	it, diffs := checkCompatible(ctx, o, subj)
+	rep.Differences = diffs
+	add(it)
+	add(checkSlotN(ctx, o, subj.merged, cur))
+	add(checkNoContainerName(cur))
+	add(checkServices(ctx, o, subj, cur))
+	return rep
+}
+
+// loadBytes parses and interpolates one compose file with compose-go, every
+// profile enabled. The variables are exactly env, never the process
+// environment; relative paths resolve against the checkout root; images
+// are not pulled or checked.
 func loadBytes(ctx context.Context, o Options, path string, content []byte, env map[string]string) (*types.Project, error) {
+	return load(ctx, o, path, content, env, func(lo *loader.Options) {
+		lo.SetProjectName("ktrdr-merge-verify", true)
+		lo.Profiles = []string{"*"}
+	})
+}
+
+// loadStack loads a compose file the way `docker compose up` in the main
+// checkout does with no variables set: the default profiles only, and the
+// project name compose derives (the file's name:, else the checkout's
+// folder name; COMPOSE_PROJECT_NAME and the like in this process's
+// environment play no part). Unless strict, it skips compose's consistency
+// check (a service that depends on one its profile disabled), so that such
+// a file can still be compared field by field.
+func loadStack(ctx context.Context, o Options, path string, content []byte, strict bool) (*types.Project, error) {
+	return load(ctx, o, path, content, nil, func(lo *loader.Options) {
+		lo.SetProjectName(loader.NormalizeProjectName(filepath.Base(o.Dir)), false)
+		lo.Profiles = nil
+		lo.SkipConsistencyCheck = !strict
+	})
+}
+
+func load(ctx context.Context, o Options, path string, content []byte, env map[string]string, opt func(*loader.Options)) (*types.Project, error) {
 	m := types.Mapping{}
 	for k, v := range env {
 		m[k] = v
@@ -155,11 +240,10 @@ func loadBytes(ctx context.Context, o Options, path string, content []byte, env 
 		Environment: m,
 	}
 	p, err := loader.LoadWithContext(ctx, details, func(lo *loader.Options) {
-		lo.SetProjectName("ktrdr-merge-verify", true)
 		lo.ResolvePaths = true
 		lo.SkipResolveEnvironment = true
 		lo.SkipResolveLabels = true
-		lo.Profiles = []string{"*"}
+		opt(lo)
 	})
 	if err != nil {
 		return nil, fmt.Errorf("load %s: %w", o.rel(path), err)
@@ -315,7 +399,7 @@ func verifySlots(o Options) []int {
 // checkSlotN: loaded with slot N's variables, every published port is slot
 // N's port for its rule (so every host port is a ${VAR:-default}), and every
 // ./<shared> mount follows its variable.
-func checkSlotN(ctx context.Context, o Options, p0 *types.Project) Item {
+func checkSlotN(ctx context.Context, o Options, merged []byte, p0 *types.Project) Item {
 	var problems []string
 	pub0 := published(p0)
 	rules := map[portKey]int{} // → index in Profile.Ports
@@ -329,7 +413,7 @@ func checkSlotN(ctx context.Context, o Options, p0 *types.Project) Item {
 	slots := verifySlots(o)
 	for _, n := range slots {
 		env := slotEnv(o, n)
-		pn, err := loadFile(ctx, o, o.mainPath(), env)
+		pn, err := loadBytes(ctx, o, o.mainPath(), merged, env)
 		if err != nil {
 			problems = append(problems, fmt.Sprintf("slot %d: %v", n, err))
 			continue
@@ -393,145 +477,148 @@ func checkNoContainerName(p *types.Project) Item {
 	return itemOf(ItemNoName, problems)
 }
 
-func checkServices(ctx context.Context, o Options, p *types.Project) Item {
-	sb, err := loadFile(ctx, o, o.sandboxPath(), nil)
+// checkServices: the merged file has the same services as the merge source.
+func checkServices(ctx context.Context, o Options, subj subject, p *types.Project) Item {
+	name := ItemServices
+	if subj.sourceName != "" {
+		name = fmt.Sprintf("%s (%s)", ItemServices, subj.sourceName)
+	}
+	switch {
+	case subj.sourceErr != nil:
+		return Item{Name: name, Reason: subj.sourceErr.Error()}
+	case subj.source == nil:
+		return Item{Name: name, OK: true, Skipped: true, Reason: "skipped: " + subj.sourceNote}
+	}
+	sb, err := loadBytes(ctx, o, subj.sourceName, subj.source, nil)
 	if err != nil {
-		return Item{Name: ItemServices, Reason: err.Error()}
+		return Item{Name: name, Reason: err.Error()}
 	}
 	var problems []string
 	for _, n := range serviceNames(sb) {
 		if _, ok := p.Services[n]; !ok {
-			problems = append(problems, fmt.Sprintf("%s is in %s but not in %s", n, o.Profile.SandboxCompose, o.Profile.MainCompose))
+			problems = append(problems, fmt.Sprintf("%s is in %s but not in %s", n, subj.sourceName, o.Profile.MainCompose))
 		}
 	}
 	for _, n := range serviceNames(p) {
 		if _, ok := sb.Services[n]; !ok {
-			problems = append(problems, fmt.Sprintf("%s is in %s but not in %s", n, o.Profile.MainCompose, o.Profile.SandboxCompose))
+			problems = append(problems, fmt.Sprintf("%s is in %s but not in %s", n, o.Profile.MainCompose, subj.sourceName))
 		}
 	}
-	return itemOf(ItemServices, problems)
-}
-
-// preMerge returns the pre-merge file and where it came from: the backup,
-// else the rollback tag of the merge state; nil if there is neither.
-func preMerge(ctx context.Context, o Options) ([]byte, string, error) {
-	b, err := os.ReadFile(o.backupPath())
-	if err == nil {
-		return b, o.rel(o.backupPath()), nil
-	}
-	if !errors.Is(err, fs.ErrNotExist) {
-		return nil, "", fmt.Errorf("read backup: %w", err)
-	}
-	st, err := readState(o)
-	if err != nil {
-		return nil, "", err
-	}
-	if st == nil || st.Tag == "" {
-		return nil, "", nil
-	}
-	b, err = gitShow(ctx, o, st.Tag)
-	if err != nil {
-		return nil, "", fmt.Errorf("read the pre-merge file from tag %s: %w", st.Tag, err)
-	}
-	return b, "tag " + st.Tag, nil
-}
-
-// checkCompatible compares the merged file (no variables) with the pre-merge
-// file: every service, published port, mount, named volume and network the
-// old workflow relied on is still there, unchanged.
-func checkCompatible(ctx context.Context, o Options, cur *types.Project) Item {
-	old, from, err := preMerge(ctx, o)
-	if err != nil {
-		return Item{Name: ItemCompatible, Reason: err.Error()}
-	}
-	if old == nil {
-		return Item{Name: ItemCompatible, OK: true, Skipped: true, Reason: "skipped: no pre-merge file (never applied)"}
-	}
-	name := fmt.Sprintf("%s (%s)", ItemCompatible, from)
-	prev, err := loadBytes(ctx, o, o.mainPath(), old, nil)
-	if err != nil {
-		return Item{Name: name, Reason: "the pre-merge file does not load: " + err.Error()}
-	}
-	var problems []string
-	pubOld, pubCur := published(prev), published(cur)
-	for _, sname := range serviceNames(prev) {
-		s, ok := cur.Services[sname]
-		if !ok {
-			problems = append(problems, "service "+sname+" disappeared")
-			continue
-		}
-		for _, v := range prev.Services[sname].Volumes {
-			if !hasMount(s.Volumes, v) {
-				problems = append(problems, fmt.Sprintf("%s: mount %s is gone (now: %s)", sname, o.mountString(v), o.mountsAt(s.Volumes, v.Target)))
-			}
-		}
-	}
-	for _, k := range sortedKeys(pubOld, portKey.String) {
-		if _, ok := cur.Services[k.service]; !ok {
-			continue
-		}
-		got, ok := pubCur[k]
-		switch {
-		case !ok:
-			problems = append(problems, fmt.Sprintf("%s: published port %s disappeared", k, pubOld[k]))
-		case got != pubOld[k]:
-			problems = append(problems, fmt.Sprintf("%s: default host port changed: was %s, now %s", k, pubOld[k], got))
-		}
-	}
-	for _, vname := range sortedKeys(prev.Volumes, func(s string) string { return s }) {
-		v, ok := cur.Volumes[vname]
-		switch {
-		case !ok:
-			problems = append(problems, "named volume "+vname+" disappeared")
-		case v.Name != prev.Volumes[vname].Name || bool(v.External) != bool(prev.Volumes[vname].External):
-			problems = append(problems, fmt.Sprintf("named volume %s changed: was %s (external %v), now %s (external %v)",
-				vname, prev.Volumes[vname].Name, bool(prev.Volumes[vname].External), v.Name, bool(v.External)))
-		}
-	}
-	for _, nname := range sortedKeys(prev.Networks, func(s string) string { return s }) {
-		n, ok := cur.Networks[nname]
-		switch {
-		case !ok:
-			problems = append(problems, "network "+nname+" disappeared")
-		case n.Name != prev.Networks[nname].Name || bool(n.External) != bool(prev.Networks[nname].External):
-			problems = append(problems, fmt.Sprintf("network %s changed: was %s, now %s", nname, prev.Networks[nname].Name, n.Name))
-		}
-	}
-	it := itemOf(name, problems)
+	it := itemOf(ItemServices, problems)
+	it.Name = name
 	return it
 }
 
-func hasMount(vs []types.ServiceVolumeConfig, want types.ServiceVolumeConfig) bool {
-	for _, v := range vs {
-		if v.Type == want.Type && v.Target == want.Target && v.ReadOnly == want.ReadOnly &&
-			filepath.Clean(v.Source) == filepath.Clean(want.Source) {
-			return true
+// mergeSource returns the merge source for Verify: Options.From, else the
+// one the merge in place names, else the sandbox compose file. A source
+// named by the merge state that is gone is not an error (a temporary file
+// given to -from), only a skipped item.
+func mergeSource(o Options, st *loaded) (b []byte, name, note string, err error) {
+	path, fromState := o.From, false
+	if path == "" && st.active() && st.Source != "" {
+		path, fromState = st.Source, true
+		if !filepath.IsAbs(path) {
+			path = filepath.Join(o.Dir, path)
 		}
 	}
-	return false
+	if path == "" {
+		path = o.sandboxPath()
+	}
+	b, err = os.ReadFile(path)
+	switch {
+	case err == nil:
+		return b, o.rel(path), "", nil
+	case fromState && errors.Is(err, fs.ErrNotExist):
+		return nil, o.rel(path), "the merge source " + o.rel(path) + " is gone", nil
+	default:
+		return nil, o.rel(path), "", fmt.Errorf("read the merge source: %w", err)
+	}
 }
 
-func (o Options) mountString(v types.ServiceVolumeConfig) string {
-	src := v.Source
-	if v.Type == types.VolumeTypeBind {
-		src = o.rel(src)
+// preMerge returns the pre-merge file of the merge in place and where it
+// came from: the backup, else the rollback tag. Without a merge in place
+// there is none, and note says why.
+func preMerge(ctx context.Context, o Options, mf mainFile, st *loaded, serr error) (b []byte, from, note string, err error) {
+	switch {
+	case serr != nil:
+		return nil, "", "", serr
+	case st == nil:
+		return nil, "", "no merge state (merge:apply never ran here)", nil
+	case !st.active():
+		return nil, "", fmt.Sprintf("the last merge (tag %s) was rolled back at %s", st.Tag, st.RolledBackAt), nil
 	}
-	s := src + ":" + v.Target
-	if v.ReadOnly {
-		s += ":ro"
+	if b, err := os.ReadFile(st.Backup); err == nil && sum(b) == st.SHA256 {
+		return b, "backup " + o.rel(st.Backup), "", nil
 	}
-	return s
+	if st.Tag == "" {
+		return nil, "", "", fmt.Errorf("the backup %s is gone or damaged and the merge state names no tag", o.rel(st.Backup))
+	}
+	rel := mf.Rel
+	if st.File != "" {
+		rel = st.File
+	}
+	b, err = gitShow(ctx, o, st.Tag, rel)
+	if err != nil {
+		return nil, "", "", fmt.Errorf("read the pre-merge file from tag %s: %w", st.Tag, err)
+	}
+	return b, "tag " + st.Tag, "", nil
 }
 
-func (o Options) mountsAt(vs []types.ServiceVolumeConfig, target string) string {
-	var out []string
-	for _, v := range vs {
-		if v.Target == target {
-			out = append(out, o.mountString(v))
+// checkCompatible: loaded as `docker compose up` in the main checkout loads
+// it, the merged file runs the same main stack as the pre-merge file, but
+// for the differences accepted by name.
+func checkCompatible(ctx context.Context, o Options, subj subject) (Item, []Difference) {
+	name := ItemCompatible
+	if subj.preFrom != "" {
+		name = fmt.Sprintf("%s (%s)", ItemCompatible, subj.preFrom)
+	}
+	switch {
+	case subj.preErr != nil:
+		return Item{Name: name, Reason: subj.preErr.Error()}, nil
+	case subj.pre == nil:
+		return Item{Name: name, OK: true, Skipped: true, Reason: "skipped: " + subj.preNote}, nil
+	}
+	prev, err := loadStack(ctx, o, o.mainPath(), subj.pre, false)
+	if err != nil {
+		return Item{Name: name, Reason: "the pre-merge file does not load: " + err.Error()}, nil
+	}
+	cur, err := loadStack(ctx, o, o.mainPath(), subj.merged, false)
+	if err != nil {
+		return Item{Name: name, Reason: err.Error()}, nil
+	}
+	diffs := compareProjects(prev, cur, o.Dir, o.Profile.InstanceLabel)
+	unused := applyAccept(diffs, o.Accept, subj.recorded)
+	var refused, accepted []string
+	for _, d := range diffs {
+		if d.Accepted {
+			accepted = append(accepted, d.String())
+		} else {
+			refused = append(refused, d.String())
 		}
 	}
-	if len(out) == 0 {
-		return "nothing at " + target
+	var problems []string
+	if len(refused) > 0 {
+		problems = append(problems, fmt.Sprintf("%d %s not accepted:\n    %s", len(refused), plural(len(refused), "change"), strings.Join(refused, "\n    ")))
 	}
-	return strings.Join(out, ", ")
+	for _, e := range unused {
+		problems = append(problems, fmt.Sprintf("-accept %s: no such difference", e))
+	}
+	if _, err := loadStack(ctx, o, o.mainPath(), subj.merged, true); err != nil {
+		problems = append(problems, "docker compose up would refuse the main stack: "+err.Error())
+	}
+	if len(problems) > 0 {
+		return Item{Name: name, Reason: strings.Join(problems, "\n  ")}, diffs
+	}
+	it := Item{Name: name, OK: true}
+	if len(accepted) > 0 {
+		it.Reason = fmt.Sprintf("%d accepted %s:\n    %s", len(accepted), plural(len(accepted), "change"), strings.Join(accepted, "\n    "))
+	}
+	return it, diffs
+}
+
+func plural(n int, word string) string {
+	if n == 1 {
+		return word
+	}
+	return word + "s"
 }
