@@ -416,3 +416,43 @@ func BenchmarkGateDetectionLatency(b *testing.B) {
 	b.ReportMetric(float64(len(lat)), "samples")
 	b.ReportMetric(float64(skipped), "skipped")
 }
+
+// BenchmarkEntryPointOverhead times whole processes through the README's
+// entry point, `go tool mage`, with a warm mage cache: sandbox:url, and
+// sandbox:list with 10 registered instances (no stack running), each the
+// median of 10, against `docker compose ls` (median of 10) and against the
+// same targets run from the compiled binary. Issue 11's goals: url ≤ 200 ms,
+// list ≤ compose ls + 100 ms.
+func BenchmarkEntryPointOverhead(b *testing.B) {
+	needDocker(b)
+	e := newEnv(b)
+	for i := 1; i <= 10; i++ {
+		e.must(e.Main, "sandbox:create", fmt.Sprintf("%sovh%d", benchPrefix, i), fmt.Sprintf("-slot=%d", i))
+	}
+	wt := e.sandboxDir(benchPrefix + "ovh1")
+	require.Equal(b, 0, e.run(wt, "go", "tool", "mage", "sandbox:url").Code) // warm the mage cache
+	timeIt := func(dir, name string, args ...string) time.Duration {
+		var ds []time.Duration
+		for range 10 {
+			cmd := exec.Command(name, args...)
+			cmd.Dir, cmd.Env = dir, e.Env
+			start := time.Now()
+			out, err := cmd.CombinedOutput()
+			ds = append(ds, time.Since(start))
+			require.NoError(b, err, "%s %v: %s", name, args, out)
+		}
+		b.Logf("%s %s: %v", filepath.Base(name), strings.Join(args, " "), ds)
+		return benchMedian(ds)
+	}
+	url := timeIt(wt, "go", "tool", "mage", "sandbox:url")
+	list := timeIt(e.Main, "go", "tool", "mage", "sandbox:list")
+	urlBin := timeIt(wt, filepath.Join(binDir, "sbx"), "sandbox:url")
+	listBin := timeIt(e.Main, filepath.Join(binDir, "sbx"), "sandbox:list")
+	ls := timeIt(e.Main, "docker", "compose", "ls")
+	b.ReportMetric(benchMS(url), "ms/url")
+	b.ReportMetric(benchMS(list), "ms/list")
+	b.ReportMetric(benchMS(urlBin), "ms/url-compiled")
+	b.ReportMetric(benchMS(listBin), "ms/list-compiled")
+	b.ReportMetric(benchMS(ls), "ms/compose-ls")
+	b.ReportMetric(benchMS(list-ls), "ms/list-minus-compose-ls")
+}

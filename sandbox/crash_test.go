@@ -37,6 +37,12 @@ func killedCreate(t *testing.T, e *lcEnv, name string, step string) {
 	require.NoError(t, e.m.writeMeta(id, meta{Branch: name, BranchCreated: true, Phase: phaseCreating}))
 	switch step {
 	case "recorded":
+	case "folder made": // git worktree add makes the folder before its record
+		lcGit(t, e.main, "branch", name)
+		require.NoError(t, os.MkdirAll(e.wt(name), 0o755))
+	case "git link written":
+		lcGit(t, e.main, "branch", name)
+		lcWrite(t, filepath.Join(e.wt(name), ".git"), "gitdir: "+filepath.Join(e.main, ".git", "worktrees", "ktrdr--"+name)+"\n")
 	case "branch made": // git worktree add -b runs git branch first
 		lcGit(t, e.main, "branch", name)
 	case "worktree locked": // git worktree add holds the worktree locked until its checkout is done
@@ -57,7 +63,7 @@ func killedCreate(t *testing.T, e *lcEnv, name string, step string) {
 }
 
 func TestDestroyForceFinishesACreateKilledAtAnyStep(t *testing.T) {
-	for _, step := range []string{"registered", "recorded", "branch made", "worktree locked", "locked, no folder yet", "worktree made", "env written"} {
+	for _, step := range []string{"registered", "recorded", "folder made", "git link written", "branch made", "worktree locked", "locked, no folder yet", "worktree made", "env written"} {
 		t.Run(step, func(t *testing.T) {
 			e := lcSetup(t)
 			killedCreate(t, e, "feat-a", step)
@@ -111,6 +117,16 @@ func TestDestroyForceFinishesADestroyKilledHalfWay(t *testing.T) {
 			lcAssertGone(t, e, "feat-a")
 		})
 	}
+}
+
+func TestDestroyForceKeepsAFolderACreateDidNotMake(t *testing.T) {
+	e := lcSetup(t)
+	killedCreate(t, e, "feat-a", "recorded")
+	lcWrite(t, filepath.Join(e.wt("feat-a"), "mine.txt"), "precious\n")
+	_, err := e.m.Destroy(t.Context(), DestroyOptions{Name: "feat-a", Force: true})
+	var np *NotProvenError
+	require.ErrorAs(t, err, &np)
+	assert.Equal(t, map[string]string{"mine.txt": "precious\n"}, lcFiles(t, e.wt("feat-a")))
 }
 
 func TestDestroyByNameRemovesALeftTeardownCopy(t *testing.T) {

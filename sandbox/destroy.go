@@ -130,6 +130,9 @@ func (m *Manager) Destroy(ctx context.Context, o DestroyOptions) (*Destroyed, er
 		case listed && (m.holdsInstance(in.Path, id) || unfinished):
 		case mt.Phase == phaseDestroying:
 			// A destroy that proved it already began deleting the folder.
+		case mt.Phase == phaseCreating && madeByGitAdd(in.Path):
+			// A create killed while git made the folder, before git
+			// recorded it: an empty folder, or one with only git's link.
 		default:
 			return nil, &NotProvenError{ID: id, Path: in.Path, Repo: in.ParentRepo, Listed: listed}
 		}
@@ -252,6 +255,21 @@ func (m *Manager) removeProvenWorktree(ctx context.Context, in Instance, wt work
 		return fmt.Errorf("let git forget worktree %s: %w", in.Path, err)
 	}
 	return nil
+}
+
+// madeByGitAdd reports whether dir holds nothing but what `git worktree
+// add` writes first: nothing at all, or only the .git link file.
+func madeByGitAdd(dir string) bool {
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return false
+	}
+	for _, e := range ents {
+		if e.Name() != ".git" || !e.Type().IsRegular() {
+			return false
+		}
+	}
+	return true
 }
 
 // NotProvenError refuses to delete a registered folder that cannot be shown
