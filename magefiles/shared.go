@@ -33,14 +33,12 @@ func (Sandbox) InitShared(ctx context.Context,
 	if opts.From != "" {
 		opts.Progress = sharedProgressPrinter()
 	}
-	if err := ctx.Err(); err != nil {
-		return fail(1, err, "")
-	}
-
-	rep, err := sandbox.InitShared(opts)
+	rep, err := sandbox.InitShared(ctx, opts)
 	if err != nil {
 		var ce *sandbox.SharedConflictError
 		switch {
+		case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+			return fail(1, err, "interrupted: what this run had copied or created was removed again and replaced files were put back; run it again to copy")
 		case errors.As(err, &ce) && len(ce.Clashes) > 0:
 			return fail(1, err, "move the clashing paths out of "+ce.Root+", then run it again")
 		case errors.As(err, &ce):
@@ -49,7 +47,7 @@ func (Sandbox) InitShared(ctx context.Context,
 		if errors.Is(err, fs.ErrNotExist) {
 			return fail(1, err, "check the -from path")
 		}
-		return fail(1, err, "")
+		return fail(1, err, "nothing was left half done: what this run had copied or created was removed again; fix the cause above and run it again")
 	}
 
 	fmt.Printf("shared folders in %s:\n", rep.Root)
