@@ -93,6 +93,13 @@ func (Sandbox) URL(
 	}
 	resolved, err := sandbox.ResolveAPIURL(u, p, cwd)
 	if err != nil {
+		var ef *sandbox.EnvFileError
+		switch {
+		case errors.Is(err, sandbox.ErrEnvSymlink):
+			return fail(1, err, "a sandbox's .env.sandbox is written by sandbox:create and sandbox:init, never linked: remove the symlink (or pass -port=N)")
+		case errors.As(err, &ef) && ef.Key != "":
+			return fail(1, err, "the tool writes "+ef.Key+" as plain decimal digits (e.g. 8001, no sign, no leading zero): fix it in "+ef.Path+", or pass -port=N")
+		}
 		return fail(1, err, "")
 	}
 	fmt.Println(resolved)
