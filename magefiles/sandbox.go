@@ -403,6 +403,8 @@ func explain(err error) error {
 		el    *sandbox.ElsewhereError
 		ar    *sandbox.AlreadyRegisteredError
 		cl    *sandbox.ClaimedError
+		up    *sandbox.UnsafePathError
+		cf    *sandbox.CheckoutFileError
 		exitE *sandbox.ExitError
 		bn    *sandbox.BranchNameError
 	)
@@ -431,6 +433,14 @@ func explain(err error) error {
 		return fail(1, err, "omit -slot to take the lowest free slot (see go tool mage sandbox:list)")
 	case errors.As(err, &pe):
 		return fail(3, err, "stop what holds those ports (for a sandbox: go tool mage sandbox:down in its checkout), then run sandbox:up again")
+	case errors.As(err, &rc) && rc.ID != "":
+		return fail(1, err, registryEntryHint(rc))
+	case errors.As(err, &up):
+		return fail(1, err, fmt.Sprintf("the sandbox tool did not make %s: look at what it is, move it aside (mv %s %s.bad), then run the command again", up.Path, up.Path, up.Path))
+	case errors.As(err, &cf):
+		return fail(1, err, "the checkout's own regular file is needed here (a symlink may point only inside the checkout): restore it (git checkout -- <file>, or copy the file the link points to in its place), then run the command again")
+	case errors.Is(err, sandbox.ErrEnvSymlink):
+		return fail(1, err, "a sandbox's .env.sandbox is written by sandbox:create and sandbox:init, never linked: remove the symlink, then run go tool mage sandbox:init in the checkout if it is to be a sandbox")
 	case errors.As(err, &rc):
 		return fail(1, err, "then run go tool mage sandbox:init in each sandbox's folder (sandbox:create makes them beside the main checkout as ktrdr--<name>; adopted clones are where you adopted them)")
 	case errors.As(err, &ef):
@@ -460,6 +470,15 @@ func explain(err error) error {
 	default:
 		return fail(1, err, "")
 	}
+}
+
+// registryEntryHint is the remedy for one invalid registry entry.
+func registryEntryHint(rc *sandbox.RegistryCorruptError) string {
+	fix := fmt.Sprintf("nothing was deleted on its account; the other entries are fine: correct or remove entry %q in %s by hand (its id must be ktrdr--<name>, its paths absolute, its slot its own), or move the file aside and run go tool mage sandbox:init in each sandbox's folder", rc.ID, rc.Path)
+	if rc.Field == "slot" && strings.Contains(rc.Reason, "outside") {
+		return "if you lowered max_slot in ~/.ktrdr/sandbox/config.json, raise it again so that the entry's slot fits; otherwise " + fix
+	}
+	return fix
 }
 
 func printJSON(v any) error {

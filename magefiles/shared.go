@@ -33,14 +33,12 @@ func (Sandbox) InitShared(ctx context.Context,
 	if opts.From != "" {
 		opts.Progress = sharedProgressPrinter()
 	}
-	if err := ctx.Err(); err != nil {
-		return fail(1, err, "")
-	}
-
-	rep, err := sandbox.InitShared(opts)
+	rep, err := sandbox.InitShared(ctx, opts)
 	if err != nil {
 		var ce *sandbox.SharedConflictError
 		switch {
+		case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+			return fail(1, err, "interrupted: what this run had copied or created was removed again and replaced files were put back; run it again to copy")
 		case errors.As(err, &ce) && len(ce.Clashes) > 0:
 			return fail(1, err, "move the clashing paths out of "+ce.Root+", then run it again")
 		case errors.As(err, &ce):
@@ -49,7 +47,7 @@ func (Sandbox) InitShared(ctx context.Context,
 		if errors.Is(err, fs.ErrNotExist) {
 			return fail(1, err, "check the -from path")
 		}
-		return fail(1, err, "")
+		return fail(1, err, "nothing was left half done: what this run had copied or created was removed again; fix the cause above and run it again")
 	}
 
 	fmt.Printf("shared folders in %s:\n", rep.Root)
@@ -95,6 +93,13 @@ func (Sandbox) URL(
 	}
 	resolved, err := sandbox.ResolveAPIURL(u, p, cwd)
 	if err != nil {
+		var ef *sandbox.EnvFileError
+		switch {
+		case errors.Is(err, sandbox.ErrEnvSymlink):
+			return fail(1, err, "a sandbox's .env.sandbox is written by sandbox:create and sandbox:init, never linked: remove the symlink (or pass -port=N)")
+		case errors.As(err, &ef) && ef.Key != "":
+			return fail(1, err, "the tool writes "+ef.Key+" as plain decimal digits (e.g. 8001, no sign, no leading zero): fix it in "+ef.Path+", or pass -port=N")
+		}
 		return fail(1, err, "")
 	}
 	fmt.Println(resolved)

@@ -185,7 +185,7 @@ func (m *Manager) Create(ctx context.Context, o CreateOptions) (res *Created, er
 	if err := m.writeMeta(id, meta{Branch: branch, BranchCreated: !exists, Phase: phaseCreating}); err != nil {
 		return nil, err
 	}
-	u.add(func(context.Context) { os.RemoveAll(m.instanceDir(id)) })
+	u.add(func(context.Context) { m.removeInstanceDir(id) })
 	args := []string{"worktree", "add", path, branch}
 	if !exists {
 		head, err := m.git(ctx, co.Root, "rev-parse", "--verify", "HEAD")
@@ -368,7 +368,7 @@ func (m *Manager) Init(ctx context.Context, o InitOptions) (res *Created, err er
 		return nil, err
 	}
 	u.add(func(context.Context) { os.Remove(envPath) })
-	u.add(func(context.Context) { os.RemoveAll(m.instanceDir(id)) })
+	u.add(func(context.Context) { m.removeInstanceDir(id) })
 	if err := m.saveTeardownCopy(id, co.Root, meta{Branch: readBranch(co.Root)}); err != nil {
 		return nil, err
 	}

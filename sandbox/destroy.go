@@ -103,7 +103,7 @@ func (m *Manager) Destroy(ctx context.Context, o DestroyOptions) (*Destroyed, er
 		if o.Name != "" {
 			// A destroy killed after it removed the entry may have left the
 			// teardown copy: it is this suite's own folder, keyed by the name.
-			os.RemoveAll(m.instanceDir(id))
+			m.removeInstanceDir(id)
 			return &Destroyed{ID: id, AlreadyGone: true}, nil
 		}
 		return nil, &NotRegisteredError{ID: id}
@@ -222,7 +222,7 @@ func (m *Manager) Destroy(ctx context.Context, o DestroyOptions) (*Destroyed, er
 
 	// 3. The records: the teardown copy, then the entry, so that a run
 	// killed in between leaves an entry that the next destroy removes.
-	if err := os.RemoveAll(m.instanceDir(id)); err != nil {
+	if err := m.removeInstanceDir(id); err != nil {
 		return nil, fmt.Errorf("remove %s: %w", m.instanceDir(id), err)
 	}
 	if _, err := reg.Unregister(ctx, id); err != nil {

@@ -43,8 +43,13 @@
 //	  "created_at": "…", "is_worktree": true, "parent_repo": "/abs/main"}}}
 //
 // Every read-modify-write holds instances.json.lock (flock); writes are
-// atomic; a file that does not parse, or has another version, is never
-// overwritten. Beside it, instances/<id>/ keeps a copy of what teardown
+// atomic; a file that does not parse, has another version or holds an
+// invalid entry is never overwritten. Every field of every entry is
+// validated when the file is read: the id is an instance id (it names a
+// folder below the state folder), path and parent_repo are absolute and
+// clean, the slot is in the configured range and no other entry's, no two
+// entries share a path, created_at is RFC 3339 (one more than two minutes
+// ahead of the clock is no age: the entry can go stale). Beside it, instances/<id>/ keeps a copy of what teardown
 // needs (the env file and compose file), so destroy works after the
 // worktree is gone.
 //
@@ -55,6 +60,25 @@
 // under that file's name and slot, unless another checkout has a stronger
 // claim (see reregister.go).
 //
+// # What it writes and deletes
+//
+// One rule, kept by construction (ownpaths.go): the suite writes and
+// deletes only inside its own state folders ($HOME/.ktrdr/sandbox, and the
+// shared root that InitShared fills) and in the sandbox folders it
+// created. Every path it derives from data (ids, names, registry paths) is
+// validated before use. Below its state folder it never writes or deletes
+// through a symlink it did not create (*UnsafePathError; the lock file is
+// opened without following links); the state folder itself may be a link
+// the user made. It never reads through a symlink into files outside the
+// checkout, and reads a checkout's files only up to MaxCheckoutFile
+// (*CheckoutFileError). An .env.sandbox is looked for from the current
+// folder up to the checkout's root (the folder holding .git), never above
+// it, and must be a regular file. Ports and slots are read only in the
+// canonical decimal form the tool writes. InitShared copies content, never
+// privilege (no setuid, setgid or sticky bits; modes masked by the umask),
+// and a run that fails or is cancelled removes what it created and puts
+// back what it replaced.
+//
 // # Commands and seams
 //
 // Docker, Compose and git run through a Runner (exec with arguments, never a
@@ -62,6 +86,6 @@
 // path> and absolute -f paths. The startability gate runs the profile's
 // checks (PostgreSQL handshake, HTTP status, JSON array length, TCP)
 // concurrently under one timeout. ResolveAPIURL is the API-URL rule that
-// the ktrdr CLI shares: --url, then --port, then the nearest .env.sandbox,
-// then http://localhost:8000.
+// the ktrdr CLI shares: --url, then --port, then the nearest .env.sandbox
+// up to the checkout's root, then http://localhost:8000.
 package sandbox

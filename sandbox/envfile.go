@@ -146,8 +146,8 @@ func (p *Profile) parseEnv(path string, vals map[string]string) (Env, error) {
 	if v, err = need(KeySlot); err != nil {
 		return bad(KeySlot, err)
 	}
-	if e.Slot, err = strconv.Atoi(v); err != nil || e.Slot < 0 {
-		return bad(KeySlot, fmt.Errorf("%q is not a slot number", v))
+	if e.Slot, ok = parseDecimal(v, 1<<16); !ok {
+		return bad(KeySlot, fmt.Errorf("%q is not a slot number (decimal digits, no sign, no leading zero)", v))
 	}
 	e.Ports = make(map[string]int, len(p.Ports))
 	for _, r := range p.Ports {
@@ -155,9 +155,9 @@ func (p *Profile) parseEnv(path string, vals map[string]string) (Env, error) {
 		if err != nil {
 			return bad(r.Key, err)
 		}
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 || n > 65535 {
-			return bad(r.Key, fmt.Errorf("%q is not a port number", v))
+		n, ok := parsePort(v)
+		if !ok {
+			return bad(r.Key, fmt.Errorf("%q is not a port number (1–65535, decimal digits, no sign, no leading zero)", v))
 		}
 		e.Ports[r.Key] = n
 	}
@@ -189,6 +189,34 @@ func (p *Profile) parseEnv(path string, vals map[string]string) (Env, error) {
 		}
 	}
 	return e, nil
+}
+
+// parseDecimal parses s as a number in its one canonical form, the one
+// strconv.Itoa writes: decimal digits, no sign, no leading zero, no spaces.
+// "+8001", "08001" and " 8001" are refused, so that a value always reads
+// back as it was written. It refuses numbers above max.
+func parseDecimal(s string, max int) (int, bool) {
+	if s == "" || len(s) > 10 || (s[0] == '0' && len(s) > 1) {
+		return 0, false
+	}
+	n := 0
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+		n = n*10 + int(c-'0')
+	}
+	if n > max {
+		return 0, false
+	}
+	return n, true
+}
+
+// parsePort parses a port number, 1–65535, in its canonical form.
+func parsePort(s string) (int, bool) {
+	n, ok := parseDecimal(s, 65535)
+	return n, ok && n >= 1
 }
 
 // WriteFileAtomic writes data to path through a temporary file in the same

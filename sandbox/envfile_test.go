@@ -3,6 +3,7 @@ package sandbox
 import (
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -64,7 +65,15 @@ func TestReadEnvErrors(t *testing.T) {
 		{"id of the main stack", "INSTANCE_ID", func(m map[string]string) { m["INSTANCE_ID"], m["COMPOSE_PROJECT_NAME"] = "ktrdr2", "ktrdr2" }},
 		{"id with a hostile name", "INSTANCE_ID", func(m map[string]string) { m["INSTANCE_ID"] = "ktrdr--../x" }},
 		{"project differs from id", "COMPOSE_PROJECT_NAME", func(m map[string]string) { m["COMPOSE_PROJECT_NAME"] = "other" }},
+		// godotenv.Marshal writes numbers canonically: these are written raw (see below).
+		{"port with a sign", "KTRDR_API_PORT", func(m map[string]string) { m["KTRDR_API_PORT"] = "+8001" }},
+		{"port with a leading zero", "KTRDR_API_PORT", func(m map[string]string) { m["KTRDR_API_PORT"] = "08001" }},
+		{"port with a space", "KTRDR_DB_PORT", func(m map[string]string) { m["KTRDR_DB_PORT"] = "' 5433'" }},
+		{"port zero", "KTRDR_DB_PORT", func(m map[string]string) { m["KTRDR_DB_PORT"] = "0" }},
 		{"bad slot", "SLOT_NUMBER", func(m map[string]string) { m["SLOT_NUMBER"] = "two" }},
+		{"slot with a sign", "SLOT_NUMBER", func(m map[string]string) { m["SLOT_NUMBER"] = "+1" }},
+		{"slot with a leading zero", "SLOT_NUMBER", func(m map[string]string) { m["SLOT_NUMBER"] = "01" }},
+		{"negative slot", "SLOT_NUMBER", func(m map[string]string) { m["SLOT_NUMBER"] = "-1" }},
 		{"unknown version", "SANDBOX_VERSION", func(m map[string]string) { m["SANDBOX_VERSION"] = "9" }},
 		{"bad time", "CREATED_AT", func(m map[string]string) { m["CREATED_AT"] = "yesterday" }},
 	}
@@ -76,8 +85,13 @@ func TestReadEnvErrors(t *testing.T) {
 			}
 			c.mutate(m)
 			path := filepath.Join(t.TempDir(), ".env.sandbox")
+			raw := m[c.key]
+			delete(m, c.key)
 			content, err := godotenv.Marshal(m)
 			require.NoError(t, err)
+			if raw != "" { // as is, not re-formatted by Marshal
+				content += "\n" + c.key + "=" + raw
+			}
 			require.NoError(t, os.WriteFile(path, []byte(content), 0o644))
 			_, err = p.ReadEnv(path)
 			var ee *EnvFileError
@@ -117,6 +131,9 @@ func FuzzReadEnv(f *testing.F) {
 	f.Add("INSTANCE_ID=x\nKTRDR_API_PORT='8001\n")
 	f.Add("export A=\"b\\\"c\"\n# c\nB=${A}\n")
 	f.Add(strings.Repeat("=", 100))
+	f.Add(strings.Replace(good, "KTRDR_API_PORT=8003", "KTRDR_API_PORT=+8003", 1))
+	f.Add(strings.Replace(good, "KTRDR_API_PORT=8003", "KTRDR_API_PORT=08003", 1))
+	f.Add(strings.Replace(good, "SLOT_NUMBER=3", "SLOT_NUMBER=03", 1))
 	path := filepath.Join(f.TempDir(), ".env.sandbox") // one file per worker, rewritten each time
 	f.Fuzz(func(t *testing.T, content string) {
 		if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
@@ -132,8 +149,17 @@ func FuzzReadEnv(f *testing.F) {
 			port := e.Ports[r.Key]
 			require.True(t, port >= 1 && port <= 65535, "%s=%d", r.Key, port)
 		}
-		if _, err := p.ResolveAPIURL("", 0, filepath.Dir(path)); err != nil {
+		// Numbers are canonical: they read back exactly as they are written.
+		vals, err := godotenv.Read(path)
+		require.NoError(t, err)
+		require.Equal(t, vals[KeySlot], strconv.Itoa(e.Slot))
+		for _, r := range p.Ports {
+			require.Equal(t, vals[r.Key], strconv.Itoa(e.Ports[r.Key]), r.Key)
+		}
+		url, err := p.ResolveAPIURL("", 0, filepath.Dir(path))
+		if err != nil {
 			t.Fatalf("resolver refused a file ReadEnv accepted: %v", err)
 		}
+		require.Equal(t, "http://localhost:"+strconv.Itoa(e.Ports[p.APIPortKey]), url, "resolver and ReadEnv agree")
 	})
 }

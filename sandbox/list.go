@@ -3,7 +3,6 @@ package sandbox
 import (
 	"context"
 	"fmt"
-	"os"
 	"sort"
 	"strings"
 )
@@ -120,7 +119,7 @@ func (m *Manager) List(ctx context.Context) (*Listing, error) {
 		e.Running = states[s.ID].Running()
 		out.Instances = append(out.Instances, e)
 		if e.Running == 0 && out.Warning == "" {
-			os.RemoveAll(m.instanceDir(s.ID)) // nothing runs: the teardown copy is no longer needed
+			_ = m.removeInstanceDir(s.ID) // nothing runs: the teardown copy is no longer needed
 		}
 	}
 	sort.Slice(out.Instances, func(i, j int) bool { return out.Instances[i].Slot < out.Instances[j].Slot })

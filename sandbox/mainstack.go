@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"net/http"
-	"os"
 	"path/filepath"
 	"strings"
 	"time"
@@ -26,9 +25,9 @@ func (m *Manager) CheckMainStack(ctx context.Context, root string, standin bool,
 	if err != nil {
 		return nil, err
 	}
-	dir := m.instanceDir(project)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return nil, fmt.Errorf("create %s: %w", dir, err)
+	dir, err := m.ownInstanceDir(project)
+	if err != nil {
+		return nil, err
 	}
 	var env strings.Builder
 	env.WriteString("# Only the images: every other value is the main compose file's default.\n")
@@ -52,7 +51,7 @@ func (m *Manager) CheckMainStack(ctx context.Context, root string, standin bool,
 		cctx, cancel := cleanupContext(ctx)
 		defer cancel()
 		c.Down(cctx, stack, true, nil)
-		os.RemoveAll(dir)
+		m.removeInstanceDir(project)
 	}()
 	m.say("Starting the main stack from %s as project %s on the standard ports…", p.MainCompose, project)
 	if err := c.Up(ctx, stack, false, nil); err != nil {

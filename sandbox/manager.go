@@ -56,24 +56,57 @@ func (m *Manager) Compose(ctx context.Context) (*Compose, error) {
 
 func (m *Manager) say(format string, args ...any) { fmt.Fprintf(m.Out, format+"\n", args...) }
 
-// instanceDir keeps what teardown needs outside the checkout.
+// instanceDir keeps what teardown needs outside the checkout:
+// <state>/instances/<id>. Only its path: writers use ownInstanceDir, which
+// refuses symlinks, and removers removeInstanceDir.
 func (m *Manager) instanceDir(id string) string {
 	return filepath.Join(m.Profile.StateDir(m.Home), "instances", id)
 }
 
-// saveTeardownCopy keeps the env file, the compose files and meta of an
-// instance outside its checkout.
+// ownInstanceDir returns instanceDir(id), creating it; it refuses an id that
+// is not one folder name and an instances or <id> folder that is a symlink
+// or a file (*UnsafePathError), so that nothing is written through them.
+func (m *Manager) ownInstanceDir(id string) (string, error) {
+	return ownDir(m.Profile.StateDir(m.Home), "instances", id)
+}
+
+// removeInstanceDir removes instanceDir(id) and what it holds, never through
+// a symlink: an <id> that is a symlink is removed itself, an instances
+// folder that is one is refused. A missing folder is not an error.
+func (m *Manager) removeInstanceDir(id string) error {
+	return removeOwnDir(m.Profile.StateDir(m.Home), "instances", id)
+}
+
+// keptDir returns instanceDir(id) when it exists and is a real folder.
+func (m *Manager) keptDir(id string) (string, bool) {
+	return ownDirExists(m.Profile.StateDir(m.Home), "instances", id)
+}
+
+// saveTeardownCopy keeps the env file, the compose file and meta of an
+// instance outside its checkout. It reads only the checkout's own files
+// (a symlink to outside it, a device or a file over MaxCheckoutFile is a
+// *CheckoutFileError) and never gives a copy more permission than its
+// source had.
 func (m *Manager) saveTeardownCopy(id, root string, mt meta) error {
-	dir := m.instanceDir(id)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return fmt.Errorf("create %s: %w", dir, err)
+	type kept struct {
+		name string
+		data []byte
+		perm fs.FileMode
 	}
+	var files []kept
 	for _, name := range []string{m.Profile.EnvFile, m.Profile.SandboxCompose} {
-		data, err := os.ReadFile(filepath.Join(root, name))
+		data, perm, err := readCheckoutFile(root, name, MaxCheckoutFile)
 		if err != nil {
 			return fmt.Errorf("keep a copy of %s: %w", name, err)
 		}
-		if err := WriteFileAtomic(filepath.Join(dir, name), data, 0o644); err != nil {
+		files = append(files, kept{name, data, perm & 0o644})
+	}
+	dir, err := m.ownInstanceDir(id)
+	if err != nil {
+		return err
+	}
+	for _, f := range files {
+		if err := WriteFileAtomic(filepath.Join(dir, f.name), f.data, f.perm); err != nil {
 			return err
 		}
 	}
@@ -107,6 +140,12 @@ func (m *Manager) locate(dir string) (located, error) {
 		return located{}, err
 	}
 	root := filepath.Dir(path)
+	// Compose will read the compose file: only the checkout's own.
+	if _, err := os.Lstat(filepath.Join(root, m.Profile.SandboxCompose)); err == nil {
+		if _, _, err := checkCheckoutFile(root, m.Profile.SandboxCompose, MaxCheckoutFile); err != nil {
+			return located{}, err
+		}
+	}
 	// The registry decides which checkout an instance is: an env file
 	// copied elsewhere must not steer commands to the original's stack.
 	instances, err := m.Registry().Instances()
@@ -142,8 +181,12 @@ func (m *Manager) stack(l located) Stack { return m.Profile.StackFor(l.Env.Insta
 func (m *Manager) teardownStack(id string, in Instance) (Stack, bool) {
 	root := in.Path
 	if !fileExists(filepath.Join(root, m.Profile.EnvFile)) || !fileExists(filepath.Join(root, m.Profile.SandboxCompose)) {
-		root = m.instanceDir(id)
-		if !fileExists(filepath.Join(root, m.Profile.EnvFile)) || !fileExists(filepath.Join(root, m.Profile.SandboxCompose)) {
+		dir, ok := m.keptDir(id)
+		if !ok {
+			return Stack{}, false
+		}
+		root = dir
+		if !regularFile(filepath.Join(root, m.Profile.EnvFile)) || !regularFile(filepath.Join(root, m.Profile.SandboxCompose)) {
 			return Stack{}, false
 		}
 		st := m.Profile.StackFor(id, root)

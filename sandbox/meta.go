@@ -31,17 +31,22 @@ type meta struct {
 
 func (m *Manager) readMeta(id string) meta {
 	var mt meta
-	if data, err := os.ReadFile(filepath.Join(m.instanceDir(id), "meta.json")); err == nil {
+	dir, ok := m.keptDir(id)
+	if !ok {
+		return mt
+	}
+	if data, err := readOwnFile(filepath.Join(dir, "meta.json"), MaxCheckoutFile); err == nil {
 		_ = json.Unmarshal(data, &mt)
 	}
 	return mt
 }
 
-// writeMeta records mt for id, creating the instance folder if needed.
+// writeMeta records mt for id, creating the instance folder if needed
+// (never through a symlink).
 func (m *Manager) writeMeta(id string, mt meta) error {
-	dir := m.instanceDir(id)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return fmt.Errorf("create %s: %w", dir, err)
+	dir, err := m.ownInstanceDir(id)
+	if err != nil {
+		return err
 	}
 	data, _ := json.MarshalIndent(mt, "", "  ")
 	return WriteFileAtomic(filepath.Join(dir, "meta.json"), append(data, '\n'), 0o644)

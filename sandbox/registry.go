@@ -9,6 +9,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"runtime"
 	"sort"
 	"strings"
 	"time"
@@ -53,11 +54,14 @@ func (p *Profile) OpenRegistry(home string) *Registry {
 // ErrRegistryCorrupt marks a registry file that cannot be used.
 var ErrRegistryCorrupt = errors.New("registry file is unusable")
 
-// RegistryCorruptError reports a registry file that does not parse or has an
-// unknown version. The file is left as it is.
+// RegistryCorruptError reports a registry file that does not parse, has an
+// unknown version, or holds an entry that is not valid (ID and Field name
+// it then). The file is left as it is, and nothing is deleted on its account.
 type RegistryCorruptError struct {
 	Path   string
 	Reason string
+	ID     string // the invalid entry, if one is at fault
+	Field  string // its invalid field: "id", "path", "parent_repo", "slot", "created_at"
 }
 
 func (e *RegistryCorruptError) Error() string {
@@ -67,8 +71,9 @@ func (e *RegistryCorruptError) Error() string {
 
 func (e *RegistryCorruptError) Unwrap() error { return ErrRegistryCorrupt }
 
-// parseRegistry decodes a registry file's bytes. Empty input is an empty registry.
-func parseRegistry(path string, data []byte) (*registryFile, error) {
+// parseRegistry decodes a registry file's bytes and validates every entry
+// (see validateEntries). Empty input is an empty registry.
+func (p *Profile) parseRegistry(path string, data []byte) (*registryFile, error) {
 	if len(bytes.TrimSpace(data)) == 0 {
 		return &registryFile{Version: RegistryVersion, Instances: map[string]Instance{}}, nil
 	}
@@ -86,12 +91,62 @@ func parseRegistry(path string, data []byte) (*registryFile, error) {
 	if rf.Instances == nil {
 		rf.Instances = map[string]Instance{}
 	}
-	for id, in := range rf.Instances {
-		if id == "" || in.Path == "" || in.Slot < 0 {
-			return nil, &RegistryCorruptError{Path: path, Reason: fmt.Sprintf("entry %q has no path or a negative slot", id)}
-		}
+	if err := p.validateEntries(path, rf.Instances); err != nil {
+		return nil, err
 	}
 	return &rf, nil
+}
+
+// validateEntries checks every field of every entry, since the manager
+// derives paths and commands from them: the id is an instance id of p (it
+// names a folder under the state folder), path and parent_repo are absolute
+// and clean (a worktree has a parent_repo), the slot is in p's range and
+// held by no other entry, no two entries share a path, and created_at is
+// empty or RFC 3339. The first invalid entry, in id order, is reported.
+func (p *Profile) validateEntries(path string, m map[string]Instance) error {
+	slots := map[int]string{}
+	paths := map[string]string{}
+	for _, id := range sortedKeys(m) {
+		in := m[id]
+		bad := func(field, format string, args ...any) error {
+			return &RegistryCorruptError{Path: path, ID: id, Field: field,
+				Reason: fmt.Sprintf("entry %q: ", id) + fmt.Sprintf(format, args...)}
+		}
+		if _, ok := p.NameOf(id); !ok {
+			return bad("id", "it is not an instance id (%s--<name>, with a valid sandbox name)", p.App)
+		}
+		if !cleanAbs(in.Path) {
+			return bad("path", "path %q is not an absolute, clean path", in.Path)
+		}
+		if in.ParentRepo != "" && !cleanAbs(in.ParentRepo) {
+			return bad("parent_repo", "parent_repo %q is not an absolute, clean path", in.ParentRepo)
+		}
+		if in.IsWorktree && in.ParentRepo == "" {
+			return bad("parent_repo", "it is a worktree without a parent_repo")
+		}
+		if in.Slot < p.MinSlot || in.Slot > p.MaxSlot {
+			return bad("slot", "slot %d is outside the sandbox slots %d–%d", in.Slot, p.MinSlot, p.MaxSlot)
+		}
+		if other, ok := slots[in.Slot]; ok {
+			return bad("slot", "slot %d is also held by entry %q", in.Slot, other)
+		}
+		slots[in.Slot] = id
+		if other, ok := paths[in.Path]; ok {
+			return bad("path", "path %s is also registered for entry %q", in.Path, other)
+		}
+		paths[in.Path] = id
+		if in.CreatedAt != "" {
+			if _, err := time.Parse(time.RFC3339, in.CreatedAt); err != nil {
+				return bad("created_at", "created_at %q is not an RFC 3339 time", in.CreatedAt)
+			}
+		}
+	}
+	return nil
+}
+
+// cleanAbs reports whether path is absolute and clean (no "..", no "//").
+func cleanAbs(path string) bool {
+	return path != "" && filepath.IsAbs(path) && filepath.Clean(path) == path
 }
 
 func (r *Registry) read() (*registryFile, error) {
@@ -102,7 +157,7 @@ func (r *Registry) read() (*registryFile, error) {
 	if err != nil {
 		return nil, fmt.Errorf("read registry %s: %w", r.Path, err)
 	}
-	return parseRegistry(r.Path, data)
+	return r.profile.parseRegistry(r.Path, data)
 }
 
 func (r *Registry) write(rf *registryFile) error {
@@ -122,7 +177,22 @@ func (r *Registry) lock(ctx context.Context) (unlock func(), err error) {
 	if err := os.MkdirAll(filepath.Dir(r.Path), 0o755); err != nil {
 		return nil, fmt.Errorf("create registry folder %s: %w", filepath.Dir(r.Path), err)
 	}
-	fl := flock.New(r.Path + ".lock")
+	lockPath := r.Path + ".lock"
+	// A lock file that is a symlink (or a folder, a pipe…) was not made by
+	// this tool: opening it would create or touch its target.
+	if fi, err := os.Lstat(lockPath); err == nil && !fi.Mode().IsRegular() {
+		reason := describe(lockPath, fi)
+		if fi.IsDir() {
+			reason = "it is a folder"
+		}
+		return nil, &UnsafePathError{Op: "lock", Path: lockPath, Reason: reason}
+	}
+	flag := os.O_CREATE | os.O_RDONLY
+	switch runtime.GOOS {
+	case "aix", "solaris", "illumos": // as flock.New: these cannot write-lock a read-only file
+		flag = os.O_CREATE | os.O_RDWR
+	}
+	fl := flock.New(lockPath, flock.SetFlag(flag|oNoFollow))
 	wctx, cancel := context.WithTimeout(ctx, LockWait)
 	defer cancel()
 	ok, err := fl.TryLockContext(wctx, 10*time.Millisecond)
@@ -220,6 +290,15 @@ func (e *AlreadyRegisteredError) Error() string {
 // one or fails with a *SlotError. It returns the slot taken.
 func (r *Registry) Register(ctx context.Context, id string, in Instance, slot int, usable func(slot int) error) (int, error) {
 	p := r.profile
+	// Nothing enters the registry that reading it would refuse.
+	switch _, ok := p.NameOf(id); {
+	case !ok:
+		return 0, fmt.Errorf("register %q: it is not an instance id (%s--<name>)", id, p.App)
+	case !cleanAbs(in.Path):
+		return 0, fmt.Errorf("register %s: path %q is not an absolute, clean path", id, in.Path)
+	case in.ParentRepo != "" && !cleanAbs(in.ParentRepo), in.IsWorktree && in.ParentRepo == "":
+		return 0, fmt.Errorf("register %s: parent repository %q is not an absolute, clean path", id, in.ParentRepo)
+	}
 	err := r.Update(ctx, func(m map[string]Instance) error {
 		if old, ok := m[id]; ok {
 			return &AlreadyRegisteredError{ID: id, Instance: old}
@@ -315,7 +394,7 @@ func (r *Registry) CleanStale(ctx context.Context, keep func(id string) bool) ([
 			if reason == "" {
 				continue
 			}
-			if t, err := time.Parse(time.RFC3339, in.CreatedAt); err == nil && r.now().Sub(t) < StaleGrace {
+			if r.young(in) {
 				continue
 			}
 			s := Stale{ID: id, Instance: in, Reason: reason}
@@ -330,6 +409,20 @@ func (r *Registry) CleanStale(ctx context.Context, keep func(id string) bool) ([
 	})
 	sort.Slice(stale, func(i, j int) bool { return stale[i].ID < stale[j].ID })
 	return stale, err
+}
+
+// young reports whether an entry is within StaleGrace of its created_at,
+// so that a create in progress is not cleaned. A created_at more than
+// StaleGrace ahead of the clock (a hand edit, or a clock set far back) is
+// no age at all: the entry is aged like one without created_at, so that a
+// stale entry is never kept for ever. Less far ahead is taken as clock skew.
+func (r *Registry) young(in Instance) bool {
+	t, err := time.Parse(time.RFC3339, in.CreatedAt)
+	if err != nil {
+		return false
+	}
+	age := r.now().Sub(t)
+	return age < StaleGrace && age > -StaleGrace
 }
 
 func (r *Registry) now() time.Time {

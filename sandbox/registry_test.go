@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -254,21 +255,33 @@ func FuzzParseRegistry(f *testing.F) {
 	f.Add([]byte(`{"version":1}`))
 	f.Add([]byte(`[]`))
 	f.Add([]byte(`{"version":1,"instances":{"":{"slot":-1}}}`))
+	f.Add([]byte(`{"version":1,"instances":{"../../../../important":{"slot":1,"path":"/gone","created_at":"2020-01-01T00:00:00Z"}}}`))
+	f.Add([]byte(`{"version":1,"instances":{"..":{"slot":1,"path":"/a"},"../..":{"slot":2,"path":"/b"}}}`))
+	f.Add([]byte(`{"version":1,"instances":{"ktrdr--a":{"slot":3,"path":"/a"},"ktrdr--b":{"slot":3,"path":"/b"}}}`))
+	f.Add([]byte(`{"version":1,"instances":{"ktrdr--a":{"slot":11,"path":"/a"}}}`))
+	f.Add([]byte(`{"version":1,"instances":{"ktrdr--a":{"slot":1,"path":"a/../../b"}}}`))
+	f.Add([]byte(`{"version":1,"instances":{"ktrdr--a":{"slot":1,"path":"/a","created_at":"2999-01-01T00:00:00Z"}}}`))
+	p := KTRDR()
 	f.Fuzz(func(t *testing.T, data []byte) {
-		rf, err := parseRegistry("instances.json", data)
+		rf, err := p.parseRegistry("instances.json", data)
 		if err != nil {
 			return
 		}
 		// What parses must round-trip and re-parse to the same thing.
 		out, err := json.Marshal(rf)
 		require.NoError(t, err)
-		again, err := parseRegistry("instances.json", out)
+		again, err := p.parseRegistry("instances.json", out)
 		require.NoError(t, err)
 		require.Equal(t, rf, again)
+		slots := map[int]bool{}
 		for id, in := range rf.Instances {
-			require.NotEmpty(t, id)
-			require.NotEmpty(t, in.Path)
-			require.GreaterOrEqual(t, in.Slot, 0)
+			_, ok := p.NameOf(id)
+			require.True(t, ok, "id %q", id)
+			require.True(t, validStateName(id), "id %q is one folder name", id)
+			require.True(t, filepath.IsAbs(in.Path) && filepath.Clean(in.Path) == in.Path, in.Path)
+			require.True(t, in.Slot >= p.MinSlot && in.Slot <= p.MaxSlot, "slot %d", in.Slot)
+			require.False(t, slots[in.Slot], "slot %d twice", in.Slot)
+			slots[in.Slot] = true
 		}
 	})
 }
@@ -307,4 +320,152 @@ func TestRegistryLockWaitIsBounded(t *testing.T) {
 	_, err := reg.Register(t.Context(), "ktrdr--x", Instance{Path: filepath.Join(home, "x")}, 0, nil)
 	assert.ErrorContains(t, err, "another sandbox command has held")
 	assert.NoFileExists(t, reg.Path, "nothing was written")
+}
+
+// Every field of a registry entry is validated when the file is read: an
+// invalid entry makes the file unusable (it is never rewritten) and names
+// the entry and the field.
+func TestRegistryRefusesInvalidEntries(t *testing.T) {
+	entry := func(id, fields string) string {
+		return fmt.Sprintf(`{"version": 1, "instances": {%q: {%s}}}`, id, fields)
+	}
+	ok := `"slot": 1, "path": "/src/ktrdr--a", "created_at": "2026-03-01T12:00:00Z"`
+	tests := []struct {
+		name, content, id, field string
+	}{
+		{"id climbing out of the state folder", entry("../../../../important", ok), "../../../../important", "id"},
+		{"id naming the state folder", entry("..", ok), "..", "id"},
+		{"id naming the app folder", entry("../..", ok), "../..", "id"},
+		{"id with a slash", entry("ktrdr--a/../../x", ok), "ktrdr--a/../../x", "id"},
+		{"id of another app", entry("other--a", ok), "other--a", "id"},
+		{"id with upper case", entry("ktrdr--A", ok), "ktrdr--A", "id"},
+		{"slot 0 is the main checkout's", entry("ktrdr--a", `"slot": 0, "path": "/src/a"`), "ktrdr--a", "slot"},
+		{"slot above the range", entry("ktrdr--a", `"slot": 11, "path": "/src/a"`), "ktrdr--a", "slot"},
+		{"negative slot", entry("ktrdr--a", `"slot": -1, "path": "/src/a"`), "ktrdr--a", "slot"},
+		{"relative path", entry("ktrdr--a", `"slot": 1, "path": "src/a"`), "ktrdr--a", "path"},
+		{"path that climbs", entry("ktrdr--a", `"slot": 1, "path": "/src/../../etc"`), "ktrdr--a", "path"},
+		{"no path", entry("ktrdr--a", `"slot": 1`), "ktrdr--a", "path"},
+		{"relative parent repository", entry("ktrdr--a", `"slot": 1, "path": "/src/a", "is_worktree": true, "parent_repo": "main"`), "ktrdr--a", "parent_repo"},
+		{"worktree without parent repository", entry("ktrdr--a", `"slot": 1, "path": "/src/a", "is_worktree": true`), "ktrdr--a", "parent_repo"},
+		{"created_at that is no time", entry("ktrdr--a", `"slot": 1, "path": "/src/a", "created_at": "yesterday"`), "ktrdr--a", "created_at"},
+		{"duplicate slot", `{"version": 1, "instances": {"ktrdr--a": {"slot": 2, "path": "/src/a"}, "ktrdr--b": {"slot": 2, "path": "/src/b"}}}`, "ktrdr--b", "slot"},
+		{"duplicate path", `{"version": 1, "instances": {"ktrdr--a": {"slot": 1, "path": "/src/a"}, "ktrdr--b": {"slot": 2, "path": "/src/a"}}}`, "ktrdr--b", "path"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			reg, home := newTestRegistry(t)
+			require.NoError(t, os.MkdirAll(filepath.Dir(reg.Path), 0o755))
+			require.NoError(t, os.WriteFile(reg.Path, []byte(tt.content), 0o644))
+
+			_, err := reg.Instances()
+			var ce *RegistryCorruptError
+			require.ErrorAs(t, err, &ce)
+			assert.ErrorIs(t, err, ErrRegistryCorrupt)
+			assert.Equal(t, tt.id, ce.ID)
+			assert.Equal(t, tt.field, ce.Field)
+			assert.Contains(t, err.Error(), reg.Path)
+			assert.Contains(t, err.Error(), fmt.Sprintf("%q", tt.id))
+
+			_, err = reg.CleanStale(t.Context(), nil)
+			assert.ErrorAs(t, err, &ce)
+			_, err = reg.Register(t.Context(), "ktrdr--x", Instance{Path: filepath.Join(home, "x")}, 0, nil)
+			assert.ErrorAs(t, err, &ce)
+			after, err := os.ReadFile(reg.Path)
+			require.NoError(t, err)
+			assert.Equal(t, tt.content, string(after), "a damaged registry is never rewritten")
+		})
+	}
+}
+
+// The slot range is the configured one: a wider profile reads slots that
+// the default one refuses.
+func TestRegistrySlotRangeFollowsTheProfile(t *testing.T) {
+	content := []byte(`{"version": 1, "instances": {"ktrdr--a": {"slot": 20, "path": "/src/a"}}}`)
+	_, err := KTRDR().parseRegistry("instances.json", content)
+	var ce *RegistryCorruptError
+	require.ErrorAs(t, err, &ce)
+	assert.Contains(t, err.Error(), "slot 20 is outside the sandbox slots 1–10")
+	wide, err := KTRDR().WithSlots(1, 20)
+	require.NoError(t, err)
+	rf, err := wide.parseRegistry("instances.json", content)
+	require.NoError(t, err)
+	assert.Equal(t, 20, rf.Instances["ktrdr--a"].Slot)
+}
+
+// Register writes nothing that reading would refuse.
+func TestRegistryRegisterRefusesInvalidInput(t *testing.T) {
+	reg, home := newTestRegistry(t)
+	for _, c := range []struct {
+		id string
+		in Instance
+	}{
+		{"../../x", Instance{Path: filepath.Join(home, "x")}},
+		{"ktrdr--a", Instance{Path: "relative"}},
+		{"ktrdr--a", Instance{Path: filepath.Join(home, "a"), IsWorktree: true}},
+	} {
+		_, err := reg.Register(t.Context(), c.id, c.in, 0, nil)
+		assert.Error(t, err, c.id)
+	}
+	assert.NoFileExists(t, reg.Path, "nothing was written")
+}
+
+// A created_at far in the future is no age at all: a stale entry with one is
+// cleaned instead of being kept for ever as "young"; a little ahead is clock
+// skew, and young.
+func TestRegistryFutureCreatedAtDoesNotKeepAStaleEntry(t *testing.T) {
+	reg, home := newTestRegistry(t)
+	now := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	reg.Now = func() time.Time { return now }
+	for id, at := range map[string]time.Time{
+		"ktrdr--future": now.Add(100 * 365 * 24 * time.Hour),
+		"ktrdr--hour":   now.Add(time.Hour),
+		"ktrdr--skew":   now.Add(30 * time.Second),
+		"ktrdr--young":  now.Add(-30 * time.Second),
+		"ktrdr--old":    now.Add(-time.Hour),
+	} {
+		_, err := reg.Register(t.Context(), id, Instance{Path: filepath.Join(home, "gone", id), CreatedAt: at.Format(time.RFC3339)}, 0, nil)
+		require.NoError(t, err)
+	}
+	stale, err := reg.CleanStale(t.Context(), nil)
+	require.NoError(t, err)
+	var cleaned []string
+	for _, s := range stale {
+		cleaned = append(cleaned, s.ID)
+	}
+	assert.Equal(t, []string{"ktrdr--future", "ktrdr--hour", "ktrdr--old"}, cleaned)
+	m, err := reg.Instances()
+	require.NoError(t, err)
+	assert.Equal(t, []string{"ktrdr--skew", "ktrdr--young"}, sortedKeys(m))
+}
+
+// A lock file that is a symlink is refused: opening it would create (or
+// touch) whatever it points at.
+func TestRegistryRefusesASymlinkedLockFile(t *testing.T) {
+	for _, dangling := range []bool{true, false} {
+		t.Run(fmt.Sprintf("dangling=%v", dangling), func(t *testing.T) {
+			reg, home := newTestRegistry(t)
+			require.NoError(t, os.MkdirAll(filepath.Dir(reg.Path), 0o755))
+			victim := filepath.Join(t.TempDir(), "victim")
+			if !dangling {
+				require.NoError(t, os.WriteFile(victim, []byte("precious"), 0o600))
+			}
+			require.NoError(t, os.Symlink(victim, reg.Path+".lock"))
+
+			_, err := reg.Register(t.Context(), "ktrdr--a", Instance{Path: filepath.Join(home, "a")}, 0, nil)
+			var ue *UnsafePathError
+			require.ErrorAs(t, err, &ue)
+			assert.Equal(t, reg.Path+".lock", ue.Path)
+			assert.Equal(t, "lock", ue.Op)
+			assert.Contains(t, err.Error(), "symlink to "+victim)
+			if dangling {
+				assert.NoFileExists(t, victim, "the link's target was not created")
+			} else {
+				assert.Equal(t, "precious", shRead(t, victim))
+				fi, err := os.Stat(victim)
+				require.NoError(t, err)
+				assert.Equal(t, fs.FileMode(0o600), fi.Mode().Perm())
+			}
+			assert.NoFileExists(t, reg.Path, "nothing was registered")
+		})
+	}
 }

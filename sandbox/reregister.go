@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -255,8 +254,12 @@ func worktreePaths(porcelain string) []string {
 func (m *Manager) reusableMeta(id, root, envPath string) meta {
 	fresh := meta{Branch: readBranch(root)}
 	mt := m.readMeta(id)
-	kept, err1 := os.ReadFile(filepath.Join(m.instanceDir(id), m.Profile.EnvFile))
-	cur, err2 := os.ReadFile(envPath)
+	dir, ok := m.keptDir(id)
+	if !ok {
+		return fresh
+	}
+	kept, err1 := readOwnFile(filepath.Join(dir, m.Profile.EnvFile), MaxCheckoutFile)
+	cur, err2 := readOwnFile(envPath, MaxCheckoutFile)
 	if err1 != nil || err2 != nil || !bytes.Equal(kept, cur) || mt.Branch == "" || mt.Branch != fresh.Branch {
 		return fresh
 	}

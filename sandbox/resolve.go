@@ -17,12 +17,15 @@ import (
 //
 //  1. explicitURL, if not empty;
 //  2. http://localhost:<explicitPort>, if explicitPort is not 0;
-//  3. KTRDR_API_PORT from the nearest .env.sandbox in cwd or its parents;
+//  3. KTRDR_API_PORT from the nearest .env.sandbox in cwd or its parents,
+//     up to the root of the git checkout that holds cwd (see FindEnvFile);
 //  4. http://localhost:8000.
 //
 // It reads the file, never the process environment, and starts no process.
-// A .env.sandbox that exists but has no usable port is an error naming the
-// file, rather than a silent fall-through to the main stack.
+// A .env.sandbox that exists but has no usable port (missing, or not in
+// the canonical form 1–65535 that the tool writes: "+8001" and "08001" are
+// refused) or that is a symlink is an error naming the file, rather than a
+// silent fall-through to the main stack.
 func ResolveAPIURL(explicitURL string, explicitPort int, cwd string) (string, error) {
 	return KTRDR().ResolveAPIURL(explicitURL, explicitPort, cwd)
 }
@@ -52,32 +55,53 @@ func (p *Profile) ResolveAPIURL(explicitURL string, explicitPort int, cwd string
 	if !ok {
 		return "", &EnvFileError{Path: path, Key: p.APIPortKey, Err: errors.New("missing")}
 	}
-	port, err := strconv.Atoi(v)
-	if err != nil || port < 1 || port > 65535 {
-		return "", &EnvFileError{Path: path, Key: p.APIPortKey, Err: fmt.Errorf("%q is not a port number", v)}
+	port, ok := parsePort(v)
+	if !ok {
+		return "", &EnvFileError{Path: path, Key: p.APIPortKey, Err: fmt.Errorf("%q is not a port number (1–65535, decimal digits, no sign, no leading zero)", v)}
 	}
 	return "http://localhost:" + strconv.Itoa(port), nil
 }
 
+// ErrEnvSymlink is wrapped by the *EnvFileError for an env file that is a
+// symlink: the tool writes it as a regular file, and does not read another
+// folder's file through a link.
+var ErrEnvSymlink = errors.New("it is a symlink; the sandbox tool writes this file itself, as a regular file")
+
 // FindEnvFile returns the path of the nearest env file in dir or its
-// parents, or "" if there is none.
+// parents, or "" if there is none. It stops at the root of the git checkout
+// that holds dir, the nearest folder with a .git file or folder (git itself
+// is not run): a file above a checkout is never that checkout's. Outside any
+// checkout it looks up to the file system's root. An env file that is a
+// symlink is an *EnvFileError wrapping ErrEnvSymlink.
 func (p *Profile) FindEnvFile(dir string) (string, error) {
+	path, _, err := p.findEnvFile(dir)
+	return path, err
+}
+
+// findEnvFile is FindEnvFile that also returns the checkout root where the
+// search stopped ("" when it reached the file system's root).
+func (p *Profile) findEnvFile(dir string) (path, stop string, err error) {
 	abs, err := filepath.Abs(dir)
 	if err != nil {
-		return "", fmt.Errorf("find %s above %q: %w", p.EnvFile, dir, err)
+		return "", "", fmt.Errorf("find %s above %q: %w", p.EnvFile, dir, err)
 	}
 	for d := abs; ; {
 		candidate := filepath.Join(d, p.EnvFile)
-		fi, err := os.Stat(candidate)
+		fi, err := os.Lstat(candidate)
 		switch {
 		case err == nil && fi.Mode().IsRegular():
-			return candidate, nil
+			return candidate, "", nil
+		case err == nil && fi.Mode().Type() == fs.ModeSymlink:
+			return "", "", &EnvFileError{Path: candidate, Err: ErrEnvSymlink}
 		case err != nil && !errors.Is(err, fs.ErrNotExist) && !errors.Is(err, fs.ErrPermission):
-			return "", fmt.Errorf("find %s above %q: %w", p.EnvFile, dir, err)
+			return "", "", fmt.Errorf("find %s above %q: %w", p.EnvFile, dir, err)
+		}
+		if _, err := os.Lstat(filepath.Join(d, ".git")); err == nil {
+			return "", d, nil // the checkout's root: nothing above it is this checkout's
 		}
 		parent := filepath.Dir(d)
 		if parent == d {
-			return "", nil
+			return "", "", nil
 		}
 		d = parent
 	}

@@ -12,7 +12,7 @@ func ResolveAPIURLSource(explicitURL string, explicitPort int, cwd string) (url,
 // ResolveAPIURLSource is ResolveAPIURL for profile p (the URL comes from
 // p.ResolveAPIURL itself), plus which rule chose it: "explicit URL",
 // "explicit port", "<APIPortKey> in <path of the env file>", or
-// "default: no <EnvFile> in <cwd> or its parents".
+// "default: no <EnvFile> in <cwd> or its parents[ up to the checkout's root <root>]".
 func (p *Profile) ResolveAPIURLSource(explicitURL string, explicitPort int, cwd string) (url, source string, err error) {
 	switch {
 	case explicitURL != "":
@@ -20,13 +20,16 @@ func (p *Profile) ResolveAPIURLSource(explicitURL string, explicitPort int, cwd 
 	case explicitPort != 0:
 		source = "explicit port"
 	default:
-		path, err := p.FindEnvFile(cwd)
+		path, stop, err := p.findEnvFile(cwd)
 		if err != nil {
 			return "", "", err
 		}
-		if path == "" {
+		switch {
+		case path == "" && stop != "":
+			source = fmt.Sprintf("default: no %s in %s or its parents up to the checkout's root %s", p.EnvFile, cwd, stop)
+		case path == "":
 			source = fmt.Sprintf("default: no %s in %s or its parents", p.EnvFile, cwd)
-		} else {
+		default:
 			source = p.APIPortKey + " in " + path
 		}
 	}

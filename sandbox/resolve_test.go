@@ -2,6 +2,7 @@ package sandbox
 
 import (
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"testing"
@@ -67,6 +68,92 @@ func TestResolveAPIURLBadFile(t *testing.T) {
 	assert.Equal(t, "http://localhost:8000", got)
 }
 
+// Only the canonical form of a port is a port: what the tool writes.
+func TestResolveAPIURLRefusesNonCanonicalPorts(t *testing.T) {
+	for _, v := range []string{"+8001", "08001", "0", "65536", "-1", "8_001", "0x1f41", "8001.0", "８００１", "99999999999999999999"} {
+		t.Run(v, func(t *testing.T) {
+			dir := t.TempDir()
+			path := filepath.Join(dir, ".env.sandbox")
+			require.NoError(t, os.WriteFile(path, []byte("KTRDR_API_PORT="+v+"\n"), 0o644))
+			_, err := ResolveAPIURL("", 0, dir)
+			var ee *EnvFileError
+			require.ErrorAs(t, err, &ee)
+			assert.Equal(t, path, ee.Path)
+			assert.Equal(t, "KTRDR_API_PORT", ee.Key)
+		})
+	}
+	for _, v := range []string{"1", "8001", "65535", `"8001"`, "'8001'", "8001 # the API"} {
+		dir := t.TempDir()
+		require.NoError(t, os.WriteFile(filepath.Join(dir, ".env.sandbox"), []byte("KTRDR_API_PORT="+v+"\n"), 0o644))
+		_, err := ResolveAPIURL("", 0, dir)
+		assert.NoError(t, err, v)
+	}
+}
+
+// The search stops at the checkout's root, the folder holding .git (a
+// folder in a clone, a file in a worktree); without one it goes to the top.
+func TestResolveAPIURLStopsAtTheCheckoutRoot(t *testing.T) {
+	p := KTRDR()
+	tests := []struct {
+		name   string
+		layout func(t *testing.T, top string) (cwd string) // top holds a slot-5 env file
+		want   string
+	}{
+		{"above a clone's root", func(t *testing.T, top string) string {
+			require.NoError(t, os.MkdirAll(filepath.Join(top, "repo", ".git"), 0o755))
+			return filepath.Join(top, "repo")
+		}, "http://localhost:8000"},
+		{"above a clone's root, from below it", func(t *testing.T, top string) string {
+			require.NoError(t, os.MkdirAll(filepath.Join(top, "repo", ".git"), 0o755))
+			require.NoError(t, os.MkdirAll(filepath.Join(top, "repo", "a", "b"), 0o755))
+			return filepath.Join(top, "repo", "a", "b")
+		}, "http://localhost:8000"},
+		{"above a worktree's root", func(t *testing.T, top string) string {
+			require.NoError(t, os.MkdirAll(filepath.Join(top, "wt", "x"), 0o755))
+			require.NoError(t, os.WriteFile(filepath.Join(top, "wt", ".git"), []byte("gitdir: /elsewhere\n"), 0o644))
+			return filepath.Join(top, "wt", "x")
+		}, "http://localhost:8000"},
+		{"at the checkout's root", func(t *testing.T, top string) string {
+			require.NoError(t, os.MkdirAll(filepath.Join(top, ".git"), 0o755))
+			require.NoError(t, os.MkdirAll(filepath.Join(top, "src"), 0o755))
+			return filepath.Join(top, "src")
+		}, "http://localhost:8005"},
+		{"no checkout at all", func(t *testing.T, top string) string {
+			require.NoError(t, os.MkdirAll(filepath.Join(top, "a", "b"), 0o755))
+			return filepath.Join(top, "a", "b")
+		}, "http://localhost:8005"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			top := t.TempDir()
+			require.NoError(t, p.WriteEnv(filepath.Join(top, p.EnvFile), p.NewEnv("outer", 5, "", time.Now(), false)))
+			cwd := tt.layout(t, top)
+			got, err := ResolveAPIURL("", 0, cwd)
+			require.NoError(t, err)
+			assert.Equal(t, tt.want, got)
+			url, _, err := ResolveAPIURLSource("", 0, cwd)
+			require.NoError(t, err)
+			assert.Equal(t, got, url)
+		})
+	}
+}
+
+// An env file that is a symlink is refused: it could be another folder's.
+func TestResolveAPIURLRefusesASymlinkedEnvFile(t *testing.T) {
+	other := writeSandboxRoot(t, 7)
+	dir := t.TempDir()
+	link := filepath.Join(dir, ".env.sandbox")
+	require.NoError(t, os.Symlink(filepath.Join(other, ".env.sandbox"), link))
+	_, err := ResolveAPIURL("", 0, dir)
+	var ee *EnvFileError
+	require.ErrorAs(t, err, &ee)
+	assert.ErrorIs(t, err, ErrEnvSymlink)
+	assert.Equal(t, link, ee.Path)
+	m := &Manager{Profile: KTRDR(), Home: t.TempDir(), Runner: &fakeRunner{}, Out: io.Discard, Now: time.Now}
+	_, err = m.Status(t.Context(), dir)
+	assert.ErrorIs(t, err, ErrEnvSymlink, "the lifecycle commands refuse it too")
+}
+
 func ExampleResolveAPIURL() {
 	// In a sandbox checkout (slot 2), from any folder below its root:
 	root, _ := os.MkdirTemp("", "ktrdr--feat-a")
@@ -111,6 +198,18 @@ func BenchmarkResolveAPIURL(b *testing.B) {
 			}
 		}
 	})
+	// The main checkout: no env file, the search stops at the .git folder.
+	checkout := b.TempDir()
+	require.NoError(b, os.MkdirAll(filepath.Join(checkout, ".git"), 0o755))
+	inCheckout := filepath.Join(checkout, "a", "b", "c")
+	require.NoError(b, os.MkdirAll(inCheckout, 0o755))
+	b.Run("main-checkout-three-below-root", func(b *testing.B) {
+		for b.Loop() {
+			if _, err := ResolveAPIURL("", 0, inCheckout); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
 }
 
 // FuzzReadEnvKey checks the resolver's one-key fast path against a full
@@ -122,6 +221,8 @@ func FuzzReadEnvKey(f *testing.F) {
 	f.Add("B=7\nKTRDR_API_PORT=${B}\n")
 	f.Add("KTRDR_API_PORT: 8004\nKTRDR_API_PORT=8005\n")
 	f.Add("KTRDR_API_PORTX=1\n")
+	f.Add("KTRDR_API_PORT=+8002\n")
+	f.Add("KTRDR_API_PORT=08002\n")
 	path := filepath.Join(f.TempDir(), ".env.sandbox") // one file per worker, rewritten each time
 	f.Fuzz(func(t *testing.T, content string) {
 		require.NoError(t, os.WriteFile(path, []byte(content), 0o644))
@@ -139,4 +240,43 @@ func FuzzReadEnvKey(f *testing.F) {
 		assert.Equal(t, wantOK, gotOK)
 		assert.Equal(t, want, got)
 	})
+}
+
+// Issue 16, attack 5: a .env.sandbox in a folder above the checkout was
+// taken as the checkout's: the resolver printed its port and down ran
+// compose with that folder's files.
+func TestEnvFileAboveTheCheckoutIsNotItsOwn(t *testing.T) {
+	e := lcSetup(t)
+	p := KTRDR()
+	require.NoError(t, p.WriteEnv(filepath.Join(e.dev, p.EnvFile), p.NewEnv("outside", 5, "", lcNow(), false)))
+	lcWrite(t, filepath.Join(e.dev, p.SandboxCompose), "services: {}\n")
+	sub := filepath.Join(e.main, "src", "pkg")
+	require.NoError(t, os.MkdirAll(sub, 0o755))
+	plain := filepath.Join(e.dev, "plain") // a worktree without an env file: .git is a file
+	lcGit(t, e.main, "worktree", "add", "-q", "-b", "plain", plain)
+	require.FileExists(t, filepath.Join(plain, ".git"))
+
+	for _, dir := range []string{e.main, sub, plain} {
+		t.Run(filepath.Base(dir), func(t *testing.T) {
+			url, err := ResolveAPIURL("", 0, dir)
+			require.NoError(t, err)
+			assert.Equal(t, "http://localhost:8000", url)
+			_, source, err := ResolveAPIURLSource("", 0, dir)
+			require.NoError(t, err)
+			assert.Contains(t, source, "up to the checkout's root")
+
+			var ns *NotSandboxError
+			_, err = e.m.Down(t.Context(), dir, true, nil)
+			assert.ErrorAs(t, err, &ns)
+			_, err = e.m.Status(t.Context(), dir)
+			assert.ErrorAs(t, err, &ns)
+			_, err = e.m.Destroy(t.Context(), DestroyOptions{Dir: dir})
+			assert.ErrorAs(t, err, &ns)
+		})
+	}
+	assert.Empty(t, e.r.composeCalls("down"), "no compose call for the outer folder's stack")
+	// Outside any checkout, the nearest file still counts.
+	url, err := ResolveAPIURL("", 0, filepath.Join(e.dev))
+	require.NoError(t, err)
+	assert.Equal(t, "http://localhost:8005", url)
 }

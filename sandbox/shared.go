@@ -2,14 +2,13 @@ package sandbox
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"io"
 	"io/fs"
-	"math/rand/v2"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"time"
 )
@@ -94,19 +93,23 @@ func listSome(paths []string, n int) string {
 
 // InitShared creates the ktrdr shared folders and optionally fills them from
 // a backup; see (*Profile).InitShared.
-func InitShared(opts SharedOptions) (SharedReport, error) {
-	return KTRDR().InitShared(opts)
+func InitShared(ctx context.Context, opts SharedOptions) (SharedReport, error) {
+	return KTRDR().InitShared(ctx, opts)
 }
 
 // InitShared creates <root>/<name> for every shared folder of p and, with
-// opts.From, copies a backup into them. Files, folders, mode bits and
-// symlinks are kept (a symlink is recreated, never followed). Existing
+// opts.From, copies a backup into them. Files, folders and symlinks are
+// kept (a symlink is recreated, never followed); content is copied, never
+// privilege: permission bits come with a file or folder, masked by the
+// user's umask, and setuid, setgid and sticky bits never do. Existing
 // content is never deleted: identical files are skipped, and files that
 // differ are refused with a *SharedConflictError before anything is copied,
 // unless opts.Merge is set. Each file is written to a temporary file and
-// renamed into place, so an interrupted copy leaves no half file. Running it
-// again is harmless.
-func (p *Profile) InitShared(opts SharedOptions) (SharedReport, error) {
+// renamed into place. A run that fails or is cancelled through ctx undoes
+// itself: the folders, files and symlinks it created are removed and the
+// files it replaced are put back, so that nothing is left half done.
+// Running it again is harmless.
+func (p *Profile) InitShared(ctx context.Context, opts SharedOptions) (rep SharedReport, err error) {
 	root := opts.Root
 	if root == "" {
 		if opts.Home == "" {
@@ -114,11 +117,11 @@ func (p *Profile) InitShared(opts SharedOptions) (SharedReport, error) {
 		}
 		root = p.SharedRoot(opts.Home)
 	}
-	root, err := filepath.Abs(root)
+	root, err = filepath.Abs(root)
 	if err != nil {
 		return SharedReport{}, fmt.Errorf("init shared folders in %q: %w", opts.Root, err)
 	}
-	rep := SharedReport{Root: root}
+	rep = SharedReport{Root: root}
 	if opts.Minimal && opts.From != "" {
 		return rep, fmt.Errorf("init shared folders in %s: -minimal creates the empty tree only and cannot be combined with -from=%s", root, opts.From)
 	}
@@ -130,7 +133,7 @@ func (p *Profile) InitShared(opts SharedOptions) (SharedReport, error) {
 			return rep, fmt.Errorf("init shared folders from %q: %w", opts.From, err)
 		}
 		rep.From = from
-		pl, err = p.planShared(root, from)
+		pl, err = p.planShared(ctx, root, from)
 		if err != nil {
 			return rep, err
 		}
@@ -140,18 +143,35 @@ func (p *Profile) InitShared(opts SharedOptions) (SharedReport, error) {
 		}
 	}
 
+	tx := &sharedTx{}
+	defer func() {
+		if err != nil {
+			tx.rollback()
+			rep = SharedReport{Root: rep.Root, From: rep.From, Ignored: rep.Ignored}
+			return
+		}
+		tx.commit()
+	}()
+	if err := ctx.Err(); err != nil {
+		return rep, fmt.Errorf("init shared folders in %s: %w", root, err)
+	}
 	for _, d := range p.Shared {
 		dir := filepath.Join(root, d.Name)
-		if _, err := os.Stat(dir); errors.Is(err, fs.ErrNotExist) {
-			rep.Created = append(rep.Created, d.Name)
-		}
-		if err := os.MkdirAll(dir, 0o755); err != nil {
+		created, err := tx.mkdirAll(dir)
+		if err != nil {
 			return rep, fmt.Errorf("create shared folder %s: %w", dir, err)
+		}
+		if created {
+			rep.Created = append(rep.Created, d.Name)
 		}
 	}
 
 	if pl != nil {
-		if err := pl.execute(&rep, opts.Progress); err != nil {
+		umask, err := probeUmask(root)
+		if err != nil {
+			return rep, err
+		}
+		if err := pl.execute(ctx, tx, umask, &rep, opts.Progress); err != nil {
 			return rep, err
 		}
 	}
@@ -197,7 +217,7 @@ type sharedPlan struct {
 
 // planShared walks the backup and decides, before anything is written, what
 // each entry becomes.
-func (p *Profile) planShared(root, from string) (*sharedPlan, error) {
+func (p *Profile) planShared(ctx context.Context, root, from string) (*sharedPlan, error) {
 	fi, err := os.Stat(from)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, fmt.Errorf("read backup %s: %w", from, fs.ErrNotExist)
@@ -261,20 +281,23 @@ func (p *Profile) planShared(root, from string) (*sharedPlan, error) {
 		if err != nil {
 			return nil, fmt.Errorf("read backup %s: %w", pr.src, err)
 		}
-		if err := pl.walk(src, filepath.Join(root, pr.name), pr.name); err != nil {
+		if err := pl.walk(ctx, src, filepath.Join(root, pr.name), pr.name); err != nil {
 			return nil, err
 		}
 	}
 	return pl, nil
 }
 
-func (pl *sharedPlan) walk(srcRoot, dstRoot, relRoot string) error {
+func (pl *sharedPlan) walk(ctx context.Context, srcRoot, dstRoot, relRoot string) error {
 	// missing marks destination folders that do not exist: below them
 	// everything is new and needs no comparison.
 	missing := map[string]bool{}
 	return filepath.WalkDir(srcRoot, func(src string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return fmt.Errorf("read backup %s: %w", src, err)
+		}
+		if err := ctx.Err(); err != nil {
+			return fmt.Errorf("read backup %s: %w", srcRoot, err)
 		}
 		relSrc, _ := filepath.Rel(srcRoot, src)
 		if relSrc == "." {
@@ -297,8 +320,8 @@ func (pl *sharedPlan) walk(srcRoot, dstRoot, relRoot string) error {
 				return fmt.Errorf("inspect %s: %w", dst, err)
 			}
 		}
-		op := sharedOp{rel: rel, src: src, dst: dst, mode: info.Mode() & (fs.ModePerm | fs.ModeSetuid | fs.ModeSetgid | fs.ModeSticky),
-			size: info.Size(), modTime: info.ModTime()}
+		// Permission bits only: setuid, setgid and sticky never come along.
+		op := sharedOp{rel: rel, src: src, dst: dst, mode: info.Mode().Perm(), size: info.Size(), modTime: info.ModTime()}
 		switch t := info.Mode().Type(); {
 		case t == fs.ModeDir:
 			switch {
@@ -422,14 +445,20 @@ func (sp *sharedProgress) report(force bool) {
 	}
 }
 
-func (pl *sharedPlan) execute(rep *SharedReport, progress func(int64, int64, int)) error {
+// execute carries out the plan, recording in tx what it creates and
+// replaces. File and folder modes are masked with umask.
+func (pl *sharedPlan) execute(ctx context.Context, tx *sharedTx, umask fs.FileMode, rep *SharedReport, progress func(int64, int64, int)) error {
 	sp := &sharedProgress{fn: progress, total: pl.total, last: time.Now()}
 	var dirs []sharedOp
 	for _, op := range pl.ops {
+		if err := ctx.Err(); err != nil {
+			return fmt.Errorf("copy %s: %w", op.src, err)
+		}
+		op.mode &^= umask
 		switch op.kind {
 		case opMkdir:
 			// Owner-writable while it is filled; its own mode is set at the end.
-			if err := os.Mkdir(op.dst, 0o700); err != nil {
+			if err := tx.mkdir(op.dst, op.mode); err != nil {
 				return fmt.Errorf("create folder %s: %w", op.dst, err)
 			}
 			dirs = append(dirs, op)
@@ -439,9 +468,9 @@ func (pl *sharedPlan) execute(rep *SharedReport, progress func(int64, int64, int
 		case opCopy, opOverwrite, opSymlink:
 			var err error
 			if op.srcType == fs.ModeSymlink {
-				err = replaceWithSymlink(op.target, op.dst)
+				err = tx.symlink(op.target, op.dst, op.kind == opOverwrite)
 			} else {
-				err = copyFileAtomic(op, sp)
+				err = copyFileAtomic(ctx, tx, op, sp)
 			}
 			if err != nil {
 				return err
@@ -466,8 +495,8 @@ func (pl *sharedPlan) execute(rep *SharedReport, progress func(int64, int64, int
 }
 
 // copyFileAtomic copies op.src to op.dst through a temporary file in the
-// destination folder, keeping mode and modification time.
-func copyFileAtomic(op sharedOp, sp *sharedProgress) (err error) {
+// destination folder, with op.mode and the source's modification time.
+func copyFileAtomic(ctx context.Context, tx *sharedTx, op sharedOp, sp *sharedProgress) (err error) {
 	in, err := os.Open(op.src)
 	if err != nil {
 		return fmt.Errorf("copy %s: %w", op.src, err)
@@ -486,6 +515,9 @@ func copyFileAtomic(op sharedOp, sp *sharedProgress) (err error) {
 	}()
 	buf := make([]byte, 256<<10)
 	for {
+		if err = ctx.Err(); err != nil {
+			return fmt.Errorf("copy %s to %s: %w", op.src, op.dst, err)
+		}
 		n, rerr := in.Read(buf)
 		if n > 0 {
 			if _, err = f.Write(buf[:n]); err != nil {
@@ -497,6 +529,7 @@ func copyFileAtomic(op sharedOp, sp *sharedProgress) (err error) {
 			break
 		}
 		if rerr != nil {
+			err = rerr
 			return fmt.Errorf("copy %s to %s: %w", op.src, op.dst, rerr)
 		}
 	}
@@ -512,32 +545,10 @@ func copyFileAtomic(op sharedOp, sp *sharedProgress) (err error) {
 	if err = os.Chtimes(f.Name(), op.modTime, op.modTime); err != nil {
 		return fmt.Errorf("copy %s to %s: set times: %w", op.src, op.dst, err)
 	}
-	if err = os.Rename(f.Name(), op.dst); err != nil {
+	if err = tx.place(f.Name(), op.dst, op.kind == opOverwrite); err != nil {
 		return fmt.Errorf("copy %s to %s: %w", op.src, op.dst, err)
 	}
 	return nil
-}
-
-// replaceWithSymlink creates a symlink to target at dst, atomically replacing
-// a file or symlink that is there.
-func replaceWithSymlink(target, dst string) error {
-	dir := filepath.Dir(dst)
-	for range 100 {
-		tmp := filepath.Join(dir, "."+filepath.Base(dst)+".tmp"+strconv.FormatUint(rand.Uint64(), 36))
-		err := os.Symlink(target, tmp)
-		if errors.Is(err, fs.ErrExist) {
-			continue
-		}
-		if err != nil {
-			return fmt.Errorf("create symlink %s -> %s: %w", dst, target, err)
-		}
-		if err := os.Rename(tmp, dst); err != nil {
-			os.Remove(tmp)
-			return fmt.Errorf("create symlink %s -> %s: %w", dst, target, err)
-		}
-		return nil
-	}
-	return fmt.Errorf("create symlink %s -> %s: no free temporary name in %s", dst, target, dir)
 }
 
 // countShared counts the files and bytes below dir, without following symlinks.

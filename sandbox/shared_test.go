@@ -1,6 +1,7 @@
 package sandbox
 
 import (
+	"context"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -241,7 +242,7 @@ func TestInitShared(t *testing.T) {
 			if tt.setup != nil {
 				tt.setup(t, from, root)
 			}
-			rep, err := InitShared(tt.opts(from, root))
+			rep, err := InitShared(t.Context(), tt.opts(from, root))
 			tt.check(t, from, root, rep, err)
 			for _, p := range shTree(t, root) {
 				assert.NotContains(t, p, ".tmp", "no temporary file is left behind")
@@ -254,13 +255,13 @@ func TestInitSharedRerunIsNoOp(t *testing.T) {
 	from := filepath.Join(t.TempDir(), "backup")
 	root := filepath.Join(t.TempDir(), "shared")
 	shBackup(t, from)
-	_, err := InitShared(SharedOptions{Root: root, From: from})
+	_, err := InitShared(t.Context(), SharedOptions{Root: root, From: from})
 	require.NoError(t, err)
 	before := shTree(t, root)
 	fi1, err := os.Stat(filepath.Join(root, "data", "readme.txt"))
 	require.NoError(t, err)
 
-	rep, err := InitShared(SharedOptions{Root: root, From: from})
+	rep, err := InitShared(t.Context(), SharedOptions{Root: root, From: from})
 	require.NoError(t, err)
 	assert.Empty(t, rep.Copied)
 	assert.Empty(t, rep.Created)
@@ -284,7 +285,7 @@ func TestInitSharedProgress(t *testing.T) {
 		files         int
 	}
 	var calls []call
-	_, err := InitShared(SharedOptions{Root: root, From: from, Progress: func(c, tot int64, f int) {
+	_, err := InitShared(t.Context(), SharedOptions{Root: root, From: from, Progress: func(c, tot int64, f int) {
 		calls = append(calls, call{c, tot, f})
 	}})
 	require.NoError(t, err)
@@ -292,5 +293,97 @@ func TestInitSharedProgress(t *testing.T) {
 	assert.Equal(t, call{1<<20 + 1, 1<<20 + 1, 2}, calls[len(calls)-1], "the last call says everything was copied")
 	for i := 1; i < len(calls); i++ {
 		assert.GreaterOrEqual(t, calls[i].copied, calls[i-1].copied)
+	}
+}
+
+// stepCtx runs fn when its Err is called for the at-th time: InitShared
+// asks before each step, so a test can fail or cancel a run at every step
+// in turn, deterministically.
+type stepCtx struct {
+	context.Context
+	n, at int
+	fn    func()
+}
+
+func (c *stepCtx) Err() error {
+	c.n++
+	if c.n == c.at {
+		c.fn()
+	}
+	return c.Context.Err()
+}
+
+// A run that fails or is cancelled at any step leaves the shared folders as
+// they were, byte for byte and mode for mode: what it created is removed,
+// what it replaced is put back, no temporary file and no 0700 folder stay.
+func TestInitSharedUndoesAFailedOrCancelledRun(t *testing.T) {
+	setups := []struct {
+		name string
+		root func(base string) string // the shared root, below base
+		pre  func(t *testing.T, root string)
+	}{
+		{"into existing folders, merging", func(base string) string { return filepath.Join(base, "shared") }, func(t *testing.T, root string) {
+			shWrite(t, filepath.Join(root, "data", "readme.txt"), "mine", 0o600)                       // replaced by the backup's
+			shWrite(t, filepath.Join(root, "data", "only-mine.txt"), "keep", 0o644)                    // not in the backup
+			shWrite(t, filepath.Join(root, "data", "eurusd", "1h.csv"), "old", 0o640)                  // replaced
+			require.NoError(t, os.Symlink("elsewhere.csv", filepath.Join(root, "data", "latest.csv"))) // replaced
+		}},
+		{"nothing there yet", func(base string) string { return filepath.Join(base, "a", "b", "shared") }, nil},
+	}
+	for _, st := range setups {
+		for _, inject := range []string{"cancel", "source vanishes"} {
+			t.Run(st.name+"/"+inject, func(t *testing.T) {
+				// A full run first, to count its steps.
+				probe := &stepCtx{Context: t.Context(), at: -1}
+				base := t.TempDir()
+				from := filepath.Join(base, "backup")
+				shBackup(t, from)
+				root := st.root(base)
+				if st.pre != nil {
+					st.pre(t, root)
+				}
+				_, err := InitShared(probe, SharedOptions{Root: root, From: from, Merge: true})
+				require.NoError(t, err)
+				require.Greater(t, probe.n, 10)
+
+				failed := 0
+				for at := 1; at <= probe.n; at++ {
+					base := t.TempDir()
+					from := filepath.Join(base, "backup")
+					shBackup(t, from)
+					root := st.root(base)
+					if st.pre != nil {
+						st.pre(t, root)
+					}
+					before := opTree(t, base)
+					ctx, cancel := context.WithCancel(t.Context())
+					sc := &stepCtx{Context: ctx, at: at, fn: cancel}
+					if inject == "source vanishes" {
+						sc.fn = func() { require.NoError(t, os.Remove(filepath.Join(from, "models", "m1", "model.pt"))) }
+					}
+					rep, err := InitShared(sc, SharedOptions{Root: root, From: from, Merge: true})
+					cancel()
+					if err == nil {
+						continue // the injection came after the file was copied
+					}
+					failed++
+					if inject == "cancel" {
+						assert.ErrorIs(t, err, context.Canceled, "step %d", at)
+					}
+					after := opTree(t, base)
+					if inject == "source vanishes" {
+						delete(before, filepath.Join("backup", "models", "m1", "model.pt"))
+					}
+					assert.Equal(t, before, after, "step %d: %v", at, err)
+					assert.Empty(t, rep.Copied, "step %d: the report claims nothing", at)
+					assert.Empty(t, rep.Created)
+				}
+				if inject == "cancel" {
+					assert.Equal(t, probe.n, failed, "a cancel at every step fails the run")
+				} else {
+					assert.Positive(t, failed)
+				}
+			})
+		}
 	}
 }

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"path/filepath"
 	"time"
 )
@@ -144,8 +143,8 @@ func (m *Manager) watch(project string) func(ctx context.Context) error {
 }
 
 func (m *Manager) saveGate(id string, gr GateResult) {
-	dir := m.instanceDir(id)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	dir, err := m.ownInstanceDir(id)
+	if err != nil {
 		return
 	}
 	data, err := json.MarshalIndent(struct {
@@ -164,7 +163,11 @@ type LastGate struct {
 }
 
 func (m *Manager) lastGate(id string) *LastGate {
-	data, err := os.ReadFile(filepath.Join(m.instanceDir(id), "gate.json"))
+	dir, ok := m.keptDir(id)
+	if !ok {
+		return nil
+	}
+	data, err := readOwnFile(filepath.Join(dir, "gate.json"), MaxCheckoutFile)
 	if err != nil {
 		return nil
 	}

@@ -8,7 +8,8 @@
 // description of the rule that chose the URL, for its error messages).
 //
 // --url beats --port, which beats KTRDR_API_PORT from the nearest
-// .env.sandbox in the current folder or its parents, which beats
+// .env.sandbox in the current folder or its parents up to the checkout's
+// root (the folder holding .git), which beats
 // http://localhost:8000. The flags are never bound to environment variables:
 // an exported KTRDR_API_PORT must not change which stack a command talks to.
 //
@@ -61,8 +62,8 @@ Flags:
       --json        print the API's JSON instead of a table
 
 Without --url or --port, the API port is KTRDR_API_PORT from the nearest
-.env.sandbox in the current folder or its parents, else 8000. Environment
-variables are never read.
+.env.sandbox in the current folder or its parents up to the checkout's root,
+else 8000. Environment variables are never read.
 `
 
 // run is the whole command: main only supplies the process's arguments,
