@@ -246,4 +246,3 @@ func (e *env) assertReadable(t *testing.T) {
 	}
 	assert.Equal(t, 0, e.sbx(e.Main, "sandbox:url").Code)
 }
-
