@@ -3,7 +3,6 @@ package e2e
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"math/rand/v2"
 	"os"
@@ -33,12 +32,8 @@ func (e *env) start(dir string, args ...string) func() result {
 		if err == nil {
 			err = cmd.Wait()
 		}
-		r := result{Stdout: out.String(), Stderr: errb.String()}
-		var ee *exec.ExitError
-		switch {
-		case errors.As(err, &ee):
-			r.Code = ee.ExitCode()
-		case err != nil:
+		r, err := resultOf(err, out.String(), errb.String())
+		if err != nil {
 			r.Code, r.Stderr = -1, r.Stderr+err.Error()
 		}
 		return r
@@ -162,11 +157,14 @@ func (e *env) assertNoTrace(t *testing.T, name string) {
 	assert.NoDirExists(t, filepath.Join(e.Home, ".ktrdr", "sandbox", "instances", id))
 }
 
-// killAfter starts a target and kills it with SIGKILL after d (or lets it
+// killAfter starts a target and kills it, with its children, by SIGKILL after d (or lets it
 // finish first). It reports whether the kill landed.
 func (e *env) killAfter(d time.Duration, dir string, args ...string) bool {
 	cmd := exec.Command(filepath.Join(binDir, "sbx"), args...)
 	cmd.Dir, cmd.Env = dir, e.Env
+	// Its own process group, killed whole, as a terminal or a CI runner
+	// kills a job: git and compose die with it at the same moment.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	require.NoError(e.t, cmd.Start())
 	done := make(chan error, 1)
 	go func() { done <- cmd.Wait() }()
@@ -174,7 +172,7 @@ func (e *env) killAfter(d time.Duration, dir string, args ...string) bool {
 	case <-done:
 		return false
 	case <-time.After(d):
-		cmd.Process.Signal(syscall.SIGKILL)
+		syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
 		<-done
 		return true
 	}

@@ -190,17 +190,24 @@ func (e *env) run(dir, name string, args ...string) result {
 	cmd.Env = e.Env
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
-	err := cmd.Run()
-	r := result{Stdout: out.String(), Stderr: errb.String()}
-	var ee *exec.ExitError
-	switch {
-	case errors.As(err, &ee):
-		r.Code = ee.ExitCode()
-	case err != nil:
+	r, err := resultOf(cmd.Run(), out.String(), errb.String())
+	if err != nil {
 		e.t.Fatalf("run %s %v: %v", name, args, err)
 	}
 	e.t.Logf("$ %s %s  (in %s)\n%s", filepath.Base(name), strings.Join(args, " "), dir, r)
 	return r
+}
+
+// resultOf turns what a finished command returned into its result; an
+// error other than an exit status is returned.
+func resultOf(err error, stdout, stderr string) (result, error) {
+	r := result{Stdout: stdout, Stderr: stderr}
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		r.Code = ee.ExitCode()
+		return r, nil
+	}
+	return r, err
 }
 
 // must runs a target that has to succeed.

@@ -141,11 +141,11 @@ func TestDestroyByNameRemovesALeftTeardownCopy(t *testing.T) {
 func TestCreateUndoRemovesOnlyWhatItMade(t *testing.T) {
 	e := lcSetup(t)
 	path := e.wt("feat-a")
-	// A folder appears at the worktree's path after create looked and before
-	// git acts (another process, a person): git refuses, and the undo must
-	// leave that folder, and the branch git did not make, alone.
+	// A folder appears at the worktree's path after create first looked
+	// (another process, a person): create's own mkdir fails, and the undo
+	// leaves that folder, and everything else, alone.
 	e.r.afterGit = func(c Cmd) {
-		if slices.Contains(c.Args, "rev-parse") && slices.Contains(c.Args, "HEAD") {
+		if slices.Contains(c.Args, "show-ref") {
 			if !dirExists(path) {
 				lcWrite(t, filepath.Join(path, "mine.txt"), "precious\n")
 			}
@@ -153,8 +153,8 @@ func TestCreateUndoRemovesOnlyWhatItMade(t *testing.T) {
 	}
 	before := e.snapshot(t)
 	_, err := e.m.Create(t.Context(), CreateOptions{Name: "feat-a", Dir: e.main})
-	var we *WorktreeError
-	require.ErrorAs(t, err, &we)
+	var de *DirExistsError
+	require.ErrorAs(t, err, &de)
 	e.r.afterGit = nil
 	data, err := os.ReadFile(filepath.Join(path, "mine.txt"))
 	require.NoError(t, err)

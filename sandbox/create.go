@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -186,6 +187,19 @@ func (m *Manager) Create(ctx context.Context, o CreateOptions) (res *Created, er
 		return nil, err
 	}
 	u.add(func(context.Context) { m.removeInstanceDir(id) })
+	// The folder is made here, atomically: if anything else made it first,
+	// mkdir fails and nothing of it is touched; if it succeeds, the folder
+	// is this run's, and git fills it (git accepts an empty folder).
+	if err := os.Mkdir(path, 0o755); err != nil {
+		if errors.Is(err, fs.ErrExist) {
+			return nil, &DirExistsError{Path: path}
+		}
+		return nil, &WorktreeError{Path: path, Err: err}
+	}
+	u.add(func(context.Context) { os.RemoveAll(path) })
+	if err := m.writeMeta(id, meta{Branch: branch, BranchCreated: !exists, Phase: phaseCreating, FolderMade: true}); err != nil {
+		return nil, err
+	}
 	args := []string{"worktree", "add", path, branch}
 	if !exists {
 		head, err := m.git(ctx, co.Root, "rev-parse", "--verify", "HEAD")
@@ -197,9 +211,7 @@ func (m *Manager) Create(ctx context.Context, o CreateOptions) (res *Created, er
 		u.add(func(ctx context.Context) { m.deleteBranchAt(ctx, co.MainRoot, branch, head) })
 	}
 	// Added after the branch's undo so that it runs first: git refuses to
-	// delete a branch that a worktree still has checked out. Only a worktree
-	// git lists at path is removed: a folder that appeared there meanwhile
-	// makes git refuse, and is not this run's to delete.
+	// delete a branch that a worktree still has checked out.
 	u.add(func(ctx context.Context) {
 		if unlock, err := m.lockRepo(ctx, co.MainRoot); err == nil {
 			defer unlock()

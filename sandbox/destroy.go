@@ -130,9 +130,9 @@ func (m *Manager) Destroy(ctx context.Context, o DestroyOptions) (*Destroyed, er
 		case listed && (m.holdsInstance(in.Path, id) || unfinished):
 		case mt.Phase == phaseDestroying:
 			// A destroy that proved it already began deleting the folder.
-		case mt.Phase == phaseCreating && madeByGitAdd(in.Path):
-			// A create killed while git made the folder, before git
-			// recorded it: an empty folder, or one with only git's link.
+		case mt.Phase == phaseCreating && (mt.FolderMade || madeByGitAdd(in.Path)):
+			// A create killed after it made the folder itself, or one whose
+			// folder holds nothing but what git writes first.
 		default:
 			return nil, &NotProvenError{ID: id, Path: in.Path, Repo: in.ParentRepo, Listed: listed}
 		}

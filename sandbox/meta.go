@@ -27,6 +27,10 @@ type meta struct {
 	Branch        string `json:"branch,omitempty"`
 	BranchCreated bool   `json:"branch_created,omitempty"`
 	Phase         string `json:"phase,omitempty"` // "" once create finished; see phaseCreating, phaseDestroying
+	// FolderMade is set once create made the worktree's folder itself
+	// (an atomic mkdir, before git fills it): the folder is then this
+	// instance's to remove if the create never finishes.
+	FolderMade bool `json:"folder_made,omitempty"`
 }
 
 func (m *Manager) readMeta(id string) meta {
