@@ -86,12 +86,12 @@ func (u undo) run(ctx context.Context) {
 
 // usableSlot is the allocator's port test: a slot whose ports strangers
 // hold is refused, naming the holder.
-func (m *Manager) usableSlot(ctx context.Context, id string) func(slot int) error {
+func (m *Manager) usableSlot(ctx context.Context, sp *Profile, id string) func(slot int) error {
 	return func(slot int) error {
-		if ok, _ := PortsFree(m.Profile, slot); ok {
+		if ok, _ := PortsFree(sp, slot); ok {
 			return nil
 		}
-		return Preflight(ctx, m.Runner, m.Profile, slot, id)
+		return Preflight(ctx, m.Runner, sp, slot, id)
 	}
 }
 
@@ -108,6 +108,11 @@ func (m *Manager) Create(ctx context.Context, o CreateOptions) (res *Created, er
 		branch = o.Name
 	}
 	co, err := m.FindCheckout(ctx, o.Dir)
+	if err != nil {
+		return nil, err
+	}
+	// The ports are those of the stack the checkout's own file describes.
+	sp, _, err := m.stackOf(ctx, co.Root, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -142,7 +147,7 @@ func (m *Manager) Create(ctx context.Context, o CreateOptions) (res *Created, er
 	}()
 
 	skipped := map[int]string{}
-	usable := m.usableSlot(ctx, id)
+	usable := m.usableSlot(ctx, sp, id)
 	slot, err := m.Registry().Register(ctx, id, Instance{
 		Path: path, CreatedAt: m.Now().UTC().Format("2006-01-02T15:04:05Z"), IsWorktree: true, ParentRepo: co.MainRoot,
 	}, o.Slot, func(s int) error {
@@ -239,8 +244,8 @@ func (m *Manager) Create(ctx context.Context, o CreateOptions) (res *Created, er
 		return nil, fmt.Errorf("create %s: %w", id, err)
 	}
 
-	env := p.NewEnv(o.Name, slot, m.sharedRoot(), m.Now(), o.Standin)
-	if err := p.WriteEnv(filepath.Join(path, p.EnvFile), env); err != nil {
+	env := sp.NewEnv(o.Name, slot, m.sharedRoot(), m.Now(), o.Standin)
+	if err := sp.WriteEnv(filepath.Join(path, p.EnvFile), env); err != nil {
 		return nil, err
 	}
 	if err := m.saveTeardownCopy(id, path, meta{Branch: branch, BranchCreated: !exists}); err != nil {
@@ -361,7 +366,11 @@ func (m *Manager) Init(ctx context.Context, o InitOptions) (res *Created, err er
 		}
 	}()
 	skipped := map[int]string{}
-	usable := m.usableSlot(ctx, id)
+	sp, _, err := m.stackOf(ctx, co.Root, nil)
+	if err != nil {
+		return nil, err
+	}
+	usable := m.usableSlot(ctx, sp, id)
 	slot, err := m.Registry().Register(ctx, id, Instance{
 		Path: co.Root, CreatedAt: m.Now().UTC().Format("2006-01-02T15:04:05Z"), IsWorktree: co.IsWorktree, ParentRepo: parent,
 	}, o.Slot, func(s int) error {
@@ -375,8 +384,8 @@ func (m *Manager) Init(ctx context.Context, o InitOptions) (res *Created, err er
 		return nil, err
 	}
 	u.add(func(ctx context.Context) { m.Registry().Unregister(ctx, id) })
-	env := p.NewEnv(name, slot, m.sharedRoot(), m.Now(), o.Standin)
-	if err := p.WriteEnv(envPath, env); err != nil {
+	env := sp.NewEnv(name, slot, m.sharedRoot(), m.Now(), o.Standin)
+	if err := sp.WriteEnv(envPath, env); err != nil {
 		return nil, err
 	}
 	u.add(func(context.Context) { os.Remove(envPath) })

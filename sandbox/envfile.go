@@ -56,8 +56,8 @@ func (p *Profile) Values(e Env) map[string]string {
 	m[KeyInstanceID] = e.InstanceID
 	m[KeyProject] = e.InstanceID
 	m[KeySlot] = strconv.Itoa(e.Slot)
-	for _, r := range p.Ports {
-		m[r.Key] = strconv.Itoa(e.Ports[r.Key])
+	for k, port := range e.Ports {
+		m[k] = strconv.Itoa(port)
 	}
 	m[p.SharedRootKey] = e.SharedRoot
 	for _, s := range p.Shared {
@@ -104,6 +104,16 @@ func (e *EnvFileError) Error() string {
 
 func (e *EnvFileError) Unwrap() error { return e.Err }
 
+// EnvValues returns the raw key/value pairs of the env file at path: the
+// variables compose interpolates the stack file with.
+func (p *Profile) EnvValues(path string) (map[string]string, error) {
+	vals, err := godotenv.Read(path)
+	if err != nil {
+		return nil, &EnvFileError{Path: path, Err: err}
+	}
+	return vals, nil
+}
+
 // ReadEnv parses the env file at path (it is never loaded into the process
 // environment). A missing key or a malformed value is an *EnvFileError
 // naming the file and the key.
@@ -149,17 +159,33 @@ func (p *Profile) parseEnv(path string, vals map[string]string) (Env, error) {
 	if e.Slot, ok = parseDecimal(v, 1<<16); !ok {
 		return bad(KeySlot, fmt.Errorf("%q is not a slot number (decimal digits, no sign, no leading zero)", v))
 	}
+	// The API port is always there; the other ports are those of the stack
+	// file the sandbox was made from (ForStack): the documented keys it
+	// has, and any other <prefix>…_PORT key. A key the file gained since is
+	// added by up (EnsurePorts), never read as missing here.
 	e.Ports = make(map[string]int, len(p.Ports))
+	if _, err := need(p.APIPortKey); err != nil {
+		return bad(p.APIPortKey, err)
+	}
+	portKeys := map[string]bool{}
 	for _, r := range p.Ports {
-		v, err := need(r.Key)
-		if err != nil {
-			return bad(r.Key, err)
+		portKeys[r.Key] = true
+	}
+	for k := range vals {
+		if p.EnvPrefix != "" && strings.HasPrefix(k, p.EnvPrefix) && strings.HasSuffix(k, "_PORT") {
+			portKeys[k] = true
+		}
+	}
+	for _, k := range sortedKeys(portKeys) {
+		v, ok := vals[k]
+		if !ok {
+			continue
 		}
 		n, ok := parsePort(v)
 		if !ok {
-			return bad(r.Key, fmt.Errorf("%q is not a port number (1–65535, decimal digits, no sign, no leading zero)", v))
+			return bad(k, fmt.Errorf("%q is not a port number (1–65535, decimal digits, no sign, no leading zero)", v))
 		}
-		e.Ports[r.Key] = n
+		e.Ports[k] = n
 	}
 	e.SharedRoot = vals[p.SharedRootKey]
 	if v, ok := vals[KeyCreatedAt]; ok && v != "" {
@@ -169,8 +195,8 @@ func (p *Profile) parseEnv(path string, vals map[string]string) (Env, error) {
 	}
 	e.Standin = vals[p.StandinKey] == "1"
 	known := map[string]bool{KeyInstanceID: true, KeyProject: true, KeySlot: true, KeyCreatedAt: true, KeyVersion: true, p.StandinKey: true, p.SharedRootKey: true}
-	for _, r := range p.Ports {
-		known[r.Key] = true
+	for k := range e.Ports {
+		known[k] = true
 	}
 	for _, s := range p.Shared {
 		known[s.Key] = true

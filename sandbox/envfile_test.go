@@ -58,7 +58,7 @@ func TestReadEnvErrors(t *testing.T) {
 		name, key string
 		mutate    func(map[string]string)
 	}{
-		{"missing port", "KTRDR_DB_PORT", func(m map[string]string) { delete(m, "KTRDR_DB_PORT") }},
+		{"missing API port", "KTRDR_API_PORT", func(m map[string]string) { delete(m, "KTRDR_API_PORT") }},
 		{"port not a number", "KTRDR_API_PORT", func(m map[string]string) { m["KTRDR_API_PORT"] = "80a0" }},
 		{"port out of range", "KTRDR_WORKER_PORT_2", func(m map[string]string) { m["KTRDR_WORKER_PORT_2"] = "70000" }},
 		{"missing id", "INSTANCE_ID", func(m map[string]string) { delete(m, "INSTANCE_ID") }},

@@ -173,6 +173,57 @@ func (e *ElsewhereError) Error() string {
 	return fmt.Sprintf("%s names instance %s, which is registered for %s, not this checkout", e.Here, e.ID, e.Registered)
 }
 
+// stackOf reads the checkout's sandbox compose file at root, interpolated
+// with vals (the env file's values; nil: the file's defaults), and adapts
+// the profile to it (ForStack).
+func (m *Manager) stackOf(ctx context.Context, root string, vals map[string]string) (*Profile, *StackFile, error) {
+	sf, err := LoadStackFile(ctx, filepath.Join(root, m.Profile.SandboxCompose), vals)
+	if err != nil {
+		return nil, nil, err
+	}
+	sp, err := m.Profile.ForStack(sf)
+	if err != nil {
+		return nil, nil, err
+	}
+	return sp, sf, nil
+}
+
+// located sandbox's stack: the adapted profile and the file, with every
+// port of the file in its env file. A port variable the file gained after
+// the sandbox was made gets its rule's port for the slot, appended to the
+// env file; no port already there ever moves.
+func (m *Manager) locatedStack(ctx context.Context, l *located) (*Profile, *StackFile, error) {
+	envPath := filepath.Join(l.Root, m.Profile.EnvFile)
+	vals, err := m.Profile.EnvValues(envPath)
+	if err != nil {
+		return nil, nil, err
+	}
+	sp, sf, err := m.stackOf(ctx, l.Root, vals)
+	if err != nil {
+		return nil, nil, err
+	}
+	added := false
+	for _, r := range sp.Ports {
+		if _, ok := l.Env.Ports[r.Key]; !ok {
+			l.Env.Ports[r.Key] = r.Port(l.Env.Slot)
+			added = true
+		}
+	}
+	if added {
+		if err := sp.WriteEnv(envPath, l.Env); err != nil {
+			return nil, nil, err
+		}
+		m.say("Added the ports of new variables of %s to %s", m.Profile.SandboxCompose, envPath)
+		if vals, err = m.Profile.EnvValues(envPath); err != nil {
+			return nil, nil, err
+		}
+		if sp, sf, err = m.stackOf(ctx, l.Root, vals); err != nil {
+			return nil, nil, err
+		}
+	}
+	return sp, sf, nil
+}
+
 // stack returns the compose stack of a located sandbox.
 func (m *Manager) stack(l located) Stack { return m.Profile.StackFor(l.Env.InstanceID, l.Root) }
 

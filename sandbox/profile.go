@@ -17,6 +17,7 @@ type PortRule struct {
 	Slot0   int
 	Base    int
 	Step    int
+	Chosen  bool // chosen by ForStack for a variable the profile does not document
 }
 
 // Port returns the host port of the rule in slot.

@@ -24,10 +24,18 @@ type Status struct {
 
 // Status reports the sandbox that holds dir.
 func (m *Manager) Status(ctx context.Context, dir string) (*Status, error) {
-	p := m.Profile
 	l, err := m.locate(dir)
 	if err != nil {
 		return nil, err
+	}
+	// The stack the file describes; a file that does not load still leaves
+	// the env file's own view.
+	p := m.Profile
+	var fileWarning string
+	if sp, _, err := m.locatedStack(ctx, &l); err == nil {
+		p = sp
+	} else {
+		fileWarning = err.Error()
 	}
 	id := l.Env.InstanceID
 	s := &Status{ID: id, Slot: l.Env.Slot, Path: l.Root, Branch: readBranch(l.Root), Ports: l.Env.Ports,
@@ -40,6 +48,9 @@ func (m *Manager) Status(ctx context.Context, dir string) (*Status, error) {
 	states, err := StackStates(ctx, m.Runner, m.Profile.InstanceLabel)
 	if err != nil {
 		s.Warning = fmt.Sprintf("states unknown: %v", err)
+	}
+	if fileWarning != "" && s.Warning == "" {
+		s.Warning = "services unknown: " + fileWarning
 	}
 	st := states[id]
 	s.State, _ = m.state(st)

@@ -49,11 +49,16 @@ func (m *Manager) Up(ctx context.Context, o UpOptions) (*UpResult, error) {
 	if err != nil {
 		return nil, err
 	}
-	return m.upStack(ctx, l.Env, m.stack(l), l.Root, o)
+	sp, sf, err := m.locatedStack(ctx, &l)
+	if err != nil {
+		return nil, err
+	}
+	return m.upStack(ctx, sp, sf, l.Env, m.stack(l), l.Root, o)
 }
 
-func (m *Manager) upStack(ctx context.Context, env Env, stack Stack, root string, o UpOptions) (*UpResult, error) {
-	p := m.Profile
+// upStack starts the stack of the stack file sf (adapted profile sp) with
+// the suite's override, then runs the gate.
+func (m *Manager) upStack(ctx context.Context, p *Profile, sf *StackFile, env Env, stack Stack, root string, o UpOptions) (*UpResult, error) {
 	c, err := m.Compose(ctx)
 	if err != nil {
 		return nil, err
@@ -70,13 +75,23 @@ func (m *Manager) upStack(ctx context.Context, env Env, stack Stack, root string
 		if err := PreflightPorts(ctx, m.Runner, p, env.Slot, env.Ports, stack.Project); err != nil {
 			return nil, err
 		}
+		if err := m.checkExternal(ctx, sf); err != nil {
+			return nil, err
+		}
+		build := o.Build
 		if env.Standin {
 			if err := m.ensureStandinImage(ctx, root, o.Build); err != nil {
 				return nil, err
 			}
+			build = false // -build rebuilt the stand-in image; the file's builds never run in stand-in mode
 		}
+		override, err := m.writeOverride(p, sf, stack.Project, env.Standin)
+		if err != nil {
+			return nil, err
+		}
+		stack.Files = append(stack.Files, override)
 		m.say("Starting %s (slot %d, API port %d)…", stack.Project, env.Slot, env.Ports[p.APIPortKey])
-		if err := c.Up(ctx, stack, o.Build, o.Output); err != nil {
+		if err := c.Up(ctx, stack, build, o.Output); err != nil {
 			// Leave no half-started stack behind; its volumes (data) stay.
 			cctx, cancel := cleanupContext(ctx)
 			defer cancel()

@@ -2,6 +2,7 @@ package sandbox
 
 import (
 	"errors"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -17,6 +18,9 @@ import (
 func upFixture(t *testing.T, handle func(c Cmd) ([]byte, error)) (*Manager, string, *fakeRunner) {
 	p := pfProfile(t)
 	root := t.TempDir()
+	compose, err := os.ReadFile(filepath.Join("..", "docker-compose.sandbox.yml"))
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(filepath.Join(root, "docker-compose.sandbox.yml"), compose, 0o644))
 	require.NoError(t, p.WriteEnv(filepath.Join(root, p.EnvFile), p.NewEnv("up", 1, "", time.Now(), false)))
 	r := &fakeRunner{handle: func(c Cmd) ([]byte, error) {
 		if c.Name == "docker" && slices.Contains(c.Args, "version") {

@@ -1,0 +1,249 @@
+package sandbox
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+)
+
+// The stack a sandbox runs is the checkout's own compose file: ForStack
+// adapts a profile to it. What the file says decides; the profile keeps what
+// a file cannot say (the documented slot rules of the known ports, labels
+// for people, the API's paths).
+//
+//   - Services: the file's default-profile services. A worker is a service
+//     whose environment sets WORKER_TYPE or KTRDR_WORKER_TYPE: it registers
+//     with the backend, and the gate waits for as many registered workers
+//     as the file has.
+//   - Ports: every ${VAR:-default} of a published port. A variable the
+//     profile knows keeps its documented rule (API 8000+N, …), with the
+//     file's default as its slot-0 port. Any other variable gets a rule
+//     chosen here (see unknownRule): deterministic, and proven free of
+//     collisions over slots 0–100 against every other rule and every
+//     slot-0 port.
+//   - Gate: the PostgreSQL handshake on the database service's port (the
+//     service with POSTGRES_* in its environment; user and database from
+//     there), API health, workers registered, and the Jaeger UI only where
+//     a service publishes container port 16686.
+
+// RuleSlots is the slot range over which chosen port rules are proven
+// collision-free, whatever max_slot says, so that widening the range never
+// moves a chosen port.
+const RuleSlots = 100
+
+// unknownBase is where chosen rules for unknown variables start when a
+// variable's own default cannot be its base.
+const unknownBase = 20000
+
+// ForStack returns a validated copy of p adapted to the stack file sf.
+func (p *Profile) ForStack(sf *StackFile) (*Profile, error) {
+	q := *p
+	vars := sf.PortVars()
+	var known, unknown []PortVar
+	for _, v := range vars {
+		if _, ok := p.Rule(v.Key); ok {
+			known = append(known, v)
+		} else {
+			unknown = append(unknown, v)
+		}
+	}
+	// Every slot-0 port is the main stack's: no sandbox may publish it.
+	defaults := map[int]string{}
+	for _, v := range vars {
+		defaults[v.Default] = v.Key
+	}
+	q.Ports = nil
+	for _, v := range known {
+		r, _ := p.Rule(v.Key)
+		r.Service = v.Service
+		if v.Default != 0 {
+			r.Slot0 = v.Default
+		}
+		if holds(r, q.Ports, defaults, p.MaxSlot) {
+			q.Ports = append(q.Ports, r)
+		} else {
+			unknown = append(unknown, v) // its documented rule collides here: choose one
+		}
+	}
+	if _, ok := p.Rule(p.APIPortKey); !ok || !slices.ContainsFunc(vars, func(v PortVar) bool { return v.Key == p.APIPortKey }) {
+		return nil, fmt.Errorf("%s publishes no port through ${%s}: the sandbox cannot know its API port", sf.Path, p.APIPortKey)
+	}
+	slices.SortFunc(unknown, func(a, b PortVar) int { return strings.Compare(a.Key, b.Key) })
+	for _, v := range unknown {
+		r, err := unknownRule(q.Ports, defaults, v)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", sf.Path, err)
+		}
+		q.Ports = append(q.Ports, r)
+	}
+	// Keep the env file's order stable: the documented keys first, as the
+	// profile lists them, then the chosen ones by name.
+	order := map[string]int{}
+	for i, r := range p.Ports {
+		order[r.Key] = i
+	}
+	slices.SortStableFunc(q.Ports, func(a, b PortRule) int {
+		ia, oka := order[a.Key]
+		ib, okb := order[b.Key]
+		switch {
+		case oka && okb:
+			return ia - ib
+		case oka:
+			return -1
+		case okb:
+			return 1
+		}
+		return strings.Compare(a.Key, b.Key)
+	})
+
+	q.Services = nil
+	workers := 0
+	for _, s := range sf.Services {
+		q.Services = append(q.Services, Service{Name: s.Name, Worker: s.WorkerType != ""})
+		if s.WorkerType != "" {
+			workers++
+		}
+	}
+	// The profile's order for the services it names (status lists them so),
+	// then the others by name.
+	rank := map[string]int{}
+	for i, s := range p.Services {
+		rank[s.Name] = i + 1
+	}
+	slices.SortStableFunc(q.Services, func(a, b Service) int {
+		ra, rb := rank[a.Name], rank[b.Name]
+		switch {
+		case ra != 0 && rb != 0:
+			return ra - rb
+		case ra != 0:
+			return -1
+		case rb != 0:
+			return 1
+		}
+		return strings.Compare(a.Name, b.Name)
+	})
+
+	q.Checks = nil
+	var dbUser, dbPass, dbName string
+	for _, s := range sf.Services {
+		if !s.IsDB() {
+			continue
+		}
+		for _, fp := range s.Ports {
+			if fp.Var != "" && (fp.Target == 5432 || len(s.Ports) == 1) {
+				q.Checks = append(q.Checks, Check{Name: "Database ready", Service: s.Name, Kind: CheckPostgres, PortKey: fp.Var, User: s.PGUser, Database: s.PGDatabase})
+				dbUser, dbPass, dbName = s.PGUser, s.PGPassword, s.PGDatabase
+				break
+			}
+		}
+		if dbUser != "" {
+			break
+		}
+	}
+	api, _ := q.Rule(p.APIPortKey)
+	for _, c := range p.Checks {
+		switch {
+		case c.Kind == CheckPostgres:
+			// From the file (above).
+		case c.Kind == CheckJSONArray && c.MinItems == 0:
+			if workers > 0 {
+				c.Service = api.Service
+				q.Checks = append(q.Checks, c)
+			}
+		case c.PortKey == p.APIPortKey:
+			c.Service = api.Service
+			q.Checks = append(q.Checks, c)
+		}
+	}
+	for _, v := range vars {
+		if v.Target == 16686 {
+			q.Checks = append(q.Checks, Check{Name: "Observability ready", Service: v.Service, Kind: CheckHTTP, PortKey: v.Key, Path: "/", Status: 200})
+			break
+		}
+	}
+
+	q.Endpoints = nil
+	for _, e := range p.Endpoints {
+		if _, ok := q.Rule(e.PortKey); !ok {
+			continue
+		}
+		if e.Scheme == "postgresql" && dbUser != "" {
+			e.UserInfo = dbUser
+			if dbPass != "" {
+				e.UserInfo += ":" + dbPass
+			}
+			e.Path = "/" + dbName
+		}
+		q.Endpoints = append(q.Endpoints, e)
+	}
+	for _, v := range unknown {
+		q.Endpoints = append(q.Endpoints, Endpoint{Label: v.Service + " (" + v.Key + ")", PortKey: v.Key, Scheme: "http"})
+	}
+	return NewProfile(q)
+}
+
+// unknownRule chooses the rule of a variable the profile does not know:
+// slot N gets Base+N. The first base that works is taken, trying the
+// variable's own default first, then blocks above unknownBase; a base works
+// when none of its ports for slots 1–RuleSlots is any port of the rules
+// already chosen (slots 0–RuleSlots) or its own slot-0 port.
+// holds reports whether the documented rule r can serve slots 1–max here:
+// none of its ports is a slot-0 port of the file (other than its own) or a
+// port of the rules already taken.
+func holds(r PortRule, taken []PortRule, defaults map[int]string, max int) bool {
+	for s := 1; s <= max; s++ {
+		port := r.Port(s)
+		if k, ok := defaults[port]; ok && k != r.Key {
+			return false
+		}
+		for _, t := range taken {
+			for ts := 0; ts <= max; ts++ {
+				if t.Port(ts) == port {
+					return false
+				}
+			}
+		}
+	}
+	return true
+}
+
+// unknownRule chooses the rule of a variable the profile does not know (or
+// whose documented rule collides in this file): slot N gets Base+N. The
+// first base that works is taken, trying the variable's own default first,
+// then blocks above unknownBase; a base works when none of its ports for
+// slots 1–RuleSlots is a port of the rules already taken (slots
+// 0–RuleSlots) or any slot-0 port of the file.
+func unknownRule(taken []PortRule, defaults map[int]string, v PortVar) (PortRule, error) {
+	used := map[int]bool{}
+	for _, r := range taken {
+		for s := 0; s <= RuleSlots; s++ {
+			used[r.Port(s)] = true
+		}
+	}
+	for port := range defaults {
+		used[port] = true
+	}
+	fits := func(base int) bool {
+		if base+RuleSlots > 65535 || base < 1024 {
+			return false
+		}
+		for s := 1; s <= RuleSlots; s++ {
+			if used[base+s] {
+				return false
+			}
+		}
+		return true
+	}
+	base := v.Default
+	for k := 0; !fits(base); k++ {
+		base = unknownBase + k*(RuleSlots+1)
+		if base+RuleSlots > 65535 {
+			return PortRule{}, fmt.Errorf("no free block of %d ports for ${%s}", RuleSlots, v.Key)
+		}
+	}
+	label := v.Service
+	if rest := strings.TrimSuffix(strings.TrimPrefix(v.Key, "KTRDR_"), "_PORT"); !strings.EqualFold(strings.ReplaceAll(rest, "_", "-"), v.Service) {
+		label += " " + strings.ToLower(strings.ReplaceAll(rest, "_", " "))
+	}
+	return PortRule{Key: v.Key, Service: v.Service, Label: label, Slot0: v.Default, Base: base, Step: 1, Chosen: true}, nil
+}

@@ -1,0 +1,182 @@
+package sandbox
+
+import (
+	"encoding/json"
+	"fmt"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/compose-spec/compose-go/v2/types"
+)
+
+// The suite never edits the checkout's compose files. What it adds to a
+// sandbox's stack goes into an override file of its own, written before
+// each up into the sandbox's state folder (instances/<id>/) and passed to
+// compose as the last -f:
+//
+//   - the instance label on every service, so that the suite recognises
+//     its containers whatever the file labels;
+//   - a faster healthcheck cadence: an interval of at most HealthInterval,
+//     with retries raised so that a check still gives up no sooner than the
+//     file's own interval × retries. Services that wait for
+//     `service_healthy` then start as soon as what they wait for is ready,
+//     instead of after the file's interval (ktrdr's is 30 s). The test,
+//     timeout and start period stay the file's;
+//   - in stand-in mode, for every service: the stand-in image (never
+//     pulled, never built), its entrypoint, and the role it plays, chosen
+//     by kind: db (a PostgreSQL service), backend (the API's service),
+//     worker (a service that registers with the backend, agents included),
+//     jaeger/prometheus/grafana (a service publishing their UI port), and
+//     http for anything else (it answers 200 on every port the service
+//     publishes or exposes). The file's healthchecks are kept: the stand-in
+//     image carries sh, curl, wget and pg_isready to run them.
+
+// HealthInterval is the healthcheck interval the override sets at most.
+const HealthInterval = time.Second
+
+// OverrideFile is the name of the suite's override file in the instance folder.
+const OverrideFile = "compose.override.json"
+
+// overrideDoc builds the override of instance id for the stack file sf and
+// the adapted profile sp.
+func overrideDoc(sp *Profile, sf *StackFile, id string, standin bool) ([]byte, error) {
+	services := map[string]any{}
+	api, _ := sp.Rule(sp.APIPortKey)
+	backendURL := ""
+	if s, ok := sf.project.Services[api.Service]; ok {
+		for _, p := range s.Ports {
+			if strconv.Itoa(api.Slot0) == p.Published || p.Published != "" {
+				backendURL = fmt.Sprintf("http://%s:%d", api.Service, p.Target)
+				break
+			}
+		}
+	}
+	for _, fs := range sf.Services {
+		svc := sf.project.Services[fs.Name]
+		o := map[string]any{"labels": map[string]string{sp.InstanceLabel: id}}
+		if hc := fasterHealthcheck(svc.HealthCheck); hc != nil {
+			o["healthcheck"] = hc
+		}
+		if standin {
+			role := standinRole(sp, fs)
+			env := map[string]string{"KTRDR_STANDIN_ROLE": role}
+			if len(fs.Targets) > 0 {
+				ports := make([]string, len(fs.Targets))
+				for i, t := range fs.Targets {
+					ports[i] = strconv.Itoa(t)
+				}
+				env["KTRDR_STANDIN_PORTS"] = strings.Join(ports, ",")
+			}
+			if role == "worker" {
+				port := 5003
+				if len(fs.Targets) > 0 {
+					port = fs.Targets[0]
+				}
+				env["WORKER_ID"] = fs.Name
+				env["WORKER_PORT"] = strconv.Itoa(port)
+				env["WORKER_ENDPOINT_URL"] = fmt.Sprintf("http://%s:%d", fs.Name, port)
+				env["WORKER_TYPE"] = fs.WorkerType
+				if backendURL != "" {
+					env["KTRDR_API_URL"] = backendURL
+				}
+			}
+			o["image"] = sp.StandinImage
+			o["pull_policy"] = "never"
+			o["entrypoint"] = []string{"/standin"}
+			o["command"] = []string{role}
+			o["environment"] = env
+		}
+		services[fs.Name] = o
+	}
+	data, err := json.MarshalIndent(map[string]any{"services": services}, "", "  ")
+	if err != nil {
+		return nil, err
+	}
+	// Compose interpolates every file; nothing written here is a variable.
+	return []byte(strings.ReplaceAll(string(data), "$", "$$")), nil
+}
+
+// standinRole is the stand-in role that plays service fs.
+func standinRole(sp *Profile, fs FileService) string {
+	api, _ := sp.Rule(sp.APIPortKey)
+	switch {
+	case fs.IsDB():
+		return "db"
+	case fs.Name == api.Service:
+		return "backend"
+	case fs.WorkerType != "":
+		return "worker"
+	}
+	for _, t := range fs.Targets {
+		switch t {
+		case 16686:
+			return "jaeger"
+		case 9090:
+			return "prometheus"
+		case 3000:
+			return "grafana"
+		}
+	}
+	return "http"
+}
+
+// fasterHealthcheck returns the override of a service's healthcheck, or nil
+// when the file gives it none.
+func fasterHealthcheck(hc *types.HealthCheckConfig) map[string]any {
+	if hc == nil || hc.Disable || len(hc.Test) == 0 || hc.Test[0] == "NONE" {
+		return nil
+	}
+	interval := 30 * time.Second
+	if hc.Interval != nil && *hc.Interval > 0 {
+		interval = time.Duration(*hc.Interval)
+	}
+	retries := uint64(3)
+	if hc.Retries != nil && *hc.Retries > 0 {
+		retries = *hc.Retries
+	}
+	out := map[string]any{"test": []string(hc.Test)}
+	if interval > HealthInterval {
+		budget := interval * time.Duration(retries)
+		retries = uint64((budget + HealthInterval - 1) / HealthInterval)
+		interval = HealthInterval
+	}
+	out["interval"] = interval.String()
+	out["retries"] = retries
+	if hc.Timeout != nil && *hc.Timeout > 0 {
+		out["timeout"] = time.Duration(*hc.Timeout).String()
+	}
+	if hc.StartPeriod != nil && *hc.StartPeriod > 0 {
+		out["start_period"] = time.Duration(*hc.StartPeriod).String()
+	}
+	return out
+}
+
+// writeOverride writes the override of instance id and returns its path.
+func (m *Manager) writeOverride(sp *Profile, sf *StackFile, id string, standin bool) (string, error) {
+	data, err := overrideDoc(sp, sf, id, standin)
+	if err != nil {
+		return "", fmt.Errorf("write the compose override of %s: %w", id, err)
+	}
+	dir, err := m.ownInstanceDir(id)
+	if err != nil {
+		return "", err
+	}
+	path := filepath.Join(dir, OverrideFile)
+	if err := WriteFileAtomic(path, data, 0o644); err != nil {
+		return "", err
+	}
+	return path, nil
+}
+
+// sortedServiceNames lists the services of sf.
+func (sf *StackFile) sortedServiceNames() []string {
+	names := make([]string, 0, len(sf.Services))
+	for _, s := range sf.Services {
+		names = append(names, s.Name)
+	}
+	sort.Strings(names)
+	return names
+}
