@@ -135,7 +135,7 @@ func (Sandbox) Init(ctx context.Context,
 }
 
 // Up starts this checkout's stack, then waits for the startability gate. Exit 1 compose
-// failed, 2 gate failed, 3 port conflict.
+// failed, 2 gate failed, 3 port conflict, 4 an external network or volume is missing.
 func (Sandbox) Up(ctx context.Context,
 	nowait *bool, // do not wait for the startability gate
 	build *bool, // build images before starting (compose up --build; rebuilds the stand-in image)
@@ -167,6 +167,10 @@ func (Sandbox) Up(ctx context.Context,
 		sandbox.WriteGateReport(os.Stdout, *res.Gate, res.URLs, res.Logs)
 	}
 	if err != nil {
+		var me *sandbox.MissingExternalError
+		if errors.As(err, &me) {
+			return fail(4, err, "create them, then run sandbox:up again: "+strings.Join(me.Commands(), "; "))
+		}
 		if errors.Is(err, sandbox.ErrGateFailed) {
 			return fail(2, err, "inspect with go tool mage sandbox:logs -service=<service>; fix, then run sandbox:up again")
 		}
@@ -479,6 +483,42 @@ func registryEntryHint(rc *sandbox.RegistryCorruptError) string {
 		return "if you lowered max_slot in ~/.ktrdr/sandbox/config.json, raise it again so that the entry's slot fits; otherwise " + fix
 	}
 	return fix
+}
+
+// Ports shows the port plan of this checkout's stack file: every published-port variable,
+// its rule and its port in each sandbox slot (or in slot N).
+func (Sandbox) Ports(ctx context.Context,
+	slot *int, // show only this slot
+	json *bool, // print the plan as JSON
+) error {
+	m, cwd, err := manager(json)
+	if err != nil {
+		return err
+	}
+	plan, err := m.Ports(ctx, cwd, deref(slot))
+	if err != nil {
+		return explain(err)
+	}
+	if deref(json) {
+		return printJSON(plan)
+	}
+	fmt.Printf("Ports of %s (slots %d–%d):\n", plan.File, plan.MinSlot, plan.MaxSlot)
+	w := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(w, "VARIABLE\tSERVICE\tRULE\tSLOT 0\tSANDBOX SLOTS")
+	for _, l := range plan.Ports {
+		rule := l.Rule
+		if l.Chosen {
+			rule += " (chosen)"
+		}
+		var ports []string
+		for s := plan.MinSlot; s <= plan.MaxSlot; s++ {
+			if p, ok := l.Slots[s]; ok {
+				ports = append(ports, fmt.Sprintf("%d:%d", s, p))
+			}
+		}
+		fmt.Fprintf(w, "%s\t%s\t%s\t%d\t%s\n", l.Key, l.Service, rule, l.Slot0, strings.Join(ports, " "))
+	}
+	return w.Flush()
 }
 
 func printJSON(v any) error {

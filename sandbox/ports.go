@@ -1,0 +1,66 @@
+package sandbox
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+)
+
+// PortPlan is every published-port variable of a checkout's stack file,
+// its rule and its port in each slot: the JSON shape of `sandbox:ports -json`.
+type PortPlan struct {
+	File    string         `json:"file"`
+	MinSlot int            `json:"min_slot"`
+	MaxSlot int            `json:"max_slot"`
+	Ports   []PortPlanLine `json:"ports"`
+}
+
+// PortPlanLine is one variable of a PortPlan.
+type PortPlanLine struct {
+	Key     string      `json:"key"`
+	Service string      `json:"service"`
+	Label   string      `json:"label"`
+	Rule    string      `json:"rule"`   // "8000+N", "5000+10N", "20000+N"
+	Chosen  bool        `json:"chosen"` // the suite chose the rule: the profile does not document the variable
+	Slot0   int         `json:"slot0"`  // the main checkout's port: the file's default
+	Slots   map[int]int `json:"slots"`  // slot → port
+}
+
+// Ports returns the port plan of the checkout that holds dir, for one slot
+// (slot > 0) or for every sandbox slot (slot 0).
+func (m *Manager) Ports(ctx context.Context, dir string, slot int) (*PortPlan, error) {
+	co, err := m.FindCheckout(ctx, dir)
+	if err != nil {
+		return nil, err
+	}
+	var vals map[string]string
+	if l, err := m.locate(co.Root); err == nil {
+		vals, _ = m.Profile.EnvValues(filepath.Join(l.Root, m.Profile.EnvFile))
+	}
+	sp, sf, err := m.stackOf(ctx, co.Root, vals)
+	if err != nil {
+		return nil, err
+	}
+	if slot != 0 && (slot < sp.MinSlot || slot > sp.MaxSlot) {
+		return nil, &SlotError{Slot: slot, Reason: fmt.Sprintf("out of range %d–%d", sp.MinSlot, sp.MaxSlot)}
+	}
+	plan := &PortPlan{File: sf.Path, MinSlot: sp.MinSlot, MaxSlot: sp.MaxSlot}
+	for _, r := range sp.Ports {
+		line := PortPlanLine{Key: r.Key, Service: r.Service, Label: r.Label, Chosen: r.Chosen, Slot0: r.Slot0,
+			Rule: ruleText(r), Slots: map[int]int{}}
+		for s := sp.MinSlot; s <= sp.MaxSlot; s++ {
+			if slot == 0 || s == slot {
+				line.Slots[s] = r.Port(s)
+			}
+		}
+		plan.Ports = append(plan.Ports, line)
+	}
+	return plan, nil
+}
+
+func ruleText(r PortRule) string {
+	if r.Step == 1 {
+		return fmt.Sprintf("%d+N", r.Base)
+	}
+	return fmt.Sprintf("%d+%dN", r.Base, r.Step)
+}
