@@ -142,7 +142,8 @@ func TestOverrideForStandinAprilShape(t *testing.T) {
 	assert.Equal(t, map[string]string{"db": "db", "backend": "backend", "backtest-worker-1": "worker", "backtest-worker-2": "worker",
 		"training-worker-1": "worker", "training-worker-2": "worker", "design-agent-1": "worker", "assessment-agent-1": "worker", "mcp-local": "http"}, roles)
 	assert.Equal(t, "agent_design", doc.Services["design-agent-1"].Environment["WORKER_TYPE"])
-	assert.Equal(t, "http://backend:8000", doc.Services["design-agent-1"].Environment["KTRDR_API_URL"])
+	assert.Equal(t, "http://ktrdr--x-backend-1:8000", doc.Services["design-agent-1"].Environment["KTRDR_API_URL"], "a container name: unique on a shared network")
+	assert.Equal(t, "http://ktrdr--x-design-agent-1-1:5010", doc.Services["design-agent-1"].Environment["WORKER_ENDPOINT_URL"])
 	assert.Equal(t, "8100", doc.Services["mcp-local"].Environment["KTRDR_STANDIN_PORTS"])
 	db := doc.Services["db"].Healthcheck
 	assert.Equal(t, "1s", db["interval"])

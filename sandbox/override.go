@@ -32,7 +32,9 @@ import (
 //     jaeger/prometheus/grafana (a service publishing their UI port), and
 //     http for anything else (it answers 200 on every port the service
 //     publishes or exposes). The file's healthchecks are kept: the stand-in
-//     image carries sh, curl, wget and pg_isready to run them.
+//     image carries sh, curl, wget and pg_isready to run them. Workers
+//     register with the backend and are reached under their container
+//     names (containerName), which stay unique on shared networks.
 
 // HealthInterval is the healthcheck interval the override sets at most.
 const HealthInterval = time.Second
@@ -49,7 +51,7 @@ func overrideDoc(sp *Profile, sf *StackFile, id string, standin bool) ([]byte, e
 	if s, ok := sf.project.Services[api.Service]; ok {
 		for _, p := range s.Ports {
 			if strconv.Itoa(api.Slot0) == p.Published || p.Published != "" {
-				backendURL = fmt.Sprintf("http://%s:%d", api.Service, p.Target)
+				backendURL = fmt.Sprintf("http://%s:%d", containerName(id, api.Service), p.Target)
 				break
 			}
 		}
@@ -77,7 +79,7 @@ func overrideDoc(sp *Profile, sf *StackFile, id string, standin bool) ([]byte, e
 				}
 				env["WORKER_ID"] = fs.Name
 				env["WORKER_PORT"] = strconv.Itoa(port)
-				env["WORKER_ENDPOINT_URL"] = fmt.Sprintf("http://%s:%d", fs.Name, port)
+				env["WORKER_ENDPOINT_URL"] = fmt.Sprintf("http://%s:%d", containerName(id, fs.Name), port)
 				env["WORKER_TYPE"] = fs.WorkerType
 				if backendURL != "" {
 					env["KTRDR_API_URL"] = backendURL
@@ -98,6 +100,13 @@ func overrideDoc(sp *Profile, sf *StackFile, id string, standin bool) ([]byte, e
 	// Compose interpolates every file; nothing written here is a variable.
 	return []byte(strings.ReplaceAll(string(data), "$", "$$")), nil
 }
+
+// containerName is the name compose gives the first container of service
+// in project. Workers reach the backend, and the backend its workers, by
+// these names rather than by service name: on a network shared with other
+// stacks (an external one) a service name may resolve to another
+// sandbox's container, a container name never does.
+func containerName(project, service string) string { return project + "-" + service + "-1" }
 
 // standinRole is the stand-in role that plays service fs.
 func standinRole(sp *Profile, fs FileService) string {
