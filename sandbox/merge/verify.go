@@ -588,20 +588,31 @@ func checkCompatible(ctx context.Context, o Options, subj subject) (Item, []Diff
 	}
 	diffs := compareProjects(prev, cur, o.Dir, o.Profile.InstanceLabel)
 	unused := applyAccept(diffs, o.Accept, subj.recorded)
-	var refused, accepted []string
+	var refused, accepted, dropped []string
 	for _, d := range diffs {
-		if d.Accepted {
+		switch {
+		case d.Accepted:
 			accepted = append(accepted, d.String())
-		} else {
+		case d.Dropped():
+			dropped = append(dropped, d.Service)
+		default:
 			refused = append(refused, d.String())
 		}
 	}
 	var problems []string
+	if len(dropped) > 0 {
+		problems = append(problems, fmt.Sprintf("the merged file drops %s %s, which the main file has (a merge never removes a service definition, whatever its profiles)",
+			plural(len(dropped), "service"), strings.Join(dropped, ", ")))
+	}
 	if len(refused) > 0 {
 		problems = append(problems, fmt.Sprintf("%d %s not accepted:\n    %s", len(refused), plural(len(refused), "change"), strings.Join(refused, "\n    ")))
 	}
 	for _, e := range unused {
-		problems = append(problems, fmt.Sprintf("-accept %s: no such difference", e))
+		msg := fmt.Sprintf("-accept %s: no such difference", e)
+		if e == "*.service" && len(dropped) > 0 {
+			msg += " (a dropped service is accepted only by its own name, such as " + dropped[0] + ".service)"
+		}
+		problems = append(problems, msg)
 	}
 	if _, err := loadStack(ctx, o, o.mainPath(), subj.merged, true); err != nil {
 		problems = append(problems, "docker compose up would refuse the main stack: "+err.Error())
