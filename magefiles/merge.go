@@ -138,7 +138,11 @@ func (Merge) Rollback(ctx context.Context) error {
 	if err != nil {
 		hint := ""
 		if res.Tag != "" {
-			hint = fmt.Sprintf("the pre-merge file is at tag %s: git show %s:docker-compose.yml", res.Tag, res.Tag)
+			rel := res.Rel
+			if rel == "" {
+				rel = "docker-compose.yml"
+			}
+			hint = fmt.Sprintf("the pre-merge file is at tag %s: git show %s:%s", res.Tag, res.Tag, rel)
 		}
 		return fail(1, err, hint)
 	}

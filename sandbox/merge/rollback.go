@@ -23,7 +23,8 @@ const (
 // Result is what Rollback did, for a person and for tests.
 type Result struct {
 	Action  Action
-	File    string // the restored compose file
+	File    string // the restored compose file (the link's target if the main file is a link)
+	Rel     string // File relative to the checkout root, as git names it at the tag; "" until known
 	Tag     string // the rollback tag (kept)
 	SHA256  string // of the pre-merge file, which the file now has
 	Message string // one line saying what happened
@@ -81,7 +82,7 @@ func Rollback(ctx context.Context, opts Options) (Result, error) {
 	if st.File != "" && st.File != mf.Rel {
 		return res, fmt.Errorf("the merge wrote %s, but %s now leads to %s: refusing to guess which to restore", st.File, o.Profile.MainCompose, mf.Rel)
 	}
-	res.File = mf.Path
+	res.File, res.Rel = mf.Path, mf.Rel
 	rel := mf.Rel
 
 	cur, err := os.ReadFile(mf.Path)
