@@ -201,6 +201,7 @@ func TestLinkedApplyWritesTheTargetAndKeepsTheLink(t *testing.T) {
 	assert.Equal(t, RestoredFromBackup, rb.Action)
 	assert.Equal(t, target, rb.File)
 	assert.Equal(t, linkedRel, rb.Rel)
+	assert.Contains(t, rb.Message, "restored "+linkedRel+" (the target of the link docker-compose.yml) from the backup")
 	assert.Equal(t, main, readT(t, target), "byte for byte")
 	assertLink(t, dir)
 	assert.Empty(t, gitT(t, dir, "status", "--porcelain", "--untracked-files=all"), "the checkout is as committed")
