@@ -67,7 +67,7 @@ func acceptHint(target string, rep merge.Report) string {
 	}
 	var hints []string
 	if len(dropped) > 0 {
-		hints = append(hints, fmt.Sprintf("add %s to the merge source (docker-compose.sandbox.yml, or -from), any host port as ${VAR:-<main port>}: a merge keeps every service of the main file; to remove %s on purpose, name each: -accept=%s",
+		hints = append(hints, fmt.Sprintf("add %s to the merge source (docker-compose.sandbox.yml, or -from), each host port as ${VAR:-<main port>}: a merge keeps every service of the main file; to remove %s on purpose, name each: -accept=%s",
 			strings.Join(dropped, ", "), map[bool]string{true: "it", false: "them"}[len(dropped) == 1], strings.Join(dropKeys, ",")))
 	}
 	if len(keys) > 0 {
