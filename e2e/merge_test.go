@@ -135,3 +135,44 @@ func mustRead(t *testing.T, path string) []byte {
 	require.NoError(t, err)
 	return data
 }
+
+// A checkout whose docker-compose.yml is a committed link to
+// deploy/environments/local/docker-compose.yml, with services the merge
+// source lacks (one only for a profile): merge:apply refuses through mage,
+// naming them, hints how to keep or drop them, and leaves the link, its
+// target and the tree as they were.
+func TestMergeApplyRefusesDroppedServicesThroughALink(t *testing.T) {
+	e := newEnv(t)
+	const rel = "deploy/environments/local/docker-compose.yml"
+	link := filepath.Join(e.Main, "docker-compose.yml")
+	target := filepath.Join(e.Main, rel)
+	main := bytes.Replace(mustRead(t, link), []byte("\nvolumes:\n"), []byte(`
+  tools-local:
+    image: ktrdr-tools:dev
+    stdin_open: true
+
+  tools-staging:
+    image: ktrdr-tools:dev
+    stdin_open: true
+    profiles: [staging]
+
+volumes:
+`), 1)
+	require.NoError(t, os.MkdirAll(filepath.Dir(target), 0o755))
+	require.NoError(t, os.WriteFile(target, main, 0o644))
+	require.NoError(t, os.Remove(link))
+	require.NoError(t, os.Symlink(rel, link))
+	e.git(e.Main, "add", "-A")
+	e.git(e.Main, "commit", "-q", "-m", "compose file per environment, linked")
+
+	r := e.sbx(e.Main, "merge:apply")
+	assert.Equal(t, 1, r.Code, r.String())
+	assert.Contains(t, r.Stdout, "the merged file drops services tools-local, tools-staging, which the main file has")
+	assert.Contains(t, r.Stderr, "add tools-local, tools-staging to the merge source")
+	assert.Contains(t, r.Stderr, "-accept=tools-local.service,tools-staging.service")
+	assertMergeLeftNothing(t, e, main, link)
+	l, err := os.Readlink(link)
+	require.NoError(t, err, "still a link")
+	assert.Equal(t, rel, l)
+	assert.Empty(t, e.git(e.Main, "status", "--porcelain", "--untracked-files=all"))
+}

@@ -53,18 +53,27 @@ func mergeOptions(from, accept *string) (merge.Options, error) {
 }
 
 // acceptHint names the -accept value that would accept the changes the
-// report refused, for a person who intended them.
+// report refused, for a person who intended them. Services the merged file
+// drops come first: the usual fix is to add them to the merge source.
 func acceptHint(target string, rep merge.Report) string {
-	var keys []string
+	var keys, dropped, dropKeys []string
 	for _, d := range rep.Unaccepted() {
-		if !slices.Contains(keys, d.Key()) {
+		switch {
+		case d.Dropped():
+			dropped, dropKeys = append(dropped, d.Service), append(dropKeys, d.Key())
+		case !slices.Contains(keys, d.Key()):
 			keys = append(keys, d.Key())
 		}
 	}
-	if len(keys) == 0 {
-		return ""
+	var hints []string
+	if len(dropped) > 0 {
+		hints = append(hints, fmt.Sprintf("add %s to the merge source (docker-compose.sandbox.yml, or -from), each host port as ${VAR:-<main port>}: a merge keeps every service of the main file; to remove %s on purpose, name each: -accept=%s",
+			strings.Join(dropped, ", "), map[bool]string{true: "it", false: "them"}[len(dropped) == 1], strings.Join(dropKeys, ",")))
 	}
-	return fmt.Sprintf("if these changes to the main stack are intended: go tool mage %s -accept=%s", target, strings.Join(keys, ","))
+	if len(keys) > 0 {
+		hints = append(hints, fmt.Sprintf("if these changes to the main stack are intended: go tool mage %s -accept=%s", target, strings.Join(keys, ",")))
+	}
+	return strings.Join(hints, "; ")
 }
 
 // Apply checks the merged file against the current docker-compose.yml (same main stack unless -accept names a change), then tags HEAD, backs up, records and writes it. A refused merge changes nothing.
@@ -129,7 +138,11 @@ func (Merge) Rollback(ctx context.Context) error {
 	if err != nil {
 		hint := ""
 		if res.Tag != "" {
-			hint = fmt.Sprintf("the pre-merge file is at tag %s: git show %s:docker-compose.yml", res.Tag, res.Tag)
+			rel := res.Rel
+			if rel == "" {
+				rel = "docker-compose.yml"
+			}
+			hint = fmt.Sprintf("the pre-merge file is at tag %s: git show %s:%s", res.Tag, res.Tag, rel)
 		}
 		return fail(1, err, hint)
 	}

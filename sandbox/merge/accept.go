@@ -49,10 +49,14 @@ func checkAccept(e string) error {
 	return nil
 }
 
-// covers reports whether the accept entry e covers d.
+// covers reports whether the accept entry e covers d. A dropped service is
+// covered only by an entry that names it: *.service does not drop services.
 func covers(e string, d Difference) bool {
-	if d.Service == "" {
+	switch {
+	case d.Service == "":
 		return e == d.Field
+	case d.Dropped():
+		return e == d.Key()
 	}
 	return e == d.Key() || e == "*."+d.Field
 }

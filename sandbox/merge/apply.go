@@ -62,7 +62,7 @@ func Apply(ctx context.Context, opts Options) (Applied, error) {
 	if err != nil {
 		return res, fmt.Errorf("read the pre-merge file: %w", err)
 	}
-	if err := headHolds(ctx, o, mf.Rel, cur); err != nil {
+	if err := headHolds(ctx, o, mf, cur); err != nil {
 		return res, err
 	}
 	tag, err := freeTagName(ctx, o)

@@ -37,6 +37,12 @@ func (d Difference) Key() string {
 // String renders the difference as `db.image: old → new`.
 func (d Difference) String() string { return d.Key() + ": " + d.Old + " → " + d.New }
 
+// Dropped reports whether the difference is a service the pre-merge file
+// defines (with the default profiles or not) and the merged file does not.
+// A merge never removes a service definition: only an -accept entry that
+// names the service (<service>.service) accepts it.
+func (d Difference) Dropped() bool { return d.Service != "" && d.Field == "service" && d.New == none }
+
 // differ compares two loaded projects.
 type differ struct {
 	dir    string   // the checkout root, to show paths relative to it
@@ -74,15 +80,22 @@ func (c *differ) entries(service, field string, old, new map[string]string) {
 
 // compareProjects reports every difference between the main stack old
 // describes and the one cur describes: the services that run with the
-// default profiles (in either file) field by field, then the project name
-// and the top-level volumes, networks, secrets and configs. labels named in
-// ignore (the suite's own) are not compared.
+// default profiles (in either file) field by field, every service of old
+// that cur lacks (whatever its profiles: a merge must not remove a service
+// definition), then the project name and the top-level volumes, networks,
+// secrets and configs. labels named in ignore (the suite's own) are not
+// compared.
 func compareProjects(old, cur *types.Project, dir string, ignore ...string) []Difference {
 	c := &differ{dir: dir, ignore: ignore}
 	oldAll, curAll := old.AllServices(), cur.AllServices()
-	names := slices.Sorted(maps.Keys(old.Services))
+	names := slices.Collect(maps.Keys(old.Services))
 	for n := range cur.Services {
 		if _, ok := old.Services[n]; !ok {
+			names = append(names, n)
+		}
+	}
+	for n := range oldAll {
+		if _, ok := curAll[n]; !ok && !slices.Contains(names, n) {
 			names = append(names, n)
 		}
 	}
@@ -92,7 +105,7 @@ func compareProjects(old, cur *types.Project, dir string, ignore ...string) []Di
 		s, inCur := curAll[n]
 		switch {
 		case !inCur:
-			c.add(n, "service", "defined", none)
+			c.add(n, "service", definedString(o), none)
 		case !inOld:
 			c.add(n, "service", none, "defined")
 		default:
@@ -134,6 +147,15 @@ func (c *differ) service(n string, o, s types.ServiceConfig) {
 	for _, k := range slices.Sorted(maps.Keys(union(oRest, sRest))) {
 		c.add(n, k, orNone(oRest[k]), orNone(sRest[k]))
 	}
+}
+
+// definedString shows a service that a file defines, with its profiles if it
+// does not run by default.
+func definedString(s types.ServiceConfig) string {
+	if len(s.Profiles) == 0 {
+		return "defined"
+	}
+	return "defined (profiles " + listString(s.Profiles) + ")"
 }
 
 func (c *differ) rel(path string) string {

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"path/filepath"
+	"strings"
 
 	"github.com/ktrdr/sandboxkit/sandbox"
 )
@@ -60,19 +62,57 @@ func createTag(ctx context.Context, o Options, name string) error {
 	return nil
 }
 
-// headHolds checks that HEAD's copy of the main compose file (rel) is
-// byte-identical to cur, so that the rollback tag really holds the
-// pre-merge file.
-func headHolds(ctx context.Context, o Options, rel string, cur []byte) error {
+// headHolds checks that HEAD holds the main compose file as it is now, so
+// that the rollback tag really holds the pre-merge file: HEAD's copy of the
+// file read and written (mf.Rel, the link's target if the main file is a
+// link) is byte-identical to cur, and if the main file is a link, HEAD has
+// the same link. The link's own text is never compared with cur.
+func headHolds(ctx context.Context, o Options, mf mainFile, cur []byte) error {
 	if _, err := git(ctx, o, "rev-parse", "--verify", "HEAD^{commit}"); err != nil {
-		return fmt.Errorf("%s has no commit to tag as the rollback point: commit %s first: %w", o.Dir, rel, err)
+		return fmt.Errorf("%s has no commit to tag as the rollback point: commit %s first: %w", o.Dir, mf.Rel, err)
 	}
-	head, err := gitShow(ctx, o, "HEAD", rel)
+	name := mf.Rel
+	if mf.Link != "" {
+		name = fmt.Sprintf("%s (the target of the link %s)", mf.Rel, o.Profile.MainCompose)
+		if err := headHasLink(ctx, o, mf.Link); err != nil {
+			return err
+		}
+	}
+	head, err := gitShow(ctx, o, "HEAD", mf.Rel)
 	if err != nil {
-		return fmt.Errorf("%s is not committed at HEAD: commit it first so the rollback tag holds it: %w", rel, err)
+		return fmt.Errorf("%s is not committed at HEAD: commit it first so the rollback tag holds it: %w", name, err)
 	}
 	if sum(head) != sum(cur) {
-		return fmt.Errorf("%s has uncommitted changes: commit or stash them first so the rollback tag holds the pre-merge file", rel)
+		return fmt.Errorf("%s has uncommitted changes: commit or stash them first so the rollback tag holds the pre-merge file", name)
 	}
 	return nil
+}
+
+// headHasLink checks that HEAD has the main compose file as a symbolic link
+// to link.
+func headHasLink(ctx context.Context, o Options, link string) error {
+	main := filepath.ToSlash(o.Profile.MainCompose)
+	out, err := git(ctx, o, "ls-tree", "-z", "HEAD", "--", main)
+	if err != nil {
+		return fmt.Errorf("list %s at HEAD: %w", main, err)
+	}
+	entry := strings.TrimSuffix(string(out), "\x00")
+	mode, _, _ := strings.Cut(entry, " ")
+	var was string
+	switch mode {
+	case "":
+		was = "has no " + main
+	case "120000":
+		text, err := gitShow(ctx, o, "HEAD", main)
+		if err != nil {
+			return fmt.Errorf("read the link %s at HEAD: %w", main, err)
+		}
+		if string(text) == link {
+			return nil
+		}
+		was = fmt.Sprintf("has it as a link to %s", text)
+	default:
+		was = "has it as a regular file"
+	}
+	return fmt.Errorf("%s is a link to %s, but HEAD %s: commit the link first so the rollback tag holds the pre-merge file", main, link, was)
 }

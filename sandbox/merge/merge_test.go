@@ -249,7 +249,7 @@ func TestBrokenMergedFilesAreRefused(t *testing.T) {
 			name: "service dropped",
 			old:  "  grafana:\n", new: "  grafana-gone:\n    profiles: [never]\n",
 			wantItems: map[string][]string{
-				ItemCompatible: {"grafana.service: defined → (none)"},
+				ItemCompatible: {"the merged file drops service grafana, which the main file has"},
 				ItemSlot0:      {"grafana does not publish 3000"},
 			},
 		},

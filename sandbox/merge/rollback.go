@@ -23,7 +23,8 @@ const (
 // Result is what Rollback did, for a person and for tests.
 type Result struct {
 	Action  Action
-	File    string // the restored compose file
+	File    string // the restored compose file (the link's target if the main file is a link)
+	Rel     string // File relative to the checkout root, as git names it at the tag; "" until known
 	Tag     string // the rollback tag (kept)
 	SHA256  string // of the pre-merge file, which the file now has
 	Message string // one line saying what happened
@@ -81,8 +82,12 @@ func Rollback(ctx context.Context, opts Options) (Result, error) {
 	if st.File != "" && st.File != mf.Rel {
 		return res, fmt.Errorf("the merge wrote %s, but %s now leads to %s: refusing to guess which to restore", st.File, o.Profile.MainCompose, mf.Rel)
 	}
-	res.File = mf.Path
+	res.File, res.Rel = mf.Path, mf.Rel
 	rel := mf.Rel
+	name := o.Profile.MainCompose // what the messages call the restored file
+	if mf.Link != "" {
+		name = fmt.Sprintf("%s (the target of the link %s)", rel, o.Profile.MainCompose)
+	}
 
 	cur, err := os.ReadFile(mf.Path)
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
@@ -90,7 +95,7 @@ func Rollback(ctx context.Context, opts Options) (Result, error) {
 	}
 	if err == nil && sum(cur) == st.SHA256 {
 		res.Action = NothingToDo
-		res.Message = fmt.Sprintf("%s is already the pre-merge file (sha256 %.12s): nothing to do%s", o.Profile.MainCompose, st.SHA256, kept)
+		res.Message = fmt.Sprintf("%s is already the pre-merge file (sha256 %.12s): nothing to do%s", name, st.SHA256, kept)
 		return res, finish(o, s, st)
 	}
 
@@ -140,7 +145,7 @@ func Rollback(ctx context.Context, opts Options) (Result, error) {
 		res.Action, from = RestoredFromTag, "tag "+st.Tag
 	}
 	res.Message = fmt.Sprintf("restored %s from %s (sha256 %.12s, byte-identical to the pre-merge file)%s",
-		o.Profile.MainCompose, from, st.SHA256, kept)
+		name, from, st.SHA256, kept)
 	if res.Kept != "" {
 		res.Message += fmt.Sprintf("; your edits since the merge are saved in %s", res.Kept)
 	}

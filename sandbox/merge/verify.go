@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -12,6 +13,7 @@ import (
 	"strings"
 
 	"github.com/compose-spec/compose-go/v2/loader"
+	"github.com/compose-spec/compose-go/v2/template"
 	"github.com/compose-spec/compose-go/v2/types"
 )
 
@@ -193,11 +195,12 @@ func checklist(ctx context.Context, o Options, subj subject) Report {
 		return rep
 	}
 	add(Item{Name: ItemParses, OK: true})
-	add(checkSlot0(o, cur))
+	own := ownPortVars(ctx, o, subj.merged, cur)
+	add(checkSlot0(o, cur, own))
 	it, diffs := checkCompatible(ctx, o, subj)
 	rep.Differences = diffs
 	add(it)
-	add(checkSlotN(ctx, o, subj.merged, cur))
+	add(checkSlotN(ctx, o, subj.merged, cur, own))
 	add(checkNoContainerName(cur))
 	add(checkServices(ctx, o, subj, cur))
 	return rep
@@ -311,9 +314,110 @@ func serviceNames(p *types.Project) []string {
 	return names
 }
 
+// ruleFor returns the index in Profile.Ports of the rule that covers the
+// published port k (its service, and host port pub in slot 0), or -1.
+func ruleFor(o Options, k portKey, pub string) int {
+	for i, r := range o.Profile.Ports {
+		if r.Service == k.service && strconv.Itoa(r.Slot0) == pub {
+			return i
+		}
+	}
+	return -1
+}
+
+// portVar is a variable the port table does not know that sets a published
+// host port: "${Name:-Default}".
+type portVar struct{ Name, Default string }
+
+func (v portVar) String() string { return "${" + v.Name + ":-" + v.Default + "}" }
+
+// firstProbePort is where ownPortVars starts numbering its probe ports.
+const firstProbePort = 61000
+
+// ownPortVars finds the published ports of p0 (the merged file loaded with no
+// variables) that no port rule covers but that are parameterised all the
+// same, by a variable of their own the port table does not know, such as
+// "${DESIGN_AGENT_PORT:-5010}:5010": it loads the file with each variable
+// that is not a slot variable and has a numeric default set to a distinct
+// probe port, and keeps the ports that move to their variable's probe.
+// A file whose variables cannot be read has none.
+func ownPortVars(ctx context.Context, o Options, merged []byte, p0 *types.Project) map[portKey]portVar {
+	pub0 := published(p0)
+	uncovered := false
+	for k, v := range pub0 {
+		if ruleFor(o, k, v) < 0 {
+			uncovered = true
+		}
+	}
+	if !uncovered {
+		return nil
+	}
+	model, err := loader.LoadModelWithContext(ctx, types.ConfigDetails{
+		WorkingDir:  o.Dir,
+		ConfigFiles: []types.ConfigFile{{Filename: o.mainPath(), Content: merged}},
+		Environment: types.Mapping{},
+	}, func(lo *loader.Options) {
+		lo.SetProjectName("ktrdr-merge-verify", true)
+		lo.SkipInterpolation = true
+		lo.SkipValidation = true
+		lo.SkipNormalization = true
+		lo.SkipConsistencyCheck = true
+		lo.SkipResolveEnvironment = true
+		lo.Profiles = []string{"*"}
+	})
+	if err != nil {
+		return nil
+	}
+	taken := map[string]bool{}
+	known := map[string]bool{}
+	for n := 0; n <= o.Profile.MaxSlot; n++ {
+		for k, v := range slotEnv(o, n) {
+			known[k], taken[v] = true, true
+		}
+	}
+	for _, v := range pub0 {
+		taken[v] = true
+	}
+	vars := template.ExtractVariables(model, template.DefaultPattern)
+	probe := map[string]string{} // variable → probe port
+	byProbe := map[string]portVar{}
+	next := firstProbePort
+	for _, name := range slices.Sorted(maps.Keys(vars)) {
+		v := vars[name]
+		if known[name] {
+			continue
+		}
+		if n, err := strconv.Atoi(v.DefaultValue); err != nil || n < 1 || n > 65535 {
+			continue
+		}
+		for taken[strconv.Itoa(next)] {
+			next++
+		}
+		p := strconv.Itoa(next)
+		taken[p] = true
+		probe[name], byProbe[p] = p, portVar{Name: name, Default: v.DefaultValue}
+	}
+	if len(probe) == 0 {
+		return nil
+	}
+	pp, err := loadBytes(ctx, o, o.mainPath(), merged, probe)
+	if err != nil {
+		return nil
+	}
+	out := map[portKey]portVar{}
+	for k, got := range published(pp) {
+		if v, ok := byProbe[got]; ok && ruleFor(o, k, pub0[k]) < 0 && v.Default == pub0[k] {
+			out[k] = v
+		}
+	}
+	return out
+}
+
 // checkSlot0: with no variables the file publishes exactly the slot-0 port of
 // every rule on its service, and mounts ./<shared> for every shared folder.
-func checkSlot0(o Options, p *types.Project) Item {
+// A port no rule covers is allowed only if a variable of its own sets it
+// (own); the compatibility item checks it keeps the main file's port.
+func checkSlot0(o Options, p *types.Project, own map[portKey]portVar) Item {
 	var problems []string
 	pub := published(p)
 	type sp struct{ service, port string }
@@ -339,6 +443,9 @@ func checkSlot0(o Options, p *types.Project) Item {
 			r.Service, r.Slot0, r.Key, strings.Join(has, " ")))
 	}
 	for _, k := range sortedKeys(pub, portKey.String) {
+		if _, ok := own[k]; ok {
+			continue
+		}
 		if _, ok := want[sp{k.service, pub[k]}]; !ok {
 			problems = append(problems, fmt.Sprintf("%s publishes %s, which is no slot-0 port of the profile", k, pub[k]))
 		}
@@ -399,15 +506,17 @@ func verifySlots(o Options) []int {
 // checkSlotN: loaded with slot N's variables, every published port is slot
 // N's port for its rule (so every host port is a ${VAR:-default}), and every
 // ./<shared> mount follows its variable.
-func checkSlotN(ctx context.Context, o Options, merged []byte, p0 *types.Project) Item {
+//
+// A port that no rule covers but that a variable of its own sets (own, such
+// as "${DESIGN_AGENT_PORT:-5010}:5010") is parameterised: it passes, and the
+// item notes that sandboxes leave such a variable at its default.
+func checkSlotN(ctx context.Context, o Options, merged []byte, p0 *types.Project, own map[portKey]portVar) Item {
 	var problems []string
 	pub0 := published(p0)
 	rules := map[portKey]int{} // → index in Profile.Ports
 	for _, k := range sortedKeys(pub0, portKey.String) {
-		for i, r := range o.Profile.Ports {
-			if r.Service == k.service && strconv.Itoa(r.Slot0) == pub0[k] {
-				rules[k] = i
-			}
+		if i := ruleFor(o, k, pub0[k]); i >= 0 {
+			rules[k] = i
 		}
 	}
 	slots := verifySlots(o)
@@ -422,9 +531,12 @@ func checkSlotN(ctx context.Context, o Options, merged []byte, p0 *types.Project
 		for _, k := range sortedKeys(pub0, portKey.String) {
 			i, ok := rules[k]
 			got, present := pubN[k]
+			_, isOwn := own[k]
 			switch {
 			case !present:
 				problems = append(problems, fmt.Sprintf("slot %d: %s is no longer published", n, k))
+			case !ok && isOwn:
+				// parameterised by its own variable, which slot n leaves unset
 			case !ok && got == pub0[k]:
 				problems = append(problems, fmt.Sprintf("slot %d: %s publishes %s as in slot 0: not parameterised", n, k, got))
 			case !ok:
@@ -456,6 +568,17 @@ func checkSlotN(ctx context.Context, o Options, merged []byte, p0 *types.Project
 	}
 	it := itemOf(ItemSlotN, problems)
 	it.Name = fmt.Sprintf("%s (slots %s)", ItemSlotN, joinInts(slots))
+	if it.OK && len(own) > 0 {
+		var notes []string
+		for _, k := range sortedKeys(own, portKey.String) {
+			notes = append(notes, fmt.Sprintf("%s %s", k, own[k]))
+		}
+		what := "variables the port table does not know, which sandboxes leave at their defaults"
+		if len(own) == 1 {
+			what = "a variable the port table does not know, which sandboxes leave at its default"
+		}
+		it.Reason = "parameterised by " + what + ": " + strings.Join(notes, ", ")
+	}
 	return it
 }
 
@@ -588,20 +711,31 @@ func checkCompatible(ctx context.Context, o Options, subj subject) (Item, []Diff
 	}
 	diffs := compareProjects(prev, cur, o.Dir, o.Profile.InstanceLabel)
 	unused := applyAccept(diffs, o.Accept, subj.recorded)
-	var refused, accepted []string
+	var refused, accepted, dropped []string
 	for _, d := range diffs {
-		if d.Accepted {
+		switch {
+		case d.Accepted:
 			accepted = append(accepted, d.String())
-		} else {
+		case d.Dropped():
+			dropped = append(dropped, d.Service)
+		default:
 			refused = append(refused, d.String())
 		}
 	}
 	var problems []string
+	if len(dropped) > 0 {
+		problems = append(problems, fmt.Sprintf("the merged file drops %s %s, which the main file has (a merge never removes a service definition, whatever its profiles)",
+			plural(len(dropped), "service"), strings.Join(dropped, ", ")))
+	}
 	if len(refused) > 0 {
 		problems = append(problems, fmt.Sprintf("%d %s not accepted:\n    %s", len(refused), plural(len(refused), "change"), strings.Join(refused, "\n    ")))
 	}
 	for _, e := range unused {
-		problems = append(problems, fmt.Sprintf("-accept %s: no such difference", e))
+		msg := fmt.Sprintf("-accept %s: no such difference", e)
+		if e == "*.service" && len(dropped) > 0 {
+			msg += " (a dropped service is accepted only by its own name, such as " + dropped[0] + ".service)"
+		}
+		problems = append(problems, msg)
 	}
 	if _, err := loadStack(ctx, o, o.mainPath(), subj.merged, true); err != nil {
 		problems = append(problems, "docker compose up would refuse the main stack: "+err.Error())
