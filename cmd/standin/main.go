@@ -38,7 +38,7 @@ var version = "dev"
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
-	code := run(ctx, os.Args, os.Getenv, os.Stdout, os.Stderr)
+	code := runProcess(ctx, os.Args, os.Getenv, os.Stdout, os.Stderr, containerMainProcess())
 	stop()
 	os.Exit(code)
 }
@@ -46,6 +46,23 @@ func main() {
 // run is main without the process: tests call it with their own arguments,
 // environment and writers. It returns the exit status.
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) int {
+	return runProcess(ctx, args, getenv, stdout, stderr, false)
+}
+
+// containerMainProcess reports whether this process is a container's main
+// process: PID 1, or the only child of an init at PID 1 (compose's
+// `init: true`). Processes that `docker exec` and healthchecks start have
+// a parent outside the container's PID namespace, so their parent PID is 0.
+func containerMainProcess() bool {
+	return os.Getpid() == 1 || os.Getppid() == 1
+}
+
+// runProcess is run; mainProcess says that this is the container's main
+// process, whose arguments, when the role comes from KTRDR_STANDIN_ROLE,
+// are the real image's command and never a tool to run (a real
+// `command: ["sh", "-c", "alembic upgrade head && uvicorn …"]` must start
+// the role, while `docker exec … /standin sh -c …` runs the shell).
+func runProcess(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer, mainProcess bool) int {
 	if len(args) == 0 {
 		args = []string{"standin"}
 	}
@@ -65,8 +82,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 			fmt.Fprint(stdout, usage)
 			return 0
 		}
-		if code, ok := runTool(ctx, rest[0], rest[1:], getenv, stdout, stderr); ok {
-			return code
+		if !mainProcess || role == "" {
+			if code, ok := runTool(ctx, rest[0], rest[1:], getenv, stdout, stderr); ok {
+				return code
+			}
 		}
 		switch _, known := defaultPorts[rest[0]]; {
 		case known:
@@ -91,7 +110,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	return runRole(ctx, cfg, stdout)
 }
 
-// runTool runs the curl, wget and pg_isready personalities.
+// runTool runs the curl, wget, pg_isready and sh personalities.
 func runTool(ctx context.Context, name string, args []string, getenv func(string) string, stdout, stderr io.Writer) (int, bool) {
 	switch name {
 	case "curl":
@@ -100,6 +119,8 @@ func runTool(ctx context.Context, name string, args []string, getenv func(string
 		return wgetMain(ctx, args, stdout, stderr), true
 	case "pg_isready":
 		return pgIsReadyMain(ctx, args, getenv, stdout, stderr), true
+	case "sh":
+		return shMain(ctx, args, getenv, stdout, stderr), true
 	}
 	return 0, false
 }
