@@ -42,14 +42,16 @@ const (
 	envFailureThreshold = "KTRDR_STANDIN_WORKER_FAILURE_THRESHOLD"
 	envRegisterBackoff  = "KTRDR_STANDIN_REGISTER_BACKOFF"
 	envRecheckInterval  = "KTRDR_STANDIN_REREGISTER_CHECK"
+	envPorts            = "KTRDR_STANDIN_PORTS"
 )
 
-var roleNames = []string{"backend", "worker", "db", "jaeger", "prometheus", "grafana"}
+var roleNames = []string{"backend", "worker", "db", "jaeger", "prometheus", "grafana", "http"}
 
 type config struct {
 	role       string
 	host       string
-	port       int // main port
+	port       int   // main port
+	extraPorts []int // KTRDR_STANDIN_PORTS not already served: the generic answer
 	otlpGRPC   int // jaeger only
 	otlpHTTP   int // jaeger only
 	startDelay time.Duration
@@ -74,7 +76,7 @@ type config struct {
 	recheck         time.Duration // how often a registered worker checks the backend still lists it
 }
 
-var defaultPorts = map[string]int{"backend": 8000, "worker": 5003, "db": 5432, "jaeger": 16686, "prometheus": 9090, "grafana": 3000}
+var defaultPorts = map[string]int{"backend": 8000, "worker": 5003, "db": 5432, "jaeger": 16686, "prometheus": 9090, "grafana": 3000, "http": 8080}
 
 func loadConfig(role string, getenv func(string) string) (config, error) {
 	cfg := config{
@@ -129,6 +131,23 @@ func loadConfig(role string, getenv func(string) string) (config, error) {
 	durVar(envRegisterBackoff, &cfg.registerBackoff)
 	durVar(envRecheckInterval, &cfg.recheck)
 	intVar(envFailureThreshold, &cfg.failureThreshold)
+	ports, err := parsePorts(getenv(envPorts))
+	if err != nil {
+		errs = append(errs, err.Error())
+	}
+	if role == "http" && len(ports) > 0 && getenv(envPort) == "" {
+		cfg.port = ports[0]
+	}
+	served := map[int]bool{cfg.port: true}
+	if role == "jaeger" {
+		served[cfg.otlpGRPC], served[cfg.otlpHTTP] = true, true
+	}
+	for _, p := range ports {
+		if !served[p] {
+			served[p] = true
+			cfg.extraPorts = append(cfg.extraPorts, p)
+		}
+	}
 	if v := getenv(envReadyAt); v != "" {
 		ms, err := strconv.ParseInt(v, 10, 64)
 		if err != nil {
@@ -192,6 +211,24 @@ func (c config) knobs() string {
 		return "none"
 	}
 	return strings.Join(parts, " ")
+}
+
+// parsePorts reads KTRDR_STANDIN_PORTS: container ports separated by
+// commas, blanks around them and empty entries ignored, "/tcp" allowed.
+func parsePorts(v string) ([]int, error) {
+	var ports []int
+	for _, f := range strings.Split(v, ",") {
+		f = strings.TrimSuffix(strings.TrimSpace(f), "/tcp")
+		if f == "" {
+			continue
+		}
+		n, err := strconv.Atoi(f)
+		if err != nil || n < 1 || n > 65535 {
+			return nil, fmt.Errorf("%s=%q: %q is not a TCP port (1-65535)", envPorts, v, f)
+		}
+		ports = append(ports, n)
+	}
+	return ports, nil
 }
 
 func isTrue(v string) bool {

@@ -252,6 +252,7 @@ func TestStandinHealthEndpoints(t *testing.T) {
 		{"jaeger", "/", "Jaeger"},
 		{"prometheus", "/-/healthy", "Healthy"},
 		{"grafana", "/api/health", `"database":"ok"`},
+		{"http", "/health", `"status":"ok"`},
 	} {
 		t.Run(tc.role, func(t *testing.T) {
 			env := map[string]string{envNoRegister: "1", envOTLPGRPCPort: strconv.Itoa(freePort(t)), envOTLPHTTPPort: strconv.Itoa(freePort(t))}
