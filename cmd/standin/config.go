@@ -52,8 +52,8 @@ type config struct {
 	host       string
 	port       int   // main port
 	extraPorts []int // KTRDR_STANDIN_PORTS not already served: the generic answer
-	otlpGRPC   int // jaeger only
-	otlpHTTP   int // jaeger only
+	otlpGRPC   int   // jaeger only
+	otlpHTTP   int   // jaeger only
 	startDelay time.Duration
 	readyAt    time.Time // zero: ready
 	failHealth bool
