@@ -273,27 +273,50 @@ func TestStandinShHealthchecks(t *testing.T) {
 	}
 }
 
-// As the container's main process, with a role from the environment, a
-// real image's command is never run, not even one that names a tool.
-func TestStandinMainProcessIgnoresShellCommand(t *testing.T) {
-	port := freePort(t)
-	env := map[string]string{envRole: "prometheus", envListenHost: "127.0.0.1", envPort: strconv.Itoa(port)}
-	ctx, cancel := context.WithCancel(t.Context())
-	var out syncBuffer
-	done := make(chan int, 1)
-	go func() {
-		done <- runProcess(ctx, []string{"/standin", "sh", "-c", "alembic upgrade head && exit 9"},
-			func(k string) string { return env[k] }, &out, &out, true)
-	}()
-	require.Eventually(t, func() bool { return getStatus(fmt.Sprintf("http://127.0.0.1:%d/-/healthy", port)) == 200 },
-		5*time.Second, 10*time.Millisecond, "log:\n%s", &out)
-	cancel()
-	assert.Equal(t, 0, <-done)
-	assert.Contains(t, out.String(), "ignoring command")
+// With entrypoint ["/standin"] and the real file's command, the role from
+// KTRDR_STANDIN_ROLE runs. As the container's main process even a command
+// that names one of the tools is the real image's and is ignored.
+func TestStandinIgnoresRealImageCommands(t *testing.T) {
+	for _, tc := range []struct {
+		name        string
+		role        string
+		command     []string
+		mainProcess bool
+	}{
+		{"uvicorn backend", "backend", []string{"uvicorn", "ktrdr.api.main:app", "--host", "0.0.0.0", "--port", "8000"}, false},
+		{"uvicorn backend as PID 1", "backend", []string{"uvicorn", "ktrdr.api.main:app", "--host", "0.0.0.0"}, true},
+		{"python module worker", "worker", []string{"python", "-m", "ktrdr.workers.backtesting"}, false},
+		{"agent worker", "worker", []string{"uvicorn", "ktrdr.agents.workers.design_agent_worker:app"}, true},
+		{"shell command as PID 1", "backend", []string{"sh", "-c", "alembic upgrade head && exit 9"}, true},
+		{"bash command", "http", []string{"bash", "-c", "exec node server.js"}, false},
+		{"tool name as PID 1", "grafana", []string{"curl", "-f", "http://nowhere.invalid/"}, true},
+		{"postgres", "db", []string{"postgres", "-c", "max_connections=200"}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			port := freePort(t)
+			env := map[string]string{envRole: tc.role, envListenHost: "127.0.0.1", envPort: strconv.Itoa(port), envNoRegister: "1"}
+			ctx, cancel := context.WithCancel(t.Context())
+			var out syncBuffer
+			done := make(chan int, 1)
+			go func() {
+				done <- runProcess(ctx, append([]string{"/standin"}, tc.command...), func(k string) string { return env[k] }, &out, &out, tc.mainProcess)
+			}()
+			require.Eventually(t, func() bool { return strings.Contains(out.String(), fmt.Sprintf("listening on 127.0.0.1:%d", port)) },
+				5*time.Second, 10*time.Millisecond, "log:\n%s", &out)
+			cancel()
+			assert.Equal(t, 0, <-done, "log:\n%s", &out)
+			assert.Contains(t, out.String(), "ignoring command")
+			assert.Contains(t, out.String(), "starting role "+tc.role)
+		})
+	}
 
-	// Not the main process (docker exec, healthchecks): the shell runs.
+	// Not the main process (docker exec, healthchecks): the tools run.
+	env := map[string]string{envRole: "backend"}
 	code, _, _ := runSh(t, env, "/standin", "sh", "-c", "exit 9")
 	assert.Equal(t, 9, code)
+	code, out, _ := runSh(t, env, "/standin", "version")
+	assert.Equal(t, 0, code)
+	assert.Contains(t, out, "standin ")
 }
 
 func FuzzShParse(f *testing.F) {
