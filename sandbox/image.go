@@ -15,8 +15,9 @@ import (
 
 // standinToolLinks are the names under which the stand-in image also offers
 // its binary, so healthchecks written for the real images (curl, wget,
-// pg_isready) run unchanged in a FROM-scratch image.
-var standinToolLinks = []string{"usr/bin/curl", "usr/bin/wget", "usr/bin/pg_isready"}
+// pg_isready, and /bin/sh for ["CMD-SHELL", …]) run unchanged in a
+// FROM-scratch image.
+var standinToolLinks = []string{"usr/bin/curl", "usr/bin/wget", "usr/bin/pg_isready", "usr/bin/sh", "bin/sh"}
 
 // StandinImageExists reports whether the image (e.g. "ktrdr-standin:dev") is
 // present in the local Docker engine, using `docker image inspect`.
@@ -35,8 +36,9 @@ func StandinImageExists(ctx context.Context, r Runner, image string) (bool, erro
 // BuildStandinImage builds the stand-in image without a registry or a
 // Dockerfile: it compiles pkg (e.g. "./cmd/standin") in repoRoot as a
 // static Linux binary (CGO_ENABLED=0, -trimpath, -ldflags=-s -w), packs it
-// in memory as /standin with hardlinks /usr/bin/curl, /usr/bin/wget and
-// /usr/bin/pg_isready and an empty /tmp (mode 1777), and pipes that tar to
+// in memory as /standin with hardlinks /usr/bin/curl, /usr/bin/wget,
+// /usr/bin/pg_isready, /usr/bin/sh and /bin/sh and an empty /tmp (mode
+// 1777), and pipes that tar to
 // `docker import` with ENTRYPOINT ["/standin"] and LABEL sandbox.standin=1.
 // progress, when not nil, receives one line per step and the tools' output.
 func BuildStandinImage(ctx context.Context, r Runner, repoRoot, pkg, image string, progress io.Writer) error {
@@ -97,6 +99,7 @@ func standinLayer(bin string) ([]byte, error) {
 	hdrs := []*tar.Header{
 		{Typeflag: tar.TypeReg, Name: "standin", Mode: 0o755, Size: int64(len(data))},
 		{Typeflag: tar.TypeDir, Name: "tmp/", Mode: 0o1777},
+		{Typeflag: tar.TypeDir, Name: "bin/", Mode: 0o755},
 		{Typeflag: tar.TypeDir, Name: "usr/", Mode: 0o755},
 		{Typeflag: tar.TypeDir, Name: "usr/bin/", Mode: 0o755},
 	}

@@ -90,11 +90,13 @@ func TestStandinImageBuildCommands(t *testing.T) {
 	}
 	require.Contains(t, entries, "standin")
 	assert.Equal(t, int64(0o755), entries["standin"].Mode)
-	for _, l := range []string{"usr/bin/curl", "usr/bin/wget", "usr/bin/pg_isready"} {
+	for _, l := range []string{"usr/bin/curl", "usr/bin/wget", "usr/bin/pg_isready", "usr/bin/sh", "bin/sh"} {
 		require.Contains(t, entries, l)
 		assert.Equal(t, byte(tar.TypeLink), entries[l].Typeflag)
 		assert.Equal(t, "standin", entries[l].Linkname)
 	}
+	require.Contains(t, entries, "bin/")
+	assert.Equal(t, byte(tar.TypeDir), entries["bin/"].Typeflag)
 	require.Contains(t, entries, "tmp/")
 	assert.Equal(t, int64(0o1777), entries["tmp/"].Mode)
 	assert.Contains(t, progress.String(), "built ktrdr-standin:x")
@@ -181,6 +183,33 @@ func TestStandinImageRealBuild(t *testing.T) {
 	assert.Equal(t, 22, ee.Code)
 	pgTestDockerRun(t, "exec", cid, "/standin", "fs", "write", "/tmp/marker", "hello")
 	assert.Equal(t, "hello", pgTestDockerRun(t, "exec", cid, "/standin", "fs", "read", "/tmp/marker"))
+
+	// ["CMD-SHELL", …] healthchecks run through /bin/sh.
+	assert.Equal(t, "up", pgTestDockerRun(t, "exec", cid, "/bin/sh", "-c", "wget -q --spider http://localhost:8000/api/v1/health && echo up"))
+	_, err = r.Run(t.Context(), Cmd{Name: "docker", Args: []string{"exec", cid, "/bin/sh", "-c", "python -c 'print(1)'"}})
+	require.True(t, errors.As(err, &ee), "want an exit error, got %v", err)
+	assert.Equal(t, 127, ee.Code)
+	assert.Contains(t, ee.Stderr, "sh: python: not found")
+
+	// The generic http role as the main process, given a real image's shell
+	// command, which it ignores, with and without an init at PID 1; Docker
+	// runs the CMD-SHELL healthcheck with the image's /bin/sh.
+	for _, init := range []bool{false, true} {
+		args := []string{"run", "-d", "-e", "KTRDR_STANDIN_ROLE=http", "-e", "KTRDR_STANDIN_PORTS=3100,3101",
+			"--health-cmd", "curl -f http://localhost:3100/health || exit 1", "--health-interval", "1s", "--health-retries", "30"}
+		if init {
+			args = append(args, "--init")
+		}
+		hid := pgTestDockerRun(t, append(args, image, "sh", "-c", "alembic upgrade head && exit 9")...)
+		t.Cleanup(func() { _ = exec.Command("docker", "rm", "-f", hid).Run() })
+		require.Eventually(t, func() bool {
+			out, err := ExecRunner{}.Run(t.Context(), Cmd{Name: "docker", Args: []string{"inspect", "--format", "{{.State.Health.Status}}", hid}})
+			return err == nil && strings.TrimSpace(string(out)) == "healthy"
+		}, 60*time.Second, 200*time.Millisecond, "init=%v: never healthy; state: %s", init,
+			pgTestDockerRun(t, "inspect", "--format", "{{json .State}}", hid))
+		assert.Contains(t, pgTestDockerRun(t, "exec", hid, "curl", "-fsS", "http://localhost:3101/anything"), `"status":"ok"`)
+		assert.Contains(t, pgTestDockerRun(t, "logs", hid), "ignoring command")
+	}
 
 	// PID 1 handles SIGTERM: docker stop does not wait for its 10 s timeout.
 	start := time.Now()

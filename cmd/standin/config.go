@@ -11,7 +11,7 @@ import (
 // Environment knobs. All optional; the worker ones are those of the real
 // ktrdr worker images.
 //
-//	KTRDR_STANDIN_ROLE                      backend|worker|db|jaeger|prometheus|grafana (or the first argument)
+//	KTRDR_STANDIN_ROLE                      backend|worker|db|jaeger|prometheus|grafana|http (or the first argument)
 //	KTRDR_STANDIN_LISTEN_HOST               listen host (default: all interfaces)
 //	KTRDR_STANDIN_PORT                      override the role's main port (tests)
 //	KTRDR_STANDIN_OTLP_GRPC_PORT, _HTTP_PORT override jaeger's 4317 and 4318 (tests)
@@ -25,7 +25,24 @@ import (
 //	KTRDR_STANDIN_WORKER_CHECK_INTERVAL     backend's worker health-check period (default 10s)
 //	KTRDR_STANDIN_WORKER_FAILURE_THRESHOLD  failed checks before temporarily_unavailable (default 3)
 //	KTRDR_STANDIN_REGISTER_BACKOFF          worker's first retry delay (default 1s, doubling, 30s cap)
-//	WORKER_ID, WORKER_TYPE, WORKER_PORT, WORKER_ENDPOINT_URL, KTRDR_API_URL   worker identity and backend
+//	KTRDR_STANDIN_REREGISTER_CHECK          how often a registered worker checks the backend lists it (default 5s)
+//	KTRDR_STANDIN_PORTS                     comma-separated container ports also answered with a generic
+//	                                        200 JSON on any path (the http role's ports; default 8080)
+//
+// The worker's identity, under the names of either generation of the real
+// ktrdr files (the first one set wins):
+//
+//	WORKER_TYPE, KTRDR_WORKER_TYPE          registered worker_type (default backtesting)
+//	WORKER_ID, KTRDR_WORKER_ID              worker_id (default: the host name)
+//	WORKER_PORT, KTRDR_WORKER_PORT          main port (default 5003)
+//	WORKER_ENDPOINT_URL, WORKER_PUBLIC_BASE_URL, KTRDR_WORKER_PUBLIC_URL
+//	                                        endpoint_url (default http://HOSTNAME:PORT)
+//	KTRDR_API_URL, KTRDR_BACKEND_URL, KTRDR_API_CLIENT_BASE_URL
+//	                                        backend base URL, a trailing /api/v1 dropped
+//	                                        (default http://backend:8000)
+//
+// The sh, curl, wget and pg_isready tools read the environment like the
+// real ones (sh: any $VAR; pg_isready: PGHOST, PGPORT, PGUSER, PGDATABASE).
 const (
 	envRole             = "KTRDR_STANDIN_ROLE"
 	envListenHost       = "KTRDR_STANDIN_LISTEN_HOST"
@@ -42,16 +59,18 @@ const (
 	envFailureThreshold = "KTRDR_STANDIN_WORKER_FAILURE_THRESHOLD"
 	envRegisterBackoff  = "KTRDR_STANDIN_REGISTER_BACKOFF"
 	envRecheckInterval  = "KTRDR_STANDIN_REREGISTER_CHECK"
+	envPorts            = "KTRDR_STANDIN_PORTS"
 )
 
-var roleNames = []string{"backend", "worker", "db", "jaeger", "prometheus", "grafana"}
+var roleNames = []string{"backend", "worker", "db", "jaeger", "prometheus", "grafana", "http"}
 
 type config struct {
 	role       string
 	host       string
-	port       int // main port
-	otlpGRPC   int // jaeger only
-	otlpHTTP   int // jaeger only
+	port       int   // main port
+	extraPorts []int // KTRDR_STANDIN_PORTS not already served: the generic answer
+	otlpGRPC   int   // jaeger only
+	otlpHTTP   int   // jaeger only
 	startDelay time.Duration
 	readyAt    time.Time // zero: ready
 	failHealth bool
@@ -74,7 +93,7 @@ type config struct {
 	recheck         time.Duration // how often a registered worker checks the backend still lists it
 }
 
-var defaultPorts = map[string]int{"backend": 8000, "worker": 5003, "db": 5432, "jaeger": 16686, "prometheus": 9090, "grafana": 3000}
+var defaultPorts = map[string]int{"backend": 8000, "worker": 5003, "db": 5432, "jaeger": 16686, "prometheus": 9090, "grafana": 3000, "http": 8080}
 
 func loadConfig(role string, getenv func(string) string) (config, error) {
 	cfg := config{
@@ -117,6 +136,8 @@ func loadConfig(role string, getenv func(string) string) (config, error) {
 		}
 	}
 	if role == "worker" {
+		// January's name wins over April's when both are set.
+		intVar("KTRDR_WORKER_PORT", &cfg.port)
 		intVar("WORKER_PORT", &cfg.port)
 	}
 	intVar(envPort, &cfg.port)
@@ -129,6 +150,23 @@ func loadConfig(role string, getenv func(string) string) (config, error) {
 	durVar(envRegisterBackoff, &cfg.registerBackoff)
 	durVar(envRecheckInterval, &cfg.recheck)
 	intVar(envFailureThreshold, &cfg.failureThreshold)
+	ports, err := parsePorts(getenv(envPorts))
+	if err != nil {
+		errs = append(errs, err.Error())
+	}
+	if role == "http" && len(ports) > 0 && getenv(envPort) == "" {
+		cfg.port = ports[0]
+	}
+	served := map[int]bool{cfg.port: true}
+	if role == "jaeger" {
+		served[cfg.otlpGRPC], served[cfg.otlpHTTP] = true, true
+	}
+	for _, p := range ports {
+		if !served[p] {
+			served[p] = true
+			cfg.extraPorts = append(cfg.extraPorts, p)
+		}
+	}
 	if v := getenv(envReadyAt); v != "" {
 		ms, err := strconv.ParseInt(v, 10, 64)
 		if err != nil {
@@ -150,11 +188,12 @@ func loadConfig(role string, getenv func(string) string) (config, error) {
 		cfg.failureThreshold = 1
 	}
 
-	cfg.workerType = orDefault(getenv("WORKER_TYPE"), "backtesting")
+	// The worker's identity, under January's names or April's.
+	cfg.workerType = firstSet(getenv, "backtesting", envWorkerType...)
 	host, _ := os.Hostname()
-	cfg.workerID = orDefault(getenv("WORKER_ID"), orDefault(host, cfg.workerType+"-worker"))
-	cfg.workerEndpoint = orDefault(getenv("WORKER_ENDPOINT_URL"), fmt.Sprintf("http://%s:%d", orDefault(host, "localhost"), cfg.port))
-	cfg.apiURL = strings.TrimRight(orDefault(getenv("KTRDR_API_URL"), "http://backend:8000"), "/")
+	cfg.workerID = firstSet(getenv, orDefault(host, cfg.workerType+"-worker"), envWorkerID...)
+	cfg.workerEndpoint = firstSet(getenv, fmt.Sprintf("http://%s:%d", orDefault(host, "localhost"), cfg.port), envWorkerEndpoint...)
+	cfg.apiURL = backendBase(firstSet(getenv, "http://backend:8000", envAPIURL...))
 	if len(errs) > 0 {
 		return cfg, fmt.Errorf("bad environment: %s", strings.Join(errs, "; "))
 	}
@@ -192,6 +231,50 @@ func (c config) knobs() string {
 		return "none"
 	}
 	return strings.Join(parts, " ")
+}
+
+// parsePorts reads KTRDR_STANDIN_PORTS: container ports separated by
+// commas, blanks around them and empty entries ignored, "/tcp" allowed.
+func parsePorts(v string) ([]int, error) {
+	var ports []int
+	for _, f := range strings.Split(v, ",") {
+		f = strings.TrimSuffix(strings.TrimSpace(f), "/tcp")
+		if f == "" {
+			continue
+		}
+		n, err := strconv.Atoi(f)
+		if err != nil || n < 1 || n > 65535 {
+			return nil, fmt.Errorf("%s=%q: %q is not a TCP port (1-65535)", envPorts, v, f)
+		}
+		ports = append(ports, n)
+	}
+	return ports, nil
+}
+
+// The worker's identity variables, first set wins: the real ktrdr files
+// use the unprefixed names (January) or the KTRDR_ ones (April).
+var (
+	envWorkerType     = []string{"WORKER_TYPE", "KTRDR_WORKER_TYPE"}
+	envWorkerID       = []string{"WORKER_ID", "KTRDR_WORKER_ID"}
+	envWorkerEndpoint = []string{"WORKER_ENDPOINT_URL", "WORKER_PUBLIC_BASE_URL", "KTRDR_WORKER_PUBLIC_URL"}
+	envAPIURL         = []string{"KTRDR_API_URL", "KTRDR_BACKEND_URL", "KTRDR_API_CLIENT_BASE_URL"}
+)
+
+// firstSet returns the first non-empty of keys, else def.
+func firstSet(getenv func(string) string, def string, keys ...string) string {
+	for _, k := range keys {
+		if v := strings.TrimSpace(getenv(k)); v != "" {
+			return v
+		}
+	}
+	return def
+}
+
+// backendBase turns a backend URL into the base the worker appends
+// /api/v1/… to: April's KTRDR_API_CLIENT_BASE_URL already ends in /api/v1.
+func backendBase(u string) string {
+	u = strings.TrimRight(u, "/")
+	return strings.TrimRight(strings.TrimSuffix(u, "/api/v1"), "/")
 }
 
 func isTrue(v string) bool {

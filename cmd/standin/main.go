@@ -1,8 +1,9 @@
 // Command standin plays every service of a ktrdr stack (backend, workers, db,
-// jaeger, prometheus, grafana) with the real HTTP shapes and enough of the
-// PostgreSQL wire protocol, so one compose file runs either the real images
-// or this single static binary. There is no image registry involved: the
-// sandbox package builds it into a FROM-scratch image with `docker import`.
+// jaeger, prometheus, grafana, and any other HTTP service) with the real
+// HTTP shapes and enough of the PostgreSQL wire protocol, so one compose
+// file runs either the real images or this single static binary. There is
+// no image registry involved: the sandbox package builds it into a
+// FROM-scratch image with `docker import`.
 //
 // Usage:
 //
@@ -12,13 +13,22 @@
 //	standin fs write PATH CONTENT  write a file (a scratch image has no shell)
 //	standin fs read PATH           print a file
 //	standin fs ls DIR              list a folder, one name a line, folders end in /
+//	standin sh -c STRING           the small shell (also curl, wget, pg_isready)
 //
-// Invoked as curl, wget or pg_isready (hardlinks in the image), it behaves
-// enough like those tools for container healthchecks written for the real
-// images: see clients.go.
+// Invoked as curl, wget, pg_isready or sh (hardlinks in the image, /bin/sh
+// among them), it behaves enough like those tools for container
+// healthchecks written for the real images, ["CMD", …] and
+// ["CMD-SHELL", …] alike: see clients.go and sh.go.
+//
+// As a container's main process (PID 1, or the child of compose's init)
+// with KTRDR_STANDIN_ROLE set, every argument but a role name, version,
+// help or fs is the real image's command and is ignored, even sh -c ….
 //
 // Roles: backend (:8000), worker (:$WORKER_PORT), db (:5432), jaeger (:16686,
-// :4317, :4318), prometheus (:9090), grafana (:3000). The environment knobs
+// :4317, :4318), prometheus (:9090), grafana (:3000), http (every port of
+// $KTRDR_STANDIN_PORTS, default :8080: 200 and a small JSON body on any
+// path). Every role also answers like http on the ports of
+// $KTRDR_STANDIN_PORTS it does not already serve. The environment knobs
 // are documented in config.go.
 package main
 
@@ -38,7 +48,7 @@ var version = "dev"
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
-	code := run(ctx, os.Args, os.Getenv, os.Stdout, os.Stderr)
+	code := runProcess(ctx, os.Args, os.Getenv, os.Stdout, os.Stderr, containerMainProcess())
 	stop()
 	os.Exit(code)
 }
@@ -46,6 +56,23 @@ func main() {
 // run is main without the process: tests call it with their own arguments,
 // environment and writers. It returns the exit status.
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) int {
+	return runProcess(ctx, args, getenv, stdout, stderr, false)
+}
+
+// containerMainProcess reports whether this process is a container's main
+// process: PID 1, or the only child of an init at PID 1 (compose's
+// `init: true`). Processes that `docker exec` and healthchecks start have
+// a parent outside the container's PID namespace, so their parent PID is 0.
+func containerMainProcess() bool {
+	return os.Getpid() == 1 || os.Getppid() == 1
+}
+
+// runProcess is run; mainProcess says that this is the container's main
+// process, whose arguments, when the role comes from KTRDR_STANDIN_ROLE,
+// are the real image's command and never a tool to run (a real
+// `command: ["sh", "-c", "alembic upgrade head && uvicorn …"]` must start
+// the role, while `docker exec … /standin sh -c …` runs the shell).
+func runProcess(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer, mainProcess bool) int {
 	if len(args) == 0 {
 		args = []string{"standin"}
 	}
@@ -65,8 +92,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 			fmt.Fprint(stdout, usage)
 			return 0
 		}
-		if code, ok := runTool(ctx, rest[0], rest[1:], getenv, stdout, stderr); ok {
-			return code
+		if !mainProcess || role == "" {
+			if code, ok := runTool(ctx, rest[0], rest[1:], getenv, stdout, stderr); ok {
+				return code
+			}
 		}
 		switch _, known := defaultPorts[rest[0]]; {
 		case known:
@@ -91,7 +120,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	return runRole(ctx, cfg, stdout)
 }
 
-// runTool runs the curl, wget and pg_isready personalities.
+// runTool runs the curl, wget, pg_isready and sh personalities.
 func runTool(ctx context.Context, name string, args []string, getenv func(string) string, stdout, stderr io.Writer) (int, bool) {
 	switch name {
 	case "curl":
@@ -100,13 +129,19 @@ func runTool(ctx context.Context, name string, args []string, getenv func(string
 		return wgetMain(ctx, args, stdout, stderr), true
 	case "pg_isready":
 		return pgIsReadyMain(ctx, args, getenv, stdout, stderr), true
+	case "sh":
+		return shMain(ctx, args, getenv, stdout, stderr), true
 	}
 	return 0, false
 }
 
 const usage = `usage:
-  standin [backend|worker|db|jaeger|prometheus|grafana]   (or KTRDR_STANDIN_ROLE)
+  standin [backend|worker|db|jaeger|prometheus|grafana|http]   (or KTRDR_STANDIN_ROLE)
   standin version
   standin fs write PATH CONTENT | fs read PATH | fs ls DIR
   standin curl|wget|pg_isready ARGS…   (also selected by argv[0])
+  standin sh -c STRING [NAME [ARG…]]   (also selected by argv[0], e.g. /bin/sh)
+environment: KTRDR_STANDIN_PORTS=P1,P2,… adds ports answering 200 JSON on any path;
+  the worker reads WORKER_TYPE|KTRDR_WORKER_TYPE, WORKER_ID|KTRDR_WORKER_ID, WORKER_PORT|KTRDR_WORKER_PORT,
+  WORKER_ENDPOINT_URL|KTRDR_WORKER_PUBLIC_URL, KTRDR_API_URL|KTRDR_BACKEND_URL; more in config.go
 `

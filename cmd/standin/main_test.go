@@ -185,7 +185,10 @@ func TestStandinWorkerRegistersWithRetry(t *testing.T) {
 		getJSON(t, b.url("/api/v1/workers"), &workers)
 		return len(workers) == 1
 	}, 5*time.Second, 20*time.Millisecond, "worker never registered; worker log:\n%s", w.log)
-	assert.Contains(t, w.log.String(), "registered with backend")
+	// The backend lists the worker before the worker has read the answer
+	// and logged it.
+	require.Eventually(t, func() bool { return strings.Contains(w.log.String(), "registered with backend") },
+		5*time.Second, 10*time.Millisecond, "worker never logged its registration:\n%s", w.log)
 
 	keys := make([]string, 0, len(workers[0]))
 	for k := range workers[0] {
@@ -252,6 +255,7 @@ func TestStandinHealthEndpoints(t *testing.T) {
 		{"jaeger", "/", "Jaeger"},
 		{"prometheus", "/-/healthy", "Healthy"},
 		{"grafana", "/api/health", `"database":"ok"`},
+		{"http", "/health", `"status":"ok"`},
 	} {
 		t.Run(tc.role, func(t *testing.T) {
 			env := map[string]string{envNoRegister: "1", envOTLPGRPCPort: strconv.Itoa(freePort(t)), envOTLPHTTPPort: strconv.Itoa(freePort(t))}

@@ -55,10 +55,48 @@ func serveRole(ctx context.Context, cfg config, logger *log.Logger) error {
 			return nil
 		}
 	}
+	// The extra ports listen first, so that the main port accepting
+	// connections means every port does.
+	var extra []net.Listener
+	for _, p := range cfg.extraPorts {
+		ln, err := listen(cfg, p, logger)
+		if err != nil {
+			closeAll(extra)
+			return err
+		}
+		extra = append(extra, ln)
+	}
 	ln, err := listen(cfg, cfg.port, logger)
 	if err != nil {
+		closeAll(extra)
 		return err
 	}
+	if len(extra) == 0 {
+		return serveMain(ctx, cfg, logger, ln)
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	errc := make(chan error, 1)
+	go func() {
+		err := serveHTTP(ctx, logger, genericHandler(cfg), extra...)
+		if err != nil {
+			cancel() // a failed extra port stops the role too
+		}
+		errc <- err
+	}()
+	err = serveMain(ctx, cfg, logger, ln)
+	cancel()
+	return errors.Join(err, <-errc)
+}
+
+func closeAll(lns []net.Listener) {
+	for _, ln := range lns {
+		ln.Close()
+	}
+}
+
+// serveMain serves the role on its main port ln until ctx ends.
+func serveMain(ctx context.Context, cfg config, logger *log.Logger, ln net.Listener) error {
 	switch cfg.role {
 	case "backend":
 		return newBackend(cfg, logger).serve(ctx, ln)
@@ -72,6 +110,8 @@ func serveRole(ctx context.Context, cfg config, logger *log.Logger) error {
 		return serveHTTP(ctx, logger, prometheusHandler(cfg), ln)
 	case "grafana":
 		return serveHTTP(ctx, logger, grafanaHandler(cfg), ln)
+	case "http":
+		return serveHTTP(ctx, logger, genericHandler(cfg), ln)
 	}
 	ln.Close()
 	return fmt.Errorf("unknown role %q", cfg.role)
@@ -203,6 +243,23 @@ func serveJaeger(ctx context.Context, cfg config, logger *log.Logger, ui net.Lis
 	go func() { errc <- serveHTTP(ctx, logger, uiMux, ui) }()
 	go func() { errc <- serveHTTP(ctx, logger, otlpMux, otlpHTTP) }()
 	return errors.Join(<-errc, <-errc)
+}
+
+// genericHandler answers any method on any path with 200 and a small JSON
+// body, so curl/wget healthchecks of a service the suite knows nothing
+// about pass: the http role, and every role's KTRDR_STANDIN_PORTS. The
+// readiness knobs apply: 503 while not ready.
+func genericHandler(cfg config) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, io.LimitReader(r.Body, 1<<20))
+		body := map[string]any{"status": "ok", "healthy": true, "service": cfg.role, "version": "standin", "path": r.URL.Path}
+		if why := cfg.notReady(time.Now()); why != "" {
+			body["status"], body["healthy"], body["detail"] = "unavailable", false, why
+			writeJSON(w, http.StatusServiceUnavailable, body)
+			return
+		}
+		writeJSON(w, http.StatusOK, body)
+	})
 }
 
 func prometheusHandler(cfg config) http.Handler {
