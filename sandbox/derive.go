@@ -177,7 +177,9 @@ func (p *Profile) ForStack(sf *StackFile) (*Profile, error) {
 		q.Endpoints = append(q.Endpoints, e)
 	}
 	for _, v := range unknown {
-		q.Endpoints = append(q.Endpoints, Endpoint{Label: v.Service + " (" + v.Key + ")", PortKey: v.Key, Scheme: "http"})
+		if !slices.ContainsFunc(q.Endpoints, func(e Endpoint) bool { return e.PortKey == v.Key }) {
+			q.Endpoints = append(q.Endpoints, Endpoint{Label: v.Service + " (" + v.Key + ")", PortKey: v.Key, Scheme: "http"})
+		}
 	}
 	return NewProfile(q)
 }
