@@ -16,10 +16,11 @@ import (
 //
 //	{"max_slot": 20}
 //
-// MaxSlot widens (or narrows) the sandbox slot range. The profile's port
-// rules must stay collision-free over the whole range: with the ktrdr rules
-// that holds up to slot 42, and a wider value is refused naming the two
-// (slot, port) pairs that would collide.
+// MaxSlot widens (or narrows) the sandbox slot range, up to RuleSlots
+// (100). The documented ktrdr port rules are collision-free up to slot 42;
+// in a wider range ForStack keeps those that still hold and chooses
+// collision-free rules for the others (the worker ports), so every slot's
+// ports stay distinct. A range over RuleSlots is refused.
 type Config struct {
 	MaxSlot int `json:"max_slot,omitempty"`
 }
@@ -57,6 +58,14 @@ func LoadManager(home string, out io.Writer) (*Manager, error) {
 	}
 	if c.MaxSlot != 0 {
 		p, err := m.Profile.WithSlots(m.Profile.MinSlot, c.MaxSlot)
+		var pc *PortCollisionError
+		if errors.As(err, &pc) && c.MaxSlot <= RuleSlots {
+			// The documented rules stop holding somewhere in this range:
+			// ForStack chooses collision-free rules for those that do not.
+			q := *m.Profile
+			q.MinSlot, q.MaxSlot = m.Profile.MinSlot, c.MaxSlot
+			p, err = &q, nil
+		}
 		if err != nil {
 			return nil, fmt.Errorf("settings %s: max_slot %d: %w", m.Profile.ConfigPath(home), c.MaxSlot, err)
 		}

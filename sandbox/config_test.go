@@ -3,6 +3,7 @@ package sandbox
 import (
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -28,14 +29,27 @@ func TestLoadManagerSlotSetting(t *testing.T) {
 		assert.Equal(t, 42, m.Profile.MaxSlot)
 		assert.Equal(t, 10, KTRDR().MaxSlot, "the default profile is not changed")
 	})
-	t.Run("a range the port rules cannot serve", func(t *testing.T) {
+	t.Run("100 slots: the worker rules are chosen anew, every port distinct", func(t *testing.T) {
 		home := t.TempDir()
 		write(t, home, `{"max_slot": 100}`)
+		m, err := LoadManager(home, nil)
+		require.NoError(t, err)
+		assert.Equal(t, 100, m.Profile.MaxSlot)
+		sp, _, err := m.stackOf(t.Context(), "..", nil)
+		require.NoError(t, err, "ForStack proves the adapted rules collision-free over slots 0–100")
+		for _, r := range sp.Ports {
+			assert.Equal(t, strings.HasPrefix(r.Key, "KTRDR_WORKER_PORT_"), r.Chosen, r.Key)
+		}
+		api, _ := sp.Rule("KTRDR_API_PORT")
+		assert.Equal(t, 8100, api.Port(100), "documented rules that hold are kept")
+	})
+	t.Run("a range over 100", func(t *testing.T) {
+		home := t.TempDir()
+		write(t, home, `{"max_slot": 101}`)
 		_, err := LoadManager(home, nil)
 		var pc *PortCollisionError
 		require.ErrorAs(t, err, &pc)
 		assert.Contains(t, err.Error(), "config.json")
-		assert.Contains(t, err.Error(), "slot 43 KTRDR_WORKER_PORT_3")
 	})
 	t.Run("typo", func(t *testing.T) {
 		home := t.TempDir()

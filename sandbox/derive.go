@@ -47,6 +47,14 @@ func (p *Profile) ForStack(sf *StackFile) (*Profile, error) {
 			unknown = append(unknown, v)
 		}
 	}
+	// Documented rules are taken in the profile's order: when two collide
+	// somewhere in the range, the earlier one (the API, the database) keeps
+	// its rule.
+	order := map[string]int{}
+	for i, r := range p.Ports {
+		order[r.Key] = i
+	}
+	slices.SortStableFunc(known, func(a, b PortVar) int { return order[a.Key] - order[b.Key] })
 	// Every slot-0 port is the main stack's: no sandbox may publish it.
 	defaults := map[int]string{}
 	for _, v := range vars {
@@ -78,10 +86,6 @@ func (p *Profile) ForStack(sf *StackFile) (*Profile, error) {
 	}
 	// Keep the env file's order stable: the documented keys first, as the
 	// profile lists them, then the chosen ones by name.
-	order := map[string]int{}
-	for i, r := range p.Ports {
-		order[r.Key] = i
-	}
 	slices.SortStableFunc(q.Ports, func(a, b PortRule) int {
 		ia, oka := order[a.Key]
 		ib, okb := order[b.Key]
