@@ -1,7 +1,13 @@
 // Package sandbox runs several isolated copies of one application's Docker
 // Compose stack on one machine, one per git checkout, and tells with
-// certainty when a copy is ready. The ktrdr stack is described by the
-// default Profile (KTRDR); everything application-specific lives there.
+// certainty when a copy is ready. The stack is the one the checkout's own
+// sandbox compose file describes (LoadStackFile, Profile.ForStack): its
+// services, port variables, workers and database, read with compose-go;
+// the default Profile (KTRDR) keeps only what a file cannot say (the
+// documented slot rules of the known ktrdr ports, labels for people, the
+// API's paths). What the suite adds to a stack (its instance label, a
+// faster healthcheck cadence, stand-in images) goes into an override file
+// in its state folder (override.go); it never edits the checkout's files.
 //
 // # The model
 //
