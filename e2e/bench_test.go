@@ -456,3 +456,52 @@ func BenchmarkEntryPointOverhead(b *testing.B) {
 	b.ReportMetric(benchMS(ls), "ms/compose-ls")
 	b.ReportMetric(benchMS(list-ls), "ms/list-minus-compose-ls")
 }
+
+// BenchmarkShapeTimeToReady is issue 12's figure: time-to-ready of
+// `sandbox:up` (stand-in mode) on the January-like fixture (30 s
+// healthchecks, service_healthy chains), against `docker compose up -d
+// --wait` of the same file with the same stand-in images and roles but
+// without the rest of the suite's override (the file's own healthcheck
+// cadence, no gate). Whole processes; each stack is removed with its
+// volumes between rounds.
+func BenchmarkShapeTimeToReady(b *testing.B) {
+	needDocker(b)
+	e := newEnv(b)
+	e.withShape(b, "january")
+	name := benchPrefix + "shape"
+	benchCreate(b, e, name, 6)
+	dir := e.sandboxDir(name)
+	id := "ktrdr--" + name
+	b.Cleanup(func() { removeProject(id); removeProject(id + "-plain") })
+
+	var sbx, plain []time.Duration
+	for round := range 2 {
+		start := time.Now()
+		r := e.sbx(dir, "sandbox:up")
+		d := time.Since(start)
+		require.Equal(b, 0, r.Code, r.String())
+		sbx = append(sbx, d)
+		e.must(dir, "sandbox:down", "-volumes")
+
+		// The stand-in part of the suite's override only: images, roles, ports.
+		data, err := os.ReadFile(filepath.Join(e.Home, ".ktrdr", "sandbox", "instances", id, "compose.override.json"))
+		require.NoError(b, err)
+		var doc map[string]map[string]map[string]any
+		require.NoError(b, json.Unmarshal(data, &doc))
+		for _, svc := range doc["services"] {
+			delete(svc, "healthcheck")
+			delete(svc, "labels")
+		}
+		standinOnly, err := json.Marshal(doc)
+		require.NoError(b, err)
+		path := filepath.Join(b.TempDir(), "standin-only.json")
+		require.NoError(b, os.WriteFile(path, standinOnly, 0o644))
+		s := benchStack{Project: id + "-plain", Dir: dir, EnvFile: filepath.Join(dir, ".env.sandbox"),
+			Files: []string{filepath.Join(dir, "docker-compose.sandbox.yml"), path}}
+		plain = append(plain, benchCompose(b, s, "up", "-d", "--wait", "--wait-timeout", "300"))
+		benchCompose(b, s, "down", "--volumes", "--timeout", "1")
+		b.Logf("round %d: sandbox:up %s, compose up -d --wait %s", round+1, sbx[round].Round(time.Millisecond), plain[round].Round(time.Millisecond))
+	}
+	b.ReportMetric(benchMS(benchMedian(sbx)), "ms/sandbox-up")
+	b.ReportMetric(benchMS(benchMedian(plain)), "ms/compose-up-wait-file-cadence")
+}

@@ -16,7 +16,7 @@ import (
 
 // withShape replaces the project's sandbox compose file with a fixture of
 // testdata/<shape> and commits it: the suite must read the stack from it.
-func (e *env) withShape(t *testing.T, shape string) {
+func (e *env) withShape(t testing.TB, shape string) {
 	t.Helper()
 	data, err := os.ReadFile(filepath.Join(repoRoot, "e2e", "testdata", shape, "docker-compose.sandbox.yml"))
 	require.NoError(t, err)
