@@ -73,9 +73,20 @@ func (m *Manager) reregister(ctx context.Context, co Checkout, envPath string, o
 		return nil, &ReregisterError{ID: id, EnvPath: envPath, Standin: env.Standin,
 			Err: &SlotError{Slot: env.Slot, Reason: fmt.Sprintf("out of range: sandbox slots are %d–%d", p.MinSlot, p.MaxSlot)}}
 	}
-	want := p.PortsFor(env.Slot)
+	// The slot's ports as the checkout's stack file has them (its variables
+	// may be other than the documented ones); a variable the file gained
+	// since is not in the env file yet, and up adds it.
+	vals, err := p.EnvValues(envPath)
+	if err != nil {
+		return nil, err
+	}
+	sp, _, err := m.stackOf(ctx, co.Root, vals)
+	if err != nil {
+		return nil, err
+	}
+	want := sp.PortsFor(env.Slot)
 	for _, k := range sortedKeys(want) {
-		if env.Ports[k] != want[k] {
+		if got, ok := env.Ports[k]; ok && got != want[k] {
 			return nil, fmt.Errorf("%s: %s is %d, but slot %d uses %d (the file was edited, or copied from another sandbox): %s",
 				envPath, k, env.Ports[k], env.Slot, want[k], afresh)
 		}
