@@ -21,6 +21,8 @@ const (
 	KeySlot       = "SLOT_NUMBER"
 	KeyCreatedAt  = "CREATED_AT"
 	KeyVersion    = "SANDBOX_VERSION"
+	KeyContext    = "SANDBOX_CONTEXT" // the Docker context of a sandbox on another engine
+	KeyHost       = "SANDBOX_HOST"    // that engine's host: URLs and probes go there
 )
 
 // Env is the content of one sandbox's .env.sandbox file.
@@ -31,6 +33,7 @@ type Env struct {
 	SharedRoot string            // the shared-data root (KTRDR_SHARED_DIR); "" falls back to ./data-style mounts
 	CreatedAt  time.Time         // UTC
 	Standin    bool              // the stack runs the stand-in images
+	Engine     Engine            // the Docker engine it runs on (zero: the local one)
 	Extra      map[string]string // keys this package does not interpret (kept on rewrite)
 }
 
@@ -69,6 +72,12 @@ func (p *Profile) Values(e Env) map[string]string {
 	}
 	m[KeyCreatedAt] = e.CreatedAt.UTC().Format(time.RFC3339)
 	m[KeyVersion] = strconv.Itoa(EnvVersion)
+	if e.Engine.Context != "" {
+		m[KeyContext] = e.Engine.Context
+	}
+	if e.Engine.Host != "" {
+		m[KeyHost] = e.Engine.Host
+	}
 	if e.Standin {
 		m[p.StandinKey] = "1"
 		for _, k := range p.ImageKeys {
@@ -194,7 +203,17 @@ func (p *Profile) parseEnv(path string, vals map[string]string) (Env, error) {
 		}
 	}
 	e.Standin = vals[p.StandinKey] == "1"
-	known := map[string]bool{KeyInstanceID: true, KeyProject: true, KeySlot: true, KeyCreatedAt: true, KeyVersion: true, p.StandinKey: true, p.SharedRootKey: true}
+	e.Engine.Context = vals[KeyContext]
+	if c := e.Engine.Context; c != "" && (strings.HasPrefix(c, "-") || strings.ContainsAny(c, " \t/")) {
+		return bad(KeyContext, fmt.Errorf("%q is not a Docker context name", c))
+	}
+	if h := vals[KeyHost]; h != "" {
+		if !validHost(h) {
+			return bad(KeyHost, fmt.Errorf("%q is not a host name or IP address", h))
+		}
+		e.Engine.Host = h
+	}
+	known := map[string]bool{KeyInstanceID: true, KeyProject: true, KeySlot: true, KeyCreatedAt: true, KeyVersion: true, p.StandinKey: true, p.SharedRootKey: true, KeyContext: true, KeyHost: true}
 	for k := range e.Ports {
 		known[k] = true
 	}

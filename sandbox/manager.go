@@ -23,6 +23,9 @@ type Manager struct {
 	Out     io.Writer        // progress lines for a person; io.Discard to silence
 	Now     func() time.Time // the clock for CREATED_AT
 
+	engine Engine // the engine Runner's docker calls go to (see on)
+	base   Runner // the runner without a context (nil: Runner)
+
 	composeOnce sync.Once
 	compose     *Compose
 	composeErr  error

@@ -27,6 +27,7 @@ type Instance struct {
 	CreatedAt  string `json:"created_at"`
 	IsWorktree bool   `json:"is_worktree"`
 	ParentRepo string `json:"parent_repo"`
+	Engine     Engine `json:"engine,omitzero"` // the Docker engine it runs on (absent: the local one)
 }
 
 // registryFile is the on-disk registry.
