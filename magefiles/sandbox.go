@@ -8,7 +8,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
+	"slices"
 	"sort"
 	"strings"
 	"text/tabwriter"
@@ -52,13 +54,14 @@ func (Sandbox) Create(ctx context.Context, name string,
 	branch *string, // branch to check out (default: <name>, created from HEAD if missing)
 	slot *int, // slot to take (default: the lowest free one)
 	standin *bool, // run the bundled stand-in images instead of the real ktrdr images
+	context *string, // run on the Docker engine of this Docker context (default: the local engine)
 	json *bool, // print what was created as JSON (steps go to stderr)
 ) error {
 	m, cwd, err := manager(json)
 	if err != nil {
 		return err
 	}
-	res, err := m.Create(ctx, sandbox.CreateOptions{Name: name, Branch: deref(branch), Slot: deref(slot), Standin: deref(standin), Dir: cwd})
+	res, err := m.Create(ctx, sandbox.CreateOptions{Name: name, Branch: deref(branch), Slot: deref(slot), Standin: deref(standin), Dir: cwd, Context: deref(context)})
 	if err != nil {
 		return explain(err)
 	}
@@ -68,7 +71,11 @@ func (Sandbox) Create(ctx context.Context, name string,
 	for _, s := range sortedSlots(res.Skipped) {
 		fmt.Printf("Skipped slot %d: %s\n", s, res.Skipped[s])
 	}
-	fmt.Printf("Created sandbox %s in slot %d (API http://localhost:%d)\n", res.ID, res.Slot, res.Ports["KTRDR_API_PORT"])
+	on := ""
+	if res.Engine != "local" {
+		on = " on engine " + res.Engine
+	}
+	fmt.Printf("Created sandbox %s in slot %d%s (API http://%s:%d)\n", res.ID, res.Slot, on, res.Host, res.Ports["KTRDR_API_PORT"])
 	fmt.Printf("Next: cd %s && go tool mage sandbox:up\n", res.Path)
 	return nil
 }
@@ -81,12 +88,13 @@ func (Sandbox) Init(ctx context.Context,
 	slot *int, // slot to take (default: the lowest free one)
 	name *string, // sandbox name (default: the folder's name)
 	standin *bool, // run the bundled stand-in images instead of the real ktrdr images
+	context *string, // run on the Docker engine of this Docker context (default: the local engine)
 ) error {
 	m, cwd, err := manager()
 	if err != nil {
 		return err
 	}
-	res, err := m.Init(ctx, sandbox.InitOptions{Name: deref(name), Slot: deref(slot), Standin: deref(standin), Dir: cwd})
+	res, err := m.Init(ctx, sandbox.InitOptions{Name: deref(name), Slot: deref(slot), Standin: deref(standin), Dir: cwd, Context: deref(context)})
 	if err != nil {
 		var se *sandbox.SlotError
 		var pe *sandbox.PortInUseError
@@ -129,7 +137,7 @@ func (Sandbox) Init(ctx context.Context,
 		fmt.Println("Next: go tool mage sandbox:status")
 		return nil
 	}
-	fmt.Printf("Adopted %s %s as sandbox %s in slot %d (API http://localhost:%d)\n", kind, res.Path, res.ID, res.Slot, res.Ports["KTRDR_API_PORT"])
+	fmt.Printf("Adopted %s %s as sandbox %s in slot %d (API http://%s:%d)\n", kind, res.Path, res.ID, res.Slot, res.Host, res.Ports["KTRDR_API_PORT"])
 	fmt.Println("Next: go tool mage sandbox:up")
 	return nil
 }
@@ -265,9 +273,9 @@ func (Sandbox) List(ctx context.Context,
 		fmt.Println("No sandboxes. Create one with: go tool mage sandbox:create <name>")
 	} else {
 		w := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(w, "INSTANCE\tSLOT\tSTATE\tAPI PORT\tBRANCH\tPATH")
+		fmt.Fprintln(w, "INSTANCE\tSLOT\tSTATE\tENGINE\tAPI PORT\tBRANCH\tPATH")
 		for _, e := range l.Instances {
-			fmt.Fprintf(w, "%s\t%d\t%s\t%d\t%s\t%s\n", e.ID, e.Slot, e.State, e.APIPort, orDash(e.Branch), e.Path)
+			fmt.Fprintf(w, "%s\t%d\t%s\t%s\t%d\t%s\t%s\n", e.ID, e.Slot, e.State, e.Engine, e.APIPort, orDash(e.Branch), e.Path)
 		}
 		w.Flush()
 	}
@@ -290,6 +298,9 @@ func (Sandbox) List(ctx context.Context,
 	}
 	if l.Warning != "" {
 		fmt.Fprintf(os.Stderr, "warning: %s\n  hint: is the Docker engine running? (docker info)\n", l.Warning)
+	}
+	for _, c := range slices.Sorted(maps.Keys(l.EngineErrors)) {
+		fmt.Fprintf(os.Stderr, "warning: engine %s did not answer (its sandboxes' states are unknown): %s\n  hint: docker --context %s info\n", c, l.EngineErrors[c], c)
 	}
 	for _, o := range l.Orphans {
 		fmt.Printf("Unregistered stack %s (%d containers); remove it with: %s\n", o.Project, o.Containers, o.Remedy)
@@ -320,7 +331,7 @@ func (Sandbox) Status(ctx context.Context,
 	if !s.Registered {
 		reg = " (not in the registry: run sandbox:list)"
 	}
-	fmt.Printf("Sandbox %s%s\n  slot %d · branch %s · %s\n  path %s\n\nServices:\n", s.ID, reg, s.Slot, orDash(s.Branch), s.State, s.Path)
+	fmt.Printf("Sandbox %s%s\n  slot %d · branch %s · %s · engine %s\n  path %s\n\nServices:\n", s.ID, reg, s.Slot, orDash(s.Branch), s.State, s.Engine, s.Path)
 	w := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
 	for _, svc := range s.Services {
 		fmt.Fprintf(w, "  %s\t%s\t%s\n", svc.Service, svc.State, svc.Health)
@@ -411,6 +422,7 @@ func explain(err error) error {
 		cf    *sandbox.CheckoutFileError
 		exitE *sandbox.ExitError
 		bn    *sandbox.BranchNameError
+		cx    *sandbox.ContextError
 	)
 	switch {
 	case errors.Is(err, context.Canceled):
@@ -419,6 +431,8 @@ func explain(err error) error {
 		return fail(1, err, "")
 	case errors.As(err, &bn):
 		return fail(1, err, "")
+	case errors.As(err, &cx):
+		return fail(1, err, "list the contexts with docker context ls; create one with docker context create "+cx.Context+" --docker host=ssh://you@host (or tcp://host:2375), and check it answers with docker --context "+cx.Context+" info")
 	case errors.As(err, &dir):
 		return fail(3, err, "pick another name, or remove the folder if it is not needed")
 	case errors.As(err, &br):
@@ -483,6 +497,30 @@ func registryEntryHint(rc *sandbox.RegistryCorruptError) string {
 		return "if you lowered max_slot in ~/.ktrdr/sandbox/config.json, raise it again so that the entry's slot fits; otherwise " + fix
 	}
 	return fix
+}
+
+// Sync pushes this sandbox's local folders (./data, the shared folders, every folder its
+// stack mounts) again to its volumes on another Docker engine; nothing is copied back.
+func (Sandbox) Sync(ctx context.Context,
+	json *bool, // print what was synced as JSON
+) error {
+	m, cwd, err := manager(json)
+	if err != nil {
+		return err
+	}
+	res, err := m.Sync(ctx, cwd)
+	if err != nil {
+		return explain(err)
+	}
+	if deref(json) {
+		return printJSON(res)
+	}
+	if res.Engine == "local" {
+		fmt.Printf("%s runs on the local engine, which mounts its folders directly: nothing to sync\n", res.ID)
+		return nil
+	}
+	fmt.Printf("Synced %d folder(s) of %s to engine %s\n", len(res.Volumes), res.ID, res.Engine)
+	return nil
 }
 
 // Ports shows the port plan of this checkout's stack file: every published-port variable,

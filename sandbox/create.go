@@ -17,6 +17,7 @@ type CreateOptions struct {
 	Slot    int    // 0 means the lowest free slot
 	Standin bool   // run the bundled stand-in images
 	Dir     string // a folder inside a checkout of the project (main or worktree)
+	Context string // the Docker context of the engine to run on ("": the local engine)
 }
 
 // Created describes a new sandbox.
@@ -29,6 +30,8 @@ type Created struct {
 	BranchCreated bool           `json:"branch_created"`
 	IsWorktree    bool           `json:"is_worktree"`
 	ParentRepo    string         `json:"parent_repo"`
+	Engine        string         `json:"engine"` // "local", or the Docker context it runs on
+	Host          string         `json:"host"`   // where its ports are reached
 	Ports         map[string]int `json:"ports"`
 	Skipped       map[int]string `json:"skipped_slots,omitempty"` // slots passed over, and why
 	Reregistered  bool           `json:"reregistered,omitempty"`  // Init found the checkout's env file and registered it again
@@ -88,6 +91,9 @@ func (u undo) run(ctx context.Context) {
 // hold is refused, naming the holder.
 func (m *Manager) usableSlot(ctx context.Context, sp *Profile, id string) func(slot int) error {
 	return func(slot int) error {
+		if m.engine.Remote() {
+			return m.preflight(ctx, sp, slot, sp.PortsFor(slot), id)
+		}
 		if ok, _ := PortsFree(sp, slot); ok {
 			return nil
 		}
@@ -116,6 +122,11 @@ func (m *Manager) Create(ctx context.Context, o CreateOptions) (res *Created, er
 	if err != nil {
 		return nil, err
 	}
+	eng, err := ResolveEngine(ctx, m.Runner, o.Context)
+	if err != nil {
+		return nil, err
+	}
+	m = m.on(eng)
 	if err := m.checkBranchName(ctx, co.Root, branch); err != nil {
 		return nil, err
 	}
@@ -149,7 +160,7 @@ func (m *Manager) Create(ctx context.Context, o CreateOptions) (res *Created, er
 	skipped := map[int]string{}
 	usable := m.usableSlot(ctx, sp, id)
 	slot, err := m.Registry().Register(ctx, id, Instance{
-		Path: path, CreatedAt: m.Now().UTC().Format("2006-01-02T15:04:05Z"), IsWorktree: true, ParentRepo: co.MainRoot,
+		Path: path, CreatedAt: m.Now().UTC().Format("2006-01-02T15:04:05Z"), IsWorktree: true, ParentRepo: co.MainRoot, Engine: eng,
 	}, o.Slot, func(s int) error {
 		err := usable(s)
 		if err != nil {
@@ -245,6 +256,7 @@ func (m *Manager) Create(ctx context.Context, o CreateOptions) (res *Created, er
 	}
 
 	env := sp.NewEnv(o.Name, slot, m.sharedRoot(), m.Now(), o.Standin)
+	env.Engine = eng
 	if err := sp.WriteEnv(filepath.Join(path, p.EnvFile), env); err != nil {
 		return nil, err
 	}
@@ -255,7 +267,7 @@ func (m *Manager) Create(ctx context.Context, o CreateOptions) (res *Created, er
 		return nil, fmt.Errorf("create %s: %w", id, err)
 	}
 	return &Created{ID: id, Name: o.Name, Slot: slot, Path: path, Branch: branch, BranchCreated: !exists,
-		IsWorktree: true, ParentRepo: co.MainRoot, Ports: env.Ports, Skipped: skipped}, nil
+		IsWorktree: true, ParentRepo: co.MainRoot, Engine: eng.Name(), Host: strings.Trim(eng.URLHost(), "[]"), Ports: env.Ports, Skipped: skipped}, nil
 }
 
 // BranchNameError refuses a branch name that git would not take as written.
@@ -323,6 +335,7 @@ type InitOptions struct {
 	Slot    int
 	Standin bool
 	Dir     string
+	Context string // the Docker context of the engine to run on ("": the local engine)
 }
 
 // Init adopts an existing clone or worktree as a sandbox. It never moves or
@@ -370,9 +383,14 @@ func (m *Manager) Init(ctx context.Context, o InitOptions) (res *Created, err er
 	if err != nil {
 		return nil, err
 	}
+	eng, err := ResolveEngine(ctx, m.Runner, o.Context)
+	if err != nil {
+		return nil, err
+	}
+	m = m.on(eng)
 	usable := m.usableSlot(ctx, sp, id)
 	slot, err := m.Registry().Register(ctx, id, Instance{
-		Path: co.Root, CreatedAt: m.Now().UTC().Format("2006-01-02T15:04:05Z"), IsWorktree: co.IsWorktree, ParentRepo: parent,
+		Path: co.Root, CreatedAt: m.Now().UTC().Format("2006-01-02T15:04:05Z"), IsWorktree: co.IsWorktree, ParentRepo: parent, Engine: eng,
 	}, o.Slot, func(s int) error {
 		err := usable(s)
 		if err != nil {
@@ -385,6 +403,7 @@ func (m *Manager) Init(ctx context.Context, o InitOptions) (res *Created, err er
 	}
 	u.add(func(ctx context.Context) { m.Registry().Unregister(ctx, id) })
 	env := sp.NewEnv(name, slot, m.sharedRoot(), m.Now(), o.Standin)
+	env.Engine = eng
 	if err := sp.WriteEnv(envPath, env); err != nil {
 		return nil, err
 	}
@@ -397,5 +416,5 @@ func (m *Manager) Init(ctx context.Context, o InitOptions) (res *Created, err er
 		return nil, fmt.Errorf("init %s: %w", id, err)
 	}
 	return &Created{ID: id, Name: name, Slot: slot, Path: co.Root, Branch: readBranch(co.Root),
-		IsWorktree: co.IsWorktree, ParentRepo: parent, Ports: env.Ports, Skipped: skipped}, nil
+		IsWorktree: co.IsWorktree, ParentRepo: parent, Engine: eng.Name(), Host: strings.Trim(eng.URLHost(), "[]"), Ports: env.Ports, Skipped: skipped}, nil
 }

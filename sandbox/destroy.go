@@ -172,9 +172,16 @@ func (m *Manager) Destroy(ctx context.Context, o DestroyOptions) (*Destroyed, er
 		}
 	}
 
-	// 1. The stack, after proving it is ours.
-	if err := m.teardown(ctx, id, in); err != nil {
+	// 1. The stack, after proving it is ours, on the engine it runs on; on
+	// another engine also the volumes its folders were synced to.
+	em := m.on(in.Engine)
+	if err := em.teardown(ctx, id, in); err != nil {
 		return nil, err
+	}
+	if in.Engine.Remote() {
+		if err := em.removeSyncVolumes(ctx, id); err != nil {
+			return nil, err
+		}
 	}
 	res.StackRemoved = true
 	m.say("Removed the stack of %s (containers, network, volumes)", id)

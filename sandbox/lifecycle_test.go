@@ -829,7 +829,7 @@ func TestListStatesOrphansAndStaleEntries(t *testing.T) {
 	}
 	assert.Equal(t, []string{"ktrdr--a", "ktrdr--b", "ktrdr--c", "ktrdr--gone"}, order, "sorted by slot")
 	assert.Equal(t, ListEntry{ID: "ktrdr--a", Slot: slots["ktrdr--a"], State: "running", Running: 9, Services: 9, APIPort: 8000 + slots["ktrdr--a"],
-		Branch: "a", Path: e.wt("a"), IsWorktree: true}, byID["ktrdr--a"])
+		Branch: "a", Path: e.wt("a"), IsWorktree: true, Engine: "local", Host: "localhost"}, byID["ktrdr--a"])
 	assert.Equal(t, "partial 4/9", byID["ktrdr--b"].State)
 	assert.Equal(t, 4, byID["ktrdr--b"].Running)
 	assert.Equal(t, 8000+slots["ktrdr--b"], byID["ktrdr--b"].APIPort)

@@ -32,6 +32,8 @@ type ListEntry struct {
 	// this instance was killed half-way; destroy -name=<name> -force
 	// removes what it made.
 	Interrupted string `json:"interrupted,omitempty"`
+	Engine      string `json:"engine"` // "local", or the Docker context it runs on
+	Host        string `json:"host"`   // where its ports are reached
 }
 
 // Orphan is a compose project that looks like one of this app's sandboxes
@@ -47,6 +49,9 @@ type Listing struct {
 	Instances []ListEntry `json:"instances"`
 	Orphans   []Orphan    `json:"orphans"`
 	Warning   string      `json:"warning,omitempty"` // e.g. docker could not be asked: states are unknown
+	// EngineErrors maps each Docker context whose engine did not answer to
+	// why: its sandboxes are listed with state unknown.
+	EngineErrors map[string]string `json:"engine_errors,omitempty"`
 }
 
 // state summarises a stack.
@@ -76,12 +81,40 @@ func (m *Manager) List(ctx context.Context) (*Listing, error) {
 		out.Warning = fmt.Sprintf("states unknown: %v", err)
 		states = nil
 	}
+	// Every other engine the registry names is asked once; one that does
+	// not answer leaves its sandboxes' states unknown, and the list goes on.
+	byEngine := map[string]map[string]*StackState{"": states}
+	if before, err := reg.Instances(); err == nil {
+		for _, in := range before {
+			c := in.Engine.Context
+			if _, asked := byEngine[c]; asked || out.EngineErrors[c] != "" {
+				continue
+			}
+			st, err := StackStates(ctx, m.on(in.Engine).Runner, m.Profile.InstanceLabel)
+			if err != nil {
+				if out.EngineErrors == nil {
+					out.EngineErrors = map[string]string{}
+				}
+				out.EngineErrors[c] = err.Error()
+				continue
+			}
+			byEngine[c] = st
+		}
+	}
+	stateOf := func(id string, in Instance) (*StackState, bool) {
+		st, ok := byEngine[in.Engine.Context]
+		if !ok || in.Engine.Context == "" && out.Warning != "" {
+			return nil, false
+		}
+		return st[id], true
+	}
 	// A stale entry whose stack still has containers (or whose state is
 	// unknown) stays, so that `destroy -name` can still remove its stack.
 	// So does one whose create or destroy was interrupted: its record is
 	// what tells destroy which worktree and branch that run made.
-	stale, err := reg.CleanStale(ctx, func(id string) bool {
-		return out.Warning != "" || states[id] != nil || m.readMeta(id).Phase != "" && m.interrupted(id) != ""
+	stale, err := reg.CleanStale(ctx, func(id string, in Instance) bool {
+		st, known := stateOf(id, in)
+		return !known || st != nil || m.readMeta(id).Phase != "" && m.interrupted(id) != ""
 	})
 	if err != nil {
 		return nil, err
@@ -99,9 +132,10 @@ func (m *Manager) List(ctx context.Context) (*Listing, error) {
 	api, _ := p.Rule(p.APIPortKey)
 	for id, in := range instances {
 		e := ListEntry{ID: id, Slot: in.Slot, Services: len(p.Services), APIPort: api.Port(in.Slot),
-			Branch: readBranch(in.Path), Path: in.Path, IsWorktree: in.IsWorktree}
-		e.State, e.Running = m.state(states[id])
-		if out.Warning != "" {
+			Branch: readBranch(in.Path), Path: in.Path, IsWorktree: in.IsWorktree, Engine: in.Engine.Name(), Host: strings.Trim(in.Engine.URLHost(), "[]")}
+		st, known := stateOf(id, in)
+		e.State, e.Running = m.state(st)
+		if !known {
 			e.State = StateUnknown
 		}
 		if reason, ok := kept[id]; ok {
@@ -115,8 +149,10 @@ func (m *Manager) List(ctx context.Context) (*Listing, error) {
 			continue
 		}
 		e := ListEntry{ID: s.ID, Slot: s.Instance.Slot, State: StateMissing, Services: len(p.Services),
-			APIPort: api.Port(s.Instance.Slot), Path: s.Instance.Path, IsWorktree: s.Instance.IsWorktree, Removed: true, Reason: s.Reason}
-		e.Running = states[s.ID].Running()
+			APIPort: api.Port(s.Instance.Slot), Path: s.Instance.Path, IsWorktree: s.Instance.IsWorktree, Removed: true, Reason: s.Reason,
+			Engine: s.Instance.Engine.Name(), Host: strings.Trim(s.Instance.Engine.URLHost(), "[]")}
+		st, _ := stateOf(s.ID, s.Instance)
+		e.Running = st.Running()
 		out.Instances = append(out.Instances, e)
 		if e.Running == 0 && out.Warning == "" {
 			_ = m.removeInstanceDir(s.ID) // nothing runs: the teardown copy is no longer needed

@@ -44,8 +44,9 @@ const OverrideFile = "compose.override.json"
 
 // overrideDoc builds the override of instance id for the stack file sf and
 // the adapted profile sp.
-func overrideDoc(sp *Profile, sf *StackFile, id string, standin bool) ([]byte, error) {
+func overrideDoc(sp *Profile, sf *StackFile, id string, standin bool, synced map[string]string) ([]byte, error) {
 	services := map[string]any{}
+	volumes := map[string]any{}
 	api, _ := sp.Rule(sp.APIPortKey)
 	backendURL := ""
 	if s, ok := sf.project.Services[api.Service]; ok {
@@ -61,6 +62,21 @@ func overrideDoc(sp *Profile, sf *StackFile, id string, standin bool) ([]byte, e
 		o := map[string]any{"labels": map[string]string{sp.InstanceLabel: id}}
 		if hc := fasterHealthcheck(svc.HealthCheck); hc != nil {
 			o["healthcheck"] = hc
+		}
+		// On another engine each bind mount of a local folder is the
+		// sandbox's volume of that folder (sync.go), at the same target.
+		var mounts []any
+		for _, v := range svc.Volumes {
+			name, ok := synced[v.Source]
+			if v.Type != types.VolumeTypeBind || !ok {
+				continue
+			}
+			key := "sandbox-sync-" + name[len(name)-8:]
+			volumes[key] = map[string]any{"name": name, "external": true}
+			mounts = append(mounts, map[string]any{"type": "volume", "source": key, "target": v.Target, "read_only": v.ReadOnly})
+		}
+		if len(mounts) > 0 {
+			o["volumes"] = mounts
 		}
 		if standin {
 			role := standinRole(sp, fs)
@@ -93,7 +109,11 @@ func overrideDoc(sp *Profile, sf *StackFile, id string, standin bool) ([]byte, e
 		}
 		services[fs.Name] = o
 	}
-	data, err := json.MarshalIndent(map[string]any{"services": services}, "", "  ")
+	doc := map[string]any{"services": services}
+	if len(volumes) > 0 {
+		doc["volumes"] = volumes
+	}
+	data, err := json.MarshalIndent(doc, "", "  ")
 	if err != nil {
 		return nil, err
 	}
@@ -164,8 +184,8 @@ func fasterHealthcheck(hc *types.HealthCheckConfig) map[string]any {
 }
 
 // writeOverride writes the override of instance id and returns its path.
-func (m *Manager) writeOverride(sp *Profile, sf *StackFile, id string, standin bool) (string, error) {
-	data, err := overrideDoc(sp, sf, id, standin)
+func (m *Manager) writeOverride(sp *Profile, sf *StackFile, id string, standin bool, synced map[string]string) (string, error) {
+	data, err := overrideDoc(sp, sf, id, standin, synced)
 	if err != nil {
 		return "", fmt.Errorf("write the compose override of %s: %w", id, err)
 	}

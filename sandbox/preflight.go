@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+	"time"
 )
 
 // PortHolder is whoever holds a host port: a container (found through
@@ -37,6 +38,8 @@ func (h PortHolder) String() string {
 		return s + ")"
 	case h.Container != "":
 		return "container " + h.Container
+	case h.PID < 0:
+		return h.Command
 	case h.PID > 0 && h.Command != "":
 		return fmt.Sprintf("process %d (%s)", h.PID, h.Command)
 	case h.PID > 0:
@@ -350,4 +353,52 @@ func parseProcNetTCP(text []byte) map[int][]uint64 {
 		res[int(port)] = append(res[int(port)], inode)
 	}
 	return res
+}
+
+// preflight checks the slot's ports on the manager's engine: locally by
+// binding them (PreflightPorts); on another engine by asking it which ports
+// its containers publish and by connecting to each port of its host, so that
+// nothing binds here.
+func (m *Manager) preflight(ctx context.Context, p *Profile, slot int, ports map[string]int, ownProject string) error {
+	if !m.engine.Remote() {
+		return PreflightPorts(ctx, m.Runner, p, slot, ports, ownProject)
+	}
+	return RemotePreflight(ctx, m.Runner, m.engine.Host, p, slot, ports, ownProject)
+}
+
+// RemotePreflight is the port preflight of an engine on another host: a
+// port is taken when a container of the engine (other than ownProject's)
+// publishes it, or when something on host accepts a TCP connection on it.
+func RemotePreflight(ctx context.Context, r Runner, host string, p *Profile, slot int, ports map[string]int, ownProject string) error {
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("port preflight for slot %d: %w", slot, err)
+	}
+	out, err := r.Run(ctx, Cmd{Name: "docker", Args: []string{"ps", "--no-trunc", "--format", psPortsFormat}})
+	if err != nil {
+		return fmt.Errorf("port preflight for slot %d: ask the engine which ports its containers publish: %w", slot, err)
+	}
+	published := parseDockerPorts(out)
+	var conflicts []PortConflict
+	for _, rule := range p.Ports {
+		port := ports[rule.Key]
+		c := PortConflict{Port: port, Key: rule.Key, Service: rule.Service, Label: rule.Label}
+		if h, ok := containerHolder(published, port, ownProject); ok {
+			if ownProject != "" && h.Project == ownProject {
+				continue
+			}
+			c.Holder = h
+			conflicts = append(conflicts, c)
+			continue
+		}
+		d := net.Dialer{Timeout: 500 * time.Millisecond}
+		if conn, err := d.DialContext(ctx, "tcp", net.JoinHostPort(host, strconv.Itoa(port))); err == nil {
+			conn.Close()
+			c.Holder = PortHolder{Command: "something on " + host + " that accepts connections", PID: -1}
+			conflicts = append(conflicts, c)
+		}
+	}
+	if len(conflicts) == 0 {
+		return nil
+	}
+	return &PortInUseError{Slot: slot, Conflicts: conflicts}
 }

@@ -69,19 +69,27 @@ type Endpoint struct {
 }
 
 // URL returns the endpoint's URL on localhost for the given ports.
-func (e Endpoint) URL(ports map[string]int) string {
+func (e Endpoint) URL(ports map[string]int) string { return e.URLAt("localhost", ports) }
+
+// URLAt returns the endpoint's URL on host (a URL host part: brackets
+// around an IPv6 address) for the given ports.
+func (e Endpoint) URLAt(host string, ports map[string]int) string {
 	u := e.Scheme + "://"
 	if e.UserInfo != "" {
 		u += e.UserInfo + "@"
 	}
-	return fmt.Sprintf("%slocalhost:%d%s", u, ports[e.PortKey], e.Path)
+	return fmt.Sprintf("%s%s:%d%s", u, host, ports[e.PortKey], e.Path)
 }
 
-// URLs returns every endpoint of the profile for the given ports.
-func (p *Profile) URLs(ports map[string]int) []NamedURL {
+// URLs returns every endpoint of the profile for the given ports on localhost.
+func (p *Profile) URLs(ports map[string]int) []NamedURL { return p.URLsOn(Engine{}, ports) }
+
+// URLsOn returns every endpoint of the profile for the given ports on the
+// host of engine e.
+func (p *Profile) URLsOn(e Engine, ports map[string]int) []NamedURL {
 	urls := make([]NamedURL, 0, len(p.Endpoints))
-	for _, e := range p.Endpoints {
-		urls = append(urls, NamedURL{Label: e.Label, URL: e.URL(ports)})
+	for _, ep := range p.Endpoints {
+		urls = append(urls, NamedURL{Label: ep.Label, URL: ep.URLAt(e.URLHost(), ports)})
 	}
 	return urls
 }

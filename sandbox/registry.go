@@ -387,7 +387,7 @@ const StaleGrace = 2 * time.Minute
 // progress) and those for which keep returns true (say, a stack that still
 // runs, so that destroy can finish it); keep may be nil. Kept stale entries
 // are returned too, with Kept set.
-func (r *Registry) CleanStale(ctx context.Context, keep func(id string) bool) ([]Stale, error) {
+func (r *Registry) CleanStale(ctx context.Context, keep func(id string, in Instance) bool) ([]Stale, error) {
 	var stale []Stale
 	err := r.Update(ctx, func(m map[string]Instance) error {
 		for id, in := range m {
@@ -399,7 +399,7 @@ func (r *Registry) CleanStale(ctx context.Context, keep func(id string) bool) ([
 				continue
 			}
 			s := Stale{ID: id, Instance: in, Reason: reason}
-			if keep != nil && keep(id) {
+			if keep != nil && keep(id, in) {
 				s.Kept = true
 			} else {
 				delete(m, id)

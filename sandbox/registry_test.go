@@ -236,7 +236,7 @@ func TestRegistryCleanStale(t *testing.T) {
 	require.NoError(t, err)
 	assert.Empty(t, young)
 	reg.Now = func() time.Time { return time.Now().Add(StaleGrace + time.Second) } // the registry's clock ages them
-	stale, err := reg.CleanStale(ctx, func(id string) bool { return id == "ktrdr--gone" })
+	stale, err := reg.CleanStale(ctx, func(id string, _ Instance) bool { return id == "ktrdr--gone" })
 	require.NoError(t, err)
 	require.Len(t, stale, 2)
 	assert.Equal(t, "ktrdr--bare", stale[0].ID)

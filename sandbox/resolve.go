@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"net"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -18,7 +19,9 @@ import (
 //  1. explicitURL, if not empty;
 //  2. http://localhost:<explicitPort>, if explicitPort is not 0;
 //  3. KTRDR_API_PORT from the nearest .env.sandbox in cwd or its parents,
-//     up to the root of the git checkout that holds cwd (see FindEnvFile);
+//     up to the root of the git checkout that holds cwd (see FindEnvFile),
+//     on that file's SANDBOX_HOST (a sandbox on another machine's Docker
+//     engine) or localhost;
 //  4. http://localhost:8000.
 //
 // It reads the file, never the process environment, and starts no process.
@@ -48,7 +51,11 @@ func (p *Profile) ResolveAPIURL(explicitURL string, explicitPort int, cwd string
 	if path == "" {
 		return p.DefaultAPIURL(), nil
 	}
-	v, ok, err := readEnvKey(path, p.APIPortKey)
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return "", &EnvFileError{Path: path, Err: err}
+	}
+	v, ok, err := envKey(data, p.APIPortKey)
 	if err != nil {
 		return "", &EnvFileError{Path: path, Err: err}
 	}
@@ -59,7 +66,17 @@ func (p *Profile) ResolveAPIURL(explicitURL string, explicitPort int, cwd string
 	if !ok {
 		return "", &EnvFileError{Path: path, Key: p.APIPortKey, Err: fmt.Errorf("%q is not a port number (1–65535, decimal digits, no sign, no leading zero)", v)}
 	}
-	return "http://localhost:" + strconv.Itoa(port), nil
+	// A sandbox on another machine's engine is reached at that host.
+	host := "localhost"
+	if h, ok, err := envKey(data, KeyHost); err != nil {
+		return "", &EnvFileError{Path: path, Err: err}
+	} else if ok && h != "" {
+		if !validHost(h) {
+			return "", &EnvFileError{Path: path, Key: KeyHost, Err: fmt.Errorf("%q is not a host name or IP address", h)}
+		}
+		host = h
+	}
+	return "http://" + net.JoinHostPort(host, strconv.Itoa(port)), nil
 }
 
 // ErrEnvSymlink is wrapped by the *EnvFileError for an env file that is a
@@ -117,6 +134,12 @@ func readEnvKey(path, key string) (string, bool, error) {
 	if err != nil {
 		return "", false, err
 	}
+	return envKey(data, key)
+}
+
+// envKey is readEnvKey on the file's content.
+func envKey(data []byte, key string) (string, bool, error) {
+	var err error
 	var mine []byte
 	simple := true
 	for line := range bytes.Lines(data) {

@@ -18,6 +18,7 @@ type Status struct {
 	Services   []ServiceState `json:"services"`
 	URLs       []NamedURL     `json:"urls"`
 	Ports      map[string]int `json:"ports"`
+	Engine     string         `json:"engine"` // "local", or the Docker context of another engine
 	LastGate   *LastGate      `json:"last_gate"`         // null until a gate has run
 	Warning    string         `json:"warning,omitempty"` // e.g. docker could not be asked
 }
@@ -38,8 +39,9 @@ func (m *Manager) Status(ctx context.Context, dir string) (*Status, error) {
 		fileWarning = err.Error()
 	}
 	id := l.Env.InstanceID
-	s := &Status{ID: id, Slot: l.Env.Slot, Path: l.Root, Branch: readBranch(l.Root), Ports: l.Env.Ports,
-		URLs: p.URLs(l.Env.Ports), Services: []ServiceState{}, LastGate: m.lastGate(id)}
+	m = m.on(l.Env.Engine)
+	s := &Status{ID: id, Slot: l.Env.Slot, Path: l.Root, Branch: readBranch(l.Root), Ports: l.Env.Ports, Engine: l.Env.Engine.Name(),
+		URLs: p.URLsOn(l.Env.Engine, l.Env.Ports), Services: []ServiceState{}, LastGate: m.lastGate(id)}
 	if _, in, ok, err := m.Registry().Lookup(l.Root); err != nil {
 		return nil, err
 	} else if ok {

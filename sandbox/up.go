@@ -53,7 +53,7 @@ func (m *Manager) Up(ctx context.Context, o UpOptions) (*UpResult, error) {
 	if err != nil {
 		return nil, err
 	}
-	return m.upStack(ctx, sp, sf, l.Env, m.stack(l), l.Root, o)
+	return m.on(l.Env.Engine).upStack(ctx, sp, sf, l.Env, m.stack(l), l.Root, o)
 }
 
 // upStack starts the stack of the stack file sf (adapted profile sp) with
@@ -63,7 +63,7 @@ func (m *Manager) upStack(ctx context.Context, p *Profile, sf *StackFile, env En
 	if err != nil {
 		return nil, err
 	}
-	res := &UpResult{ID: env.InstanceID, Slot: env.Slot, URLs: p.URLs(env.Ports)}
+	res := &UpResult{ID: env.InstanceID, Slot: env.Slot, URLs: p.URLsOn(m.engine, env.Ports)}
 	states, err := StackStates(ctx, m.Runner, m.Profile.InstanceLabel)
 	if err != nil {
 		return nil, err
@@ -72,20 +72,32 @@ func (m *Manager) upStack(ctx context.Context, p *Profile, sf *StackFile, env En
 		res.AlreadyRunning = true
 		m.say("%s is already running (%d/%d services): nothing to start", stack.Project, st.Running(), len(p.Services))
 	} else {
-		if err := PreflightPorts(ctx, m.Runner, p, env.Slot, env.Ports, stack.Project); err != nil {
+		if err := m.preflight(ctx, p, env.Slot, env.Ports, stack.Project); err != nil {
 			return nil, err
 		}
 		if err := m.checkExternal(ctx, sf); err != nil {
 			return nil, err
 		}
 		build := o.Build
-		if env.Standin {
-			if err := m.ensureStandinImage(ctx, root, o.Build); err != nil {
+		if env.Standin || m.engine.Remote() {
+			// Stand-in services run it; on another engine the folder sync's
+			// helper container does too.
+			if err := m.ensureStandinImage(ctx, root, o.Build && env.Standin); err != nil {
 				return nil, err
 			}
+		}
+		if env.Standin {
 			build = false // -build rebuilt the stand-in image; the file's builds never run in stand-in mode
 		}
-		override, err := m.writeOverride(p, sf, stack.Project, env.Standin)
+		var synced map[string]string
+		if m.engine.Remote() {
+			// The checkout's folders do not exist on the engine's host:
+			// they go to volumes of the sandbox, filled from here.
+			if synced, err = m.syncVolumes(ctx, sf, stack.Project, env.Standin); err != nil {
+				return nil, err
+			}
+		}
+		override, err := m.writeOverride(p, sf, stack.Project, env.Standin, synced)
 		if err != nil {
 			return nil, err
 		}
@@ -105,7 +117,7 @@ func (m *Manager) upStack(ctx context.Context, p *Profile, sf *StackFile, env En
 		return res, nil
 	}
 	g := &Gate{
-		Checks:   p.GateChecks("127.0.0.1", env.Ports),
+		Checks:   p.GateChecks(m.engine.ProbeHost(), env.Ports),
 		Timeout:  o.Timeout,
 		Watch:    m.watch(stack.Project),
 		Progress: o.Progress,
@@ -206,8 +218,38 @@ func (m *Manager) ensureStandinImage(ctx context.Context, root string, rebuild b
 			return nil
 		}
 	}
+	if m.engine.Context != "" {
+		// Another engine: build (or reuse) the image here, then load it there.
+		local := m.on(Engine{})
+		if err := local.ensureStandinImage(ctx, root, rebuild); err != nil {
+			return err
+		}
+		m.say("Loading the stand-in image %s into engine %s…", p.StandinImage, m.engine.Name())
+		return copyImage(ctx, m.base, p.StandinImage, m.engine.Context)
+	}
 	m.say("Building the stand-in image %s from %s…", p.StandinImage, p.StandinSource)
 	return BuildStandinImage(ctx, m.Runner, root, p.StandinSource, p.StandinImage, m.Out)
+}
+
+// copyImage streams image from the local engine into the engine of Docker
+// context to: docker save | docker --context to load (no registry).
+func copyImage(ctx context.Context, r Runner, image, to string) error {
+	pr, pw := io.Pipe()
+	saved := make(chan error, 1)
+	go func() {
+		_, err := r.Run(ctx, Cmd{Name: "docker", Args: []string{"save", image}, Stdout: pw})
+		pw.CloseWithError(err)
+		saved <- err
+	}()
+	_, err := r.Run(ctx, Cmd{Name: "docker", Args: []string{"--context", to, "load", "--quiet"}, Stdin: pr})
+	pr.CloseWithError(err)
+	if serr := <-saved; serr != nil {
+		return fmt.Errorf("save image %s from the local engine: %w", image, serr)
+	}
+	if err != nil {
+		return fmt.Errorf("load image %s into engine %s: %w", image, to, err)
+	}
+	return nil
 }
 
 // Down stops the sandbox's stack; volumes are removed only when asked.
@@ -216,6 +258,7 @@ func (m *Manager) Down(ctx context.Context, dir string, volumes bool, out io.Wri
 	if err != nil {
 		return "", err
 	}
+	m = m.on(l.Env.Engine)
 	c, err := m.Compose(ctx)
 	if err != nil {
 		return "", err
@@ -229,6 +272,11 @@ func (m *Manager) Down(ctx context.Context, dir string, volumes bool, out io.Wri
 	if err := c.Down(ctx, m.stack(l), volumes, out); err != nil {
 		return l.Env.InstanceID, &ComposeError{Err: err}
 	}
+	if volumes && m.engine.Remote() {
+		if err := m.removeSyncVolumes(ctx, l.Env.InstanceID); err != nil {
+			return l.Env.InstanceID, err
+		}
+	}
 	return l.Env.InstanceID, nil
 }
 
@@ -238,6 +286,7 @@ func (m *Manager) Logs(ctx context.Context, dir, service string, follow bool, ou
 	if err != nil {
 		return err
 	}
+	m = m.on(l.Env.Engine)
 	c, err := m.Compose(ctx)
 	if err != nil {
 		return err
