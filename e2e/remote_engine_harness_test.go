@@ -24,7 +24,9 @@ func TestRemoteEngineHarness(t *testing.T) {
 	base := []string{"HOME=" + home, "PATH=" + os.Getenv("PATH"), "NO_COLOR=1"}
 	systemID := strings.TrimSpace(mustOutput(t, nil, "docker", "info", "--format", "{{.ID}}"))
 	systemContexts := mustOutput(t, nil, "docker", "context", "ls", "--format", "{{.Name}}")
+	sweepRemotes(t)
 	tracesBefore := remoteTraces()
+	runSSHDBefore := exists("/run/sshd")
 
 	var name string
 	var setup, teardown time.Duration
@@ -76,6 +78,10 @@ func TestRemoteEngineHarness(t *testing.T) {
 	t.Logf("remote engine %s: setup %.2fs, teardown %.2fs", name, setup.Seconds(), teardown.Seconds())
 	assert.Empty(t, remoteLeftovers(name, base), "left after the clean-up")
 	assert.Equal(t, systemContexts, mustOutput(t, nil, "docker", "context", "ls", "--format", "{{.Name}}"))
+	if !runSSHDBefore {
+		assert.NoDirExists(t, "/run/sshd", "made for the engine's sshd, and not removed")
+	}
+	assert.NoFileExists(t, runSSHDMarker)
 }
 
 // mustOutput runs a command that has to succeed (env nil: this process's) and returns its output.

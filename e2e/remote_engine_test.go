@@ -165,7 +165,7 @@ func startRemoteEngine(t testing.TB, opts remoteEngineOptions) *remoteEngine {
 	t.Helper()
 	needRemoteEngine(t, opts.SSH)
 	t0 := time.Now()
-	remoteSweepOnce.Do(func() { sweepStaleRemotes(t) })
+	sweepRemotes(t)
 
 	r := &remoteEngine{t: t, HasSSH: opts.SSH}
 	r.claim(t)
@@ -599,6 +599,10 @@ func shQuote(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''`) 
 
 // /run/sshd is sshd's privilege separation folder; it is made when missing
 // and removed when the last engine of this process that needed it is gone.
+// The marker names the process that made it, so that a later run adopts
+// (and removes) one that a killed run left.
+const runSSHDMarker = "/run/" + remoteNamePrefix + "-made-run-sshd"
+
 var runSSHD struct {
 	sync.Mutex
 	users   int
@@ -609,11 +613,19 @@ func acquireRunSSHD() error {
 	runSSHD.Lock()
 	defer runSSHD.Unlock()
 	runSSHD.users++
-	if runSSHD.users == 1 && !exists("/run/sshd") {
+	if runSSHD.users > 1 {
+		return nil
+	}
+	if !exists("/run/sshd") {
 		if err := os.Mkdir("/run/sshd", 0o755); err != nil {
 			return err
 		}
 		runSSHD.created = true
+	} else if owner, err := os.ReadFile(runSSHDMarker); err == nil && !ownerAlive(string(owner)) {
+		runSSHD.created = true
+	}
+	if runSSHD.created {
+		return os.WriteFile(runSSHDMarker, []byte(processIdentity(os.Getpid())), 0o600)
 	}
 	return nil
 }
@@ -622,11 +634,18 @@ func releaseRunSSHD() error {
 	runSSHD.Lock()
 	defer runSSHD.Unlock()
 	runSSHD.users--
-	if runSSHD.users == 0 && runSSHD.created {
-		runSSHD.created = false
-		return os.Remove("/run/sshd")
+	if runSSHD.users > 0 || !runSSHD.created {
+		return nil
 	}
-	return nil
+	runSSHD.created = false
+	os.Remove(runSSHDMarker)
+	return os.Remove("/run/sshd")
+}
+
+// ownerAlive reports whether the process of an owner record ("PID STARTTIME") still runs.
+func ownerAlive(owner string) bool {
+	pid, _ := strconv.Atoi(strings.Fields(owner + " 0")[0])
+	return pid > 0 && processIdentity(pid) == owner
 }
 
 func (r *remoteEngine) logTail(name string) string {
@@ -747,6 +766,9 @@ func teardownRemote(name string, r *remoteEngine) []error {
 	return errs
 }
 
+// sweepRemotes removes what interrupted earlier runs left, once a process.
+func sweepRemotes(t testing.TB) { remoteSweepOnce.Do(func() { sweepStaleRemotes(t) }) }
+
 // sweepStaleRemotes removes engines an interrupted earlier run left behind:
 // a state folder whose owner process is gone, or a namespace, veth or data
 // folder without a state folder (the harness makes the state folder first
@@ -759,8 +781,7 @@ func sweepStaleRemotes(t testing.TB) {
 		if exists(state) {
 			owner, err := os.ReadFile(filepath.Join(state, "owner"))
 			if err == nil {
-				pid, _ := strconv.Atoi(strings.Fields(string(owner) + " 0")[0])
-				stale = processIdentity(pid) != string(owner)
+				stale = !ownerAlive(string(owner))
 			} else if fi, err := os.Stat(state); err == nil {
 				stale = time.Since(fi.ModTime()) > time.Minute // never got its owner file
 			}
