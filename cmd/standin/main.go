@@ -13,6 +13,9 @@
 //	standin fs write PATH CONTENT  write a file (a scratch image has no shell)
 //	standin fs read PATH           print a file
 //	standin fs ls DIR              list a folder, one name a line, folders end in /
+//	standin fs untar [--clean] DIR extract a tar stream from stdin under DIR (--clean:
+//	                               then remove what the stream does not hold); see untar.go
+//	standin fs tar DIR             write a tar stream of DIR to stdout
 //	standin sh -c STRING           the small shell (also curl, wget, pg_isready)
 //
 // Invoked as curl, wget, pg_isready or sh (hardlinks in the image, /bin/sh
@@ -87,7 +90,7 @@ func runProcess(ctx context.Context, args []string, getenv func(string) string, 
 			fmt.Fprintf(stdout, "standin %s %s %s/%s\n", version, runtime.Version(), runtime.GOOS, runtime.GOARCH)
 			return 0
 		case "fs":
-			return fsMain(rest[1:], stdout, stderr)
+			return fsMain(rest[1:], os.Stdin, stdout, stderr)
 		case "help", "-h", "--help":
 			fmt.Fprint(stdout, usage)
 			return 0
@@ -139,6 +142,8 @@ const usage = `usage:
   standin [backend|worker|db|jaeger|prometheus|grafana|http]   (or KTRDR_STANDIN_ROLE)
   standin version
   standin fs write PATH CONTENT | fs read PATH | fs ls DIR
+  standin fs untar [--clean] DIR   (tar stream on stdin; --clean mirrors deletions)
+  standin fs tar DIR               (tar stream on stdout)
   standin curl|wget|pg_isready ARGS…   (also selected by argv[0])
   standin sh -c STRING [NAME [ARG…]]   (also selected by argv[0], e.g. /bin/sh)
 environment: KTRDR_STANDIN_PORTS=P1,P2,… adds ports answering 200 JSON on any path;
