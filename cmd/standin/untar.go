@@ -23,7 +23,7 @@ import (
 //
 // Only regular files, directories and symbolic links are extracted; character
 // and block devices, fifos and other entry types are skipped with a warning;
-// hard links are refused. An entry is refused, and extraction stops with what
+// hard links and sparse files are refused. An entry is refused, and extraction stops with what
 // was extracted so far left in place, when its cleaned name is absolute or
 // leaves DIR (`..`), when a folder on its path is a symbolic link (links are
 // never followed when writing) or is not a folder. Symbolic link targets are
@@ -131,10 +131,16 @@ func entryName(raw string) (string, error) {
 }
 
 func (x *extractor) entry(hdr *tar.Header, body io.Reader, st *untarStats) error {
+	if isSparse(hdr) {
+		// archive/tar expands holes into zeros, and a few bytes of stream can
+		// declare exabytes of holes: refused before any body is read.
+		return &untarError{hdr.Name, "sparse files are not extracted"}
+	}
 	switch hdr.Typeflag {
 	case tar.TypeXGlobalHeader:
 		return nil
 	case tar.TypeReg, tar.TypeRegA, tar.TypeGNUSparse, tar.TypeDir, tar.TypeSymlink, tar.TypeLink:
+		// Files (sparse ones are refused below), folders, links.
 	default:
 		fmt.Fprintf(x.warn, "untar: skipping %q: entry type %q is not extracted\n", hdr.Name, hdr.Typeflag)
 		_, err := io.Copy(io.Discard, body)
@@ -200,6 +206,19 @@ func (x *extractor) entry(hdr *tar.Header, body io.Reader, st *untarStats) error
 			return err
 		})
 	}
+}
+
+// isSparse reports a GNU sparse file, old style or in PAX records.
+func isSparse(hdr *tar.Header) bool {
+	if hdr.Typeflag == tar.TypeGNUSparse {
+		return true
+	}
+	for k := range hdr.PAXRecords {
+		if strings.HasPrefix(k, "GNU.sparse.") {
+			return true
+		}
+	}
+	return false
 }
 
 // parents makes sure every folder above name is a real folder, creating the

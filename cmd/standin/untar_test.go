@@ -3,6 +3,7 @@ package main
 import (
 	"archive/tar"
 	"bytes"
+	"fmt"
 	"io"
 	"io/fs"
 	"os"
@@ -61,6 +62,56 @@ func tarStream(t testing.TB, entries ...te) []byte {
 	}
 	require.NoError(t, tw.Close())
 	return b.Bytes()
+}
+
+// gnuSparseStream is one old-style GNU sparse file of 8 GiB, all hole, in
+// 1.5 KiB of stream: archive/tar would expand it into zeros.
+func gnuSparseStream(t *testing.T) []byte {
+	t.Helper()
+	var b bytes.Buffer
+	tw := tar.NewWriter(&b)
+	require.NoError(t, tw.WriteHeader(&tar.Header{Name: "huge", Typeflag: tar.TypeReg, Mode: 0o644, ModTime: untarTime, Format: tar.FormatGNU}))
+	require.NoError(t, tw.Close())
+	blk := b.Bytes()
+	copy(blk[483:495], "77777777777\x00") // realsize
+	retype(blk, tar.TypeGNUSparse)
+	return blk
+}
+
+// paxSparseStream is the same 8 GiB hole as a PAX 1.0 sparse file, whose
+// records archive/tar's writer will not write: the PAX header is an
+// ordinary entry given the 'x' type afterwards.
+func paxSparseStream(t *testing.T) []byte {
+	t.Helper()
+	var recs strings.Builder
+	for _, kv := range [][2]string{{"GNU.sparse.major", "1"}, {"GNU.sparse.minor", "0"}, {"GNU.sparse.name", "huge"}, {"GNU.sparse.realsize", "8589934592"}} {
+		rec := " " + kv[0] + "=" + kv[1] + "\n"
+		fmt.Fprintf(&recs, "%d%s", len(rec)+2, rec) // every record here is 10 to 99 bytes long
+	}
+	smap := "1\n0\n8589934592\n" // one fragment: no data, then the hole to the end
+	var b bytes.Buffer
+	tw := tar.NewWriter(&b)
+	require.NoError(t, tw.WriteHeader(&tar.Header{Name: "PaxHeaders/huge", Typeflag: tar.TypeReg, Mode: 0o644, Size: int64(recs.Len()), Format: tar.FormatUSTAR}))
+	_, err := io.WriteString(tw, recs.String())
+	require.NoError(t, err)
+	require.NoError(t, tw.WriteHeader(&tar.Header{Name: "GNUSparseFile.0/huge", Typeflag: tar.TypeReg, Mode: 0o644, Size: 512, ModTime: untarTime, Format: tar.FormatUSTAR}))
+	_, err = io.WriteString(tw, smap+strings.Repeat("\x00", 512-len(smap)))
+	require.NoError(t, err)
+	require.NoError(t, tw.Close())
+	out := b.Bytes()
+	retype(out, tar.TypeXHeader)
+	return out
+}
+
+// retype gives the header block at the start of blk another type.
+func retype(blk []byte, typ byte) {
+	blk[156] = typ
+	copy(blk[148:156], "        ")
+	sum := 0
+	for _, c := range blk[:512] {
+		sum += int(c)
+	}
+	copy(blk[148:156], fmt.Sprintf("%06o\x00 ", sum))
 }
 
 // snapshot describes every entry under dir (dir itself excluded) whose
@@ -301,6 +352,18 @@ func TestUntar(t *testing.T) {
 			wantErr: "hard links are not extracted",
 			want:    map[string]string{"f": "-rw-r--r-- x"},
 			stats:   untarStats{files: 1, bytes: 1},
+		},
+		{
+			name:    "sparse files are refused before their holes are expanded",
+			stream:  gnuSparseStream,
+			wantErr: `refused "huge": sparse files are not extracted`,
+			want:    map[string]string{},
+		},
+		{
+			name:    "sparse files in PAX records are refused",
+			stream:  paxSparseStream,
+			wantErr: "sparse files are not extracted",
+			want:    map[string]string{},
 		},
 		{
 			name: "devices and fifos are skipped",
