@@ -73,6 +73,9 @@ func fsMain(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		if err != nil {
 			return fail("untar %s: %v", dir, err)
 		}
+		// What follows the end-of-archive marker (tar(1) pads to its record
+		// size) is read, so the writer never meets a closed pipe.
+		_, _ = io.Copy(io.Discard, stdin)
 		return 0
 	case args[0] == "tar" && len(args) == 2:
 		if err := tarDir(args[1], stdout, stderr); err != nil {

@@ -22,17 +22,22 @@ import (
 //	tar of a local folder | docker --context X run --rm -i -v VOL:/dst ktrdr-standin:dev fs untar --clean /dst
 //
 // Only regular files, directories and symbolic links are extracted; character
-// and block devices, fifos and other entry types are skipped with a warning;
-// hard links and sparse files are refused. An entry is refused, and extraction stops with what
-// was extracted so far left in place, when its cleaned name is absolute or
-// leaves DIR (`..`), when a folder on its path is a symbolic link (links are
-// never followed when writing) or is not a folder. Symbolic link targets are
+// and block devices, fifos and other entry types are skipped with a warning.
+// An entry is refused, and extraction stops with what was extracted so far
+// left in place, when it is a hard link or a sparse file, when its cleaned
+// name is absolute or leaves DIR (`..`), or when a folder on its path is a
+// symbolic link (links are never followed when writing) or not a folder. Symbolic link targets are
 // kept as given. Files keep their permission bits (0o777 only: no setuid,
 // setgid or sticky bit) and modification times, as do folders (applied once
 // the stream ends); owners are not kept. An existing entry is replaced:
 // files and links are written under a temporary name and renamed over it.
 // All file system access goes through an os.Root on DIR, so nothing outside
 // DIR is touched even if the checks above had a gap.
+//
+// It prints one line to stderr, also on failure, counting what was written:
+// "untar: N files, M dirs, B bytes into DIR" (links count as files), with
+// ", R removed" appended under --clean. The exit status is 0, or 1 at the
+// first refused entry or error.
 //
 // The stream must end with tar's end-of-archive marker: a stream cut short
 // (an empty stdin, or one cut between two entries) is an error, so --clean,
@@ -80,7 +85,13 @@ func untar(dir string, r io.Reader, clean bool, warn io.Writer) (untarStats, err
 		if err != nil {
 			return st, errors.Join(fmt.Errorf("reading the stream: %w", err), x.finishDirs())
 		}
-		if err := x.entry(hdr, tr, &st); err != nil {
+		err = x.entry(hdr, tr, &st)
+		if err == nil {
+			// The rest of a body tar does not extract (a folder's or a
+			// link's), so that Next reads only padding and a header.
+			_, err = io.Copy(io.Discard, tr)
+		}
+		if err != nil {
 			// What was extracted stays, with its folders' modes and times.
 			return st, errors.Join(err, x.finishDirs())
 		}
