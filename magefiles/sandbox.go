@@ -431,8 +431,10 @@ func explain(err error) error {
 		return fail(1, err, "")
 	case errors.As(err, &bn):
 		return fail(1, err, "")
+	case errors.As(err, &cx) && cx.Reason == "does not exist":
+		return fail(1, err, "list the contexts with docker context ls, or create this one: docker context create "+cx.Context+" --docker host=ssh://you@host (or host=tcp://host:2375)")
 	case errors.As(err, &cx):
-		return fail(1, err, "list the contexts with docker context ls; create one with docker context create "+cx.Context+" --docker host=ssh://you@host (or tcp://host:2375), and check it answers with docker --context "+cx.Context+" info")
+		return fail(1, err, "nothing was created; check that the engine answers (docker --context "+cx.Context+" info: is it running, is the host reachable, does ssh log in without a prompt?) and run the command again")
 	case errors.As(err, &dir):
 		return fail(3, err, "pick another name, or remove the folder if it is not needed")
 	case errors.As(err, &br):
