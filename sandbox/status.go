@@ -18,7 +18,7 @@ type Status struct {
 	Services   []ServiceState `json:"services"`
 	URLs       []NamedURL     `json:"urls"`
 	Ports      map[string]int `json:"ports"`
-	Engine     string         `json:"engine"` // "local", or the Docker context of another engine
+	Engine     string         `json:"engine"`            // "local", or the Docker context of another engine
 	LastGate   *LastGate      `json:"last_gate"`         // null until a gate has run
 	Warning    string         `json:"warning,omitempty"` // e.g. docker could not be asked
 }
