@@ -8,6 +8,10 @@
 // API's paths). What the suite adds to a stack (its instance label, a
 // faster healthcheck cadence, stand-in images) goes into an override file
 // in its state folder (override.go); it never edits the checkout's files.
+// A sandbox may run on another machine's Docker engine, reached through a
+// Docker context (engine.go): its calls carry --context, its URLs, gate and
+// port checks use that engine's host, and its local folders reach the
+// stack as volumes filled from here (sync.go).
 //
 // # The model
 //
