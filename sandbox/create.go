@@ -87,6 +87,22 @@ func (u undo) run(ctx context.Context) {
 	}
 }
 
+// newSandboxStack is what a new sandbox of the checkout at root is made
+// from: the stack its own file describes (with the file's defaults), the
+// engine of Docker context contextName (checked to answer), and a manager
+// whose docker calls go there.
+func (m *Manager) newSandboxStack(ctx context.Context, root, contextName string) (*Profile, Engine, *Manager, error) {
+	sp, _, err := m.stackOf(ctx, root, nil)
+	if err != nil {
+		return nil, Engine{}, nil, err
+	}
+	eng, err := ResolveEngine(ctx, m.Runner, contextName)
+	if err != nil {
+		return nil, Engine{}, nil, err
+	}
+	return sp, eng, m.on(eng), nil
+}
+
 // usableSlot is the allocator's port test: a slot whose ports strangers
 // hold is refused, naming the holder.
 func (m *Manager) usableSlot(ctx context.Context, sp *Profile, id string) func(slot int) error {
@@ -117,16 +133,10 @@ func (m *Manager) Create(ctx context.Context, o CreateOptions) (res *Created, er
 	if err != nil {
 		return nil, err
 	}
-	// The ports are those of the stack the checkout's own file describes.
-	sp, _, err := m.stackOf(ctx, co.Root, nil)
+	sp, eng, m, err := m.newSandboxStack(ctx, co.Root, o.Context)
 	if err != nil {
 		return nil, err
 	}
-	eng, err := ResolveEngine(ctx, m.Runner, o.Context)
-	if err != nil {
-		return nil, err
-	}
-	m = m.on(eng)
 	if err := m.checkBranchName(ctx, co.Root, branch); err != nil {
 		return nil, err
 	}
@@ -379,15 +389,10 @@ func (m *Manager) Init(ctx context.Context, o InitOptions) (res *Created, err er
 		}
 	}()
 	skipped := map[int]string{}
-	sp, _, err := m.stackOf(ctx, co.Root, nil)
+	sp, eng, m, err := m.newSandboxStack(ctx, co.Root, o.Context)
 	if err != nil {
 		return nil, err
 	}
-	eng, err := ResolveEngine(ctx, m.Runner, o.Context)
-	if err != nil {
-		return nil, err
-	}
-	m = m.on(eng)
 	usable := m.usableSlot(ctx, sp, id)
 	slot, err := m.Registry().Register(ctx, id, Instance{
 		Path: co.Root, CreatedAt: m.Now().UTC().Format("2006-01-02T15:04:05Z"), IsWorktree: co.IsWorktree, ParentRepo: parent, Engine: eng,
