@@ -141,6 +141,14 @@ func (m *Manager) Create(ctx context.Context, o CreateOptions) (res *Created, er
 		return nil, err
 	}
 	id := p.InstanceID(o.Name)
+	// Nobody else creates or destroys this instance until the run ends, its
+	// undo included (the unlock is deferred before the undo, so it runs
+	// after it), or the process dies.
+	work, err := m.lockWork(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	defer work.unlock()
 	path := filepath.Join(filepath.Dir(co.MainRoot), id)
 	if dirExists(path) {
 		return nil, &DirExistsError{Path: path}
@@ -188,13 +196,6 @@ func (m *Manager) Create(ctx context.Context, o CreateOptions) (res *Created, er
 	}
 	u.add(func(ctx context.Context) { m.Registry().Unregister(ctx, id) })
 	m.say("Reserved slot %d for %s", slot, id)
-	// The entry is this run's: nobody else creates or destroys it until the
-	// run ends (the undo included), or the process dies.
-	work, err := m.lockWork(ctx, id)
-	if err != nil {
-		return nil, err
-	}
-	defer work.unlock()
 
 	// Registering may have waited for the lock: look again right before git
 	// acts, so that the undo below only ever removes what this run made.
@@ -206,10 +207,16 @@ func (m *Manager) Create(ctx context.Context, o CreateOptions) (res *Created, er
 	} else if now != exists {
 		return nil, &WorktreeError{Path: path, Err: fmt.Errorf("branch %s was created or deleted by someone else meanwhile; run create again", branch)}
 	}
+	head := ""
+	if !exists {
+		if head, err = m.git(ctx, co.Root, "rev-parse", "--verify", "HEAD"); err != nil {
+			return nil, &WorktreeError{Path: path, Err: fmt.Errorf("the checkout %s has no commit to branch from: %w", co.Root, err)}
+		}
+	}
 	// Record what this run is about to make before git acts: a run killed
 	// from here on leaves a record that destroy -force finishes from. The
 	// record goes last, after the undo steps added below have run.
-	if err := m.writeMeta(id, meta{Branch: branch, BranchCreated: !exists, Phase: phaseCreating}); err != nil {
+	if err := m.writeMeta(id, meta{Branch: branch, BranchCreated: !exists, Head: head, Phase: phaseCreating}); err != nil {
 		return nil, err
 	}
 	u.add(func(context.Context) { m.removeInstanceDir(id) })
@@ -223,15 +230,11 @@ func (m *Manager) Create(ctx context.Context, o CreateOptions) (res *Created, er
 		return nil, &WorktreeError{Path: path, Err: err}
 	}
 	u.add(func(context.Context) { os.RemoveAll(path) })
-	if err := m.writeMeta(id, meta{Branch: branch, BranchCreated: !exists, Phase: phaseCreating, FolderMade: true}); err != nil {
+	if err := m.writeMeta(id, meta{Branch: branch, BranchCreated: !exists, Head: head, Phase: phaseCreating, FolderMade: true}); err != nil {
 		return nil, err
 	}
 	args := []string{"worktree", "add", path, branch}
 	if !exists {
-		head, err := m.git(ctx, co.Root, "rev-parse", "--verify", "HEAD")
-		if err != nil {
-			return nil, &WorktreeError{Path: path, Err: fmt.Errorf("the checkout %s has no commit to branch from: %w", co.Root, err)}
-		}
 		args = []string{"worktree", "add", "-b", branch, path, head}
 		// Only the branch this run made: it still points where it was made.
 		u.add(func(ctx context.Context) { m.deleteBranchAt(ctx, co.MainRoot, branch, head) })

@@ -128,8 +128,9 @@ func (m *Manager) Destroy(ctx context.Context, o DestroyOptions) (*Destroyed, er
 	if removeTree && exists {
 		switch {
 		case listed && (m.holdsInstance(in.Path, id) || unfinished):
-		case mt.Phase == phaseDestroying:
-			// A destroy that proved it already began deleting the folder.
+			// Git knows it as this repository's worktree, and it holds this
+			// instance's env file, or a run of this instance was killed while
+			// making or removing it.
 		case mt.Phase == phaseCreating && (mt.FolderMade || madeByGitAdd(in.Path)):
 			// A create killed after it made the folder itself, or one whose
 			// folder holds nothing but what git writes first.
@@ -164,14 +165,6 @@ func (m *Manager) Destroy(ctx context.Context, o DestroyOptions) (*Destroyed, er
 			return nil, &WouldLoseError{Path: in.Path, WouldLose: lose}
 		}
 	}
-	if removeTree && (exists || listed) && mt.Phase != phaseDestroying {
-		// From here on a killed run is finished by the next destroy.
-		mt.Phase = phaseDestroying
-		if err := m.writeMeta(id, mt); err != nil {
-			return nil, err
-		}
-	}
-
 	// 1. The stack, after proving it is ours, on the engine it runs on; on
 	// another engine also the volumes its folders were synced to.
 	em := m.on(in.Engine)
@@ -189,7 +182,14 @@ func (m *Manager) Destroy(ctx context.Context, o DestroyOptions) (*Destroyed, er
 		return nil, fmt.Errorf("destroy %s: %w", id, err)
 	}
 
-	// 2. The checkout.
+	// 2. The checkout. From here on a killed run is finished by the next
+	// destroy (a record of a killed create keeps its own phase).
+	if removeTree && (exists || listed) && mt.Phase == "" {
+		mt.Phase = phaseDestroying
+		if err := m.writeMeta(id, mt); err != nil {
+			return nil, err
+		}
+	}
 	envPath := filepath.Join(in.Path, p.EnvFile)
 	if removeTree && dirExists(in.ParentRepo) {
 		unlock, err := m.lockRepo(ctx, in.ParentRepo)
@@ -217,7 +217,14 @@ func (m *Manager) Destroy(ctx context.Context, o DestroyOptions) (*Destroyed, er
 		}
 		m.say("Kept the checkout %s (removed its %s)", in.Path, p.EnvFile)
 	}
-	if removeTree && mt.BranchCreated && mt.Branch != "" && dirExists(in.ParentRepo) {
+	if removeTree && mt.BranchCreated && mt.Branch != "" && dirExists(in.ParentRepo) && mt.Phase == phaseCreating && mt.Head != "" {
+		// A create killed before it finished may not have made the branch:
+		// only one still at the commit it would have been made from is its.
+		m.deleteBranchAt(ctx, in.ParentRepo, mt.Branch, mt.Head)
+		if ok, _ := m.branchExists(ctx, in.ParentRepo, mt.Branch); !ok {
+			res.BranchDeleted = mt.Branch
+		}
+	} else if removeTree && mt.BranchCreated && mt.Branch != "" && dirExists(in.ParentRepo) {
 		if ok, err := m.branchExists(ctx, in.ParentRepo, mt.Branch); err == nil && ok {
 			if _, err := m.git(ctx, in.ParentRepo, "branch", "-D", mt.Branch); err != nil {
 				return nil, fmt.Errorf("delete branch %s, which this sandbox created: %w", mt.Branch, err)

@@ -114,7 +114,8 @@ func (m *Manager) List(ctx context.Context) (*Listing, error) {
 	// what tells destroy which worktree and branch that run made.
 	stale, err := reg.CleanStale(ctx, func(id string, in Instance) bool {
 		st, known := stateOf(id, in)
-		return !known || st != nil || m.readMeta(id).Phase != "" && m.interrupted(id) != ""
+		// A create or destroy of it, running or killed, has a record.
+		return !known || st != nil || m.readMeta(id).Phase != ""
 	})
 	if err != nil {
 		return nil, err

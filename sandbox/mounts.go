@@ -26,7 +26,7 @@ func (m *Manager) checkoutMounts(ctx context.Context, root string) []string {
 			p = filepath.Join(root, p)
 		}
 		p = filepath.Clean(p)
-		if rel, err := filepath.Rel(root, p); err == nil && rel != "." && !strings.HasPrefix(rel, "..") && !slices.Contains(dirs, p) {
+		if rel, err := filepath.Rel(root, p); err == nil && rel != ".." && !strings.HasPrefix(rel, "../") && !slices.Contains(dirs, p) {
 			dirs = append(dirs, p)
 		}
 	}
