@@ -84,11 +84,15 @@ func TestSandboxesOnARemoteEngine(t *testing.T) {
 			data := re.Docker("exec", backend, "/standin", "fs", "read", "/app/data/eurusd.csv")
 			assert.Equal(t, "1,2,3\n", data.Stdout, data.String())
 
-			// sandbox:sync pushes again, deletions included.
+			// sandbox:sync pushes again; what only the volume holds stays,
+			// unless -mirror.
 			require.NoError(t, os.WriteFile(filepath.Join(dir, "data", "gbpusd.csv"), []byte("4\n"), 0o644))
 			require.NoError(t, os.Remove(filepath.Join(dir, "data", "eurusd.csv")))
 			e.must(dir, "sandbox:sync")
 			ls := re.Docker("exec", backend, "/standin", "fs", "ls", "/app/data")
+			assert.Equal(t, "eurusd.csv\ngbpusd.csv\n", ls.Stdout, ls.String())
+			e.must(dir, "sandbox:sync", "-mirror")
+			ls = re.Docker("exec", backend, "/standin", "fs", "ls", "/app/data")
 			assert.Equal(t, "gbpusd.csv\n", ls.Stdout, ls.String())
 
 			l := e.must(e.Main, "sandbox:list")

@@ -391,7 +391,7 @@ func toolHint(e *sandbox.ExitError) string {
 	switch {
 	case strings.HasPrefix(e.Cmd, "git "):
 		return "git refused (its message is above); fix what it names and run the command again. A sandbox left half-made by a killed command is removed with go tool mage sandbox:destroy -name=<name> -force"
-	case strings.HasPrefix(e.Cmd, "docker compose "):
+	case strings.HasPrefix(e.Cmd, "docker compose "), strings.HasPrefix(e.Cmd, "docker --context ") && strings.Contains(e.Cmd, " compose "):
 		return "run again with -v to see compose's output"
 	default:
 		return "docker failed (its message is above); is the engine running (docker info)?"
@@ -504,13 +504,14 @@ func registryEntryHint(rc *sandbox.RegistryCorruptError) string {
 // Sync pushes this sandbox's local folders (./data, the shared folders, every folder its
 // stack mounts) again to its volumes on another Docker engine; nothing is copied back.
 func (Sandbox) Sync(ctx context.Context,
+	mirror *bool, // also delete what only the volumes hold (files deleted here, and what containers wrote there)
 	json *bool, // print what was synced as JSON
 ) error {
 	m, cwd, err := manager(json)
 	if err != nil {
 		return err
 	}
-	res, err := m.Sync(ctx, cwd)
+	res, err := m.Sync(ctx, cwd, deref(mirror))
 	if err != nil {
 		return explain(err)
 	}

@@ -100,6 +100,26 @@ func (c *Compose) cmd(s Stack, args ...string) (Cmd, error) {
 	return Cmd{Name: c.Command[0], Args: full, Dir: s.Dir, Env: composeEnv(s.EnvFile, c.Scrub)}, nil
 }
 
+// interpolationEnv is what compose interpolates a sandbox's files with: the
+// caller's environment without the variables that the env file decides
+// (those with the app's prefix, and COMPOSE_*), then the env file's values
+// (vals; nil for a new sandbox), which win. The stack model is read with
+// exactly these, so that it is the stack compose runs.
+func interpolationEnv(vals map[string]string, prefix string) map[string]string {
+	env := map[string]string{}
+	for _, kv := range os.Environ() {
+		k, v, _ := strings.Cut(kv, "=")
+		if strings.HasPrefix(k, "COMPOSE_") || prefix != "" && strings.HasPrefix(k, prefix) {
+			continue
+		}
+		env[k] = v
+	}
+	for k, v := range vals {
+		env[k] = v
+	}
+	return env
+}
+
 // composeEnv is the caller's environment without the variables that the
 // env file decides, and without COMPOSE_* settings that would redirect compose.
 func composeEnv(envFile, prefix string) []string {

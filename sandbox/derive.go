@@ -60,6 +60,15 @@ func (p *Profile) ForStack(sf *StackFile) (*Profile, error) {
 	for _, v := range vars {
 		defaults[v.Default] = v.Key
 	}
+	// So is a literal host port (every sandbox publishes it too: compose
+	// refuses the second; no rule may hand it out).
+	for _, s := range sf.Services {
+		for _, fp := range s.Ports {
+			if fp.Var == "" && fp.Default != 0 {
+				defaults[fp.Default] = s.Name + " (literal)"
+			}
+		}
+	}
 	q.Ports = nil
 	for _, v := range known {
 		r, _ := p.Rule(v.Key)
@@ -129,8 +138,28 @@ func (p *Profile) ForStack(sf *StackFile) (*Profile, error) {
 
 	q.Checks = nil
 	var dbUser, dbPass, dbName string
-	for _, s := range sf.Services {
-		if !s.IsDB() {
+	apiService := ""
+	for _, v := range vars {
+		if v.Key == p.APIPortKey {
+			apiService = v.Service
+		}
+	}
+	dbs := slices.Clone(sf.Services)
+	// The database is a PostgreSQL server: a service with POSTGRES_* in its
+	// environment (clients set such variables too, so never the API's
+	// service), the one publishing container port 5432 first.
+	slices.SortStableFunc(dbs, func(a, b FileService) int {
+		pa, pb := slices.Contains(a.Targets, 5432), slices.Contains(b.Targets, 5432)
+		switch {
+		case pa && !pb:
+			return -1
+		case pb && !pa:
+			return 1
+		}
+		return 0
+	})
+	for _, s := range dbs {
+		if !s.IsDB() || s.Name == apiService {
 			continue
 		}
 		for _, fp := range s.Ports {

@@ -11,6 +11,7 @@ import (
 // stack file needs and the engine lacks. Nothing was started.
 type MissingExternalError struct {
 	File     string
+	Engine   Engine
 	Networks []string
 	Volumes  []string
 }
@@ -23,17 +24,25 @@ func (e *MissingExternalError) Error() string {
 	if len(e.Volumes) > 0 {
 		parts = append(parts, "volume "+strings.Join(e.Volumes, ", volume "))
 	}
-	return fmt.Sprintf("%s needs external %s, which the Docker engine does not have; nothing was started", e.File, strings.Join(parts, " and "))
+	engine := "the Docker engine"
+	if e.Engine.Context != "" {
+		engine = "Docker engine " + e.Engine.Name()
+	}
+	return fmt.Sprintf("%s needs external %s, which %s does not have; nothing was started", e.File, strings.Join(parts, " and "), engine)
 }
 
 // Commands returns the docker commands that create what is missing.
 func (e *MissingExternalError) Commands() []string {
+	docker := "docker"
+	if e.Engine.Context != "" {
+		docker += " --context " + e.Engine.Context
+	}
 	var cmds []string
 	for _, n := range e.Networks {
-		cmds = append(cmds, "docker network create "+n)
+		cmds = append(cmds, docker+" network create "+n)
 	}
 	for _, v := range e.Volumes {
-		cmds = append(cmds, "docker volume create "+v)
+		cmds = append(cmds, docker+" volume create "+v)
 	}
 	return cmds
 }
@@ -41,7 +50,7 @@ func (e *MissingExternalError) Commands() []string {
 // checkExternal asks the engine for each external network and volume of sf
 // and returns a *MissingExternalError naming those it lacks.
 func (m *Manager) checkExternal(ctx context.Context, sf *StackFile) error {
-	missing := &MissingExternalError{File: sf.Path}
+	missing := &MissingExternalError{File: sf.Path, Engine: m.engine}
 	probe := func(kind, name string) (bool, error) {
 		_, err := m.Runner.Run(ctx, Cmd{Name: "docker", Args: []string{kind, "inspect", "--format", "{{.Name}}", name}})
 		var ee *ExitError

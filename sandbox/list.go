@@ -55,8 +55,11 @@ type Listing struct {
 }
 
 // state summarises a stack.
-func (m *Manager) state(st *StackState) (string, int) {
-	total := len(m.Profile.Services)
+// total is the number of services of the stack (0: the profile's).
+func (m *Manager) state(st *StackState, total int) (string, int) {
+	if total <= 0 {
+		total = len(m.Profile.Services)
+	}
 	n := st.Running()
 	switch {
 	case n == 0:
@@ -135,7 +138,11 @@ func (m *Manager) List(ctx context.Context) (*Listing, error) {
 		e := ListEntry{ID: id, Slot: in.Slot, Services: len(p.Services), APIPort: api.Port(in.Slot),
 			Branch: readBranch(in.Path), Path: in.Path, IsWorktree: in.IsWorktree, Engine: in.Engine.Name(), Host: strings.Trim(in.Engine.URLHost(), "[]")}
 		st, known := stateOf(id, in)
-		e.State, e.Running = m.state(st)
+		// The services its last up started (the file decides, not the profile).
+		if n := m.readMeta(id).Services; n > 0 {
+			e.Services = n
+		}
+		e.State, e.Running = m.state(st, e.Services)
 		if !known {
 			e.State = StateUnknown
 		}

@@ -58,7 +58,7 @@ func (m *Manager) CheckMainStack(ctx context.Context, root string, standin bool,
 		return nil, &ComposeError{Err: err}
 	}
 	ports := p.PortsFor(0)
-	g := &Gate{Checks: p.GateChecks("127.0.0.1", ports), Watch: m.watch(project), Progress: progress}
+	g := &Gate{Checks: p.GateChecks("127.0.0.1", ports), Watch: m.watch(p, project), Progress: progress}
 	gr := g.Run(ctx)
 	if !gr.Passed {
 		return &gr, ErrGateFailed

@@ -180,7 +180,7 @@ func (e *ElsewhereError) Error() string {
 // with vals (the env file's values; nil: the file's defaults), and adapts
 // the profile to it (ForStack).
 func (m *Manager) stackOf(ctx context.Context, root string, vals map[string]string) (*Profile, *StackFile, error) {
-	sf, err := LoadStackFile(ctx, filepath.Join(root, m.Profile.SandboxCompose), vals)
+	sf, err := LoadStackFile(ctx, filepath.Join(root, m.Profile.SandboxCompose), interpolationEnv(vals, m.Profile.EnvPrefix))
 	if err != nil {
 		return nil, nil, err
 	}
@@ -207,10 +207,19 @@ func (m *Manager) locatedStack(ctx context.Context, l *located) (*Profile, *Stac
 	}
 	added := false
 	for _, r := range sp.Ports {
-		if _, ok := l.Env.Ports[r.Key]; !ok {
-			l.Env.Ports[r.Key] = r.Port(l.Env.Slot)
-			added = true
+		if _, ok := l.Env.Ports[r.Key]; ok {
+			continue
 		}
+		if v, ok := vals[r.Key]; ok {
+			// A variable the file has under a name of its own: the env file's value stands.
+			if port, ok := parsePort(v); ok {
+				l.Env.Ports[r.Key] = port
+				continue
+			}
+			return nil, nil, &EnvFileError{Path: envPath, Key: r.Key, Err: fmt.Errorf("%q is not a port number (1–65535, decimal digits, no sign, no leading zero)", v)}
+		}
+		l.Env.Ports[r.Key] = r.Port(l.Env.Slot)
+		added = true
 	}
 	if added {
 		if err := sp.WriteEnv(envPath, l.Env); err != nil {

@@ -32,6 +32,9 @@ type meta struct {
 	// (an atomic mkdir, before git fills it): the folder is then this
 	// instance's to remove if the create never finishes.
 	FolderMade bool `json:"folder_made,omitempty"`
+	// Services is how many services the stack had when up last started it
+	// (list reports "running" or "partial n/Services" without reading the file).
+	Services int `json:"services,omitempty"`
 }
 
 func (m *Manager) readMeta(id string) meta {

@@ -49,9 +49,9 @@ func overrideDoc(sp *Profile, sf *StackFile, id string, standin bool, synced map
 	volumes := map[string]any{}
 	api, _ := sp.Rule(sp.APIPortKey)
 	backendURL := ""
-	if s, ok := sf.project.Services[api.Service]; ok {
+	if s, ok := sf.Service(api.Service); ok {
 		for _, p := range s.Ports {
-			if strconv.Itoa(api.Slot0) == p.Published || p.Published != "" {
+			if p.Var == sp.APIPortKey {
 				backendURL = fmt.Sprintf("http://%s:%d", containerName(id, api.Service), p.Target)
 				break
 			}
@@ -132,10 +132,10 @@ func containerName(project, service string) string { return project + "-" + serv
 func standinRole(sp *Profile, fs FileService) string {
 	api, _ := sp.Rule(sp.APIPortKey)
 	switch {
-	case fs.IsDB():
-		return "db"
 	case fs.Name == api.Service:
 		return "backend"
+	case fs.IsDB():
+		return "db"
 	case fs.WorkerType != "":
 		return "worker"
 	}

@@ -66,6 +66,8 @@ func (m *Manager) reregister(ctx context.Context, co Checkout, envPath string, o
 		return nil, fmt.Errorf("%s names sandbox %s, not %s: omit -name to register it again, or %s", envPath, name, o.Name, afresh)
 	case o.Slot != 0 && o.Slot != env.Slot:
 		return nil, fmt.Errorf("%s holds slot %d, not %d: omit -slot to register it again, or %s", envPath, env.Slot, o.Slot, afresh)
+	case o.Context != env.Engine.Context && o.Context != "":
+		return nil, fmt.Errorf("%s runs on engine %s, not %s: omit -context to register it again, or %s", envPath, env.Engine.Name(), o.Context, afresh)
 	case o.Standin && !env.Standin:
 		return nil, fmt.Errorf("%s does not run the stand-in images: omit -standin to register it again, or %s", envPath, afresh)
 	}
@@ -107,7 +109,7 @@ func (m *Manager) reregister(ctx context.Context, co Checkout, envPath string, o
 		}
 		movedFrom = in.Path // the sandbox was moved (or its folder deleted): this checkout takes its place
 	}
-	if err := m.checkClaims(ctx, co, id, movedFrom); err != nil {
+	if err := m.on(env.Engine).checkClaims(ctx, co, id, movedFrom); err != nil {
 		return nil, err
 	}
 
@@ -115,7 +117,7 @@ func (m *Manager) reregister(ctx context.Context, co Checkout, envPath string, o
 	if co.IsWorktree {
 		parent = co.MainRoot
 	}
-	entry := Instance{Path: co.Root, CreatedAt: m.Now().UTC().Format("2006-01-02T15:04:05Z"), IsWorktree: co.IsWorktree, ParentRepo: parent}
+	entry := Instance{Path: co.Root, CreatedAt: m.Now().UTC().Format("2006-01-02T15:04:05Z"), IsWorktree: co.IsWorktree, ParentRepo: parent, Engine: env.Engine}
 	if !env.CreatedAt.IsZero() {
 		entry.CreatedAt = env.CreatedAt.UTC().Format("2006-01-02T15:04:05Z")
 	}

@@ -55,7 +55,7 @@ func (m *Manager) Status(ctx context.Context, dir string) (*Status, error) {
 		s.Warning = "services unknown: " + fileWarning
 	}
 	st := states[id]
-	s.State, _ = m.state(st)
+	s.State, _ = m.state(st, len(p.Services))
 	if s.Warning != "" {
 		s.State = StateUnknown
 	}

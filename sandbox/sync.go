@@ -21,12 +21,11 @@ import (
 // folder the stack bind-mounts) do not exist. Each bind mount of a local
 // folder becomes a named volume of the sandbox on that engine, filled from
 // the local folder before the stack starts by streaming a tar through the
-// engine into a helper container of the stand-in image (`standin fs untar
-// --clean`): what the folder holds is mirrored, files deleted locally are
-// deleted in the volume. Nothing is copied back: what containers write there
-// stays in the volume until the next sync overwrites it or destroy removes
-// it. `sandbox:sync` pushes again; `up` pushes every time it starts the
-// stack. Read-only mounts stay read-only. The volumes carry the instance
+// engine into a helper container of the stand-in image (`standin fs
+// untar`): files of the folder are added or replaced; files only the volume
+// has (what containers wrote, files deleted locally) stay, unless
+// `sandbox:sync -mirror` asks to delete them. Nothing is copied back.
+// `sandbox:sync` pushes again; `up` pushes every time it starts the stack. Read-only mounts stay read-only. The volumes carry the instance
 // label, so that destroy (and down -volumes) remove exactly them.
 
 // syncVolume is the volume of one local folder of a sandbox.
@@ -86,7 +85,7 @@ func syncVolumeName(id, source string) string {
 
 // syncVolumes creates the volumes of sandbox id's local folders on the
 // manager's engine and fills them; it returns each folder's volume.
-func (m *Manager) syncVolumes(ctx context.Context, sf *StackFile, id string, standin bool) (map[string]string, error) {
+func (m *Manager) syncVolumes(ctx context.Context, sf *StackFile, id string, standin, mirror bool) (map[string]string, error) {
 	plan, err := syncPlan(sf, id, standin)
 	if err != nil {
 		return nil, err
@@ -104,7 +103,7 @@ func (m *Manager) syncVolumes(ctx context.Context, sf *StackFile, id string, sta
 			}
 		}
 		if !sv.Empty {
-			if err := m.fillVolume(ctx, sv, id); err != nil {
+			if err := m.fillVolume(ctx, sv, id, mirror); err != nil {
 				return nil, err
 			}
 			m.say("Synced %s to volume %s on engine %s", sv.Source, sv.Name, m.engine.Name())
@@ -116,11 +115,15 @@ func (m *Manager) syncVolumes(ctx context.Context, sf *StackFile, id string, sta
 
 // fillVolume mirrors the local folder into its volume through a helper
 // container of the stand-in image.
-func (m *Manager) fillVolume(ctx context.Context, sv syncVolume, id string) error {
+func (m *Manager) fillVolume(ctx context.Context, sv syncVolume, id string, mirror bool) error {
 	pr, pw := io.Pipe()
 	go func() { pw.CloseWithError(writeTar(pw, sv.Source)) }()
-	_, err := m.Runner.Run(ctx, Cmd{Name: "docker", Args: []string{"run", "--rm", "-i", "--label", m.Profile.InstanceLabel + "=" + id,
-		"-v", sv.Name + ":/dst", "--entrypoint", "/standin", m.Profile.StandinImage, "fs", "untar", "--clean", "/dst"}, Stdin: pr})
+	args := []string{"run", "--rm", "-i", "--label", m.Profile.InstanceLabel + "=" + id,
+		"-v", sv.Name + ":/dst", "--entrypoint", "/standin", m.Profile.StandinImage, "fs", "untar"}
+	if mirror {
+		args = append(args, "--clean")
+	}
+	_, err := m.Runner.Run(ctx, Cmd{Name: "docker", Args: append(args, "/dst"), Stdin: pr})
 	pr.CloseWithError(err)
 	if err != nil {
 		return fmt.Errorf("copy %s into volume %s on engine %s: %w", sv.Source, sv.Name, m.engine.Name(), err)
@@ -132,6 +135,11 @@ func (m *Manager) fillVolume(ctx context.Context, sv syncVolume, id string) erro
 // and symbolic links (as links), with names relative to root. Other files
 // (sockets, devices) are left out.
 func writeTar(w io.Writer, root string) error {
+	// A linked folder (a shared folder on a bigger disk) is synced as the
+	// folder it points to.
+	if real, err := filepath.EvalSymlinks(root); err == nil {
+		root = real
+	}
 	tw := tar.NewWriter(w)
 	var paths []string
 	err := filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
@@ -217,7 +225,10 @@ type SyncResult struct {
 // Sync pushes the local folders of the sandbox that holds dir to its
 // volumes on its engine again (a sandbox on the local engine mounts them
 // directly: nothing to do).
-func (m *Manager) Sync(ctx context.Context, dir string) (*SyncResult, error) {
+// With mirror, files that are in a volume but not in the local folder are
+// deleted there (what containers wrote there too); without, files are only
+// added and replaced.
+func (m *Manager) Sync(ctx context.Context, dir string, mirror bool) (*SyncResult, error) {
 	l, err := m.locate(dir)
 	if err != nil {
 		return nil, err
@@ -235,7 +246,7 @@ func (m *Manager) Sync(ctx context.Context, dir string) (*SyncResult, error) {
 	if err := rm.ensureStandinImage(ctx, l.Root, false); err != nil {
 		return nil, err
 	}
-	if res.Volumes, err = rm.syncVolumes(ctx, sf, l.Env.InstanceID, l.Env.Standin); err != nil {
+	if res.Volumes, err = rm.syncVolumes(ctx, sf, l.Env.InstanceID, l.Env.Standin, mirror); err != nil {
 		return nil, err
 	}
 	return res, nil

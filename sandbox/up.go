@@ -93,7 +93,7 @@ func (m *Manager) upStack(ctx context.Context, p *Profile, sf *StackFile, env En
 		if m.engine.Remote() {
 			// The checkout's folders do not exist on the engine's host:
 			// they go to volumes of the sandbox, filled from here.
-			if synced, err = m.syncVolumes(ctx, sf, stack.Project, env.Standin); err != nil {
+			if synced, err = m.syncVolumes(ctx, sf, stack.Project, env.Standin, false); err != nil {
 				return nil, err
 			}
 		}
@@ -103,6 +103,12 @@ func (m *Manager) upStack(ctx context.Context, p *Profile, sf *StackFile, env En
 		}
 		stack.Files = append(stack.Files, override)
 		m.say("Starting %s (slot %d, API port %d)…", stack.Project, env.Slot, env.Ports[p.APIPortKey])
+		if mt := m.readMeta(stack.Project); mt.Phase == "" && mt.Services != len(p.Services) {
+			mt.Services = len(p.Services)
+			if err := m.writeMeta(stack.Project, mt); err != nil {
+				return nil, err
+			}
+		}
 		if err := c.Up(ctx, stack, build, o.Output); err != nil {
 			// Leave no half-started stack behind; its volumes (data) stay.
 			cctx, cancel := cleanupContext(ctx)
@@ -119,7 +125,7 @@ func (m *Manager) upStack(ctx context.Context, p *Profile, sf *StackFile, env En
 	g := &Gate{
 		Checks:   p.GateChecks(m.engine.ProbeHost(), env.Ports),
 		Timeout:  o.Timeout,
-		Watch:    m.watch(stack.Project),
+		Watch:    m.watch(p, stack.Project),
 		Progress: o.Progress,
 	}
 	gr := g.Run(ctx)
@@ -145,7 +151,7 @@ func (m *Manager) upStack(ctx context.Context, p *Profile, sf *StackFile, env En
 }
 
 // watch reports a service whose container exited, died or restart-loops.
-func (m *Manager) watch(project string) func(ctx context.Context) error {
+func (m *Manager) watch(p *Profile, project string) func(ctx context.Context) error {
 	return func(ctx context.Context) error {
 		states, err := StackStates(ctx, m.Runner, m.Profile.InstanceLabel)
 		if err != nil {
@@ -155,7 +161,7 @@ func (m *Manager) watch(project string) func(ctx context.Context) error {
 		if st == nil {
 			return nil
 		}
-		for _, svc := range m.Profile.Services {
+		for _, svc := range p.Services {
 			s, ok := st.Services[svc.Name]
 			if !ok {
 				continue
