@@ -2,10 +2,8 @@ package magerun
 
 import (
 	"bytes"
-	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -47,7 +45,7 @@ func exeName(key string) string {
 // program returns the cached program of key, building it first when it is
 // missing (or when force is set). Builders of one key take turns under a
 // file lock; readers of a finished program take no lock.
-func (b builder) program(key string, force bool) (string, error) {
+func (b builder) program(key string, force bool, rekey func() (string, error)) (string, error) {
 	exe := filepath.Join(b.CacheDir, exeName(key))
 	if !force {
 		if ok := usable(exe); ok {
@@ -74,6 +72,17 @@ func (b builder) program(key string, force bool) (string, error) {
 	tmp := filepath.Join(tmpDir, exeName("mage"))
 	if err := b.compile(tmp, "", "", ""); err != nil {
 		return "", err
+	}
+	// A file saved while go built may be in the program: cache it only if
+	// the sources still have the key it was built for; else run it once.
+	if rekey != nil {
+		if now, err := rekey(); err != nil || now != key {
+			once := filepath.Join(b.CacheDir, "tmp-run-"+strconv.Itoa(os.Getpid()))
+			if err := os.Rename(tmp, once); err != nil {
+				return "", fmt.Errorf("keep the compiled magefiles at %s: %w", once, err)
+			}
+			return once, nil
+		}
 	}
 	if err := os.Rename(tmp, exe); err != nil {
 		return "", fmt.Errorf("put the compiled magefiles in place at %s: %w", exe, err)
@@ -143,6 +152,17 @@ func (b builder) compile(out, goos, goarch, ldflags string) error {
 	}
 	restore := setenv("GOWORK", workFile)
 	defer restore()
+	// The staging go.work puts the build in workspace mode, where -mod=mod
+	// and -mod=vendor are refused: leave them out of GOFLAGS for it.
+	if flags := os.Getenv("GOFLAGS"); strings.Contains(flags, "-mod=") {
+		var keep []string
+		for _, f := range strings.Fields(flags) {
+			if !strings.HasPrefix(f, "-mod=") && !strings.HasPrefix(f, "--mod=") {
+				keep = append(keep, f)
+			}
+		}
+		defer setenv("GOFLAGS", strings.Join(keep, " "))()
+	}
 
 	var output bytes.Buffer
 	w := io.Writer(&output)
@@ -202,9 +222,8 @@ func (b builder) prune(keep string) {
 			}
 		case isKey(strings.TrimSuffix(name, ".exe")) && fi.Mode().IsRegular():
 			if age > unusedProgramAge {
-				if err := os.Remove(path); err == nil || errors.Is(err, fs.ErrNotExist) {
-					os.Remove(filepath.Join(b.CacheDir, strings.TrimSuffix(name, ".exe")+".lock"))
-				}
+				// Its lock file stays: a builder may be waiting on it.
+				os.Remove(path)
 			}
 		}
 	}

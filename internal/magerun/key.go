@@ -81,7 +81,8 @@ type keyInputs struct {
 const recipe = 2
 
 // buildEnvKeys are the variables that change what `go build` produces.
-var buildEnvKeys = []string{"GOOS", "GOARCH", "GOFLAGS", "CGO_ENABLED", "GOEXPERIMENT", "GOAMD64", "GOARM", "GOARM64", "GO386", "GOTOOLCHAIN"}
+var buildEnvKeys = []string{"GOOS", "GOARCH", "GOFLAGS", "CGO_ENABLED", "GOEXPERIMENT", "GOAMD64", "GOARM", "GOARM64", "GO386", "GOTOOLCHAIN",
+	"CC", "CXX", "CGO_CFLAGS", "CGO_CPPFLAGS", "CGO_CXXFLAGS", "CGO_LDFLAGS", "GOPRIVATE", "GONOSUMDB"}
 
 // computeKey returns the hex key of the program built from files (the
 // magefiles, absolute paths) of module mod, and the folders it hashed.
@@ -190,7 +191,7 @@ func localPackages(mod module, imports []string) ([]string, error) {
 			return nil, fmt.Errorf("read package %s: %w", imp, err)
 		}
 		for _, e := range entries {
-			if e.Type().IsRegular() && isSourceFile(e.Name()) && strings.HasSuffix(e.Name(), ".go") {
+			if regular(dir, e) && isSourceFile(e.Name()) && strings.HasSuffix(e.Name(), ".go") {
 				imps, err := importsOf(filepath.Join(dir, e.Name()))
 				if err != nil {
 					return nil, err
@@ -207,6 +208,19 @@ func localPackages(mod module, imports []string) ([]string, error) {
 	return dirs, nil
 }
 
+// regular reports whether a folder entry is a regular file, following a
+// symbolic link as go build does.
+func regular(dir string, e os.DirEntry) bool {
+	if e.Type().IsRegular() {
+		return true
+	}
+	if e.Type()&os.ModeSymlink == 0 {
+		return false
+	}
+	fi, err := os.Stat(filepath.Join(dir, e.Name()))
+	return err == nil && fi.Mode().IsRegular()
+}
+
 // isSourceFile reports whether a file of a package folder can change the
 // package's build: every file but tests (non-Go files may be embedded).
 func isSourceFile(name string) bool {
@@ -221,7 +235,7 @@ func hashPackageDir(h hash.Hash, root, dir string) error {
 	}
 	rel, _ := filepath.Rel(root, dir)
 	for _, e := range entries {
-		if !e.Type().IsRegular() || !isSourceFile(e.Name()) {
+		if !regular(dir, e) || !isSourceFile(e.Name()) {
 			continue
 		}
 		if err := hashFile(h, filepath.Join(dir, e.Name()), filepath.ToSlash(filepath.Join(rel, e.Name()))); err != nil {

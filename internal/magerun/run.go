@@ -82,7 +82,10 @@ func run(inv mage.Invocation, stdout, stderr io.Writer, stdin io.Reader) (int, e
 	if err != nil {
 		return 1, err
 	}
-	exe, err := b.program(key, inv.Force)
+	exe, err := b.program(key, inv.Force, func() (string, error) {
+		k, _, err := computeKey(mod, files, keyInputs{GoCmd: goCmd, Multiline: inv.Multiline, Env: os.Getenv})
+		return k, err
+	})
 	if err != nil {
 		return 1, err
 	}
