@@ -249,6 +249,9 @@ func (Sandbox) Destroy(ctx context.Context,
 		return nil
 	}
 	fmt.Printf("Destroyed %s\n", res.ID)
+	if res.LeftOnEngine != "" {
+		fmt.Printf("Its engine did not answer: when it is back, remove what stays there with:\n  %s\n", res.LeftOnEngine)
+	}
 	return nil
 }
 

@@ -291,3 +291,31 @@ func TestConcurrentCreatesTakeDistinctSlots(t *testing.T) {
 	slices.Sort(slots)
 	assert.Len(t, slices.Compact(slices.Clone(slots)), n, "distinct slots: %v", slots)
 }
+
+func TestDestroyForceForgetsASandboxWhoseEngineIsGone(t *testing.T) {
+	e := lcSetup(t)
+	c := e.create(t, CreateOptions{Name: "feat-a"})
+	// The sandbox runs on another engine, which no longer answers.
+	require.NoError(t, e.m.Registry().Update(t.Context(), func(m map[string]Instance) error {
+		in := m[c.ID]
+		in.Engine = Engine{Context: "big", Host: "10.251.9.2"}
+		m[c.ID] = in
+		return nil
+	}))
+	e.r.dockerFn = func(cmd Cmd) any {
+		if slices.Contains(cmd.Args, "--context") {
+			return &ExitError{Cmd: "docker --context big ps", Code: 1, Stderr: "Cannot connect to the Docker daemon at tcp://10.251.9.2:2375"}
+		}
+		return nil
+	}
+	_, err := e.m.Destroy(t.Context(), DestroyOptions{Name: "feat-a"})
+	var ue *EngineUnreachableError
+	require.ErrorAs(t, err, &ue, "without -force nothing is forgotten")
+	assert.DirExists(t, c.Path)
+
+	d, err := e.m.Destroy(t.Context(), DestroyOptions{Name: "feat-a", Force: true})
+	require.NoError(t, err)
+	assert.False(t, d.StackRemoved)
+	assert.Contains(t, d.LeftOnEngine, "docker --context big compose -p ktrdr--feat-a down --volumes")
+	lcAssertGone(t, e, "feat-a")
+}

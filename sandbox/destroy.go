@@ -26,6 +26,9 @@ type Destroyed struct {
 	WorktreeRemoved bool   `json:"worktree_removed"`
 	BranchDeleted   string `json:"branch_deleted,omitempty"`
 	KeptCheckout    bool   `json:"kept_checkout"` // an adopted clone, or -keepWorktree
+	// LeftOnEngine is set when -force destroyed a sandbox whose engine did
+	// not answer: the commands that remove what stays there.
+	LeftOnEngine string `json:"left_on_engine,omitempty"`
 }
 
 // WouldLoseError refuses a destroy that would lose work.
@@ -168,16 +171,24 @@ func (m *Manager) Destroy(ctx context.Context, o DestroyOptions) (*Destroyed, er
 	// 1. The stack, after proving it is ours, on the engine it runs on; on
 	// another engine also the volumes its folders were synced to.
 	em := m.on(in.Engine)
-	if err := em.teardown(ctx, id, in); err != nil {
+	err = em.teardown(ctx, id, in)
+	if err == nil && in.Engine.Remote() {
+		err = em.removeSyncVolumes(ctx, id)
+	}
+	var unreachable *EngineUnreachableError
+	switch {
+	case err != nil && o.Force && in.Engine.Context != "" && errors.As(err, &unreachable):
+		// The engine is gone for good (a decommissioned host): forget the
+		// sandbox here, and say what stays there.
+		res.LeftOnEngine = fmt.Sprintf("docker --context %s compose -p %s down --volumes; docker --context %s volume rm $(docker --context %s volume ls -q --filter label=%s=%s)",
+			in.Engine.Context, id, in.Engine.Context, in.Engine.Context, m.Profile.InstanceLabel, id)
+		m.say("Engine %s did not answer: the stack of %s and its volumes stay there (%v)", in.Engine.Name(), id, unreachable.Err)
+	case err != nil:
 		return nil, err
+	default:
+		res.StackRemoved = true
+		m.say("Removed the stack of %s (containers, network, volumes)", id)
 	}
-	if in.Engine.Remote() {
-		if err := em.removeSyncVolumes(ctx, id); err != nil {
-			return nil, err
-		}
-	}
-	res.StackRemoved = true
-	m.say("Removed the stack of %s (containers, network, volumes)", id)
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("destroy %s: %w", id, err)
 	}
@@ -300,6 +311,18 @@ func (e *NotProvenError) Error() string {
 	return fmt.Sprintf("%s is registered for %s, which holds no .env.sandbox of that instance: not deleting it", e.ID, e.Path)
 }
 
+// EngineUnreachableError reports a Docker engine that did not answer when
+// asked for the stacks it runs.
+type EngineUnreachableError struct {
+	Engine Engine
+	Err    error
+}
+
+func (e *EngineUnreachableError) Error() string {
+	return fmt.Sprintf("ask engine %s for its stacks: %v", e.Engine.Name(), e.Err)
+}
+func (e *EngineUnreachableError) Unwrap() error { return e.Err }
+
 // teardown stops the instance's stack with its volumes, after checking that
 // every container of the compose project carries this instance's label.
 func (m *Manager) teardown(ctx context.Context, id string, in Instance) error {
@@ -326,7 +349,7 @@ func (m *Manager) teardown(ctx context.Context, id string, in Instance) error {
 func (m *Manager) ownedStates(ctx context.Context, id string) (map[string]*StackState, error) {
 	states, err := StackStates(ctx, m.Runner, m.Profile.InstanceLabel)
 	if err != nil {
-		return nil, err
+		return nil, &EngineUnreachableError{Engine: m.engine, Err: err}
 	}
 	if st := states[id]; st != nil {
 		for _, s := range st.Services {
