@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"time"
 )
@@ -42,6 +43,12 @@ func StandinImageExists(ctx context.Context, r Runner, image string) (bool, erro
 // `docker import` with ENTRYPOINT ["/standin"] and LABEL sandbox.standin=1.
 // progress, when not nil, receives one line per step and the tools' output.
 func BuildStandinImage(ctx context.Context, r Runner, repoRoot, pkg, image string, progress io.Writer) error {
+	return BuildStandinImageFor(ctx, r, repoRoot, pkg, image, "", progress)
+}
+
+// BuildStandinImageFor is BuildStandinImage for CPU architecture goarch
+// (GOARCH; "" is this machine's), for an engine on another kind of host.
+func BuildStandinImageFor(ctx context.Context, r Runner, repoRoot, pkg, image, goarch string, progress io.Writer) error {
 	if progress == nil {
 		progress = io.Discard
 	}
@@ -57,7 +64,7 @@ func BuildStandinImage(ctx context.Context, r Runner, repoRoot, pkg, image strin
 		Name:   "go",
 		Args:   []string{"build", "-trimpath", "-ldflags=-s -w", "-o", bin, pkg},
 		Dir:    repoRoot,
-		Env:    append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux"),
+		Env:    append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH="+orString(goarch, runtime.GOARCH)),
 		Stdout: progress,
 		Stderr: progress,
 	}
@@ -85,6 +92,26 @@ func BuildStandinImage(ctx context.Context, r Runner, repoRoot, pkg, image strin
 	}
 	fmt.Fprintf(progress, "built %s\n", image)
 	return nil
+}
+
+func orString(s, def string) string {
+	if s == "" {
+		return def
+	}
+	return s
+}
+
+// imageID returns the id of image on the runner's engine ("" when it lacks it).
+func imageID(ctx context.Context, r Runner, image string) (string, error) {
+	out, err := r.Run(ctx, Cmd{Name: "docker", Args: []string{"image", "inspect", "--format", "{{.Id}}", image}})
+	if err != nil {
+		var ee *ExitError
+		if errors.As(err, &ee) && strings.Contains(strings.ToLower(ee.Stderr), "no such image") {
+			return "", nil
+		}
+		return "", fmt.Errorf("look up image %s: %w", image, err)
+	}
+	return strings.TrimSpace(string(out)), nil
 }
 
 // standinLayer returns the image's root file system as a tar.

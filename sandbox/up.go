@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"io"
 	"path/filepath"
+	"runtime"
+	"strings"
 	"time"
 )
 
@@ -215,6 +217,9 @@ func (m *Manager) lastGate(id string) *LastGate {
 // always when rebuild is set (up -build after changing cmd/standin).
 func (m *Manager) ensureStandinImage(ctx context.Context, root string, rebuild bool) error {
 	p := m.Profile
+	if m.engine.Context != "" {
+		return m.ensureRemoteStandinImage(ctx, root, rebuild)
+	}
 	if !rebuild {
 		ok, err := StandinImageExists(ctx, m.Runner, p.StandinImage)
 		if err != nil {
@@ -224,17 +229,42 @@ func (m *Manager) ensureStandinImage(ctx context.Context, root string, rebuild b
 			return nil
 		}
 	}
-	if m.engine.Context != "" {
-		// Another engine: build (or reuse) the image here, then load it there.
-		local := m.on(Engine{})
-		if err := local.ensureStandinImage(ctx, root, rebuild); err != nil {
-			return err
-		}
-		m.say("Loading the stand-in image %s into engine %s…", p.StandinImage, m.engine.Name())
-		return copyImage(ctx, m.base, p.StandinImage, m.engine.Context)
-	}
 	m.say("Building the stand-in image %s from %s…", p.StandinImage, p.StandinSource)
 	return BuildStandinImage(ctx, m.Runner, root, p.StandinSource, p.StandinImage, m.Out)
+}
+
+// ensureRemoteStandinImage gives another engine the stand-in image: the
+// local one, built if needed, loaded there when the engine lacks it or has
+// another build of it (docker save | docker --context X load). An engine
+// on another CPU architecture gets one built for it, imported there.
+func (m *Manager) ensureRemoteStandinImage(ctx context.Context, root string, rebuild bool) error {
+	p := m.Profile
+	out, err := m.Runner.Run(ctx, Cmd{Name: "docker", Args: []string{"version", "--format", "{{.Server.Arch}}"}})
+	if err != nil {
+		return fmt.Errorf("ask engine %s for its architecture: %w", m.engine.Name(), err)
+	}
+	if arch := strings.TrimSpace(string(out)); arch != "" && arch != runtime.GOARCH {
+		if !rebuild {
+			if id, err := imageID(ctx, m.Runner, p.StandinImage); err != nil || id != "" {
+				return err
+			}
+		}
+		m.say("Building the stand-in image %s for %s on engine %s…", p.StandinImage, arch, m.engine.Name())
+		return BuildStandinImageFor(ctx, m.Runner, root, p.StandinSource, p.StandinImage, arch, m.Out)
+	}
+	local := m.on(Engine{})
+	if err := local.ensureStandinImage(ctx, root, rebuild); err != nil {
+		return err
+	}
+	want, err := imageID(ctx, local.Runner, p.StandinImage)
+	if err != nil {
+		return err
+	}
+	if have, err := imageID(ctx, m.Runner, p.StandinImage); err != nil || have == want {
+		return err
+	}
+	m.say("Loading the stand-in image %s into engine %s…", p.StandinImage, m.engine.Name())
+	return copyImage(ctx, m.base, p.StandinImage, m.engine.Context)
 }
 
 // copyImage streams image from the local engine into the engine of Docker
