@@ -29,7 +29,7 @@ func TestLoadManagerSlotSetting(t *testing.T) {
 		assert.Equal(t, 42, m.Profile.MaxSlot)
 		assert.Equal(t, 10, KTRDR().MaxSlot, "the default profile is not changed")
 	})
-	t.Run("100 slots: the worker rules are chosen anew, every port distinct", func(t *testing.T) {
+	t.Run("100 slots: the worker rules hold up to where they collide, then a chosen block; every port distinct", func(t *testing.T) {
 		home := t.TempDir()
 		write(t, home, `{"max_slot": 100}`)
 		m, err := LoadManager(home, nil)
@@ -37,8 +37,19 @@ func TestLoadManagerSlotSetting(t *testing.T) {
 		assert.Equal(t, 100, m.Profile.MaxSlot)
 		sp, _, err := m.stackOf(t.Context(), "..", nil)
 		require.NoError(t, err, "ForStack proves the adapted rules collision-free over slots 0–100")
+		doc := KTRDR()
 		for _, r := range sp.Ports {
-			assert.Equal(t, strings.HasPrefix(r.Key, "KTRDR_WORKER_PORT_"), r.Chosen, r.Key)
+			assert.False(t, r.Chosen, r.Key)
+			d, _ := doc.Rule(r.Key)
+			for slot := 1; slot <= 10; slot++ {
+				assert.Equal(t, d.Port(slot), r.Port(slot), "%s slot %d: no sandbox of the usual slots moves", r.Key, slot)
+			}
+			if strings.HasPrefix(r.Key, "KTRDR_WORKER_PORT_") {
+				assert.GreaterOrEqual(t, r.Until, 42, r.Key)
+				assert.GreaterOrEqual(t, r.Port(100), unknownBase, r.Key)
+			} else {
+				assert.Zero(t, r.Until, r.Key)
+			}
 		}
 		api, _ := sp.Rule("KTRDR_API_PORT")
 		assert.Equal(t, 8100, api.Port(100), "documented rules that hold are kept")

@@ -17,7 +17,10 @@ import (
 //     as the file has.
 //   - Ports: every ${VAR:-default} of a published port. A variable the
 //     profile knows keeps its documented rule (API 8000+N, …), with the
-//     file's default as its slot-0 port. Any other variable gets a rule
+//     file's default as its slot-0 port, up to the slot where it would
+//     collide with a slot-0 port or an earlier rule; beyond that slot it
+//     takes a chosen block (PortRule.Until/Then), so widening max_slot
+//     moves no sandbox of the earlier slots. Any other variable gets a rule
 //     chosen here (see unknownRule): deterministic, and proven free of
 //     collisions over slots 0–100 against every other rule and every
 //     slot-0 port.
@@ -76,10 +79,25 @@ func (p *Profile) ForStack(sf *StackFile) (*Profile, error) {
 		if v.Default != 0 {
 			r.Slot0 = v.Default
 		}
-		if holds(r, q.Ports, defaults, p.MaxSlot) {
+		switch until := holdsUntil(r, q.Ports, defaults, p.MaxSlot); {
+		case until == p.MaxSlot:
 			q.Ports = append(q.Ports, r)
-		} else {
-			unknown = append(unknown, v) // its documented rule collides here: choose one
+		case until == 0:
+			unknown = append(unknown, v) // its documented rule collides at once here: choose one
+		default:
+			// It holds up to slot until: keep it there (no sandbox of those
+			// slots moves) and choose a block beyond.
+			r.Until = until
+			used := usedPorts(q.Ports, defaults)
+			for s := 0; s <= until; s++ {
+				used[r.Port(s)] = true
+			}
+			base, err := freeBlock(used, until+1, RuleSlots, 0)
+			if err != nil {
+				return nil, fmt.Errorf("%s: ${%s}: %w", sf.Path, v.Key, err)
+			}
+			r.Then = base
+			q.Ports = append(q.Ports, r)
 		}
 	}
 	if _, ok := p.Rule(p.APIPortKey); !ok || !slices.ContainsFunc(vars, func(v PortVar) bool { return v.Key == p.APIPortKey }) {
@@ -222,33 +240,29 @@ func (p *Profile) ForStack(sf *StackFile) (*Profile, error) {
 // variable's own default first, then blocks above unknownBase; a base works
 // when none of its ports for slots 1–RuleSlots is any port of the rules
 // already chosen (slots 0–RuleSlots) or its own slot-0 port.
-// holds reports whether the documented rule r can serve slots 1–max here:
-// none of its ports is a slot-0 port of the file (other than its own) or a
-// port of the rules already taken.
-func holds(r PortRule, taken []PortRule, defaults map[int]string, max int) bool {
+// holdsUntil returns the last slot (0 to max) up to which the documented
+// rule r serves here: none of its ports up to there is a slot-0 port of the
+// file (other than its own) or a port of the rules already taken.
+func holdsUntil(r PortRule, taken []PortRule, defaults map[int]string, max int) int {
 	for s := 1; s <= max; s++ {
 		port := r.Port(s)
 		if k, ok := defaults[port]; ok && k != r.Key {
-			return false
+			return s - 1
 		}
 		for _, t := range taken {
 			for ts := 0; ts <= max; ts++ {
 				if t.Port(ts) == port {
-					return false
+					return s - 1
 				}
 			}
 		}
 	}
-	return true
+	return max
 }
 
-// unknownRule chooses the rule of a variable the profile does not know (or
-// whose documented rule collides in this file): slot N gets Base+N. The
-// first base that works is taken, trying the variable's own default first,
-// then blocks above unknownBase; a base works when none of its ports for
-// slots 1–RuleSlots is a port of the rules already taken (slots
-// 0–RuleSlots) or any slot-0 port of the file.
-func unknownRule(taken []PortRule, defaults map[int]string, v PortVar) (PortRule, error) {
+// usedPorts is every port of the taken rules over slots 0–RuleSlots, and
+// every slot-0 port of the file.
+func usedPorts(taken []PortRule, defaults map[int]string) map[int]bool {
 	used := map[int]bool{}
 	for _, r := range taken {
 		for s := 0; s <= RuleSlots; s++ {
@@ -258,23 +272,45 @@ func unknownRule(taken []PortRule, defaults map[int]string, v PortVar) (PortRule
 	for port := range defaults {
 		used[port] = true
 	}
+	return used
+}
+
+// freeBlock returns a base such that base+s is free for slots first–last:
+// first the preferred base (0: none), then blocks of RuleSlots+1 ports above
+// unknownBase.
+func freeBlock(used map[int]bool, first, last, preferred int) (int, error) {
 	fits := func(base int) bool {
-		if base+RuleSlots > 65535 || base < 1024 {
+		if base+first < 1024 || base+last > 65535 {
 			return false
 		}
-		for s := 1; s <= RuleSlots; s++ {
+		for s := first; s <= last; s++ {
 			if used[base+s] {
 				return false
 			}
 		}
 		return true
 	}
-	base := v.Default
-	for k := 0; !fits(base); k++ {
-		base = unknownBase + k*(RuleSlots+1)
-		if base+RuleSlots > 65535 {
-			return PortRule{}, fmt.Errorf("no free block of %d ports for ${%s}", RuleSlots, v.Key)
+	if preferred > 0 && fits(preferred) {
+		return preferred, nil
+	}
+	for base := unknownBase; base+last <= 65535; base += RuleSlots + 1 {
+		if fits(base) {
+			return base, nil
 		}
+	}
+	return 0, fmt.Errorf("no free block of %d ports", last-first+1)
+}
+
+// unknownRule chooses the rule of a variable the profile does not know (or
+// whose documented rule collides in this file): slot N gets Base+N. The
+// first base that works is taken, trying the variable's own default first,
+// then blocks above unknownBase; a base works when none of its ports for
+// slots 1–RuleSlots is a port of the rules already taken (slots
+// 0–RuleSlots) or any slot-0 port of the file.
+func unknownRule(taken []PortRule, defaults map[int]string, v PortVar) (PortRule, error) {
+	base, err := freeBlock(usedPorts(taken, defaults), 1, RuleSlots, v.Default)
+	if err != nil {
+		return PortRule{}, fmt.Errorf("${%s}: %w", v.Key, err)
 	}
 	label := v.Service
 	if rest := strings.TrimSuffix(strings.TrimPrefix(v.Key, "KTRDR_"), "_PORT"); !strings.EqualFold(strings.ReplaceAll(rest, "_", "-"), v.Service) {

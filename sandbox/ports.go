@@ -59,8 +59,12 @@ func (m *Manager) Ports(ctx context.Context, dir string, slot int) (*PortPlan, e
 }
 
 func ruleText(r PortRule) string {
+	s := fmt.Sprintf("%d+%dN", r.Base, r.Step)
 	if r.Step == 1 {
-		return fmt.Sprintf("%d+N", r.Base)
+		s = fmt.Sprintf("%d+N", r.Base)
 	}
-	return fmt.Sprintf("%d+%dN", r.Base, r.Step)
+	if r.Until > 0 {
+		s += fmt.Sprintf(" up to slot %d, then %d+N", r.Until, r.Then)
+	}
+	return s
 }

@@ -18,12 +18,20 @@ type PortRule struct {
 	Base    int
 	Step    int
 	Chosen  bool // chosen by ForStack for a variable the profile does not document
+	// Until, when set, ends the rule at that slot: beyond it slot N gets
+	// Then+N (ForStack keeps a documented rule where it holds and chooses
+	// a block beyond, so that no sandbox of the earlier slots moves).
+	Until int
+	Then  int
 }
 
 // Port returns the host port of the rule in slot.
 func (r PortRule) Port(slot int) int {
 	if slot == 0 {
 		return r.Slot0
+	}
+	if r.Until > 0 && slot > r.Until {
+		return r.Then + slot
 	}
 	return r.Base + r.Step*slot
 }
