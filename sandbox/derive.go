@@ -73,6 +73,7 @@ func (p *Profile) ForStack(sf *StackFile) (*Profile, error) {
 		}
 	}
 	q.Ports = nil
+	partial := map[string]int{} // documented rules that hold up to a slot
 	for _, v := range known {
 		r, _ := p.Rule(v.Key)
 		r.Service = v.Service
@@ -85,18 +86,11 @@ func (p *Profile) ForStack(sf *StackFile) (*Profile, error) {
 		case until == 0:
 			unknown = append(unknown, v) // its documented rule collides at once here: choose one
 		default:
-			// It holds up to slot until: keep it there (no sandbox of those
-			// slots moves) and choose a block beyond.
-			r.Until = until
-			used := usedPorts(q.Ports, defaults)
-			for s := 0; s <= until; s++ {
-				used[r.Port(s)] = true
-			}
-			base, err := freeBlock(used, until+1, RuleSlots, 0)
-			if err != nil {
-				return nil, fmt.Errorf("%s: ${%s}: %w", sf.Path, v.Key, err)
-			}
-			r.Then = base
+			// It holds up to slot until: it keeps its ports there (no
+			// sandbox of those slots moves) and gets a block beyond, chosen
+			// below after the other chosen rules, so that those do not
+			// depend on the slot range.
+			partial[r.Key] = until
 			q.Ports = append(q.Ports, r)
 		}
 	}
@@ -110,6 +104,19 @@ func (p *Profile) ForStack(sf *StackFile) (*Profile, error) {
 			return nil, fmt.Errorf("%s: %w", sf.Path, err)
 		}
 		q.Ports = append(q.Ports, r)
+	}
+	for i := range q.Ports {
+		until, ok := partial[q.Ports[i].Key]
+		if !ok {
+			continue
+		}
+		r := &q.Ports[i]
+		used := usedPorts(q.Ports, defaults)
+		base, err := freeBlock(used, until+1, RuleSlots, 0)
+		if err != nil {
+			return nil, fmt.Errorf("%s: ${%s}: %w", sf.Path, r.Key, err)
+		}
+		r.Until, r.Then = until, base
 	}
 	// Keep the env file's order stable: the documented keys first, as the
 	// profile lists them, then the chosen ones by name.

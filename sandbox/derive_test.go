@@ -158,3 +158,24 @@ func TestOverrideForStandinAprilShape(t *testing.T) {
 	assert.Equal(t, []any{"CMD-SHELL", "pg_isready -U ktrdr || exit 1"}, db["test"], "the file's own check, interpolated")
 	assert.False(t, strings.Contains(string(data), "${"), "nothing left for compose to interpolate")
 }
+
+// Widening the range to 100 slots moves no port of the usual slots, and
+// every port of every slot stays distinct (ForStack validates it).
+func TestForStackWideRangeMovesNoEarlierPort(t *testing.T) {
+	for _, shape := range []string{"january", "april"} {
+		t.Run(shape, func(t *testing.T) {
+			narrow, sf := loadShape(t, filepath.Join("..", "e2e", "testdata", shape, "docker-compose.sandbox.yml"))
+			wide := *KTRDR()
+			wide.MaxSlot = 100
+			sp, err := wide.ForStack(sf)
+			require.NoError(t, err)
+			for _, r := range narrow.Ports {
+				w, ok := sp.Rule(r.Key)
+				require.True(t, ok, r.Key)
+				for slot := 1; slot <= narrow.MaxSlot; slot++ {
+					assert.Equal(t, r.Port(slot), w.Port(slot), "%s slot %d", r.Key, slot)
+				}
+			}
+		})
+	}
+}
