@@ -26,7 +26,7 @@ const (
 type meta struct {
 	Branch        string `json:"branch,omitempty"`
 	BranchCreated bool   `json:"branch_created,omitempty"`
-	Head          string `json:"head,omitempty"` // the commit a created branch was made at (while creating)
+	Head          string `json:"head,omitempty"`  // the commit a created branch was made at (while creating)
 	Phase         string `json:"phase,omitempty"` // "" once create finished; see phaseCreating, phaseDestroying
 	// FolderMade is set once create made the worktree's folder itself
 	// (an atomic mkdir, before git fills it): the folder is then this
