@@ -118,6 +118,9 @@ func endpointHost(endpoint string) (string, error) {
 		if ip := net.ParseIP(h); ip != nil && ip.IsLoopback() || h == "localhost" {
 			return "", nil
 		}
+		if !validHost(h) {
+			return "", fmt.Errorf("endpoint %q: %q is not a host name or IP address", endpoint, h)
+		}
 		return h, nil
 	}
 	return "", fmt.Errorf("endpoint %q: scheme %q is not tcp, ssh or unix", endpoint, u.Scheme)

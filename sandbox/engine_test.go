@@ -1,0 +1,213 @@
+package sandbox
+
+import (
+	"archive/tar"
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+func TestEndpointHost(t *testing.T) {
+	tests := []struct {
+		endpoint, host string
+		bad            bool
+	}{
+		{"unix:///var/run/docker.sock", "", false},
+		{"npipe:////./pipe/docker_engine", "", false},
+		{"tcp://10.251.0.2:2375", "10.251.0.2", false},
+		{"ssh://root@10.251.0.2", "10.251.0.2", false},
+		{"ssh://me@big.example.com:2222", "big.example.com", false},
+		{"tcp://[fd00::2]:2375", "fd00::2", false},
+		{"tcp://127.0.0.1:2375", "", false},
+		{"tcp://localhost:2375", "", false},
+		{"tcp://:2375", "", true},
+		{"ftp://x", "", true},
+		{"%zz", "", true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.endpoint, func(t *testing.T) {
+			h, err := endpointHost(tt.endpoint)
+			if tt.bad {
+				assert.Error(t, err)
+				return
+			}
+			require.NoError(t, err)
+			assert.Equal(t, tt.host, h)
+		})
+	}
+}
+
+func FuzzEndpointHost(f *testing.F) {
+	for _, s := range []string{"unix:///var/run/docker.sock", "tcp://10.0.0.1:2375", "ssh://u@h", "tcp://[::1]:1", ""} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, endpoint string) {
+		h, err := endpointHost(endpoint)
+		if err == nil && h != "" {
+			// A host it returns must be usable in a URL and in the env file.
+			if !validHost(h) && net.ParseIP(h) == nil {
+				t.Fatalf("endpoint %q gave host %q, which is not a host", endpoint, h)
+			}
+		}
+	})
+}
+
+func TestValidHost(t *testing.T) {
+	for h, ok := range map[string]bool{
+		"10.251.0.2": true, "big": true, "big.example.com": true, "fd00::2": true, "a-b.c": true,
+		"": false, "-big": false, "big-": false, "a..b": false, "big:2375": false, "big/x": false, "b ig": false,
+		"http://big": false, strings.Repeat("a", 64) + ".com": false,
+	} {
+		assert.Equal(t, ok, validHost(h), h)
+	}
+}
+
+func FuzzValidHost(f *testing.F) {
+	for _, s := range []string{"10.0.0.1", "big.example.com", "::1", "", "a..b"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, h string) {
+		if !validHost(h) {
+			return
+		}
+		// A valid host makes a URL whose host is exactly it.
+		u := "http://" + net.JoinHostPort(h, "8001")
+		host, port, err := net.SplitHostPort(strings.TrimPrefix(u, "http://"))
+		if err != nil || host != h || port != "8001" {
+			t.Fatalf("host %q: URL %q splits into %q %q (%v)", h, u, host, port, err)
+		}
+	})
+}
+
+func TestContextRunnerAddsTheContext(t *testing.T) {
+	f := &fakeRunner{}
+	r := contextRunner{Runner: f, context: "big"}
+	ctx := context.Background()
+	r.Run(ctx, Cmd{Name: "docker", Args: []string{"ps"}})
+	r.Run(ctx, Cmd{Name: "docker", Args: []string{"--context", "other", "load"}})
+	r.Run(ctx, Cmd{Name: "git", Args: []string{"status"}})
+	r.Run(ctx, Cmd{Name: "docker-compose", Args: []string{"-p", "x", "up"}, Env: []string{"A=1"}})
+	assert.Equal(t, []string{"docker --context big ps", "docker --context other load", "git status", "docker-compose -p x up"}, f.commands())
+	assert.Equal(t, []string{"A=1", "DOCKER_CONTEXT=big"}, f.calls[3].Env)
+}
+
+func TestResolveEngine(t *testing.T) {
+	f := &fakeRunner{handle: func(c Cmd) ([]byte, error) {
+		switch {
+		case slices.Contains(c.Args, "inspect") && slices.Contains(c.Args, "big"):
+			return []byte("ssh://me@10.1.2.3\n"), nil
+		case slices.Contains(c.Args, "inspect") && slices.Contains(c.Args, "dead"):
+			return []byte("tcp://10.1.2.4:2375\n"), nil
+		case slices.Contains(c.Args, "inspect"):
+			return nil, &ExitError{Cmd: "docker context inspect", Code: 1, Stderr: "context not found"}
+		case slices.Contains(c.Args, "dead"):
+			return nil, &ExitError{Cmd: "docker version", Code: 1, Stderr: "Cannot connect"}
+		}
+		return []byte("20.10.24\n"), nil
+	}}
+	e, err := ResolveEngine(t.Context(), f, "big")
+	require.NoError(t, err)
+	assert.Equal(t, Engine{Context: "big", Host: "10.1.2.3"}, e)
+	assert.True(t, e.Remote())
+	assert.Equal(t, "10.1.2.3", e.ProbeHost())
+
+	local, err := ResolveEngine(t.Context(), f, "")
+	require.NoError(t, err)
+	assert.Equal(t, "localhost", local.URLHost())
+	assert.Equal(t, "127.0.0.1", local.ProbeHost())
+
+	for name, reason := range map[string]string{"nope": "does not exist", "dead": "does not answer", "-x": "not a context name"} {
+		_, err := ResolveEngine(t.Context(), f, name)
+		var ce *ContextError
+		require.ErrorAs(t, err, &ce, name)
+		assert.Contains(t, ce.Reason, reason)
+	}
+}
+
+func TestRemotePreflight(t *testing.T) {
+	// Something answers on one port of the "remote" host (here: loopback).
+	l, err := net.Listen("tcp4", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer l.Close()
+	busy := l.Addr().(*net.TCPAddr).Port
+	p := pfProfile(t)
+	ports := p.PortsFor(1)
+	apiKey, dbKey := "KTRDR_API_PORT", "KTRDR_DB_PORT"
+	ports[apiKey] = busy
+	ps := `{"Names":"other-db-1","Ports":"0.0.0.0:` + strconv.Itoa(ports[dbKey]) + `->5432/tcp","Labels":"com.docker.compose.project=other,com.docker.compose.service=db"}` + "\n"
+	f := &fakeRunner{handle: func(c Cmd) ([]byte, error) { return []byte(ps), nil }}
+
+	err = RemotePreflight(t.Context(), f, "127.0.0.1", p, 1, ports, "ktrdr--mine")
+	var pe *PortInUseError
+	require.ErrorAs(t, err, &pe)
+	require.Len(t, pe.Conflicts, 2)
+	byKey := map[string]PortConflict{}
+	for _, c := range pe.Conflicts {
+		byKey[c.Key] = c
+	}
+	assert.Equal(t, "other", byKey[dbKey].Holder.Project, "a container of the engine")
+	assert.Contains(t, byKey[apiKey].Holder.String(), "something on 127.0.0.1")
+
+	// Its own containers are not a conflict; a failing engine is an error, not a pass.
+	ps = strings.ReplaceAll(ps, "project=other", "project=ktrdr--mine")
+	l.Close()
+	assert.NoError(t, RemotePreflight(t.Context(), f, "127.0.0.1", p, 1, ports, "ktrdr--mine"))
+	f.handle = func(Cmd) ([]byte, error) { return nil, errors.New("engine gone") }
+	assert.ErrorContains(t, RemotePreflight(t.Context(), f, "127.0.0.1", p, 1, ports, "ktrdr--mine"), "engine gone")
+}
+
+func TestWriteTarFollowsALinkedRootAndKeepsLinksInside(t *testing.T) {
+	dir := t.TempDir()
+	real := filepath.Join(dir, "real")
+	require.NoError(t, os.MkdirAll(filepath.Join(real, "sub"), 0o755))
+	require.NoError(t, os.WriteFile(filepath.Join(real, "sub", "a.csv"), []byte("1\n"), 0o644))
+	require.NoError(t, os.Symlink("sub/a.csv", filepath.Join(real, "link")))
+	require.NoError(t, os.Symlink(real, filepath.Join(dir, "data")))
+
+	var buf bytes.Buffer
+	require.NoError(t, writeTar(&buf, filepath.Join(dir, "data")))
+	tr := tar.NewReader(&buf)
+	got := map[string]string{}
+	for {
+		h, err := tr.Next()
+		if err == io.EOF {
+			break
+		}
+		require.NoError(t, err)
+		body, _ := io.ReadAll(tr)
+		got[h.Name] = string(body) + h.Linkname
+	}
+	assert.Equal(t, map[string]string{"link": "sub/a.csv", "sub/": "", "sub/a.csv": "1\n"}, got)
+}
+
+func TestOverrideReplacesBindMountsWithSyncedVolumes(t *testing.T) {
+	sp, sf := loadShape(t, filepath.Join("..", "docker-compose.sandbox.yml"))
+	plan, err := syncPlan(sf, "ktrdr--x", true)
+	require.NoError(t, err)
+	require.Len(t, plan, 3, "data, models, strategies")
+	synced := map[string]string{}
+	for _, sv := range plan {
+		assert.True(t, strings.HasPrefix(sv.Name, "ktrdr--x-sync-"), sv.Name)
+		synced[sv.Source] = sv.Name
+	}
+	data, err := overrideDoc(sp, sf, "ktrdr--x", true, synced)
+	require.NoError(t, err)
+	s := string(data)
+	assert.Contains(t, s, `"external": true`)
+	assert.Contains(t, s, `"target": "/app/data"`)
+	assert.Contains(t, s, `"type": "volume"`)
+	for _, sv := range plan {
+		assert.Contains(t, s, `"name": "`+sv.Name+`"`)
+	}
+}
