@@ -2,7 +2,6 @@ package sandbox
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net"
 	"net/url"
@@ -185,6 +184,3 @@ func (m *Manager) on(e Engine) *Manager {
 	}
 	return n
 }
-
-// ErrEngineUnknown marks sandboxes whose engine did not answer.
-var ErrEngineUnknown = errors.New("engine did not answer")
