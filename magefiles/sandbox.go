@@ -562,7 +562,13 @@ func (Sandbox) Ports(ctx context.Context,
 		}
 		fmt.Fprintf(w, "%s\t%s\t%s\t%d\t%s\n", l.Key, l.Service, rule, l.Slot0, strings.Join(ports, " "))
 	}
-	return w.Flush()
+	if err := w.Flush(); err != nil {
+		return err
+	}
+	for _, l := range plan.Literal {
+		fmt.Printf("warning: service %s publishes the literal host port %s: every slot publishes it, so only one sandbox (or the main stack) at a time can run; use ${VAR:-%d} in the file\n", l.Service, l.Key, l.Slot0)
+	}
+	return nil
 }
 
 func printJSON(v any) error {

@@ -65,10 +65,13 @@ func (p *Profile) ForStack(sf *StackFile) (*Profile, error) {
 	}
 	// So is a literal host port (every sandbox publishes it too: compose
 	// refuses the second; no rule may hand it out).
+	q.Literal = nil
 	for _, s := range sf.Services {
 		for _, fp := range s.Ports {
 			if fp.Var == "" && fp.Default != 0 {
 				defaults[fp.Default] = s.Name + " (literal)"
+				q.Literal = append(q.Literal, PortRule{Key: fmt.Sprintf("%d:%d", fp.Default, fp.Target), Service: s.Name,
+					Label: "literal port", Slot0: fp.Default, Base: fp.Default, Step: 0})
 			}
 		}
 	}

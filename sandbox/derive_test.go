@@ -2,6 +2,8 @@ package sandbox
 
 import (
 	"encoding/json"
+	"net"
+	"strconv"
 	"os"
 	"path/filepath"
 	"strings"
@@ -190,4 +192,37 @@ func FuzzPortVariable(f *testing.F) {
 			t.Fatalf("entry %q: variable %q is not in it", entry, v)
 		}
 	})
+}
+
+func TestLiteralHostPortsAreKnownAndChecked(t *testing.T) {
+	dir := t.TempDir()
+	l, err := net.Listen("tcp4", "0.0.0.0:0")
+	require.NoError(t, err)
+	defer l.Close()
+	lit := l.Addr().(*net.TCPAddr).Port
+	file := "services:\n  backend:\n    image: x\n    ports: [\"${KTRDR_API_PORT:-8000}:8000\", \"" + strconv.Itoa(lit) + ":9229\"]\n"
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "docker-compose.sandbox.yml"), []byte(file), 0o644))
+	sf, err := LoadStackFile(t.Context(), filepath.Join(dir, "docker-compose.sandbox.yml"), nil)
+	require.NoError(t, err)
+	sp, err := KTRDR().ForStack(sf)
+	require.NoError(t, err)
+	require.Len(t, sp.Literal, 1)
+	assert.Equal(t, lit, sp.Literal[0].Slot0)
+	assert.Equal(t, "backend", sp.Literal[0].Service)
+
+	// The preflight names the literal port's holder.
+	ports := map[string]int{"KTRDR_API_PORT": freePort(t)}
+	err = PreflightPorts(t.Context(), nil, sp, 1, ports, "ktrdr--x")
+	var pe *PortInUseError
+	require.ErrorAs(t, err, &pe)
+	assert.Equal(t, lit, pe.Conflicts[0].Port)
+	assert.Equal(t, "backend", pe.Conflicts[0].Service)
+}
+
+func freePort(t *testing.T) int {
+	t.Helper()
+	l, err := net.Listen("tcp4", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
 }

@@ -13,6 +13,10 @@ type PortPlan struct {
 	MinSlot int            `json:"min_slot"`
 	MaxSlot int            `json:"max_slot"`
 	Ports   []PortPlanLine `json:"ports"`
+	// Literal are host ports the file publishes without a variable: the
+	// same in every slot, so only one sandbox (or the main stack) at a time
+	// can publish each.
+	Literal []PortPlanLine `json:"literal,omitempty"`
 }
 
 // PortPlanLine is one variable of a PortPlan.
@@ -54,6 +58,9 @@ func (m *Manager) Ports(ctx context.Context, dir string, slot int) (*PortPlan, e
 			}
 		}
 		plan.Ports = append(plan.Ports, line)
+	}
+	for _, r := range sp.Literal {
+		plan.Literal = append(plan.Literal, PortPlanLine{Key: r.Key, Service: r.Service, Label: r.Label, Rule: "literal", Slot0: r.Slot0})
 	}
 	return plan, nil
 }

@@ -6,8 +6,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -140,8 +142,9 @@ func PreflightPorts(ctx context.Context, r Runner, p *Profile, slot int, ports m
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("port preflight for slot %d: %w", slot, err)
 	}
+	ports = withLiteral(p, ports)
 	var taken []PortRule
-	for _, rule := range p.Ports {
+	for _, rule := range append(slices.Clone(p.Ports), p.Literal...) {
 		if !portBindable(ports[rule.Key]) {
 			taken = append(taken, rule)
 		}
@@ -355,6 +358,19 @@ func parseProcNetTCP(text []byte) map[int][]uint64 {
 	return res
 }
 
+// withLiteral returns ports plus the stack's literal host ports, keyed as
+// their rules are.
+func withLiteral(p *Profile, ports map[string]int) map[string]int {
+	if len(p.Literal) == 0 {
+		return ports
+	}
+	all := maps.Clone(ports)
+	for _, r := range p.Literal {
+		all[r.Key] = r.Slot0
+	}
+	return all
+}
+
 // preflight checks the slot's ports on the manager's engine: locally by
 // binding them (PreflightPorts); on another engine by asking it which ports
 // its containers publish and by connecting to each port of its host, so that
@@ -378,8 +394,9 @@ func RemotePreflight(ctx context.Context, r Runner, host string, p *Profile, slo
 		return fmt.Errorf("port preflight for slot %d: ask the engine which ports its containers publish: %w", slot, err)
 	}
 	published := parseDockerPorts(out)
+	ports = withLiteral(p, ports)
 	var conflicts []PortConflict
-	for _, rule := range p.Ports {
+	for _, rule := range append(slices.Clone(p.Ports), p.Literal...) {
 		port := ports[rule.Key]
 		c := PortConflict{Port: port, Key: rule.Key, Service: rule.Service, Label: rule.Label}
 		if h, ok := containerHolder(published, port, ownProject); ok {

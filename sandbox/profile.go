@@ -131,6 +131,10 @@ type Profile struct {
 	StandinKey     string      // the env-file key that marks a stand-in sandbox
 	EnvPrefix      string      // the app's variables: scrubbed from compose's environment
 	InstanceLabel  string      // container label naming the instance (set by the compose file)
+	// Literal are host ports the stack file publishes without a variable
+	// (set by ForStack): every sandbox publishes them, so only one at a
+	// time can run; the preflight checks them too.
+	Literal []PortRule
 	MainInstance   string      // that label's value on the main stack (the compose file's default)
 }
 
