@@ -3,9 +3,9 @@ package sandbox
 import (
 	"encoding/json"
 	"net"
-	"strconv"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 

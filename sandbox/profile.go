@@ -134,8 +134,8 @@ type Profile struct {
 	// Literal are host ports the stack file publishes without a variable
 	// (set by ForStack): every sandbox publishes them, so only one at a
 	// time can run; the preflight checks them too.
-	Literal []PortRule
-	MainInstance   string      // that label's value on the main stack (the compose file's default)
+	Literal      []PortRule
+	MainInstance string // that label's value on the main stack (the compose file's default)
 }
 
 // InstanceID returns the instance id and compose project name for name.
