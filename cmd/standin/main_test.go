@@ -381,8 +381,15 @@ func TestStandinDBProtocol(t *testing.T) {
 
 func standinTool(t *testing.T, argv0 string, args ...string) (int, string, string) {
 	t.Helper()
+	return runWith(t, nil, append([]string{argv0}, args...)...)
+}
+
+// runWith runs the stand-in with argv and the environment env, and returns
+// its exit status and output.
+func runWith(t *testing.T, env map[string]string, argv ...string) (int, string, string) {
+	t.Helper()
 	var out, errb bytes.Buffer
-	code := run(t.Context(), append([]string{argv0}, args...), func(string) string { return "" }, &out, &errb)
+	code := run(t.Context(), argv, func(k string) string { return env[k] }, &out, &errb)
 	return code, out.String(), errb.String()
 }
 

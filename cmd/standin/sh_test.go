@@ -219,9 +219,7 @@ func TestStandinShRefuses(t *testing.T) {
 // runSh runs the real sh personality as argv0 with env.
 func runSh(t *testing.T, env map[string]string, argv ...string) (int, string, string) {
 	t.Helper()
-	var out, errb bytes.Buffer
-	code := run(t.Context(), argv, func(k string) string { return env[k] }, &out, &errb)
-	return code, out.String(), errb.String()
+	return runWith(t, env, argv...)
 }
 
 // The shell as Docker runs CMD-SHELL healthchecks, with the real tools.
