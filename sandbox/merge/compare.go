@@ -344,24 +344,22 @@ func (c *differ) labelEntries(labels types.Labels) map[string]string {
 }
 
 func volumeString(name string, v types.VolumeConfig) string {
-	s := name + " (name " + v.Name
-	if v.External {
-		s += ", external"
-	}
-	s += ")"
-	if rest := restJSON(v, "name", "external"); rest != "" {
-		s += " " + rest
-	}
-	return s
+	return resourceString(name, v.Name, bool(v.External), v)
 }
 
 func networkString(name string, n types.NetworkConfig) string {
-	s := name + " (name " + n.Name
-	if n.External {
+	return resourceString(name, n.Name, bool(n.External), n)
+}
+
+// resourceString renders a top-level volume or network: its key, its
+// resolved name, whether it is external, and the rest of its settings.
+func resourceString(key, name string, external bool, cfg any) string {
+	s := key + " (name " + name
+	if external {
 		s += ", external"
 	}
 	s += ")"
-	if rest := restJSON(n, "name", "external"); rest != "" {
+	if rest := restJSON(cfg, "name", "external"); rest != "" {
 		s += " " + rest
 	}
 	return s
