@@ -28,9 +28,10 @@ const NothingWritten = "nothing was written: no tag, no backup, no merge state"
 // the current file before it changes anything: if an item fails it returns
 // a *VerifyError and leaves everything as it was. It refuses while an
 // earlier merge is in place, and if the current file is not committed at
-// HEAD. Only then does it tag HEAD as the rollback point, back the current
-// file up with its SHA-256, record the merge state (with what Options.Accept
-// accepted) and write the merged file atomically. With Options.Live it then
+// HEAD. Only then does it back the current file up with its SHA-256,
+// record the merge state (with what Options.Accept accepted and the
+// rollback tag), tag HEAD as the rollback point and write the merged file
+// atomically. With Options.Live it then
 // runs the live check; if that fails it undoes all of it.
 func Apply(ctx context.Context, opts Options) (Applied, error) {
 	o, err := opts.withDefaults()
@@ -141,13 +142,11 @@ func notMerged(o Options, s store) error {
 	return nil
 }
 
-// write does the changes of a merge, recording each in j: the tag, the
-// backup, the state, the merged file.
+// write does the changes of a merge, recording each in j: the backup, the
+// state (which names the tag), the tag, the merged file. In that order a
+// run killed half-way leaves no tag that no state names: rollback (from
+// the backup) and the next apply's "already applied" check see it.
 func write(ctx context.Context, o Options, s store, j *journal, mf mainFile, tag string, now time.Time, cur, merged []byte, accepted []string) error {
-	if err := createTag(ctx, o, tag); err != nil {
-		return err
-	}
-	j.tag = tag
 	if _, err := os.Lstat(s.Dir); err != nil {
 		j.created = s.Dir
 	}
@@ -177,6 +176,10 @@ func write(ctx context.Context, o Options, s store, j *journal, mf mainFile, tag
 	if err := j.write(s.statePath(), b, 0o600); err != nil {
 		return fmt.Errorf("record the merge state: %w", err)
 	}
+	if err := createTag(ctx, o, tag); err != nil {
+		return err
+	}
+	j.tag = tag
 	if err := j.write(mf.Path, merged, mode); err != nil {
 		return fmt.Errorf("write the merged file: %w", err)
 	}
