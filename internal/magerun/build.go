@@ -2,9 +2,11 @@ package magerun
 
 import (
 	"bytes"
+	"encoding/json"
 	"fmt"
 	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"runtime"
 	"strconv"
@@ -150,8 +152,8 @@ func (b builder) compile(out, goos, goarch, ldflags string) error {
 	if err := os.WriteFile(workFile, []byte(work), 0o600); err != nil {
 		return fmt.Errorf("stage go.work: %w", err)
 	}
-	restore := setenv("GOWORK", workFile)
-	defer restore()
+	restoreWork := setenv("GOWORK", workFile)
+	restoreFlags := func() {}
 	// The staging go.work puts the build in workspace mode, where -mod=mod
 	// and -mod=vendor are refused: leave them out of GOFLAGS for it.
 	if flags := os.Getenv("GOFLAGS"); strings.Contains(flags, "-mod=") {
@@ -161,7 +163,7 @@ func (b builder) compile(out, goos, goarch, ldflags string) error {
 				keep = append(keep, f)
 			}
 		}
-		defer setenv("GOFLAGS", strings.Join(keep, " "))()
+		restoreFlags = setenv("GOFLAGS", strings.Join(keep, " "))
 	}
 
 	var output bytes.Buffer
@@ -171,16 +173,64 @@ func (b builder) compile(out, goos, goarch, ldflags string) error {
 	}
 	rc := mage.Invoke(mage.Invocation{
 		Dir: dir, CompileOut: out, Force: true, GoCmd: b.GoCmd, Multiline: b.Multiline, Debug: b.Debug,
-		GOOS: goos, GOARCH: goarch, Ldflags: ldflags,
+		GOOS: goos, GOARCH: goarch, Ldflags: ldflags, Keep: true,
 		Stdout: w, Stderr: w, Stdin: strings.NewReader(""),
 	})
-	if rc != 0 {
-		if !b.Debug {
-			b.Log.Write(output.Bytes())
-		}
-		return fmt.Errorf("compile the magefiles of %s: mage exited %d (its output is above)", b.Mod.Root, rc)
+	restoreFlags()
+	restoreWork()
+	if rc == 0 {
+		return nil
 	}
-	return nil
+	// Workspace mode ignores a vendor folder and the user's own go.work: if
+	// mage generated its main file, build it in the module itself, the file
+	// given to go through -overlay (still nothing written into the tree).
+	generated := filepath.Join(dir, "mage_output_file.go")
+	if _, err := os.Stat(generated); err == nil {
+		var second bytes.Buffer
+		if err := b.overlayBuild(stage, generated, out, goos, goarch, ldflags, &second); err == nil {
+			return nil
+		}
+		output.WriteString("\n(then, built in the module with -overlay)\n")
+		output.Write(second.Bytes())
+	}
+	if !b.Debug {
+		b.Log.Write(output.Bytes())
+	}
+	return fmt.Errorf("compile the magefiles of %s: mage exited %d (its output is above)", b.Mod.Root, rc)
+}
+
+// overlayBuild compiles the magefiles in their own folder with mage's
+// generated main file given to go through an overlay.
+func (b builder) overlayBuild(stage, generated, out, goos, goarch, ldflags string, log io.Writer) error {
+	src := filepath.Dir(b.Files[0])
+	virtual := filepath.Join(src, "mage_output_file.go")
+	overlay, err := json.Marshal(map[string]map[string]string{"Replace": {virtual: generated}})
+	if err != nil {
+		return err
+	}
+	overlayFile := filepath.Join(stage, "overlay.json")
+	if err := os.WriteFile(overlayFile, overlay, 0o600); err != nil {
+		return err
+	}
+	args := []string{"build", "-overlay", overlayFile, "-o", out}
+	if ldflags != "" {
+		args = append(args, "-ldflags", ldflags)
+	}
+	for _, f := range b.Files {
+		args = append(args, filepath.Base(f))
+	}
+	args = append(args, filepath.Base(virtual))
+	cmd := exec.Command(b.GoCmd, args...)
+	cmd.Dir = src
+	cmd.Env = os.Environ()
+	if goos != "" {
+		cmd.Env = append(cmd.Env, "GOOS="+goos)
+	}
+	if goarch != "" {
+		cmd.Env = append(cmd.Env, "GOARCH="+goarch)
+	}
+	cmd.Stdout, cmd.Stderr = log, log
+	return cmd.Run()
 }
 
 // setenv sets a variable for this process and returns its undo.

@@ -32,10 +32,14 @@
 // are passed to mage unchanged; -compile builds through the same staging
 // copy. Cached programs unused for two weeks are removed after a build.
 //
+// When the workspace build fails (a module that builds only from its
+// vendor folder, say), the magefiles are built in the module itself, mage's
+// generated main file given to go through -overlay: still nothing is
+// written into the work tree.
+//
 // What the key does not see: files a package embeds from its sub-folders,
 // code reached through a replace directive to a local folder, a vendor
-// folder, and a go.work of your own (the build uses the staging go.work,
-// with -mod= left out of GOFLAGS). After changing those, -f rebuilds. A
+// folder, and a go.work of your own. After changing those, -f rebuilds. A
 // file saved while a build runs is caught: the key is computed again after
 // the build, and a program whose sources changed meanwhile runs once
 // without being cached.
