@@ -2,6 +2,7 @@ package sandbox
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"net/url"
@@ -84,7 +85,11 @@ func ResolveEngine(ctx context.Context, r Runner, name string) (Engine, error) {
 	}
 	out, err := r.Run(ctx, Cmd{Name: "docker", Args: []string{"context", "inspect", "--format", "{{.Endpoints.docker.Host}}", name}})
 	if err != nil {
-		return Engine{}, &ContextError{Context: name, Reason: "does not exist", Err: err}
+		var ee *ExitError
+		if errors.As(err, &ee) && strings.Contains(strings.ToLower(ee.Stderr), "not found") {
+			return Engine{}, &ContextError{Context: name, Reason: "does not exist", Err: err}
+		}
+		return Engine{}, &ContextError{Context: name, Reason: "cannot be read (docker context inspect failed)", Err: err}
 	}
 	host, err := endpointHost(strings.TrimSpace(string(out)))
 	if err != nil {

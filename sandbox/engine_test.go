@@ -109,8 +109,10 @@ func TestResolveEngine(t *testing.T) {
 			return []byte("ssh://me@10.1.2.3\n"), nil
 		case slices.Contains(c.Args, "inspect") && slices.Contains(c.Args, "dead"):
 			return []byte("tcp://10.1.2.4:2375\n"), nil
+		case slices.Contains(c.Args, "inspect") && slices.Contains(c.Args, "broken"):
+			return nil, errors.New("exec: docker: executable file not found in $PATH")
 		case slices.Contains(c.Args, "inspect"):
-			return nil, &ExitError{Cmd: "docker context inspect", Code: 1, Stderr: "context not found"}
+			return nil, &ExitError{Cmd: "docker context inspect", Code: 1, Stderr: "context \"nope\": context not found: open meta.json"}
 		case slices.Contains(c.Args, "dead"):
 			return nil, &ExitError{Cmd: "docker version", Code: 1, Stderr: "Cannot connect"}
 		}
@@ -127,7 +129,7 @@ func TestResolveEngine(t *testing.T) {
 	assert.Equal(t, "localhost", local.URLHost())
 	assert.Equal(t, "127.0.0.1", local.ProbeHost())
 
-	for name, reason := range map[string]string{"nope": "does not exist", "dead": "does not answer", "-x": "not a context name"} {
+	for name, reason := range map[string]string{"nope": "does not exist", "dead": "does not answer", "-x": "not a context name", "broken": "cannot be read"} {
 		_, err := ResolveEngine(t.Context(), f, name)
 		var ce *ContextError
 		require.ErrorAs(t, err, &ce, name)
