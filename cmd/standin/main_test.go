@@ -393,7 +393,9 @@ func runWith(t *testing.T, env map[string]string, argv ...string) (int, string, 
 	return code, out.String(), errb.String()
 }
 
-func TestStandinCurlMode(t *testing.T) {
+// helloServer answers "hello" on every path but /bad, which is a 503.
+func helloServer(t *testing.T) *httptest.Server {
+	t.Helper()
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path == "/bad" {
 			http.Error(w, "nope", 503)
@@ -402,6 +404,11 @@ func TestStandinCurlMode(t *testing.T) {
 		fmt.Fprint(w, "hello")
 	}))
 	t.Cleanup(srv.Close)
+	return srv
+}
+
+func TestStandinCurlMode(t *testing.T) {
+	srv := helloServer(t)
 	closed := fmt.Sprintf("http://127.0.0.1:%d/", freePort(t))
 
 	code, out, _ := standinTool(t, "/usr/bin/curl", "-fsS", srv.URL+"/ok")
@@ -430,14 +437,7 @@ func TestStandinCurlMode(t *testing.T) {
 }
 
 func TestStandinWgetMode(t *testing.T) {
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path == "/bad" {
-			http.Error(w, "nope", 503)
-			return
-		}
-		fmt.Fprint(w, "hello")
-	}))
-	t.Cleanup(srv.Close)
+	srv := helloServer(t)
 
 	code, out, _ := standinTool(t, "/usr/bin/wget", "-q", "--spider", srv.URL+"/ok")
 	assert.Equal(t, 0, code)

@@ -6,8 +6,6 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"net/http"
-	"net/http/httptest"
 	"strconv"
 	"strings"
 	"testing"
@@ -224,14 +222,7 @@ func runSh(t *testing.T, env map[string]string, argv ...string) (int, string, st
 
 // The shell as Docker runs CMD-SHELL healthchecks, with the real tools.
 func TestStandinShHealthchecks(t *testing.T) {
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path == "/bad" {
-			http.Error(w, "nope", 503)
-			return
-		}
-		fmt.Fprint(w, "hello")
-	}))
-	t.Cleanup(srv.Close)
+	srv := helloServer(t)
 	db := startRole(t, "db", nil, true)
 	dbHost, dbPort, err := net.SplitHostPort(db.addr)
 	require.NoError(t, err)
