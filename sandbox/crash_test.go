@@ -52,6 +52,15 @@ func killedCreate(t *testing.T, e *lcEnv, name string, step string) {
 		lcGit(t, e.main, "worktree", "add", "-q", "-b", name, e.wt(name))
 		lcGit(t, e.main, "worktree", "lock", "--reason", "initializing", e.wt(name))
 		require.NoError(t, os.RemoveAll(e.wt(name)))
+	case "record half-written": // killed before git wrote the record's commondir: git can no longer read the folder's .git file
+		lcGit(t, e.main, "worktree", "add", "-q", "-b", name, e.wt(name))
+		lcGit(t, e.main, "worktree", "lock", "--reason", "initializing", e.wt(name))
+		require.NoError(t, os.Remove(filepath.Join(e.main, ".git", "worktrees", filepath.Base(e.wt(name)), "commondir")))
+	case "locked, no link yet": // killed after git recorded the worktree, before it wrote the folder's .git file
+		lcGit(t, e.main, "worktree", "add", "-q", "-b", name, e.wt(name))
+		lcGit(t, e.main, "worktree", "lock", "--reason", "initializing", e.wt(name))
+		require.NoError(t, os.RemoveAll(e.wt(name)))
+		require.NoError(t, os.Mkdir(e.wt(name), 0o755))
 	case "worktree made":
 		lcGit(t, e.main, "worktree", "add", "-q", "-b", name, e.wt(name))
 	case "env written":
@@ -63,7 +72,7 @@ func killedCreate(t *testing.T, e *lcEnv, name string, step string) {
 }
 
 func TestDestroyForceFinishesACreateKilledAtAnyStep(t *testing.T) {
-	for _, step := range []string{"registered", "recorded", "folder made", "git link written", "branch made", "worktree locked", "locked, no folder yet", "worktree made", "env written"} {
+	for _, step := range []string{"registered", "recorded", "folder made", "git link written", "branch made", "worktree locked", "locked, no folder yet", "record half-written", "locked, no link yet", "worktree made", "env written"} {
 		t.Run(step, func(t *testing.T) {
 			e := lcSetup(t)
 			killedCreate(t, e, "feat-a", step)

@@ -211,7 +211,7 @@ func (m *Manager) Destroy(ctx context.Context, o DestroyOptions) (*Destroyed, er
 	}
 	switch {
 	case removeTree && (exists || listed):
-		if err := m.removeProvenWorktree(ctx, in, wt, listed, o.Force); err != nil {
+		if err := m.removeProvenWorktree(ctx, in, wt, listed, o.Force, mt.Phase == phaseCreating); err != nil {
 			return nil, err
 		}
 		res.WorktreeRemoved = exists
@@ -257,10 +257,14 @@ func (m *Manager) Destroy(ctx context.Context, o DestroyOptions) (*Destroyed, er
 }
 
 // removeProvenWorktree removes the worktree folder of in and git's record
-// of it. Git removes what it lists; a folder git can no longer remove (a
-// destroy killed while git deleted it leaves no .git file) is deleted here,
-// since Destroy proved it is this instance's before it began.
-func (m *Manager) removeProvenWorktree(ctx context.Context, in Instance, wt worktreeEntry, listed, force bool) error {
+// of it. Git removes what it lists; a folder git can no longer remove is
+// deleted here, since Destroy proved it is this instance's before it began:
+// one without its .git file (a destroy killed while git deleted it, or a
+// create killed before git wrote it), or one whose record `git worktree add`
+// had not finished when its create was killed (git then cannot read the
+// folder's .git file). Git's record goes last: prune keeps a locked one, so
+// that is removed by name once its folder is gone.
+func (m *Manager) removeProvenWorktree(ctx context.Context, in Instance, wt worktreeEntry, listed, force, creating bool) error {
 	var gitErr error
 	if listed {
 		if gitErr = m.removeWorktree(ctx, in.ParentRepo, wt, force); gitErr == nil {
@@ -268,12 +272,18 @@ func (m *Manager) removeProvenWorktree(ctx context.Context, in Instance, wt work
 		}
 	}
 	if dirExists(in.Path) {
-		if listed && dirExists(filepath.Join(in.Path, ".git")) {
+		halfAdded := creating && wt.Locked && wt.Reason == "initializing"
+		if listed && dirExists(filepath.Join(in.Path, ".git")) && !halfAdded {
 			// Git refused a worktree it can still read: its reason stands.
 			return fmt.Errorf("remove worktree %s: %w", in.Path, gitErr)
 		}
 		if err := os.RemoveAll(in.Path); err != nil {
 			return fmt.Errorf("remove the rest of worktree %s: %w", in.Path, err)
+		}
+	}
+	if listed && wt.Locked {
+		if err := m.removeWorktree(ctx, in.ParentRepo, wt, true); err != nil {
+			return fmt.Errorf("let git forget worktree %s: %w", in.Path, err)
 		}
 	}
 	if _, err := m.git(ctx, in.ParentRepo, "worktree", "prune"); err != nil {
