@@ -10,6 +10,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/ktrdr/sandboxkit/sandbox/apiurl"
 )
 
 // A sandbox runs on one Docker engine: the local one, or another machine's
@@ -122,34 +124,12 @@ func endpointHost(endpoint string) (string, error) {
 		if ip := net.ParseIP(h); ip != nil && ip.IsLoopback() || h == "localhost" {
 			return "", nil
 		}
-		if !validHost(h) {
+		if !apiurl.ValidHost(h) {
 			return "", fmt.Errorf("endpoint %q: %q is not a host name or IP address", endpoint, h)
 		}
 		return h, nil
 	}
 	return "", fmt.Errorf("endpoint %q: scheme %q is not tcp, ssh or unix", endpoint, u.Scheme)
-}
-
-// validHost reports whether h may stand in a URL's host part: an IP
-// address or a DNS name (what ResolveAPIURL reads from an env file).
-func validHost(h string) bool {
-	if h == "" || len(h) > 253 {
-		return false
-	}
-	if net.ParseIP(h) != nil {
-		return true
-	}
-	for _, label := range strings.Split(h, ".") {
-		if label == "" || len(label) > 63 || label[0] == '-' || label[len(label)-1] == '-' {
-			return false
-		}
-		for _, c := range label {
-			if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-') {
-				return false
-			}
-		}
-	}
-	return true
 }
 
 // contextRunner runs every docker command against one Docker context.

@@ -14,6 +14,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/ktrdr/sandboxkit/sandbox/apiurl"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -56,7 +57,7 @@ func FuzzEndpointHost(f *testing.F) {
 		h, err := endpointHost(endpoint)
 		if err == nil && h != "" {
 			// A host it returns must be usable in a URL and in the env file.
-			if !validHost(h) && net.ParseIP(h) == nil {
+			if !apiurl.ValidHost(h) && net.ParseIP(h) == nil {
 				t.Fatalf("endpoint %q gave host %q, which is not a host", endpoint, h)
 			}
 		}
@@ -69,7 +70,7 @@ func TestValidHost(t *testing.T) {
 		"": false, "-big": false, "big-": false, "a..b": false, "big:2375": false, "big/x": false, "b ig": false,
 		"http://big": false, strings.Repeat("a", 64) + ".com": false,
 	} {
-		assert.Equal(t, ok, validHost(h), h)
+		assert.Equal(t, ok, apiurl.ValidHost(h), h)
 	}
 }
 
@@ -78,7 +79,7 @@ func FuzzValidHost(f *testing.F) {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, h string) {
-		if !validHost(h) {
+		if !apiurl.ValidHost(h) {
 			return
 		}
 		// A valid host makes a URL whose host is exactly it.

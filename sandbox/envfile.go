@@ -8,7 +8,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/joho/godotenv"
+	"github.com/ktrdr/sandboxkit/sandbox/apiurl"
+	"github.com/ktrdr/sandboxkit/sandbox/envfile"
 )
 
 // EnvVersion is the SANDBOX_VERSION this package writes and reads.
@@ -89,47 +90,26 @@ func (p *Profile) Values(e Env) map[string]string {
 
 // WriteEnv writes e to path atomically.
 func (p *Profile) WriteEnv(path string, e Env) error {
-	content, err := godotenv.Marshal(p.Values(e))
+	content, err := envfile.Marshal("# Written by the sandbox tool: this sandbox's identity and ports. Do not edit while its stack runs.\n", p.Values(e))
 	if err != nil {
 		return fmt.Errorf("encode %s: %w", path, err)
 	}
-	header := "# Written by the sandbox tool: this sandbox's identity and ports. Do not edit while its stack runs.\n"
-	return WriteFileAtomic(path, []byte(header+content+"\n"), 0o644)
+	return WriteFileAtomic(path, content, 0o644)
 }
-
-// EnvFileError reports a .env.sandbox that cannot be used.
-type EnvFileError struct {
-	Path string
-	Key  string // "" when the whole file is at fault
-	Err  error
-}
-
-func (e *EnvFileError) Error() string {
-	if e.Key == "" {
-		return fmt.Sprintf("sandbox env file %s: %v", e.Path, e.Err)
-	}
-	return fmt.Sprintf("sandbox env file %s: key %s: %v", e.Path, e.Key, e.Err)
-}
-
-func (e *EnvFileError) Unwrap() error { return e.Err }
 
 // EnvValues returns the raw key/value pairs of the env file at path: the
 // variables compose interpolates the stack file with.
 func (p *Profile) EnvValues(path string) (map[string]string, error) {
-	vals, err := godotenv.Read(path)
-	if err != nil {
-		return nil, &EnvFileError{Path: path, Err: err}
-	}
-	return vals, nil
+	return envfile.Read(path)
 }
 
 // ReadEnv parses the env file at path (it is never loaded into the process
 // environment). A missing key or a malformed value is an *EnvFileError
 // naming the file and the key.
 func (p *Profile) ReadEnv(path string) (Env, error) {
-	vals, err := godotenv.Read(path)
+	vals, err := envfile.Read(path)
 	if err != nil {
-		return Env{}, &EnvFileError{Path: path, Err: err}
+		return Env{}, err
 	}
 	return p.parseEnv(path, vals)
 }
@@ -165,7 +145,7 @@ func (p *Profile) parseEnv(path string, vals map[string]string) (Env, error) {
 	if v, err = need(KeySlot); err != nil {
 		return bad(KeySlot, err)
 	}
-	if e.Slot, ok = parseDecimal(v, 1<<16); !ok {
+	if e.Slot, ok = envfile.ParseDecimal(v, 1<<16); !ok {
 		return bad(KeySlot, fmt.Errorf("%q is not a slot number (decimal digits, no sign, no leading zero)", v))
 	}
 	// The API port is always there; the other ports are those of the stack
@@ -190,7 +170,7 @@ func (p *Profile) parseEnv(path string, vals map[string]string) (Env, error) {
 		if !ok {
 			continue
 		}
-		n, ok := parsePort(v)
+		n, ok := envfile.ParsePort(v)
 		if !ok {
 			return bad(k, fmt.Errorf("%q is not a port number (1–65535, decimal digits, no sign, no leading zero)", v))
 		}
@@ -208,7 +188,7 @@ func (p *Profile) parseEnv(path string, vals map[string]string) (Env, error) {
 		return bad(KeyContext, fmt.Errorf("%q is not a Docker context name", c))
 	}
 	if h := vals[KeyHost]; h != "" {
-		if !validHost(h) {
+		if !apiurl.ValidHost(h) {
 			return bad(KeyHost, fmt.Errorf("%q is not a host name or IP address", h))
 		}
 		e.Engine.Host = h
@@ -234,34 +214,6 @@ func (p *Profile) parseEnv(path string, vals map[string]string) (Env, error) {
 		}
 	}
 	return e, nil
-}
-
-// parseDecimal parses s as a number in its one canonical form, the one
-// strconv.Itoa writes: decimal digits, no sign, no leading zero, no spaces.
-// "+8001", "08001" and " 8001" are refused, so that a value always reads
-// back as it was written. It refuses numbers above max.
-func parseDecimal(s string, max int) (int, bool) {
-	if s == "" || len(s) > 10 || (s[0] == '0' && len(s) > 1) {
-		return 0, false
-	}
-	n := 0
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if c < '0' || c > '9' {
-			return 0, false
-		}
-		n = n*10 + int(c-'0')
-	}
-	if n > max {
-		return 0, false
-	}
-	return n, true
-}
-
-// parsePort parses a port number, 1–65535, in its canonical form.
-func parsePort(s string) (int, bool) {
-	n, ok := parseDecimal(s, 65535)
-	return n, ok && n >= 1
 }
 
 // WriteFileAtomic writes data to path through a temporary file in the same

@@ -11,6 +11,8 @@ import (
 	"github.com/joho/godotenv"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/ktrdr/sandboxkit/sandbox/envfile"
 )
 
 func TestEnvRoundTrip(t *testing.T) {
@@ -26,7 +28,7 @@ func TestEnvRoundTrip(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, e, got)
 
-	vals, err := godotenv.Read(path)
+	vals, err := envfile.Read(path)
 	require.NoError(t, err)
 	for _, k := range []string{"INSTANCE_ID", "COMPOSE_PROJECT_NAME", "SLOT_NUMBER", "KTRDR_SHARED_DIR", "CREATED_AT", "SANDBOX_VERSION",
 		"KTRDR_DATA_DIR", "KTRDR_MODELS_DIR", "KTRDR_STRATEGIES_DIR"} {
@@ -42,6 +44,25 @@ func TestEnvRoundTrip(t *testing.T) {
 	entries, err := os.ReadDir(dir)
 	require.NoError(t, err)
 	assert.Len(t, entries, 1, "no temporary file left behind")
+
+	// A file the previous version wrote (with godotenv) reads the same.
+	old, err := godotenv.Marshal(p.Values(e))
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(path, []byte("# Written by the sandbox tool\n"+old+"\n"), 0o644))
+	got, err = p.ReadEnv(path)
+	require.NoError(t, err)
+	assert.Equal(t, e, got)
+}
+
+// A value no reader would read alike is refused when written, not later.
+func TestWriteEnvRefusesValuesTheFileCannotHold(t *testing.T) {
+	p := KTRDR()
+	path := filepath.Join(t.TempDir(), ".env.sandbox")
+	err := p.WriteEnv(path, p.NewEnv("feat-a", 1, "/home/$USER/shared", time.Now(), false))
+	var ve *envfile.ValueError
+	require.ErrorAs(t, err, &ve)
+	assert.Contains(t, ve.Value, "$USER")
+	assert.NoFileExists(t, path)
 }
 
 func TestEnvWithoutSharedRootFallsBack(t *testing.T) {
@@ -87,8 +108,9 @@ func TestReadEnvErrors(t *testing.T) {
 			path := filepath.Join(t.TempDir(), ".env.sandbox")
 			raw := m[c.key]
 			delete(m, c.key)
-			content, err := godotenv.Marshal(m)
+			data, err := envfile.Marshal("", m)
 			require.NoError(t, err)
+			content := string(data)
 			if raw != "" { // as is, not re-formatted by Marshal
 				content += "\n" + c.key + "=" + raw
 			}
@@ -126,8 +148,10 @@ func TestWriteFileAtomicKeepsOldContentOnFailure(t *testing.T) {
 
 func FuzzReadEnv(f *testing.F) {
 	p := KTRDR()
-	good, _ := godotenv.Marshal(p.Values(p.NewEnv("feat-a", 3, "/s", time.Unix(0, 0), true)))
+	data, _ := envfile.Marshal("", p.Values(p.NewEnv("feat-a", 3, "/s", time.Unix(0, 0), true)))
+	good := string(data)
 	f.Add(good)
+	f.Add("INSTANCE_ID=\"ktrdr--q1\"KTRDR_API_PORT=8001")
 	f.Add("INSTANCE_ID=x\nKTRDR_API_PORT='8001\n")
 	f.Add("export A=\"b\\\"c\"\n# c\nB=${A}\n")
 	f.Add(strings.Repeat("=", 100))
@@ -136,9 +160,7 @@ func FuzzReadEnv(f *testing.F) {
 	f.Add(strings.Replace(good, "SLOT_NUMBER=3", "SLOT_NUMBER=03", 1))
 	path := filepath.Join(f.TempDir(), ".env.sandbox") // one file per worker, rewritten each time
 	f.Fuzz(func(t *testing.T, content string) {
-		if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
-			t.Skip()
-		}
+		require.NoError(t, os.WriteFile(path, []byte(content), 0o644))
 		e, err := p.ReadEnv(path)
 		if err != nil {
 			return
@@ -150,13 +172,13 @@ func FuzzReadEnv(f *testing.F) {
 			require.True(t, port >= 1 && port <= 65535, "%s=%d", r.Key, port)
 		}
 		// Numbers are canonical: they read back exactly as they are written.
-		vals, err := godotenv.Read(path)
+		vals, err := envfile.Read(path)
 		require.NoError(t, err)
 		require.Equal(t, vals[KeySlot], strconv.Itoa(e.Slot))
 		for _, r := range p.Ports {
 			require.Equal(t, vals[r.Key], strconv.Itoa(e.Ports[r.Key]), r.Key)
 		}
-		url, err := p.ResolveAPIURL("", 0, filepath.Dir(path))
+		url, err := p.Resolver().Resolve("", 0, filepath.Dir(path))
 		if err != nil {
 			t.Fatalf("resolver refused a file ReadEnv accepted: %v", err)
 		}

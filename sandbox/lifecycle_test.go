@@ -16,7 +16,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/joho/godotenv"
+	"github.com/ktrdr/sandboxkit/sandbox/envfile"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -306,7 +306,7 @@ func TestCreateMakesWorktreeEnvFileRegistryAndTeardownCopy(t *testing.T) {
 	assert.Equal(t, head, lcGit(t, path, "rev-parse", "HEAD"), "the new branch starts at the current HEAD")
 	assert.Contains(t, lcGit(t, e.main, "worktree", "list", "--porcelain"), "worktree "+path)
 
-	vals, err := godotenv.Read(filepath.Join(path, ".env.sandbox"))
+	vals, err := envfile.Read(filepath.Join(path, ".env.sandbox"))
 	require.NoError(t, err)
 	want := map[string]string{
 		"INSTANCE_ID": "ktrdr--feat-a", "COMPOSE_PROJECT_NAME": "ktrdr--feat-a", "SLOT_NUMBER": strconv.Itoa(slot),

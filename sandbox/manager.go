@@ -11,6 +11,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/ktrdr/sandboxkit/sandbox/envfile"
 )
 
 // Manager carries out the sandbox lifecycle for one user: create, init,
@@ -212,7 +214,7 @@ func (m *Manager) locatedStack(ctx context.Context, l *located) (*Profile, *Stac
 		}
 		if v, ok := vals[r.Key]; ok {
 			// A variable the file has under a name of its own: the env file's value stands.
-			if port, ok := parsePort(v); ok {
+			if port, ok := envfile.ParsePort(v); ok {
 				l.Env.Ports[r.Key] = port
 				continue
 			}

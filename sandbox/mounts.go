@@ -10,7 +10,7 @@ import (
 
 	"github.com/compose-spec/compose-go/v2/loader"
 	"github.com/compose-spec/compose-go/v2/types"
-	"github.com/joho/godotenv"
+	"github.com/ktrdr/sandboxkit/sandbox/envfile"
 )
 
 // checkoutMounts returns the folders inside root that the sandbox's stack
@@ -19,7 +19,7 @@ import (
 // the profile's shared folders (./data, ./models, …) that the env file
 // leaves inside the checkout.
 func (m *Manager) checkoutMounts(ctx context.Context, root string) []string {
-	env, _ := godotenv.Read(filepath.Join(root, m.Profile.EnvFile))
+	env, _ := envfile.Read(filepath.Join(root, m.Profile.EnvFile))
 	var dirs []string
 	add := func(p string) {
 		if !filepath.IsAbs(p) {

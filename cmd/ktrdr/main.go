@@ -1,10 +1,11 @@
 // Command ktrdr is a small reference client of the ktrdr API. It shows the
 // authors of the real ktrdr CLI how to find the API of the stack that belongs
-// to the current checkout with the sandbox package:
+// to the current checkout with the package sandbox/apiurl, which needs only
+// the standard library:
 //
-//	url, err := sandbox.ResolveAPIURL(urlFlag, portFlag, cwd)
+//	url, err := apiurl.Resolve(urlFlag, portFlag, cwd)
 //
-// (this client calls sandbox.ResolveAPIURLSource, the same resolution plus a
+// (this client calls apiurl.ResolveSource, the same resolution plus a
 // description of the rule that chose the URL, for its error messages).
 //
 // --url beats --port, which beats KTRDR_API_PORT from the nearest
@@ -34,7 +35,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/ktrdr/sandboxkit/sandbox"
+	"github.com/ktrdr/sandboxkit/sandbox/apiurl"
 )
 
 func main() {
@@ -108,7 +109,7 @@ func run(ctx context.Context, args []string, cwd string, stdout, stderr io.Write
 		return usageError(stdout, stderr, fmt.Errorf("unexpected arguments after %q: %s", cmd, joinArgs(local.Args())))
 	}
 
-	base, source, err := sandbox.ResolveAPIURLSource(urlFlag, portFlag, cwd)
+	base, source, err := apiurl.ResolveSource(urlFlag, portFlag, cwd)
 	if err != nil {
 		fmt.Fprintln(stderr, "ktrdr: find the API:", err)
 		return 1
