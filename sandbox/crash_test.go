@@ -45,6 +45,8 @@ func killedCreate(t *testing.T, e *lcEnv, name string, step string) {
 		lcWrite(t, filepath.Join(e.wt(name), ".git"), "gitdir: "+filepath.Join(e.main, ".git", "worktrees", "ktrdr--"+name)+"\n")
 	case "branch made": // git worktree add -b runs git branch first
 		lcGit(t, e.main, "branch", name)
+	case "ref locked": // killed while git wrote the new branch's ref
+		lcWrite(t, filepath.Join(e.main, ".git", "refs", "heads", name+".lock"), "")
 	case "worktree locked": // git worktree add holds the worktree locked until its checkout is done
 		lcGit(t, e.main, "worktree", "add", "-q", "-b", name, e.wt(name))
 		lcGit(t, e.main, "worktree", "lock", "--reason", "initializing", e.wt(name))
@@ -72,7 +74,7 @@ func killedCreate(t *testing.T, e *lcEnv, name string, step string) {
 }
 
 func TestDestroyForceFinishesACreateKilledAtAnyStep(t *testing.T) {
-	for _, step := range []string{"registered", "recorded", "folder made", "git link written", "branch made", "worktree locked", "locked, no folder yet", "record half-written", "locked, no link yet", "worktree made", "env written"} {
+	for _, step := range []string{"registered", "recorded", "folder made", "git link written", "ref locked", "branch made", "worktree locked", "locked, no folder yet", "record half-written", "locked, no link yet", "worktree made", "env written"} {
 		t.Run(step, func(t *testing.T) {
 			e := lcSetup(t)
 			killedCreate(t, e, "feat-a", step)

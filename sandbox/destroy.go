@@ -228,6 +228,13 @@ func (m *Manager) Destroy(ctx context.Context, o DestroyOptions) (*Destroyed, er
 		}
 		m.say("Kept the checkout %s (removed its %s)", in.Path, p.EnvFile)
 	}
+	if removeTree && mt.BranchCreated && mt.Branch != "" && dirExists(in.ParentRepo) && unfinished {
+		// A git killed while it wrote the branch leaves the ref's lock file,
+		// which would refuse this name to every later create.
+		if err := m.clearRefLock(ctx, in.ParentRepo, mt.Branch); err != nil {
+			return nil, err
+		}
+	}
 	if removeTree && mt.BranchCreated && mt.Branch != "" && dirExists(in.ParentRepo) && mt.Phase == phaseCreating && mt.Head != "" {
 		// A create killed before it finished may not have made the branch:
 		// only one still at the commit it would have been made from is its.
@@ -289,6 +296,28 @@ func (m *Manager) removeProvenWorktree(ctx context.Context, in Instance, wt work
 	if _, err := m.git(ctx, in.ParentRepo, "worktree", "prune"); err != nil {
 		return fmt.Errorf("let git forget worktree %s: %w", in.Path, err)
 	}
+	return nil
+}
+
+// clearRefLock removes the lock file of branch's ref that a git process
+// left when it was killed while it created or deleted the branch. Destroy
+// calls it only for a branch its sandbox created, after a run of that
+// sandbox was killed, holding the sandbox's work lock (so the run that
+// started that git is gone) and the repository lock (so no other run of
+// this suite is changing worktrees or branches there).
+func (m *Manager) clearRefLock(ctx context.Context, repo, branch string) error {
+	path, err := m.git(ctx, repo, "rev-parse", "--path-format=absolute", "--git-path", "refs/heads/"+branch+".lock")
+	if err != nil {
+		return fmt.Errorf("find the lock file of branch %s: %w", branch, err)
+	}
+	fi, err := os.Lstat(path)
+	if err != nil || !fi.Mode().IsRegular() {
+		return nil
+	}
+	if err := os.Remove(path); err != nil {
+		return fmt.Errorf("remove the lock file %s that a killed git left on branch %s: %w", path, branch, err)
+	}
+	m.say("Removed %s, left by a git killed while it wrote branch %s", path, branch)
 	return nil
 }
 
