@@ -25,6 +25,7 @@ import (
 	"time"
 
 	"github.com/ktrdr/sandboxkit/sandbox"
+	"github.com/ktrdr/sandboxkit/sandbox/gate"
 	"github.com/stretchr/testify/require"
 )
 
@@ -386,7 +387,7 @@ func BenchmarkGateDetectionLatency(b *testing.B) {
 		recreate := benchCompose(b, s, append([]string{"up", "-d", "--no-deps", "--force-recreate", "backend"}, benchWorkers...)...)
 		start := time.Now()
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-		gr := (&sandbox.Gate{Checks: checks}).Run(ctx)
+		gr := (&gate.Gate{Checks: checks}).Run(ctx)
 		passed := time.Now()
 		cancel()
 		require.True(b, gr.Passed, "run %d: gate %+v", i+1, gr)

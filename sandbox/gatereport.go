@@ -8,6 +8,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/ktrdr/sandboxkit/sandbox/gate"
+
 	"github.com/fatih/color"
 )
 
@@ -27,7 +29,7 @@ var gateSpinner = []string{"⠋", "⠙", "⠹", "⠸", "⠼", "⠴", "⠦", "⠧
 // block, one line per check, redrawn in place with a spinner; otherwise it
 // prints a plain line only when a check passes or, at the end, fails.
 // Colour follows tty, NO_COLOR and TERM=dumb.
-func NewGateProgress(w io.Writer, tty bool) (update func(GateState), stop func()) {
+func NewGateProgress(w io.Writer, tty bool) (update func(gate.State), stop func()) {
 	useColor := tty && os.Getenv("NO_COLOR") == "" && os.Getenv("TERM") != "dumb"
 	paint := func(a ...color.Attribute) *color.Color {
 		c := color.New(a...)
@@ -63,7 +65,7 @@ func NewGateProgress(w io.Writer, tty bool) (update func(GateState), stop func()
 		}
 	}()
 	var once sync.Once
-	update = func(s GateState) {
+	update = func(s gate.State) {
 		p.mu.Lock()
 		defer p.mu.Unlock()
 		p.last, p.have = s, true
@@ -82,7 +84,7 @@ type gateProgress struct {
 	w                       io.Writer
 	green, red, faint, cyan *color.Color
 	mu                      sync.Mutex
-	last                    GateState
+	last                    gate.State
 	have                    bool
 	frame, drawn            int
 	printed                 map[int]bool // plain mode: lines already printed, by check
@@ -117,7 +119,7 @@ func (p *gateProgress) redraw() {
 	io.WriteString(p.w, b.String())
 }
 
-func (p *gateProgress) plain(s GateState) {
+func (p *gateProgress) plain(s gate.State) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	for i, c := range s.Checks {
@@ -143,7 +145,7 @@ func (p *gateProgress) plain(s GateState) {
 // WriteGateReport writes the gate's verdict: on success the service URLs, on
 // failure the reason and, for each failing check, its service, last error and
 // the last GateLogLines lines of that service's logs (logs is keyed by service).
-func WriteGateReport(w io.Writer, res GateResult, urls []NamedURL, logs map[string]string) {
+func WriteGateReport(w io.Writer, res gate.Result, urls []NamedURL, logs map[string]string) {
 	if res.Passed {
 		fmt.Fprintf(w, "Startability Gate: PASSED (%s)\n", gateSeconds(res.Elapsed))
 		width := 0

@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ktrdr/sandboxkit/sandbox/gate"
+
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -21,7 +23,7 @@ func gateLogs(n int) string {
 
 func TestWriteGateReportPassed(t *testing.T) {
 	var buf bytes.Buffer
-	res := GateResult{Passed: true, Elapsed: 12300 * time.Millisecond, Checks: []CheckResult{{Name: "Database ready", Service: "db", Passed: true, Attempts: 1}}}
+	res := gate.Result{Passed: true, Elapsed: 12300 * time.Millisecond, Checks: []gate.CheckResult{{Name: "Database ready", Service: "db", Passed: true, Attempts: 1}}}
 	WriteGateReport(&buf, res, []NamedURL{{"API", "http://localhost:8003/api/v1"}, {"Grafana", "http://localhost:3003"}}, nil)
 	out := buf.String()
 
@@ -34,14 +36,14 @@ func TestWriteGateReportPassed(t *testing.T) {
 func TestWriteGateReportFailed(t *testing.T) {
 	tests := []struct {
 		name       string
-		res        GateResult
+		res        gate.Result
 		logs       map[string]string
 		want       []string
 		wantLogFor string // service whose last 20 lines must appear
 	}{
 		{
 			name: "timeout",
-			res: GateResult{TimedOut: true, Elapsed: 120 * time.Second, Checks: []CheckResult{
+			res: gate.Result{TimedOut: true, Elapsed: 120 * time.Second, Checks: []gate.CheckResult{
 				{Name: "Database ready", Service: "db", Passed: true, Attempts: 3},
 				{Name: "Workers registered", Service: "backend", Attempts: 57, LastError: "get http://127.0.0.1:8003/api/v1/workers: array has 2 entries, want ≥ 4"},
 			}},
@@ -51,7 +53,7 @@ func TestWriteGateReportFailed(t *testing.T) {
 		},
 		{
 			name: "aborted by watch",
-			res: GateResult{Aborted: "service training-worker-1 is exited (1)", AbortedService: "training-worker-1", Elapsed: 3 * time.Second, Checks: []CheckResult{
+			res: gate.Result{Aborted: "service training-worker-1 is exited (1)", AbortedService: "training-worker-1", Elapsed: 3 * time.Second, Checks: []gate.CheckResult{
 				{Name: "Backend healthy", Service: "backend", Attempts: 4, LastError: "get http://127.0.0.1:8003/api/v1/health: status 503, want 200"},
 			}},
 			logs:       map[string]string{"training-worker-1": gateLogs(21), "backend": "boot\n"},
@@ -86,7 +88,7 @@ func TestWriteGateReportFailed(t *testing.T) {
 
 func TestWriteGateReportSharedServiceLogsOnce(t *testing.T) {
 	var buf bytes.Buffer
-	res := GateResult{TimedOut: true, Checks: []CheckResult{
+	res := gate.Result{TimedOut: true, Checks: []gate.CheckResult{
 		{Name: "Backend healthy", Service: "backend", LastError: "x"},
 		{Name: "Workers registered", Service: "backend", LastError: "y"},
 	}}
@@ -95,13 +97,13 @@ func TestWriteGateReportSharedServiceLogsOnce(t *testing.T) {
 	assert.Contains(t, buf.String(), "(logs of backend shown above)")
 }
 
-func gateProgressStates() []GateState {
-	return []GateState{
-		{Checks: []CheckResult{{Name: "Database ready"}, {Name: "Backend healthy"}}},
-		{Checks: []CheckResult{{Name: "Database ready", LastError: "connection refused"}, {Name: "Backend healthy"}}},
-		{Checks: []CheckResult{{Name: "Database ready", Passed: true, ReadyAfter: 1200 * time.Millisecond}, {Name: "Backend healthy", LastError: "status 503, want 200"}}},
-		{Checks: []CheckResult{{Name: "Database ready", Passed: true, ReadyAfter: 1200 * time.Millisecond}, {Name: "Backend healthy", LastError: "status 503, want 200"}}},
-		{Done: true, Checks: []CheckResult{{Name: "Database ready", Passed: true, ReadyAfter: 1200 * time.Millisecond}, {Name: "Backend healthy", LastError: "status 503, want 200"}}},
+func gateProgressStates() []gate.State {
+	return []gate.State{
+		{Checks: []gate.CheckResult{{Name: "Database ready"}, {Name: "Backend healthy"}}},
+		{Checks: []gate.CheckResult{{Name: "Database ready", LastError: "connection refused"}, {Name: "Backend healthy"}}},
+		{Checks: []gate.CheckResult{{Name: "Database ready", Passed: true, ReadyAfter: 1200 * time.Millisecond}, {Name: "Backend healthy", LastError: "status 503, want 200"}}},
+		{Checks: []gate.CheckResult{{Name: "Database ready", Passed: true, ReadyAfter: 1200 * time.Millisecond}, {Name: "Backend healthy", LastError: "status 503, want 200"}}},
+		{Done: true, Checks: []gate.CheckResult{{Name: "Database ready", Passed: true, ReadyAfter: 1200 * time.Millisecond}, {Name: "Backend healthy", LastError: "status 503, want 200"}}},
 	}
 }
 

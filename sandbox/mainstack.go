@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/ktrdr/sandboxkit/sandbox/gate"
 )
 
 // MainCheckProject is the compose project CheckMainStack uses, so that it
@@ -18,7 +20,7 @@ func (p *Profile) MainCheckProject() string { return p.App + "-main-check" }
 // ports), checks GET <api>/api/v1/health is 200 and that the gate passes,
 // then brings the stack down with its volumes whatever happened. With
 // standin the images are the bundled stand-in's (the only variables set).
-func (m *Manager) CheckMainStack(ctx context.Context, root string, standin bool, progress func(GateState)) (*GateResult, error) {
+func (m *Manager) CheckMainStack(ctx context.Context, root string, standin bool, progress func(gate.State)) (*gate.Result, error) {
 	p := m.Profile
 	project := p.MainCheckProject()
 	c, err := m.Compose(ctx)
@@ -58,7 +60,7 @@ func (m *Manager) CheckMainStack(ctx context.Context, root string, standin bool,
 		return nil, &ComposeError{Err: err}
 	}
 	ports := p.PortsFor(0)
-	g := &Gate{Checks: p.GateChecks("127.0.0.1", ports), Watch: m.watch(p, project), Progress: progress}
+	g := &gate.Gate{Checks: p.GateChecks("127.0.0.1", ports), Watch: m.watch(p, project), Progress: progress}
 	gr := g.Run(ctx)
 	if !gr.Passed {
 		return &gr, ErrGateFailed

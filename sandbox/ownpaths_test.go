@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/ktrdr/sandboxkit/sandbox/gate"
+
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -136,7 +138,7 @@ func TestStateFolderSymlinksAreNeverFollowed(t *testing.T) {
 
 		var ue *UnsafePathError
 		assert.ErrorAs(t, e.m.saveTeardownCopy("ktrdr--feat-a", root, meta{Branch: "x"}), &ue)
-		e.m.saveGate("ktrdr--feat-a", GateResult{Passed: true})
+		e.m.saveGate("ktrdr--feat-a", gate.Result{Passed: true})
 		assert.Nil(t, e.m.lastGate("ktrdr--feat-a"))
 		assert.Equal(t, meta{}, e.m.readMeta("ktrdr--feat-a"))
 		_, ok := e.m.teardownStack("ktrdr--feat-a", Instance{Path: filepath.Join(e.root, "gone")})

@@ -10,16 +10,18 @@ import (
 	"runtime"
 	"strings"
 	"time"
+
+	"github.com/ktrdr/sandboxkit/sandbox/gate"
 )
 
 // UpOptions are the inputs of Up.
 type UpOptions struct {
 	Dir      string
-	NoWait   bool            // skip the startability gate
-	Build    bool            // compose up --build; also rebuilds the stand-in image
-	Timeout  time.Duration   // gate timeout; 0 means the gate's default
-	Progress func(GateState) // live gate progress (optional)
-	Output   io.Writer       // compose's own output (optional)
+	NoWait   bool             // skip the startability gate
+	Build    bool             // compose up --build; also rebuilds the stand-in image
+	Timeout  time.Duration    // gate timeout; 0 means the gate's default
+	Progress func(gate.State) // live gate progress (optional)
+	Output   io.Writer        // compose's own output (optional)
 }
 
 // UpResult says what Up did.
@@ -28,7 +30,7 @@ type UpResult struct {
 	Slot           int               `json:"slot"`
 	AlreadyRunning bool              `json:"already_running"`
 	Interrupted    bool              `json:"interrupted,omitempty"` // the gate was cut short: the stack runs, its readiness is unknown
-	Gate           *GateResult       `json:"gate,omitempty"`
+	Gate           *gate.Result      `json:"gate,omitempty"`
 	URLs           []NamedURL        `json:"urls"`
 	Logs           map[string]string `json:"logs,omitempty"` // log tails of the services behind failed checks
 }
@@ -124,7 +126,7 @@ func (m *Manager) upStack(ctx context.Context, p *Profile, sf *StackFile, env En
 	if o.NoWait {
 		return res, nil
 	}
-	g := &Gate{
+	g := &gate.Gate{
 		Checks:   p.GateChecks(m.engine.ProbeHost(), env.Ports),
 		Timeout:  o.Timeout,
 		Watch:    m.watch(p, stack.Project),
@@ -170,21 +172,21 @@ func (m *Manager) watch(p *Profile, project string) func(ctx context.Context) er
 			}
 			switch s.State {
 			case "exited", "dead", "restarting":
-				return &ServiceDownError{Service: svc.Name, State: s.Status}
+				return &gate.ServiceDownError{Service: svc.Name, State: s.Status}
 			}
 		}
 		return nil
 	}
 }
 
-func (m *Manager) saveGate(id string, gr GateResult) {
+func (m *Manager) saveGate(id string, gr gate.Result) {
 	dir, err := m.ownInstanceDir(id)
 	if err != nil {
 		return
 	}
 	data, err := json.MarshalIndent(struct {
 		At time.Time `json:"at"`
-		GateResult
+		gate.Result
 	}{m.Now().UTC(), gr}, "", "  ")
 	if err == nil {
 		_ = WriteFileAtomic(filepath.Join(dir, "gate.json"), append(data, '\n'), 0o644)
@@ -194,7 +196,7 @@ func (m *Manager) saveGate(id string, gr GateResult) {
 // LastGate is the most recent gate result of an instance, if one was kept.
 type LastGate struct {
 	At time.Time `json:"at"`
-	GateResult
+	gate.Result
 }
 
 func (m *Manager) lastGate(id string) *LastGate {

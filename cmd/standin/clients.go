@@ -13,7 +13,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/ktrdr/sandboxkit/sandbox"
+	"github.com/ktrdr/sandboxkit/sandbox/gate"
 )
 
 // The curl, wget and pg_isready personalities: just what healthchecks
@@ -452,8 +452,8 @@ func pgIsReadyMain(ctx context.Context, args []string, getenv func(string) strin
 	if strings.HasPrefix(host, "/") {
 		addr = strings.TrimRight(host, "/") + "/.s.PGSQL." + port
 	}
-	err = sandbox.ProbePostgres(ctx, addr, user, orDefault(dbname, user))
-	var starting *sandbox.PostgresStartingError
+	err = gate.ProbePostgres(ctx, addr, user, orDefault(dbname, user))
+	var starting *gate.PostgresStartingError
 	code, state := 0, "accepting connections"
 	switch {
 	case errors.As(err, &starting):

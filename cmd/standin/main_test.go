@@ -19,10 +19,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ktrdr/sandboxkit/sandbox/gate"
+
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-
-	"github.com/ktrdr/sandboxkit/sandbox"
 )
 
 // syncBuffer collects a role's log output from many goroutines.
@@ -295,9 +295,9 @@ func TestStandinReadyAt(t *testing.T) {
 	assert.False(t, time.Now().Before(readyAt), "ready before READY_AT")
 
 	db := startRole(t, "db", map[string]string{envReadyAt: strconv.FormatInt(time.Now().Add(300*time.Millisecond).UnixMilli(), 10)}, true)
-	var starting *sandbox.PostgresStartingError
-	assert.ErrorAs(t, sandbox.ProbePostgres(t.Context(), db.addr, "ktrdr", "ktrdr"), &starting)
-	require.Eventually(t, func() bool { return sandbox.ProbePostgres(t.Context(), db.addr, "ktrdr", "ktrdr") == nil },
+	var starting *gate.PostgresStartingError
+	assert.ErrorAs(t, gate.ProbePostgres(t.Context(), db.addr, "ktrdr", "ktrdr"), &starting)
+	require.Eventually(t, func() bool { return gate.ProbePostgres(t.Context(), db.addr, "ktrdr", "ktrdr") == nil },
 		5*time.Second, 10*time.Millisecond)
 }
 
@@ -341,7 +341,7 @@ func TestStandinGracefulStop(t *testing.T) {
 
 func TestStandinDBProtocol(t *testing.T) {
 	db := startRole(t, "db", nil, true)
-	require.NoError(t, sandbox.ProbePostgres(t.Context(), db.addr, "ktrdr", "ktrdr"))
+	require.NoError(t, gate.ProbePostgres(t.Context(), db.addr, "ktrdr", "ktrdr"))
 
 	// A full startup, then Terminate.
 	c, err := net.Dial("tcp", db.addr)
@@ -373,8 +373,8 @@ func TestStandinDBProtocol(t *testing.T) {
 	assert.ErrorIs(t, err, io.EOF, "Terminate closes the connection")
 
 	starting := startRole(t, "db", map[string]string{envDBStarting: "1h"}, true)
-	var se *sandbox.PostgresStartingError
-	require.ErrorAs(t, sandbox.ProbePostgres(t.Context(), starting.addr, "ktrdr", "ktrdr"), &se)
+	var se *gate.PostgresStartingError
+	require.ErrorAs(t, gate.ProbePostgres(t.Context(), starting.addr, "ktrdr", "ktrdr"), &se)
 	assert.Equal(t, "the database system is starting up", se.Message)
 	assert.Contains(t, starting.log.String(), "refused: the database system is starting up")
 }

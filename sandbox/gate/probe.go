@@ -1,4 +1,4 @@
-package sandbox
+package gate
 
 import (
 	"bytes"
@@ -10,7 +10,6 @@ import (
 	"net"
 	"net/http"
 	"net/url"
-	"strconv"
 	"time"
 )
 
@@ -108,44 +107,6 @@ func PostgresProbe(addr, user, db string) Probe {
 		ctx, cancel := context.WithTimeout(ctx, ProbeTimeout)
 		defer cancel()
 		return ProbePostgres(ctx, addr, user, db)
-	}
-}
-
-// GateChecks builds the gate's checks from the profile's Check data: each
-// probes host at the port its PortKey names in ports. A JSON-array check
-// with MinItems 0 wants one entry per worker service.
-func (p *Profile) GateChecks(host string, ports map[string]int) []GateCheck {
-	out := make([]GateCheck, 0, len(p.Checks))
-	for _, c := range p.Checks {
-		out = append(out, GateCheck{Check: c, Probe: p.probeFor(c, host, ports)})
-	}
-	return out
-}
-
-func (p *Profile) probeFor(c Check, host string, ports map[string]int) Probe {
-	port, ok := ports[c.PortKey]
-	if !ok || port <= 0 {
-		err := fmt.Errorf("check %q: no port for %s", c.Name, c.PortKey)
-		return func(context.Context) error { return err }
-	}
-	addr := net.JoinHostPort(host, strconv.Itoa(port))
-	u := "http://" + addr + c.Path
-	switch c.Kind {
-	case CheckHTTP:
-		return HTTPProbe(nil, u, c.Status)
-	case CheckJSONArray:
-		want := c.MinItems
-		if want == 0 {
-			want = p.WorkerCount()
-		}
-		return JSONArrayProbe(nil, u, want)
-	case CheckTCP:
-		return TCPProbe(addr)
-	case CheckPostgres:
-		return PostgresProbe(addr, c.User, c.Database)
-	default:
-		err := fmt.Errorf("check %q: unknown kind %q", c.Name, c.Kind)
-		return func(context.Context) error { return err }
 	}
 }
 

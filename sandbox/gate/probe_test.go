@@ -1,4 +1,4 @@
-package sandbox
+package gate
 
 import (
 	"context"
@@ -6,8 +6,6 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"strconv"
-	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -139,58 +137,4 @@ func TestProbeHonoursContext(t *testing.T) {
 	s := gateServer(t, 200, `[]`)
 	assert.Error(t, HTTPProbe(nil, s.URL, 200)(ctx))
 	assert.Error(t, JSONArrayProbe(nil, s.URL, 0)(ctx))
-}
-
-func TestGateChecksFromProfile(t *testing.T) {
-	p := KTRDR()
-	ports := p.PortsFor(3)
-	checks := p.GateChecks("127.0.0.1", ports)
-	require.Len(t, checks, len(p.Checks))
-	for i, c := range checks {
-		assert.Equal(t, p.Checks[i], c.Check)
-		assert.NotNil(t, c.Probe, c.Name)
-	}
-}
-
-// The probes are built from the Check data alone: point a profile's checks
-// at httptest servers by port and see each kind judged correctly.
-func TestGateChecksProbeKinds(t *testing.T) {
-	health := gateServer(t, 200, `{"status":"ok"}`)
-	workers := gateServer(t, 200, `[1,2,3]`)
-	port := func(s *httptest.Server) int {
-		_, p, err := net.SplitHostPort(strings.TrimPrefix(s.URL, "http://"))
-		require.NoError(t, err)
-		n, err := strconv.Atoi(p)
-		require.NoError(t, err)
-		return n
-	}
-	p := &Profile{
-		Services: []Service{{Name: "api"}, {Name: "w1", Worker: true}, {Name: "w2", Worker: true}, {Name: "w3", Worker: true}, {Name: "w4", Worker: true}},
-		Checks: []Check{
-			{Name: "health", Service: "api", Kind: CheckHTTP, PortKey: "A", Path: "/h"},
-			{Name: "workers (profile count)", Service: "api", Kind: CheckJSONArray, PortKey: "W", Path: "/w"},
-			{Name: "workers (explicit)", Service: "api", Kind: CheckJSONArray, PortKey: "W", Path: "/w", MinItems: 3},
-			{Name: "tcp", Service: "api", Kind: CheckTCP, PortKey: "A"},
-			{Name: "no port", Service: "api", Kind: CheckHTTP, PortKey: "MISSING"},
-			{Name: "odd kind", Service: "api", Kind: "smoke-signal", PortKey: "A"},
-		},
-	}
-	checks := p.GateChecks("127.0.0.1", map[string]int{"A": port(health), "W": port(workers)})
-	want := []string{
-		"",
-		"array has 3 entries, want ≥ 4",
-		"",
-		"",
-		`check "no port": no port for MISSING`,
-		`check "odd kind": unknown kind "smoke-signal"`,
-	}
-	require.Len(t, checks, len(want))
-	for i, c := range checks {
-		err := c.Probe(t.Context())
-		if want[i] == "" {
-			assert.NoError(t, err, c.Name)
-		} else if assert.Error(t, err, c.Name) {
-			assert.Contains(t, err.Error(), want[i], c.Name)
-		}
-	}
 }

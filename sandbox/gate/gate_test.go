@@ -1,4 +1,4 @@
-package sandbox
+package gate
 
 import (
 	"context"
@@ -105,7 +105,7 @@ func gateDrive(clock *gateFakeClock, n int, done <-chan struct{}) {
 }
 
 // gateRunDriven runs g with a fake clock advanced whenever n timers are pending.
-func gateRunDriven(ctx context.Context, g *Gate, n int) (GateResult, *gateFakeClock) {
+func gateRunDriven(ctx context.Context, g *Gate, n int) (Result, *gateFakeClock) {
 	clock := newGateFakeClock()
 	g.Clock = clock
 	done := make(chan struct{})
@@ -117,16 +117,16 @@ func gateRunDriven(ctx context.Context, g *Gate, n int) (GateResult, *gateFakeCl
 
 func gateOK(context.Context) error { return nil }
 
-func gateCheck(name, service string, p Probe) GateCheck {
-	return GateCheck{Check: Check{Name: name, Service: service}, Probe: p}
+func gateCheck(name, service string, p Probe) Check {
+	return Check{Name: name, Service: service, Probe: p}
 }
 
 func TestGateAllPass(t *testing.T) {
-	var states []GateState
+	var states []State
 	g := &Gate{
 		Clock:    newGateFakeClock(),
-		Checks:   []GateCheck{gateCheck("Database ready", "db", gateOK), gateCheck("Backend healthy", "backend", gateOK)},
-		Progress: func(s GateState) { states = append(states, s) },
+		Checks:   []Check{gateCheck("Database ready", "db", gateOK), gateCheck("Backend healthy", "backend", gateOK)},
+		Progress: func(s State) { states = append(states, s) },
 	}
 	res := g.Run(t.Context())
 
@@ -171,7 +171,7 @@ func TestGateRunsChecksConcurrently(t *testing.T) {
 			return ctx.Err()
 		}
 	}
-	var checks []GateCheck
+	var checks []Check
 	for i := range n {
 		checks = append(checks, gateCheck(fmt.Sprintf("check %d", i), "svc", probe))
 	}
@@ -186,7 +186,7 @@ func TestGateTimeoutReportsLastErrorAndAttempts(t *testing.T) {
 		Timeout:     2 * time.Second,
 		Interval:    100 * time.Millisecond,
 		MaxInterval: 250 * time.Millisecond,
-		Checks: []GateCheck{
+		Checks: []Check{
 			gateCheck("Database ready", "db", gateOK),
 			gateCheck("Workers registered", "backend", func(context.Context) error {
 				return fmt.Errorf("array has %d entries, want ≥ 4", attempts.Add(1))
@@ -230,7 +230,7 @@ func TestGateBackoffSchedule(t *testing.T) {
 			var at []time.Time
 			ctx, cancel := context.WithCancel(t.Context())
 			defer cancel()
-			g := &Gate{Interval: tt.interval, MaxInterval: tt.max, Checks: []GateCheck{
+			g := &Gate{Interval: tt.interval, MaxInterval: tt.max, Checks: []Check{
 				gateCheck("never", "svc", func(context.Context) error {
 					mu.Lock()
 					defer mu.Unlock()
@@ -265,7 +265,7 @@ func TestGateWatchAbortsEarly(t *testing.T) {
 	var calls atomic.Int32
 	g := &Gate{
 		Timeout: 120 * time.Second,
-		Checks:  []GateCheck{gateCheck("Backend healthy", "backend", func(context.Context) error { return errors.New("connection refused") })},
+		Checks:  []Check{gateCheck("Backend healthy", "backend", func(context.Context) error { return errors.New("connection refused") })},
 		Watch: func(context.Context) error {
 			if calls.Add(1) < 3 {
 				return nil
@@ -290,14 +290,14 @@ func TestGateContextCancel(t *testing.T) {
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
 	var n atomic.Int32
-	g := &Gate{Checks: []GateCheck{gateCheck("Backend healthy", "backend", func(context.Context) error {
+	g := &Gate{Checks: []Check{gateCheck("Backend healthy", "backend", func(context.Context) error {
 		if n.Add(1) == 3 {
 			cancel()
 		}
 		return errors.New("status 503, want 200")
 	})}}
-	var last GateState
-	g.Progress = func(s GateState) { last = s }
+	var last State
+	g.Progress = func(s State) { last = s }
 	res, _ := gateRunDriven(ctx, g, 2)
 	assert.True(t, last.Done && last.Interrupted, "the last progress state says the gate was interrupted")
 	assert.True(t, res.Interrupted)
@@ -311,9 +311,9 @@ func TestGateContextCancel(t *testing.T) {
 
 func TestGateProgressOnStateChange(t *testing.T) {
 	var n atomic.Int32
-	var states []GateState
+	var states []State
 	g := &Gate{
-		Checks: []GateCheck{gateCheck("Workers registered", "backend", func(context.Context) error {
+		Checks: []Check{gateCheck("Workers registered", "backend", func(context.Context) error {
 			switch n.Add(1) {
 			case 1, 2:
 				return errors.New("array has 0 entries, want ≥ 4")
@@ -322,7 +322,7 @@ func TestGateProgressOnStateChange(t *testing.T) {
 			}
 			return nil
 		})},
-		Progress: func(s GateState) { states = append(states, s) },
+		Progress: func(s State) { states = append(states, s) },
 	}
 	res, _ := gateRunDriven(t.Context(), g, 2)
 	require.True(t, res.Passed)
@@ -343,13 +343,13 @@ func TestGateProgressOnStateChange(t *testing.T) {
 }
 
 func TestGateResultJSON(t *testing.T) {
-	res := GateResult{Aborted: "service db is exited (1)", AbortedService: "db", Elapsed: 1500 * time.Millisecond,
+	res := Result{Aborted: "service db is exited (1)", AbortedService: "db", Elapsed: 1500 * time.Millisecond,
 		Checks: []CheckResult{{Name: "Database ready", Service: "db", Attempts: 3, LastError: "connect 127.0.0.1:5433: connection refused"}}}
 	b, err := json.Marshal(res)
 	require.NoError(t, err)
 	assert.JSONEq(t, `{"passed":false,"aborted":"service db is exited (1)","aborted_service":"db","elapsed_ns":1500000000,
 		"checks":[{"name":"Database ready","service":"db","passed":false,"attempts":3,"last_error":"connect 127.0.0.1:5433: connection refused"}]}`, string(b))
-	var back GateResult
+	var back Result
 	require.NoError(t, json.Unmarshal(b, &back))
 	assert.Equal(t, res, back)
 }
@@ -376,13 +376,13 @@ func gateDetectionLatencies(tb testing.TB, runs int) []time.Duration {
 	out := make([]time.Duration, 0, runs)
 	for i := range runs {
 		ready.Store(false)
-		g := &Gate{Timeout: 30 * time.Second, Checks: []GateCheck{
+		g := &Gate{Timeout: 30 * time.Second, Checks: []Check{
 			gateCheck("ok", "a", HTTPProbe(nil, ok.URL, 200)),
 			gateCheck("array", "b", JSONArrayProbe(nil, ok.URL, 2)),
 			gateCheck("late", "c", HTTPProbe(nil, late.URL, 200)),
 		}}
 		type ended struct {
-			res GateResult
+			res Result
 			at  time.Time
 		}
 		done := make(chan ended, 1)

@@ -1,4 +1,14 @@
-package sandbox
+// Package gate is the startability gate: it runs a set of checks, each a
+// probe of one service from outside its container, concurrently, each
+// polling with backoff until it passes once, and ends when all have passed,
+// when its timeout elapses, when a watcher reports a dead service, or when
+// the caller cancels. It knows nothing of compose or of the stack: the
+// caller builds the checks (the sandbox package builds them from its
+// profile) and renders the result.
+//
+// The probes (probe.go, postgres.go) face whatever answers on a port: each
+// attempt is bounded by ProbeTimeout and reads a bounded amount.
+package gate
 
 import (
 	"context"
@@ -11,11 +21,11 @@ import (
 // Gate defaults. Detection latency (from the last service becoming ready to
 // Run returning) is bounded by MaxInterval plus one probe round trip.
 const (
-	DefaultGateTimeout     = 120 * time.Second
-	DefaultGateInterval    = 100 * time.Millisecond
-	DefaultGateMaxInterval = 200 * time.Millisecond
-	gateBackoffFactor      = 1.5
-	gateWatchInterval      = time.Second
+	DefaultTimeout     = 120 * time.Second
+	DefaultInterval    = 100 * time.Millisecond
+	DefaultMaxInterval = 200 * time.Millisecond
+	backoffFactor      = 1.5
+	watchInterval      = time.Second
 )
 
 // Clock is the gate's view of time; tests replace it with a fake.
@@ -29,10 +39,11 @@ type realClock struct{}
 func (realClock) Now() time.Time                         { return time.Now() }
 func (realClock) After(d time.Duration) <-chan time.Time { return time.After(d) }
 
-// GateCheck is a profile Check with the probe that decides it.
-type GateCheck struct {
-	Check
-	Probe Probe
+// Check is one thing the gate waits for, and the probe that decides it.
+type Check struct {
+	Name    string // "Database ready"
+	Service string // the compose service behind it, whose logs explain a failure
+	Probe   Probe
 }
 
 // Gate is the startability gate: it runs every check concurrently, each
@@ -40,16 +51,16 @@ type GateCheck struct {
 // passes once, and ends when all have passed, when Timeout elapses, when
 // Watch reports a dead service, or when the context is cancelled.
 type Gate struct {
-	Checks      []GateCheck
-	Timeout     time.Duration // overall; 0 means DefaultGateTimeout
-	Interval    time.Duration // first poll spacing; 0 means DefaultGateInterval
-	MaxInterval time.Duration // backoff cap; 0 means DefaultGateMaxInterval
+	Checks      []Check
+	Timeout     time.Duration // overall; 0 means DefaultTimeout
+	Interval    time.Duration // first poll spacing; 0 means DefaultInterval
+	MaxInterval time.Duration // backoff cap; 0 means DefaultMaxInterval
 	// Watch, if set, is called about once a second; a non-nil error means a
 	// service container exited or is restart-looping, and ends the gate at
 	// once with that reason. A *ServiceDownError also names the service.
 	Watch    func(ctx context.Context) error
-	Clock    Clock           // nil means the real clock
-	Progress func(GateState) // optional; called from Run's goroutine at the start, whenever a check passes or its error changes, and at the end (Done)
+	Clock    Clock       // nil means the real clock
+	Progress func(State) // optional; called from Run's goroutine at the start, whenever a check passes or its error changes, and at the end (Done)
 }
 
 // CheckResult is the outcome of one check.
@@ -62,8 +73,8 @@ type CheckResult struct {
 	ReadyAfter time.Duration `json:"ready_after_ns,omitempty"` // since the gate started; set when Passed
 }
 
-// GateResult is the outcome of one gate run.
-type GateResult struct {
+// Result is the outcome of one gate run.
+type Result struct {
 	Passed         bool          `json:"passed"`
 	TimedOut       bool          `json:"timed_out,omitempty"`
 	Aborted        string        `json:"aborted,omitempty"`         // why it ended early, if it did
@@ -73,8 +84,8 @@ type GateResult struct {
 	Checks         []CheckResult `json:"checks"`
 }
 
-// GateState is a snapshot for progress display. Done is set on the final call.
-type GateState struct {
+// State is a snapshot for progress display. Done is set on the final call.
+type State struct {
 	Elapsed time.Duration `json:"elapsed_ns"`
 	Done    bool          `json:"done"`
 	// Interrupted is set on the last state when the caller cancelled the
@@ -96,7 +107,7 @@ func (e *ServiceDownError) Error() string {
 
 // FailedServices returns the services behind failed checks, and the service
 // Watch reported, each once, in check order (the reported one first).
-func (r GateResult) FailedServices() []string {
+func (r Result) FailedServices() []string {
 	var out []string
 	seen := map[string]bool{}
 	add := func(s string) {
@@ -114,7 +125,7 @@ func (r GateResult) FailedServices() []string {
 	return out
 }
 
-type gateEvent struct {
+type event struct {
 	idx int
 	err error
 	at  time.Time
@@ -122,24 +133,24 @@ type gateEvent struct {
 
 // Run runs the gate and reports what happened; it returns only after every
 // probe it started has returned.
-func (g *Gate) Run(ctx context.Context) GateResult {
+func (g *Gate) Run(ctx context.Context) Result {
 	clock := g.Clock
 	if clock == nil {
 		clock = realClock{}
 	}
-	timeout := orDefault(g.Timeout, DefaultGateTimeout)
-	interval := orDefault(g.Interval, DefaultGateInterval)
-	maxInterval := max(orDefault(g.MaxInterval, DefaultGateMaxInterval), interval)
+	timeout := orDefault(g.Timeout, DefaultTimeout)
+	interval := orDefault(g.Interval, DefaultInterval)
+	maxInterval := max(orDefault(g.MaxInterval, DefaultMaxInterval), interval)
 
 	start := clock.Now()
-	res := GateResult{Checks: make([]CheckResult, len(g.Checks))}
+	res := Result{Checks: make([]CheckResult, len(g.Checks))}
 	for i, c := range g.Checks {
 		res.Checks[i] = CheckResult{Name: c.Name, Service: c.Service}
 	}
 	interrupted := false
 	progress := func(done bool) {
 		if g.Progress != nil {
-			g.Progress(GateState{Elapsed: clock.Now().Sub(start), Done: done, Interrupted: interrupted,
+			g.Progress(State{Elapsed: clock.Now().Sub(start), Done: done, Interrupted: interrupted,
 				Checks: append([]CheckResult(nil), res.Checks...)})
 		}
 	}
@@ -148,7 +159,7 @@ func (g *Gate) Run(ctx context.Context) GateResult {
 	deadline := clock.After(timeout)
 	runCtx, cancel := context.WithCancel(ctx)
 	var wg sync.WaitGroup
-	events := make(chan gateEvent) // unbuffered: an attempt is recorded before its prober waits again
+	events := make(chan event) // unbuffered: an attempt is recorded before its prober waits again
 	for i, c := range g.Checks {
 		wg.Go(func() {
 			wait := interval
@@ -158,7 +169,7 @@ func (g *Gate) Run(ctx context.Context) GateResult {
 					return
 				}
 				select {
-				case events <- gateEvent{idx: i, err: err, at: clock.Now()}:
+				case events <- event{idx: i, err: err, at: clock.Now()}:
 				case <-runCtx.Done():
 					return
 				}
@@ -170,7 +181,7 @@ func (g *Gate) Run(ctx context.Context) GateResult {
 				case <-runCtx.Done():
 					return
 				}
-				wait = min(time.Duration(float64(wait)*gateBackoffFactor), maxInterval)
+				wait = min(time.Duration(float64(wait)*backoffFactor), maxInterval)
 			}
 		})
 	}
@@ -179,7 +190,7 @@ func (g *Gate) Run(ctx context.Context) GateResult {
 		wg.Go(func() {
 			for {
 				select {
-				case <-clock.After(gateWatchInterval):
+				case <-clock.After(watchInterval):
 				case <-runCtx.Done():
 					return
 				}

@@ -1,0 +1,48 @@
+package sandbox
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"strconv"
+
+	"github.com/ktrdr/sandboxkit/sandbox/gate"
+)
+
+// GateChecks builds the gate's checks from the profile's Check data: each
+// probes host at the port its PortKey names in ports. A JSON-array check
+// with MinItems 0 wants one entry per worker service.
+func (p *Profile) GateChecks(host string, ports map[string]int) []gate.Check {
+	out := make([]gate.Check, 0, len(p.Checks))
+	for _, c := range p.Checks {
+		out = append(out, gate.Check{Name: c.Name, Service: c.Service, Probe: p.probeFor(c, host, ports)})
+	}
+	return out
+}
+
+func (p *Profile) probeFor(c Check, host string, ports map[string]int) gate.Probe {
+	port, ok := ports[c.PortKey]
+	if !ok || port <= 0 {
+		err := fmt.Errorf("check %q: no port for %s", c.Name, c.PortKey)
+		return func(context.Context) error { return err }
+	}
+	addr := net.JoinHostPort(host, strconv.Itoa(port))
+	u := "http://" + addr + c.Path
+	switch c.Kind {
+	case CheckHTTP:
+		return gate.HTTPProbe(nil, u, c.Status)
+	case CheckJSONArray:
+		want := c.MinItems
+		if want == 0 {
+			want = p.WorkerCount()
+		}
+		return gate.JSONArrayProbe(nil, u, want)
+	case CheckTCP:
+		return gate.TCPProbe(addr)
+	case CheckPostgres:
+		return gate.PostgresProbe(addr, c.User, c.Database)
+	default:
+		err := fmt.Errorf("check %q: unknown kind %q", c.Name, c.Kind)
+		return func(context.Context) error { return err }
+	}
+}
