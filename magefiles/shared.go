@@ -11,6 +11,8 @@ import (
 	"os"
 	"strings"
 
+	"github.com/ktrdr/sandboxkit/sandbox/shared"
+
 	"github.com/ktrdr/sandboxkit/sandbox"
 )
 
@@ -24,7 +26,7 @@ func (Sandbox) InitShared(ctx context.Context,
 	if err != nil {
 		return fail(1, fmt.Errorf("find the home folder: %w", err), "set HOME")
 	}
-	opts := sandbox.SharedOptions{Home: home}
+	opts := sandbox.KTRDR().SharedOptions(home)
 	if from != nil {
 		opts.From = *from
 	}
@@ -33,9 +35,9 @@ func (Sandbox) InitShared(ctx context.Context,
 	if opts.From != "" {
 		opts.Progress = sharedProgressPrinter()
 	}
-	rep, err := sandbox.InitShared(ctx, opts)
+	rep, err := shared.Init(ctx, opts)
 	if err != nil {
-		var ce *sandbox.SharedConflictError
+		var ce *shared.ConflictError
 		switch {
 		case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
 			return fail(1, err, "interrupted: what this run had copied or created was removed again and replaced files were put back; run it again to copy")

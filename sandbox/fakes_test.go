@@ -2,8 +2,12 @@ package sandbox
 
 import (
 	"context"
+	"os"
 	"strings"
 	"sync"
+	"testing"
+
+	"github.com/stretchr/testify/require"
 )
 
 // fakeRunner records commands and answers them with handle (nil handle: empty output, no error).
@@ -34,4 +38,12 @@ func (f *fakeRunner) commands() []string {
 		out[i] = strings.Join(append([]string{c.Name}, c.Args...), " ")
 	}
 	return out
+}
+
+// fileText returns a file's content.
+func fileText(t testing.TB, path string) string {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	require.NoError(t, err)
+	return string(b)
 }

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/ktrdr/sandboxkit/internal/treesnap"
+
 	"github.com/ktrdr/sandboxkit/sandbox/gate"
 
 	"github.com/stretchr/testify/assert"
@@ -19,32 +21,8 @@ import (
 // sandbox folders it created. These tests plant what a hand edit, a branch
 // or another user could plant, and check the victims byte for byte.
 
-// opTree maps every path below dir to its kind, mode and content (or link
-// target), so that a test can prove that nothing changed.
-func opTree(t *testing.T, dir string) map[string]string {
-	t.Helper()
-	out := map[string]string{}
-	require.NoError(t, filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
-		require.NoError(t, err)
-		rel, _ := filepath.Rel(dir, p)
-		fi, err := os.Lstat(p)
-		require.NoError(t, err)
-		switch {
-		case fi.Mode().Type() == fs.ModeSymlink:
-			target, err := os.Readlink(p)
-			require.NoError(t, err)
-			out[rel] = "-> " + target
-		case fi.IsDir():
-			out[rel] = fmt.Sprintf("dir %v", fi.Mode())
-		default:
-			data, err := os.ReadFile(p)
-			require.NoError(t, err)
-			out[rel] = fmt.Sprintf("%v %q", fi.Mode(), data)
-		}
-		return nil
-	}))
-	return out
-}
+// opTree maps every path below dir to its kind, mode and content.
+func opTree(t *testing.T, dir string) map[string]string { return treesnap.Take(t, dir) }
 
 // opVictim makes a folder of precious files and returns its tree.
 func opVictim(t *testing.T, dir string) map[string]string {
@@ -220,7 +198,7 @@ func TestTeardownCopyReadsOnlyTheCheckoutsFiles(t *testing.T) {
 			assert.Equal(t, filepath.Join(e.wt("evil"), "docker-compose.sandbox.yml"), cf.Path)
 			assert.Contains(t, err.Error(), tt.reason)
 
-			assert.Equal(t, "password=hunter2\n", shRead(t, secret))
+			assert.Equal(t, "password=hunter2\n", fileText(t, secret))
 			fi, err := os.Stat(secret)
 			require.NoError(t, err)
 			assert.Equal(t, fs.FileMode(0o600), fi.Mode().Perm())

@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+
+	"github.com/ktrdr/sandboxkit/sandbox/shared"
 )
 
 // PortRule says which host port a service publishes in each slot:
@@ -192,6 +194,16 @@ func (p *Profile) StateDir(home string) string { return filepath.Join(home, "."+
 
 // SharedRoot is the default shared-data root: $HOME/.<app>/shared.
 func (p *Profile) SharedRoot(home string) string { return filepath.Join(home, "."+p.App, "shared") }
+
+// SharedOptions returns the options of shared.Init for the profile's
+// shared folders under its shared root in home.
+func (p *Profile) SharedOptions(home string) shared.Options {
+	names := make([]string, len(p.Shared))
+	for i, s := range p.Shared {
+		names[i] = s.Name
+	}
+	return shared.Options{Root: p.SharedRoot(home), Folders: names}
+}
 
 // PortCollisionError reports two (slot, port rule) pairs that publish the same port.
 type PortCollisionError struct {

@@ -3,8 +3,10 @@ package sandbox
 import (
 	"errors"
 	"fmt"
+	"path/filepath"
 	"testing"
 
+	"github.com/ktrdr/sandboxkit/sandbox/shared"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -165,4 +167,13 @@ func FuzzValidateName(f *testing.F) {
 			t.Fatalf("accepted %q", s)
 		}
 	})
+}
+
+func TestSharedOptionsAreTheProfilesFolders(t *testing.T) {
+	home := t.TempDir()
+	rep, err := shared.Init(t.Context(), KTRDR().SharedOptions(home))
+	require.NoError(t, err)
+	assert.Equal(t, filepath.Join(home, ".ktrdr", "shared"), rep.Root)
+	assert.Equal(t, []string{"data", "models", "strategies"}, rep.Created)
+	assert.DirExists(t, filepath.Join(home, ".ktrdr", "shared", "strategies"))
 }

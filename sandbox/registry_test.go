@@ -460,7 +460,7 @@ func TestRegistryRefusesASymlinkedLockFile(t *testing.T) {
 			if dangling {
 				assert.NoFileExists(t, victim, "the link's target was not created")
 			} else {
-				assert.Equal(t, "precious", shRead(t, victim))
+				assert.Equal(t, "precious", fileText(t, victim))
 				fi, err := os.Stat(victim)
 				require.NoError(t, err)
 				assert.Equal(t, fs.FileMode(0o600), fi.Mode().Perm())

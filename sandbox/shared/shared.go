@@ -1,4 +1,10 @@
-package sandbox
+// Package shared creates the folders every sandbox of a user shares (for
+// ktrdr: data, models and strategies under ~/.ktrdr/shared) and fills them
+// from a backup, all or nothing: a run that fails or is cancelled removes
+// what it created and puts back what it replaced. It copies content, never
+// privilege (no setuid, setgid or sticky bit, modes masked by the umask),
+// never follows a symlink, and never deletes what it did not create.
+package shared
 
 import (
 	"bytes"
@@ -13,10 +19,10 @@ import (
 	"time"
 )
 
-// SharedOptions says where the shared folders live and what to put in them.
-type SharedOptions struct {
-	Root string // the shared root; "" means the profile's SharedRoot(Home)
-	Home string // the user's home folder, used when Root is ""
+// Options says where the shared folders live and what to put in them.
+type Options struct {
+	Root    string   // the shared root (required)
+	Folders []string // the folders under it, by name: "data", "models" … (required)
 
 	// From is a backup to copy in. It holds data/, models/, strategies/
 	// sub-folders (each is copied into its counterpart), or is itself one of
@@ -30,31 +36,31 @@ type SharedOptions struct {
 	Progress func(copiedBytes, totalBytes int64, files int)
 }
 
-// SharedFolder is what one shared folder holds after InitShared.
-type SharedFolder struct {
+// Folder is what one shared folder holds after InitShared.
+type Folder struct {
 	Name  string // "data"
 	Path  string // absolute path
 	Files int    // regular files and symlinks, recursively
 	Bytes int64  // total size of the regular files
 }
 
-// SharedReport says what InitShared did. Paths in the lists are relative to
+// Report says what InitShared did. Paths in the lists are relative to
 // Root, with forward slashes ("data/eurusd/1h.csv").
-type SharedReport struct {
+type Report struct {
 	Root        string
 	From        string
-	Folders     []SharedFolder // in the profile's order
-	Created     []string       // folders that did not exist before
-	Copied      []string       // new files and symlinks
-	Overwritten []string       // files that differed and were replaced (Merge only)
-	Skipped     []string       // identical files, left alone
-	Ignored     []string       // entries of From that were not copied, with the reason
+	Folders     []Folder // in the profile's order
+	Created     []string // folders that did not exist before
+	Copied      []string // new files and symlinks
+	Overwritten []string // files that differed and were replaced (Merge only)
+	Skipped     []string // identical files, left alone
+	Ignored     []string // entries of From that were not copied, with the reason
 	CopiedBytes int64
 }
 
-// SharedConflictError refuses a copy that would overwrite existing files.
+// ConflictError refuses a copy that would overwrite existing files.
 // Nothing has been copied or created when it is returned.
-type SharedConflictError struct {
+type ConflictError struct {
 	Root  string
 	From  string
 	Paths []string // existing files that differ from the backup; Merge overwrites them
@@ -64,7 +70,7 @@ type SharedConflictError struct {
 	Clashes []string
 }
 
-func (e *SharedConflictError) Error() string {
+func (e *ConflictError) Error() string {
 	var parts []string
 	if len(e.Paths) > 0 {
 		parts = append(parts, fmt.Sprintf("%d existing %s from the backup (-merge overwrites them): %s",
@@ -91,37 +97,27 @@ func listSome(paths []string, n int) string {
 	return strings.Join(paths[:n], ", ") + fmt.Sprintf(" and %d more", len(paths)-n)
 }
 
-// InitShared creates the ktrdr shared folders and optionally fills them from
-// a backup; see (*Profile).InitShared.
-func InitShared(ctx context.Context, opts SharedOptions) (SharedReport, error) {
-	return KTRDR().InitShared(ctx, opts)
-}
-
-// InitShared creates <root>/<name> for every shared folder of p and, with
+// Init creates <root>/<name> for every folder of opts and, with
 // opts.From, copies a backup into them. Files, folders and symlinks are
 // kept (a symlink is recreated, never followed); content is copied, never
 // privilege: permission bits come with a file or folder, masked by the
 // user's umask, and setuid, setgid and sticky bits never do. Existing
 // content is never deleted: identical files are skipped, and files that
-// differ are refused with a *SharedConflictError before anything is copied,
+// differ are refused with a *ConflictError before anything is copied,
 // unless opts.Merge is set. Each file is written to a temporary file and
 // renamed into place. A run that fails or is cancelled through ctx undoes
 // itself: the folders, files and symlinks it created are removed and the
 // files it replaced are put back, so that nothing is left half done.
 // Running it again is harmless.
-func (p *Profile) InitShared(ctx context.Context, opts SharedOptions) (rep SharedReport, err error) {
-	root := opts.Root
-	if root == "" {
-		if opts.Home == "" {
-			return SharedReport{}, errors.New("init shared folders: neither a root nor a home folder was given")
-		}
-		root = p.SharedRoot(opts.Home)
+func Init(ctx context.Context, opts Options) (rep Report, err error) {
+	if opts.Root == "" || len(opts.Folders) == 0 {
+		return Report{}, errors.New("init shared folders: a root and at least one folder name are required")
 	}
-	root, err = filepath.Abs(root)
+	root, err := filepath.Abs(opts.Root)
 	if err != nil {
-		return SharedReport{}, fmt.Errorf("init shared folders in %q: %w", opts.Root, err)
+		return Report{}, fmt.Errorf("init shared folders in %q: %w", opts.Root, err)
 	}
-	rep = SharedReport{Root: root}
+	rep = Report{Root: root}
 	if opts.Minimal && opts.From != "" {
 		return rep, fmt.Errorf("init shared folders in %s: -minimal creates the empty tree only and cannot be combined with -from=%s", root, opts.From)
 	}
@@ -133,13 +129,13 @@ func (p *Profile) InitShared(ctx context.Context, opts SharedOptions) (rep Share
 			return rep, fmt.Errorf("init shared folders from %q: %w", opts.From, err)
 		}
 		rep.From = from
-		pl, err = p.planShared(ctx, root, from)
+		pl, err = planShared(ctx, root, from, opts.Folders)
 		if err != nil {
 			return rep, err
 		}
 		rep.Ignored = pl.ignored
 		if len(pl.clashes) > 0 || (len(pl.conflicts) > 0 && !opts.Merge) {
-			return rep, &SharedConflictError{Root: root, From: from, Paths: pl.conflicts, Clashes: pl.clashes}
+			return rep, &ConflictError{Root: root, From: from, Paths: pl.conflicts, Clashes: pl.clashes}
 		}
 	}
 
@@ -147,7 +143,7 @@ func (p *Profile) InitShared(ctx context.Context, opts SharedOptions) (rep Share
 	defer func() {
 		if err != nil {
 			tx.rollback()
-			rep = SharedReport{Root: rep.Root, From: rep.From, Ignored: rep.Ignored}
+			rep = Report{Root: rep.Root, From: rep.From, Ignored: rep.Ignored}
 			return
 		}
 		tx.commit()
@@ -155,14 +151,14 @@ func (p *Profile) InitShared(ctx context.Context, opts SharedOptions) (rep Share
 	if err := ctx.Err(); err != nil {
 		return rep, fmt.Errorf("init shared folders in %s: %w", root, err)
 	}
-	for _, d := range p.Shared {
-		dir := filepath.Join(root, d.Name)
+	for _, name := range opts.Folders {
+		dir := filepath.Join(root, name)
 		created, err := tx.mkdirAll(dir)
 		if err != nil {
 			return rep, fmt.Errorf("create shared folder %s: %w", dir, err)
 		}
 		if created {
-			rep.Created = append(rep.Created, d.Name)
+			rep.Created = append(rep.Created, name)
 		}
 	}
 
@@ -176,8 +172,8 @@ func (p *Profile) InitShared(ctx context.Context, opts SharedOptions) (rep Share
 		}
 	}
 
-	for _, d := range p.Shared {
-		f, err := countShared(d.Name, filepath.Join(root, d.Name))
+	for _, name := range opts.Folders {
+		f, err := countShared(name, filepath.Join(root, name))
 		if err != nil {
 			return rep, err
 		}
@@ -217,7 +213,7 @@ type sharedPlan struct {
 
 // planShared walks the backup and decides, before anything is written, what
 // each entry becomes.
-func (p *Profile) planShared(ctx context.Context, root, from string) (*sharedPlan, error) {
+func planShared(ctx context.Context, root, from string, names []string) (*sharedPlan, error) {
 	fi, err := os.Stat(from)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, fmt.Errorf("read backup %s: %w", from, fs.ErrNotExist)
@@ -227,10 +223,6 @@ func (p *Profile) planShared(ctx context.Context, root, from string) (*sharedPla
 	}
 	if !fi.IsDir() {
 		return nil, fmt.Errorf("read backup %s: not a folder", from)
-	}
-	names := make([]string, len(p.Shared))
-	for i, d := range p.Shared {
-		names[i] = d.Name
 	}
 	pl := &sharedPlan{}
 	type pair struct{ name, src string }
@@ -447,7 +439,7 @@ func (sp *sharedProgress) report(force bool) {
 
 // execute carries out the plan, recording in tx what it creates and
 // replaces. File and folder modes are masked with umask.
-func (pl *sharedPlan) execute(ctx context.Context, tx *sharedTx, umask fs.FileMode, rep *SharedReport, progress func(int64, int64, int)) error {
+func (pl *sharedPlan) execute(ctx context.Context, tx *sharedTx, umask fs.FileMode, rep *Report, progress func(int64, int64, int)) error {
 	sp := &sharedProgress{fn: progress, total: pl.total, last: time.Now()}
 	var dirs []sharedOp
 	for _, op := range pl.ops {
@@ -552,8 +544,8 @@ func copyFileAtomic(ctx context.Context, tx *sharedTx, op sharedOp, sp *sharedPr
 }
 
 // countShared counts the files and bytes below dir, without following symlinks.
-func countShared(name, dir string) (SharedFolder, error) {
-	f := SharedFolder{Name: name, Path: dir}
+func countShared(name, dir string) (Folder, error) {
+	f := Folder{Name: name, Path: dir}
 	real, err := filepath.EvalSymlinks(dir) // the shared folder itself may be a symlink
 	if err != nil {
 		return f, fmt.Errorf("count files in %s: %w", dir, err)

@@ -1,6 +1,6 @@
 //go:build unix
 
-package sandbox
+package shared
 
 import (
 	"fmt"
@@ -52,7 +52,7 @@ func TestInitSharedCopiesContentNotPrivilege(t *testing.T) {
 			require.NoError(t, os.MkdirAll(dir, 0o755))
 			require.NoError(t, os.Chmod(dir, 0o775|fs.ModeSetgid|fs.ModeSticky))
 
-			_, err := InitShared(t.Context(), SharedOptions{Root: root, From: from})
+			_, err := initK(t.Context(), Options{Root: root, From: from})
 			require.NoError(t, err)
 			for rel, want := range tt.want {
 				fi, err := os.Lstat(filepath.Join(root, rel))

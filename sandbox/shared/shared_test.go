@@ -1,4 +1,4 @@
-package sandbox
+package shared
 
 import (
 	"context"
@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/ktrdr/sandboxkit/internal/treesnap"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -70,38 +72,40 @@ func shBackup(t *testing.T, from string) {
 	require.NoError(t, os.Symlink("../data/eurusd", filepath.Join(from, "strategies", "linked-dir")))
 }
 
-func TestInitShared(t *testing.T) {
+// ktrdrFolders are the folders of the ktrdr profile.
+var ktrdrFolders = []string{"data", "models", "strategies"}
+
+// initK is Init with the ktrdr folders unless o names others.
+func initK(ctx context.Context, o Options) (Report, error) {
+	if o.Folders == nil {
+		o.Folders = ktrdrFolders
+	}
+	return Init(ctx, o)
+}
+
+func TestInit(t *testing.T) {
 	tests := []struct {
 		name  string
 		setup func(t *testing.T, from, root string) // may be nil
-		opts  func(from, root string) SharedOptions
-		check func(t *testing.T, from, root string, rep SharedReport, err error)
+		opts  func(from, root string) Options
+		check func(t *testing.T, from, root string, rep Report, err error)
 	}{
 		{
 			name: "minimal creates the empty tree",
-			opts: func(from, root string) SharedOptions { return SharedOptions{Root: root, Minimal: true} },
-			check: func(t *testing.T, from, root string, rep SharedReport, err error) {
+			opts: func(from, root string) Options { return Options{Root: root, Minimal: true} },
+			check: func(t *testing.T, from, root string, rep Report, err error) {
 				require.NoError(t, err)
 				assert.Equal(t, []string{"data/", "models/", "strategies/"}, shTree(t, root))
 				assert.Equal(t, []string{"data", "models", "strategies"}, rep.Created)
 				require.Len(t, rep.Folders, 3)
-				assert.Equal(t, SharedFolder{Name: "data", Path: filepath.Join(root, "data")}, rep.Folders[0])
-			},
-		},
-		{
-			name: "home gives the default root",
-			opts: func(from, root string) SharedOptions { return SharedOptions{Home: root} },
-			check: func(t *testing.T, from, root string, rep SharedReport, err error) {
-				require.NoError(t, err)
-				assert.Equal(t, filepath.Join(root, ".ktrdr", "shared"), rep.Root)
-				assert.DirExists(t, filepath.Join(root, ".ktrdr", "shared", "strategies"))
+				assert.Equal(t, Folder{Name: "data", Path: filepath.Join(root, "data")}, rep.Folders[0])
 			},
 		},
 		{
 			name:  "copies files, folders, modes and symlinks",
 			setup: func(t *testing.T, from, root string) { shBackup(t, from) },
-			opts:  func(from, root string) SharedOptions { return SharedOptions{Root: root, From: from} },
-			check: func(t *testing.T, from, root string, rep SharedReport, err error) {
+			opts:  func(from, root string) Options { return Options{Root: root, From: from} },
+			check: func(t *testing.T, from, root string, rep Report, err error) {
 				require.NoError(t, err)
 				assert.Equal(t, shTree(t, from), shTree(t, root))
 				assert.Equal(t, "t,o,h,l,c\n", shRead(t, filepath.Join(root, "data", "eurusd", "1h.csv")))
@@ -121,7 +125,7 @@ func TestInitShared(t *testing.T) {
 				assert.Equal(t, []string{"data/eurusd/1h.csv", "data/latest.csv", "data/readme.txt",
 					"models/m1/model.pt", "strategies/linked-dir", "strategies/rsi.yaml"}, rep.Copied)
 				assert.Equal(t, int64(len("t,o,h,l,c\n")+len("hello")+len("weights")+len("name: rsi\n")), rep.CopiedBytes)
-				assert.Equal(t, SharedFolder{Name: "data", Path: filepath.Join(root, "data"), Files: 3, Bytes: 15}, rep.Folders[0])
+				assert.Equal(t, Folder{Name: "data", Path: filepath.Join(root, "data"), Files: 3, Bytes: 15}, rep.Folders[0])
 				assert.Empty(t, rep.Overwritten)
 				assert.Empty(t, rep.Skipped)
 			},
@@ -131,10 +135,10 @@ func TestInitShared(t *testing.T) {
 			setup: func(t *testing.T, from, root string) {
 				shWrite(t, filepath.Join(from, "data", "x.csv"), "x", 0o644)
 			},
-			opts: func(from, root string) SharedOptions {
-				return SharedOptions{Root: root, From: filepath.Join(from, "data")}
+			opts: func(from, root string) Options {
+				return Options{Root: root, From: filepath.Join(from, "data")}
 			},
-			check: func(t *testing.T, from, root string, rep SharedReport, err error) {
+			check: func(t *testing.T, from, root string, rep Report, err error) {
 				require.NoError(t, err)
 				assert.Equal(t, []string{"data/", "data/x.csv", "models/", "strategies/"}, shTree(t, root))
 			},
@@ -146,9 +150,9 @@ func TestInitShared(t *testing.T) {
 				shWrite(t, filepath.Join(root, "data", "readme.txt"), "mine", 0o644)
 				shWrite(t, filepath.Join(root, "data", "eurusd", "1h.csv"), "t,o,h,l,c\n", 0o640) // identical
 			},
-			opts: func(from, root string) SharedOptions { return SharedOptions{Root: root, From: from} },
-			check: func(t *testing.T, from, root string, rep SharedReport, err error) {
-				var ce *SharedConflictError
+			opts: func(from, root string) Options { return Options{Root: root, From: from} },
+			check: func(t *testing.T, from, root string, rep Report, err error) {
+				var ce *ConflictError
 				require.ErrorAs(t, err, &ce)
 				assert.Equal(t, []string{"data/readme.txt"}, ce.Paths)
 				assert.Contains(t, err.Error(), "data/readme.txt")
@@ -167,8 +171,8 @@ func TestInitShared(t *testing.T) {
 				require.NoError(t, os.Symlink("elsewhere.csv", filepath.Join(root, "data", "latest.csv")))
 				shWrite(t, filepath.Join(root, "data", "only-mine.txt"), "keep", 0o644)
 			},
-			opts: func(from, root string) SharedOptions { return SharedOptions{Root: root, From: from, Merge: true} },
-			check: func(t *testing.T, from, root string, rep SharedReport, err error) {
+			opts: func(from, root string) Options { return Options{Root: root, From: from, Merge: true} },
+			check: func(t *testing.T, from, root string, rep Report, err error) {
 				require.NoError(t, err)
 				assert.Equal(t, []string{"data/latest.csv", "data/readme.txt"}, rep.Overwritten)
 				assert.Equal(t, []string{"data/eurusd/1h.csv"}, rep.Skipped)
@@ -188,9 +192,9 @@ func TestInitShared(t *testing.T) {
 				shBackup(t, from)
 				shWrite(t, filepath.Join(root, "data", "eurusd"), "a file", 0o644)
 			},
-			opts: func(from, root string) SharedOptions { return SharedOptions{Root: root, From: from, Merge: true} },
-			check: func(t *testing.T, from, root string, rep SharedReport, err error) {
-				var ce *SharedConflictError
+			opts: func(from, root string) Options { return Options{Root: root, From: from, Merge: true} },
+			check: func(t *testing.T, from, root string, rep Report, err error) {
+				var ce *ConflictError
 				require.ErrorAs(t, err, &ce)
 				assert.Equal(t, []string{"data/eurusd"}, ce.Clashes)
 				assert.Equal(t, []string{"data/", "data/eurusd"}, shTree(t, root))
@@ -198,10 +202,10 @@ func TestInitShared(t *testing.T) {
 		},
 		{
 			name: "missing backup is an error naming it",
-			opts: func(from, root string) SharedOptions {
-				return SharedOptions{Root: root, From: filepath.Join(from, "no-such-backup")}
+			opts: func(from, root string) Options {
+				return Options{Root: root, From: filepath.Join(from, "no-such-backup")}
 			},
-			check: func(t *testing.T, from, root string, rep SharedReport, err error) {
+			check: func(t *testing.T, from, root string, rep Report, err error) {
 				require.Error(t, err)
 				assert.Contains(t, err.Error(), filepath.Join(from, "no-such-backup"))
 				assert.ErrorIs(t, err, fs.ErrNotExist)
@@ -211,8 +215,8 @@ func TestInitShared(t *testing.T) {
 		{
 			name:  "backup without shared folders is an error naming it",
 			setup: func(t *testing.T, from, root string) { shWrite(t, filepath.Join(from, "x.txt"), "x", 0o644) },
-			opts:  func(from, root string) SharedOptions { return SharedOptions{Root: root, From: from} },
-			check: func(t *testing.T, from, root string, rep SharedReport, err error) {
+			opts:  func(from, root string) Options { return Options{Root: root, From: from} },
+			check: func(t *testing.T, from, root string, rep Report, err error) {
 				require.Error(t, err)
 				assert.Contains(t, err.Error(), from)
 				assert.Contains(t, err.Error(), "data/, models/, strategies/")
@@ -221,16 +225,16 @@ func TestInitShared(t *testing.T) {
 		{
 			name:  "minimal with from is refused",
 			setup: func(t *testing.T, from, root string) { shBackup(t, from) },
-			opts:  func(from, root string) SharedOptions { return SharedOptions{Root: root, From: from, Minimal: true} },
-			check: func(t *testing.T, from, root string, rep SharedReport, err error) {
+			opts:  func(from, root string) Options { return Options{Root: root, From: from, Minimal: true} },
+			check: func(t *testing.T, from, root string, rep Report, err error) {
 				require.Error(t, err)
 				assert.NoDirExists(t, root)
 			},
 		},
 		{
 			name: "no root and no home is an error",
-			opts: func(from, root string) SharedOptions { return SharedOptions{} },
-			check: func(t *testing.T, from, root string, rep SharedReport, err error) {
+			opts: func(from, root string) Options { return Options{} },
+			check: func(t *testing.T, from, root string, rep Report, err error) {
 				require.Error(t, err)
 			},
 		},
@@ -242,7 +246,7 @@ func TestInitShared(t *testing.T) {
 			if tt.setup != nil {
 				tt.setup(t, from, root)
 			}
-			rep, err := InitShared(t.Context(), tt.opts(from, root))
+			rep, err := initK(t.Context(), tt.opts(from, root))
 			tt.check(t, from, root, rep, err)
 			for _, p := range shTree(t, root) {
 				assert.NotContains(t, p, ".tmp", "no temporary file is left behind")
@@ -255,13 +259,13 @@ func TestInitSharedRerunIsNoOp(t *testing.T) {
 	from := filepath.Join(t.TempDir(), "backup")
 	root := filepath.Join(t.TempDir(), "shared")
 	shBackup(t, from)
-	_, err := InitShared(t.Context(), SharedOptions{Root: root, From: from})
+	_, err := initK(t.Context(), Options{Root: root, From: from})
 	require.NoError(t, err)
 	before := shTree(t, root)
 	fi1, err := os.Stat(filepath.Join(root, "data", "readme.txt"))
 	require.NoError(t, err)
 
-	rep, err := InitShared(t.Context(), SharedOptions{Root: root, From: from})
+	rep, err := initK(t.Context(), Options{Root: root, From: from})
 	require.NoError(t, err)
 	assert.Empty(t, rep.Copied)
 	assert.Empty(t, rep.Created)
@@ -285,7 +289,7 @@ func TestInitSharedProgress(t *testing.T) {
 		files         int
 	}
 	var calls []call
-	_, err := InitShared(t.Context(), SharedOptions{Root: root, From: from, Progress: func(c, tot int64, f int) {
+	_, err := initK(t.Context(), Options{Root: root, From: from, Progress: func(c, tot int64, f int) {
 		calls = append(calls, call{c, tot, f})
 	}})
 	require.NoError(t, err)
@@ -342,7 +346,7 @@ func TestInitSharedUndoesAFailedOrCancelledRun(t *testing.T) {
 				if st.pre != nil {
 					st.pre(t, root)
 				}
-				_, err := InitShared(probe, SharedOptions{Root: root, From: from, Merge: true})
+				_, err := initK(probe, Options{Root: root, From: from, Merge: true})
 				require.NoError(t, err)
 				require.Greater(t, probe.n, 10)
 
@@ -355,13 +359,13 @@ func TestInitSharedUndoesAFailedOrCancelledRun(t *testing.T) {
 					if st.pre != nil {
 						st.pre(t, root)
 					}
-					before := opTree(t, base)
+					before := treesnap.Take(t, base)
 					ctx, cancel := context.WithCancel(t.Context())
 					sc := &stepCtx{Context: ctx, at: at, fn: cancel}
 					if inject == "source vanishes" {
 						sc.fn = func() { require.NoError(t, os.Remove(filepath.Join(from, "models", "m1", "model.pt"))) }
 					}
-					rep, err := InitShared(sc, SharedOptions{Root: root, From: from, Merge: true})
+					rep, err := initK(sc, Options{Root: root, From: from, Merge: true})
 					cancel()
 					if err == nil {
 						continue // the injection came after the file was copied
@@ -370,7 +374,7 @@ func TestInitSharedUndoesAFailedOrCancelledRun(t *testing.T) {
 					if inject == "cancel" {
 						assert.ErrorIs(t, err, context.Canceled, "step %d", at)
 					}
-					after := opTree(t, base)
+					after := treesnap.Take(t, base)
 					if inject == "source vanishes" {
 						delete(before, filepath.Join("backup", "models", "m1", "model.pt"))
 					}
