@@ -2,8 +2,10 @@ package sandbox
 
 import (
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -71,7 +73,7 @@ func (p *Profile) Values(e Env) map[string]string {
 			m[s.Key] = "./" + s.Name
 		}
 	}
-	m[KeyCreatedAt] = e.CreatedAt.UTC().Format(time.RFC3339)
+	m[KeyCreatedAt] = FormatTime(e.CreatedAt)
 	m[KeyVersion] = strconv.Itoa(EnvVersion)
 	if e.Engine.Context != "" {
 		m[KeyContext] = e.Engine.Context
@@ -165,7 +167,7 @@ func (p *Profile) parseEnv(path string, vals map[string]string) (Env, error) {
 			portKeys[k] = true
 		}
 	}
-	for _, k := range sortedKeys(portKeys) {
+	for _, k := range slices.Sorted(maps.Keys(portKeys)) {
 		v, ok := vals[k]
 		if !ok {
 			continue
@@ -178,7 +180,7 @@ func (p *Profile) parseEnv(path string, vals map[string]string) (Env, error) {
 	}
 	e.SharedRoot = vals[p.SharedRootKey]
 	if v, ok := vals[KeyCreatedAt]; ok && v != "" {
-		if e.CreatedAt, err = time.Parse(time.RFC3339, v); err != nil {
+		if e.CreatedAt, err = ParseTime(v); err != nil {
 			return bad(KeyCreatedAt, fmt.Errorf("%q is not an RFC 3339 time", v))
 		}
 	}

@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
-	"sort"
 	"strings"
 
 	"github.com/ktrdr/sandboxkit/sandbox/shared"
@@ -282,14 +281,4 @@ func (p *Profile) MaxCollisionFreeSlot(limit int) int {
 		best = n
 	}
 	return best
-}
-
-// SortedKeys returns the keys of m in order (a small helper for stable output).
-func sortedKeys[V any](m map[string]V) []string {
-	ks := make([]string, 0, len(m))
-	for k := range m {
-		ks = append(ks, k)
-	}
-	sort.Strings(ks)
-	return ks
 }

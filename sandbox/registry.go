@@ -7,9 +7,11 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"maps"
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -107,7 +109,7 @@ func (p *Profile) parseRegistry(path string, data []byte) (*registryFile, error)
 func (p *Profile) validateEntries(path string, m map[string]Instance) error {
 	slots := map[int]string{}
 	paths := map[string]string{}
-	for _, id := range sortedKeys(m) {
+	for _, id := range slices.Sorted(maps.Keys(m)) {
 		in := m[id]
 		bad := func(field, format string, args ...any) error {
 			return &RegistryCorruptError{Path: path, ID: id, Field: field,
@@ -137,7 +139,7 @@ func (p *Profile) validateEntries(path string, m map[string]Instance) error {
 		}
 		paths[in.Path] = id
 		if in.CreatedAt != "" {
-			if _, err := time.Parse(time.RFC3339, in.CreatedAt); err != nil {
+			if _, err := ParseTime(in.CreatedAt); err != nil {
 				return bad("created_at", "created_at %q is not an RFC 3339 time", in.CreatedAt)
 			}
 		}
@@ -257,7 +259,7 @@ func (e *NoFreeSlotError) Error() string {
 	for _, h := range e.Holders {
 		fmt.Fprintf(&b, "\n  slot %d  %s  %s", h.Slot, h.ID, h.Path)
 	}
-	for _, s := range sortedSlots(e.Skipped) {
+	for _, s := range slices.Sorted(maps.Keys(e.Skipped)) {
 		fmt.Fprintf(&b, "\n  slot %d  skipped: %v", s, e.Skipped[s])
 	}
 	return b.String()
@@ -418,7 +420,7 @@ func (r *Registry) CleanStale(ctx context.Context, keep func(id string, in Insta
 // no age at all: the entry is aged like one without created_at, so that a
 // stale entry is never kept for ever. Less far ahead is taken as clock skew.
 func (r *Registry) young(in Instance) bool {
-	t, err := time.Parse(time.RFC3339, in.CreatedAt)
+	t, err := ParseTime(in.CreatedAt)
 	if err != nil {
 		return false
 	}
@@ -464,13 +466,4 @@ func samePath(a, b string) bool {
 	ra, err1 := filepath.EvalSymlinks(a)
 	rb, err2 := filepath.EvalSymlinks(b)
 	return err1 == nil && err2 == nil && ra == rb
-}
-
-func sortedSlots(m map[int]error) []int {
-	s := make([]int, 0, len(m))
-	for k := range m {
-		s = append(s, k)
-	}
-	sort.Ints(s)
-	return s
 }

@@ -5,9 +5,11 @@ import (
 	"encoding/json"
 	"fmt"
 	"io/fs"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -247,7 +249,7 @@ func TestRegistryCleanStale(t *testing.T) {
 	assert.True(t, stale[1].Kept, "keep asked for it (its stack still runs)")
 	m, err := reg.Instances()
 	require.NoError(t, err)
-	assert.Equal(t, []string{"ktrdr--alive", "ktrdr--gone"}, sortedKeys(m))
+	assert.Equal(t, []string{"ktrdr--alive", "ktrdr--gone"}, slices.Sorted(maps.Keys(m)))
 }
 
 func FuzzParseRegistry(f *testing.F) {
@@ -435,7 +437,7 @@ func TestRegistryFutureCreatedAtDoesNotKeepAStaleEntry(t *testing.T) {
 	assert.Equal(t, []string{"ktrdr--future", "ktrdr--hour", "ktrdr--old"}, cleaned)
 	m, err := reg.Instances()
 	require.NoError(t, err)
-	assert.Equal(t, []string{"ktrdr--skew", "ktrdr--young"}, sortedKeys(m))
+	assert.Equal(t, []string{"ktrdr--skew", "ktrdr--young"}, slices.Sorted(maps.Keys(m)))
 }
 
 // A lock file that is a symlink is refused: opening it would create (or

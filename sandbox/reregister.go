@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -87,7 +88,7 @@ func (m *Manager) reregister(ctx context.Context, co Checkout, envPath string, o
 		return nil, err
 	}
 	want := sp.PortsFor(env.Slot)
-	for _, k := range sortedKeys(want) {
+	for _, k := range slices.Sorted(maps.Keys(want)) {
 		if got, ok := env.Ports[k]; ok && got != want[k] {
 			return nil, fmt.Errorf("%s: %s is %d, but slot %d uses %d (the file was edited, or copied from another sandbox): %s",
 				envPath, k, env.Ports[k], env.Slot, want[k], afresh)

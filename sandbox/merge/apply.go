@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"os"
 	"time"
+
+	"github.com/ktrdr/sandboxkit/sandbox"
 )
 
 // Applied is what Apply did.
@@ -161,7 +163,7 @@ func write(ctx context.Context, o Options, s store, j *journal, mf mainFile, tag
 		Version:      StateVersion,
 		Tag:          tag,
 		SHA256:       sum(cur),
-		CreatedAt:    now.Format(time.RFC3339),
+		CreatedAt:    sandbox.FormatTime(now),
 		Source:       o.rel(o.From),
 		MergedSHA256: sum(merged),
 		Checkout:     o.Dir,
@@ -193,5 +195,5 @@ func header(o Options, tag string, now time.Time) string {
 # Rollback point: git tag %s. Restore the pre-merge file with
 # scripts/sandbox-rollback.sh (or `+"`go tool mage merge:rollback`"+`).
 
-`, o.Profile.MainCompose, o.rel(o.From), now.Format(time.RFC3339), tag)
+`, o.Profile.MainCompose, o.rel(o.From), sandbox.FormatTime(now), tag)
 }

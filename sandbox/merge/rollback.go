@@ -7,7 +7,8 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"time"
+
+	"github.com/ktrdr/sandboxkit/sandbox"
 )
 
 // Action says what Rollback did.
@@ -171,7 +172,7 @@ func restore(o Options, mf mainFile, b []byte, want string, mode fs.FileMode) er
 // older version left in the checkout, which is never written) and removes
 // the backup there, which the restored file makes redundant.
 func finish(o Options, s store, st *loaded) error {
-	st.RolledBackAt = o.Now().UTC().Format(time.RFC3339)
+	st.RolledBackAt = sandbox.FormatTime(o.Now())
 	if err := s.write(st.State); err != nil {
 		return fmt.Errorf("record the rollback in %s: %w", s.statePath(), err)
 	}
