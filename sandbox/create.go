@@ -175,27 +175,10 @@ func (m *Manager) Create(ctx context.Context, o CreateOptions) (res *Created, er
 		}
 	}()
 
-	skipped := map[int]string{}
-	usable := m.usableSlot(ctx, sp, id)
-	slot, err := m.Registry().Register(ctx, id, Instance{
-		Path: path, CreatedAt: m.Now().UTC().Format("2006-01-02T15:04:05Z"), IsWorktree: true, ParentRepo: co.MainRoot, Engine: eng,
-	}, o.Slot, func(s int) error {
-		err := usable(s)
-		if err != nil {
-			var pe *PortInUseError
-			if errors.As(err, &pe) {
-				skipped[s] = pe.Summary()
-			} else {
-				skipped[s] = err.Error()
-			}
-		}
-		return err
-	})
+	slot, skipped, err := m.reserveSlot(ctx, sp, id, Instance{Path: path, IsWorktree: true, ParentRepo: co.MainRoot, Engine: eng}, o.Slot, &u)
 	if err != nil {
 		return nil, err
 	}
-	u.add(func(ctx context.Context) { m.Registry().Unregister(ctx, id) })
-	m.say("Reserved slot %d for %s", slot, id)
 
 	// Registering may have waited for the lock: look again right before git
 	// acts, so that the undo below only ever removes what this run made.
@@ -332,6 +315,34 @@ func (m *Manager) deleteBranchAt(ctx context.Context, repo, branch, tip string) 
 	}
 }
 
+// reserveSlot registers id with entry (stamped now) in slot want, or in
+// the lowest usable slot when want is 0, skipping slots whose ports are
+// taken. It returns the slot and why each skipped slot was skipped, and
+// adds the registration's undo to u.
+func (m *Manager) reserveSlot(ctx context.Context, sp *Profile, id string, entry Instance, want int, u *undo) (int, map[int]string, error) {
+	skipped := map[int]string{}
+	usable := m.usableSlot(ctx, sp, id)
+	entry.CreatedAt = FormatTime(m.Now())
+	slot, err := m.Registry().Register(ctx, id, entry, want, func(s int) error {
+		err := usable(s)
+		if err != nil {
+			var pe *PortInUseError
+			if errors.As(err, &pe) {
+				skipped[s] = pe.Summary()
+			} else {
+				skipped[s] = err.Error()
+			}
+		}
+		return err
+	})
+	if err != nil {
+		return 0, skipped, err
+	}
+	u.add(func(ctx context.Context) { m.Registry().Unregister(ctx, id) })
+	m.say("Reserved slot %d for %s", slot, id)
+	return slot, skipped, nil
+}
+
 // sharedRoot is the shared-data root written to new env files: the
 // default root when it exists, else "" (the ./data-style fallbacks).
 func (m *Manager) sharedRoot() string {
@@ -391,25 +402,14 @@ func (m *Manager) Init(ctx context.Context, o InitOptions) (res *Created, err er
 			u.run(ctx)
 		}
 	}()
-	skipped := map[int]string{}
 	sp, eng, m, err := m.newSandboxStack(ctx, co.Root, o.Context)
 	if err != nil {
 		return nil, err
 	}
-	usable := m.usableSlot(ctx, sp, id)
-	slot, err := m.Registry().Register(ctx, id, Instance{
-		Path: co.Root, CreatedAt: m.Now().UTC().Format("2006-01-02T15:04:05Z"), IsWorktree: co.IsWorktree, ParentRepo: parent, Engine: eng,
-	}, o.Slot, func(s int) error {
-		err := usable(s)
-		if err != nil {
-			skipped[s] = err.Error()
-		}
-		return err
-	})
+	slot, skipped, err := m.reserveSlot(ctx, sp, id, Instance{Path: co.Root, IsWorktree: co.IsWorktree, ParentRepo: parent, Engine: eng}, o.Slot, &u)
 	if err != nil {
 		return nil, err
 	}
-	u.add(func(ctx context.Context) { m.Registry().Unregister(ctx, id) })
 	env := sp.NewEnv(name, slot, m.sharedRoot(), m.Now(), o.Standin)
 	env.Engine = eng
 	if err := sp.WriteEnv(envPath, env); err != nil {

@@ -118,9 +118,9 @@ func (m *Manager) reregister(ctx context.Context, co Checkout, envPath string, o
 	if co.IsWorktree {
 		parent = co.MainRoot
 	}
-	entry := Instance{Path: co.Root, CreatedAt: m.Now().UTC().Format("2006-01-02T15:04:05Z"), IsWorktree: co.IsWorktree, ParentRepo: parent, Engine: env.Engine}
+	entry := Instance{Path: co.Root, CreatedAt: FormatTime(m.Now()), IsWorktree: co.IsWorktree, ParentRepo: parent, Engine: env.Engine}
 	if !env.CreatedAt.IsZero() {
-		entry.CreatedAt = env.CreatedAt.UTC().Format("2006-01-02T15:04:05Z")
+		entry.CreatedAt = FormatTime(env.CreatedAt)
 	}
 	if movedFrom == "" {
 		// Ports are not probed: the file already claims them, and its own
