@@ -26,6 +26,10 @@ const (
 	touchAfter       = 24 * time.Hour
 )
 
+// stagedModule is the last element of the staged magefiles' module path
+// (<module path>/magerun_staged_magefiles): a folder no module has.
+const stagedModule = "magerun_staged_magefiles"
+
 // builder compiles one set of magefiles.
 type builder struct {
 	CacheDir  string   // the programs, their locks and staging folders
@@ -144,7 +148,9 @@ func (b builder) compile(out, goos, goarch, ldflags string) error {
 	if goVersion == "" {
 		goVersion = "1.21"
 	}
-	if err := os.WriteFile(filepath.Join(dir, "go.mod"), []byte("module magerun.invalid/magefiles\n\ngo "+goVersion+"\n"), 0o600); err != nil {
+	// The staged module's path lies under the module's own, so that the
+	// magefiles may import its internal packages.
+	if err := os.WriteFile(filepath.Join(dir, "go.mod"), []byte("module "+b.Mod.Path+"/"+stagedModule+"\n\ngo "+goVersion+"\n"), 0o600); err != nil {
 		return fmt.Errorf("stage go.mod: %w", err)
 	}
 	work := fmt.Sprintf("go %s\n\nuse (\n\t./%s\n\t%s\n)\n", goVersion, mage.MagefilesDirName, strconv.Quote(b.Mod.Root))
