@@ -14,15 +14,16 @@ import (
 type Stack mg.Namespace
 
 // Images builds the stand-in image (ktrdr-standin:dev) from ./cmd/standin with no registry.
-func (Stack) Images(ctx context.Context) error {
+func (Stack) Images(ctx context.Context) (err error) {
+	defer exitAs(tImages, &err)
 	p := sandbox.KTRDR()
 	cwd, err := os.Getwd()
 	if err != nil {
-		return fail(1, err, "")
+		return fmt.Errorf("find the current folder: %w", err)
 	}
-	if err := sandbox.BuildStandinImage(ctx, sandbox.ExecRunner{}, cwd, p.StandinSource, p.StandinImage, os.Stdout); err != nil {
-		return fail(1, err, "run it from the repository root; it needs Go and a running Docker engine")
+	if err := sandbox.BuildStandinImage(ctx, runner, cwd, p.StandinSource, p.StandinImage, stdout); err != nil {
+		return err
 	}
-	fmt.Printf("Built %s\n", p.StandinImage)
+	fmt.Fprintf(stdout, "Built %s\n", p.StandinImage)
 	return nil
 }

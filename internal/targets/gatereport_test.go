@@ -1,4 +1,4 @@
-package sandbox
+package targets
 
 import (
 	"bytes"
@@ -9,6 +9,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/ktrdr/sandboxkit/sandbox"
 )
 
 func gateLogs(n int) string {
@@ -21,8 +23,8 @@ func gateLogs(n int) string {
 
 func TestWriteGateReportPassed(t *testing.T) {
 	var buf bytes.Buffer
-	res := GateResult{Passed: true, Elapsed: 12300 * time.Millisecond, Checks: []CheckResult{{Name: "Database ready", Service: "db", Passed: true, Attempts: 1}}}
-	WriteGateReport(&buf, res, []NamedURL{{"API", "http://localhost:8003/api/v1"}, {"Grafana", "http://localhost:3003"}}, nil)
+	res := sandbox.GateResult{Passed: true, Elapsed: 12300 * time.Millisecond, Checks: []sandbox.CheckResult{{Name: "Database ready", Service: "db", Passed: true, Attempts: 1}}}
+	writeGateReport(&buf, res, []sandbox.NamedURL{{Label: "API", URL: "http://localhost:8003/api/v1"}, {Label: "Grafana", URL: "http://localhost:3003"}}, nil)
 	out := buf.String()
 
 	assert.True(t, strings.HasPrefix(out, "Startability Gate: PASSED"), out)
@@ -34,14 +36,14 @@ func TestWriteGateReportPassed(t *testing.T) {
 func TestWriteGateReportFailed(t *testing.T) {
 	tests := []struct {
 		name       string
-		res        GateResult
+		res        sandbox.GateResult
 		logs       map[string]string
 		want       []string
 		wantLogFor string // service whose last 20 lines must appear
 	}{
 		{
 			name: "timeout",
-			res: GateResult{TimedOut: true, Elapsed: 120 * time.Second, Checks: []CheckResult{
+			res: sandbox.GateResult{TimedOut: true, Elapsed: 120 * time.Second, Checks: []sandbox.CheckResult{
 				{Name: "Database ready", Service: "db", Passed: true, Attempts: 3},
 				{Name: "Workers registered", Service: "backend", Attempts: 57, LastError: "get http://127.0.0.1:8003/api/v1/workers: array has 2 entries, want ≥ 4"},
 			}},
@@ -51,7 +53,7 @@ func TestWriteGateReportFailed(t *testing.T) {
 		},
 		{
 			name: "aborted by watch",
-			res: GateResult{Aborted: "service training-worker-1 is exited (1)", AbortedService: "training-worker-1", Elapsed: 3 * time.Second, Checks: []CheckResult{
+			res: sandbox.GateResult{Aborted: "service training-worker-1 is exited (1)", AbortedService: "training-worker-1", Elapsed: 3 * time.Second, Checks: []sandbox.CheckResult{
 				{Name: "Backend healthy", Service: "backend", Attempts: 4, LastError: "get http://127.0.0.1:8003/api/v1/health: status 503, want 200"},
 			}},
 			logs:       map[string]string{"training-worker-1": gateLogs(21), "backend": "boot\n"},
@@ -62,7 +64,7 @@ func TestWriteGateReportFailed(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			var buf bytes.Buffer
-			WriteGateReport(&buf, tt.res, []NamedURL{{"API", "http://localhost:8003"}}, tt.logs)
+			writeGateReport(&buf, tt.res, []sandbox.NamedURL{{Label: "API", URL: "http://localhost:8003"}}, tt.logs)
 			out := buf.String()
 			for _, w := range tt.want {
 				assert.Contains(t, out, w)
@@ -86,28 +88,28 @@ func TestWriteGateReportFailed(t *testing.T) {
 
 func TestWriteGateReportSharedServiceLogsOnce(t *testing.T) {
 	var buf bytes.Buffer
-	res := GateResult{TimedOut: true, Checks: []CheckResult{
+	res := sandbox.GateResult{TimedOut: true, Checks: []sandbox.CheckResult{
 		{Name: "Backend healthy", Service: "backend", LastError: "x"},
 		{Name: "Workers registered", Service: "backend", LastError: "y"},
 	}}
-	WriteGateReport(&buf, res, nil, map[string]string{"backend": "only line\n"})
+	writeGateReport(&buf, res, nil, map[string]string{"backend": "only line\n"})
 	assert.Equal(t, 1, strings.Count(buf.String(), "only line"))
 	assert.Contains(t, buf.String(), "(logs of backend shown above)")
 }
 
-func gateProgressStates() []GateState {
-	return []GateState{
-		{Checks: []CheckResult{{Name: "Database ready"}, {Name: "Backend healthy"}}},
-		{Checks: []CheckResult{{Name: "Database ready", LastError: "connection refused"}, {Name: "Backend healthy"}}},
-		{Checks: []CheckResult{{Name: "Database ready", Passed: true, ReadyAfter: 1200 * time.Millisecond}, {Name: "Backend healthy", LastError: "status 503, want 200"}}},
-		{Checks: []CheckResult{{Name: "Database ready", Passed: true, ReadyAfter: 1200 * time.Millisecond}, {Name: "Backend healthy", LastError: "status 503, want 200"}}},
-		{Done: true, Checks: []CheckResult{{Name: "Database ready", Passed: true, ReadyAfter: 1200 * time.Millisecond}, {Name: "Backend healthy", LastError: "status 503, want 200"}}},
+func gateProgressStates() []sandbox.GateState {
+	return []sandbox.GateState{
+		{Checks: []sandbox.CheckResult{{Name: "Database ready"}, {Name: "Backend healthy"}}},
+		{Checks: []sandbox.CheckResult{{Name: "Database ready", LastError: "connection refused"}, {Name: "Backend healthy"}}},
+		{Checks: []sandbox.CheckResult{{Name: "Database ready", Passed: true, ReadyAfter: 1200 * time.Millisecond}, {Name: "Backend healthy", LastError: "status 503, want 200"}}},
+		{Checks: []sandbox.CheckResult{{Name: "Database ready", Passed: true, ReadyAfter: 1200 * time.Millisecond}, {Name: "Backend healthy", LastError: "status 503, want 200"}}},
+		{Done: true, Checks: []sandbox.CheckResult{{Name: "Database ready", Passed: true, ReadyAfter: 1200 * time.Millisecond}, {Name: "Backend healthy", LastError: "status 503, want 200"}}},
 	}
 }
 
 func TestGateProgressPlain(t *testing.T) {
 	var buf bytes.Buffer
-	update, stop := NewGateProgress(&buf, false)
+	update, stop := newGateProgress(&buf, false)
 	for _, s := range gateProgressStates() {
 		update(s)
 	}
@@ -122,7 +124,7 @@ func TestGateProgressInterrupted(t *testing.T) {
 	t.Setenv("NO_COLOR", "1")
 	for _, tty := range []bool{false, true} {
 		var buf bytes.Buffer
-		update, stop := NewGateProgress(&buf, tty)
+		update, stop := newGateProgress(&buf, tty)
 		for _, s := range states {
 			update(s)
 		}
@@ -136,7 +138,7 @@ func TestGateProgressTerminal(t *testing.T) {
 	t.Setenv("NO_COLOR", "")
 	t.Setenv("TERM", "xterm")
 	var buf bytes.Buffer
-	update, stop := NewGateProgress(&buf, true)
+	update, stop := newGateProgress(&buf, true)
 	for _, s := range gateProgressStates() {
 		update(s)
 	}
@@ -151,7 +153,7 @@ func TestGateProgressTerminal(t *testing.T) {
 func TestGateProgressTerminalNoColor(t *testing.T) {
 	t.Setenv("NO_COLOR", "1")
 	var buf bytes.Buffer
-	update, stop := NewGateProgress(&buf, true)
+	update, stop := newGateProgress(&buf, true)
 	for _, s := range gateProgressStates() {
 		update(s)
 	}
