@@ -3,6 +3,7 @@ package targets
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"net"
 	"os"
@@ -407,4 +408,21 @@ func fakeGoBuild(dockerErr error) func(c sandbox.Cmd) ([]byte, error, bool) {
 		}
 		return nil, nil, false
 	}
+}
+
+// sandbox:list -json keeps its shape: each orphan with the command that
+// removes it, now added at the edge.
+func TestListJSONNamesTheOrphansRemedy(t *testing.T) {
+	l := &sandbox.Listing{Instances: []sandbox.ListEntry{}, Orphans: []sandbox.Orphan{{Project: "ktrdr--ghost", Containers: 2}}}
+	var out bytes.Buffer
+	stdout = &out
+	t.Cleanup(func() { stdout = os.Stdout })
+	require.NoError(t, printJSON(listingJSON(l)))
+	var got struct {
+		Instances []any `json:"instances"`
+		Orphans   []map[string]any
+	}
+	require.NoError(t, json.Unmarshal(out.Bytes(), &got))
+	assert.Equal(t, []map[string]any{{"project": "ktrdr--ghost", "containers": float64(2), "remedy": "docker compose -p ktrdr--ghost down --volumes"}}, got.Orphans)
+	assert.NotNil(t, got.Instances)
 }
