@@ -4,11 +4,16 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"go/ast"
+	"go/parser"
+	"go/token"
+	"io/fs"
 	"maps"
 	"os"
 	"reflect"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"unicode"
@@ -170,4 +175,38 @@ func TestClassify(t *testing.T) {
 		})
 	}
 	assert.NoError(t, exit(tUp, nil))
+}
+
+// A target's doc comment (what go tool mage -h shows) names only exit
+// codes the table declares for it.
+func TestDocCommentsNameDeclaredCodes(t *testing.T) {
+	fset := token.NewFileSet()
+	pkgs, err := parser.ParseDir(fset, ".", func(fi fs.FileInfo) bool { return !strings.HasSuffix(fi.Name(), "_test.go") }, parser.ParseComments)
+	require.NoError(t, err)
+	code := regexp.MustCompile(`(?:^|, )(\d+) `)
+	seen := 0
+	for _, f := range pkgs["targets"].Files {
+		for _, d := range f.Decls {
+			fn, ok := d.(*ast.FuncDecl)
+			if !ok || fn.Recv == nil || fn.Doc == nil || !fn.Name.IsExported() {
+				continue
+			}
+			recv := fn.Recv.List[0].Type.(*ast.Ident).Name
+			target := strings.ToLower(recv) + ":" + lowerFirst(fn.Name.Name)
+			doc := strings.Join(strings.Fields(fn.Doc.Text()), " ")
+			_, exits, ok := strings.Cut(doc, "Exit ")
+			if !ok {
+				continue
+			}
+			exits, _, _ = strings.Cut(exits, ".")
+			seen++
+			for _, m := range code.FindAllStringSubmatch(exits, -1) {
+				n, err := strconv.Atoi(m[1])
+				require.NoError(t, err)
+				assert.True(t, slices.ContainsFunc(exitCodes[target], func(c exitCode) bool { return c.Code == n }),
+					"the doc of %s names exit %d, which the table does not declare: %q", target, n, exits)
+			}
+		}
+	}
+	assert.NotZero(t, seen, "the docs were read")
 }
