@@ -76,11 +76,17 @@ func TestEntryPointsRunConcurrentlyInOneCheckout(t *testing.T) {
 	r := e.run(e.Main, "go", "tool", "mage", "-h", "sandbox:url")
 	require.Equal(t, 0, r.Code, r.String())
 	assert.Contains(t, r.Stdout, "mage sandbox:url [<flags>]")
+	// A wrong command line exits 64, never a target's own 2 ("gate failed").
 	r = e.run(e.Main, "go", "tool", "mage", "sandbox:up", "-timeout=abc")
-	assert.Equal(t, 2, r.Code, "mage's own exit code for a bad flag")
+	assert.Equal(t, 64, r.Code, "a bad flag is a usage error")
+	assert.Contains(t, r.Stderr, `sandbox:up: flag -timeout=abc: "abc" is not a duration`)
+	assert.Empty(t, r.Stdout, "nothing ran")
 	r = e.run(e.Main, "go", "tool", "mage", "sandbox:nosuchtarget")
-	assert.NotEqual(t, 0, r.Code)
-	assert.Contains(t, r.Stderr, "Unknown target")
+	assert.Equal(t, 64, r.Code)
+	assert.Contains(t, r.Stderr, `unknown target "sandbox:nosuchtarget"`)
+	r = e.run(e.Main, "go", "tool", "mage", "sandbox:create")
+	assert.Equal(t, 64, r.Code)
+	assert.Contains(t, r.Stderr, "sandbox:create needs <name>")
 
 	// A changed magefile, then a changed library file, take effect on the next call.
 	cache := filepath.Join(e.Home, ".cache", "ktrdr-sandbox", "mage")
@@ -111,6 +117,14 @@ func TestEntryPointsRunConcurrentlyInOneCheckout(t *testing.T) {
 	r = e.run(e.Main, "go", "run", "magefile.go", "sandbox:url")
 	require.Equal(t, 0, r.Code, r.String())
 	assert.Equal(t, before+1, programs(), "a library change builds a new program")
+	f, err = os.OpenFile(filepath.Join(e.Main, "internal", "targets", "doc.go"), os.O_APPEND|os.O_WRONLY, 0)
+	require.NoError(t, err)
+	_, err = f.WriteString("// changed by the e2e test\n")
+	require.NoError(t, err)
+	require.NoError(t, f.Close())
+	r = e.run(e.Main, "go", "tool", "mage", "sandbox:url")
+	require.Equal(t, 0, r.Code, r.String())
+	assert.Equal(t, before+2, programs(), "a change in the targets package builds a new program")
 }
 
 // 8 creates at once from the main checkout, through the README's entry

@@ -842,7 +842,7 @@ func TestListStatesOrphansAndStaleEntries(t *testing.T) {
 	assert.Equal(t, slots["ktrdr--gone"], gone.Slot)
 
 	require.Len(t, l.Orphans, 2)
-	assert.Equal(t, Orphan{Project: "ktrdr--ghost", Containers: 2, Remedy: "docker compose -p ktrdr--ghost down --volumes"}, l.Orphans[0])
+	assert.Equal(t, Orphan{Project: "ktrdr--ghost", Containers: 2}, l.Orphans[0])
 	assert.Equal(t, "renamed", l.Orphans[1].Project)
 
 	reg := e.registry(t)

@@ -41,7 +41,6 @@ type ListEntry struct {
 type Orphan struct {
 	Project    string `json:"project"`
 	Containers int    `json:"containers"`
-	Remedy     string `json:"remedy"`
 }
 
 // Listing is what List returns.
@@ -180,8 +179,7 @@ func (m *Manager) List(ctx context.Context) (*Listing, error) {
 		if !ours {
 			continue
 		}
-		out.Orphans = append(out.Orphans, Orphan{Project: project, Containers: len(st.Services),
-			Remedy: fmt.Sprintf("docker compose -p %s down --volumes", project)})
+		out.Orphans = append(out.Orphans, Orphan{Project: project, Containers: len(st.Services)})
 	}
 	sort.Slice(out.Orphans, func(i, j int) bool { return out.Orphans[i].Project < out.Orphans[j].Project })
 	return out, nil

@@ -68,8 +68,7 @@ type RegistryCorruptError struct {
 }
 
 func (e *RegistryCorruptError) Error() string {
-	return fmt.Sprintf("registry %s: %s; it was left untouched: inspect it and fix it by hand, or move it aside (mv %s %s.bad) and run init in each sandbox checkout, which registers it again from its env file",
-		e.Path, e.Reason, e.Path, e.Path)
+	return fmt.Sprintf("registry %s: %s; it was left untouched", e.Path, e.Reason)
 }
 
 func (e *RegistryCorruptError) Unwrap() error { return ErrRegistryCorrupt }

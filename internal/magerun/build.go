@@ -26,6 +26,10 @@ const (
 	touchAfter       = 24 * time.Hour
 )
 
+// stagedModule is the last element of the staged magefiles' module path
+// (<module path>/magerun_staged_magefiles): a folder no module has.
+const stagedModule = "magerun_staged_magefiles"
+
 // builder compiles one set of magefiles.
 type builder struct {
 	CacheDir  string   // the programs, their locks and staging folders
@@ -45,35 +49,40 @@ func exeName(key string) string {
 }
 
 // program returns the cached program of key, building it first when it is
-// missing (or when force is set). Builders of one key take turns under a
-// file lock; readers of a finished program take no lock.
-func (b builder) program(key string, force bool, rekey func() (string, error)) (string, error) {
+// missing (or when force is set), and its targets' signatures (nil when
+// they could not be read: the command line is then left to mage). Builders
+// of one key take turns under a file lock; readers of a finished program
+// take no lock. The signatures are put in place before the program, so a
+// program that is there has its signatures beside it.
+func (b builder) program(key string, force bool, rekey func() (string, error)) (string, *signatures, error) {
 	exe := filepath.Join(b.CacheDir, exeName(key))
+	sigPath := filepath.Join(b.CacheDir, key+signaturesSuffix)
 	if !force {
 		if ok := usable(exe); ok {
-			return exe, nil
+			return exe, readSignatures(sigPath), nil
 		}
 	}
 	if err := os.MkdirAll(b.CacheDir, 0o700); err != nil {
-		return "", fmt.Errorf("create the mage cache folder %s: %w", b.CacheDir, err)
+		return "", nil, fmt.Errorf("create the mage cache folder %s: %w", b.CacheDir, err)
 	}
 	lock := flock.New(filepath.Join(b.CacheDir, key+".lock"))
 	if err := lock.Lock(); err != nil {
-		return "", fmt.Errorf("lock %s: %w", lock.Path(), err)
+		return "", nil, fmt.Errorf("lock %s: %w", lock.Path(), err)
 	}
 	defer lock.Unlock()
 	if !force && usable(exe) {
-		return exe, nil // another process built it while this one waited
+		return exe, readSignatures(sigPath), nil // another process built it while this one waited
 	}
 	// Mage names the program in its help after the output file: "mage".
 	tmpDir, err := os.MkdirTemp(b.CacheDir, "tmp-"+key[:16]+"-")
 	if err != nil {
-		return "", fmt.Errorf("create a build folder in %s: %w", b.CacheDir, err)
+		return "", nil, fmt.Errorf("create a build folder in %s: %w", b.CacheDir, err)
 	}
 	defer os.RemoveAll(tmpDir)
 	tmp := filepath.Join(tmpDir, exeName("mage"))
-	if err := b.compile(tmp, "", "", ""); err != nil {
-		return "", err
+	sigs, err := b.compile(tmp, "", "", "")
+	if err != nil {
+		return "", nil, err
 	}
 	// A file saved while go built may be in the program: cache it only if
 	// the sources still have the key it was built for; else run it once.
@@ -81,16 +90,23 @@ func (b builder) program(key string, force bool, rekey func() (string, error)) (
 		if now, err := rekey(); err != nil || now != key {
 			once := filepath.Join(b.CacheDir, "tmp-run-"+strconv.Itoa(os.Getpid()))
 			if err := os.Rename(tmp, once); err != nil {
-				return "", fmt.Errorf("keep the compiled magefiles at %s: %w", once, err)
+				return "", nil, fmt.Errorf("keep the compiled magefiles at %s: %w", once, err)
 			}
-			return once, nil
+			return once, sigs, nil
 		}
 	}
+	if sigs != nil {
+		if err := writeSignatures(sigPath, sigs); err != nil {
+			return "", nil, err
+		}
+	} else {
+		os.Remove(sigPath) // none of an earlier build of this key may speak for this one
+	}
 	if err := os.Rename(tmp, exe); err != nil {
-		return "", fmt.Errorf("put the compiled magefiles in place at %s: %w", exe, err)
+		return "", nil, fmt.Errorf("put the compiled magefiles in place at %s: %w", exe, err)
 	}
 	b.prune(key)
-	return exe, nil
+	return exe, sigs, nil
 }
 
 // usable reports whether exe is a finished program, and marks it used.
@@ -110,47 +126,50 @@ func usable(exe string) bool {
 // builds in one process take turns.
 var compileMu sync.Mutex
 
-// compile builds the magefiles into out. Mage generates its main file in a
-// private staging copy of the magefiles; a go.work joins that copy to the
-// module, so the build sees the module's packages and requirements, and
-// nothing is written into the work tree.
-func (b builder) compile(out, goos, goarch, ldflags string) error {
+// compile builds the magefiles into out and returns their targets'
+// signatures (nil when they could not be read). Mage generates its main
+// file in a private staging copy of the magefiles; a go.work joins that
+// copy to the module, so the build sees the module's packages and
+// requirements, and nothing is written into the work tree.
+func (b builder) compile(out, goos, goarch, ldflags string) (*signatures, error) {
 	compileMu.Lock()
 	defer compileMu.Unlock()
 	if err := os.MkdirAll(b.CacheDir, 0o700); err != nil {
-		return fmt.Errorf("create the mage cache folder %s: %w", b.CacheDir, err)
+		return nil, fmt.Errorf("create the mage cache folder %s: %w", b.CacheDir, err)
 	}
 	stage, err := os.MkdirTemp(b.CacheDir, "stage-")
 	if err != nil {
-		return fmt.Errorf("create a staging folder in %s: %w", b.CacheDir, err)
+		return nil, fmt.Errorf("create a staging folder in %s: %w", b.CacheDir, err)
 	}
 	defer os.RemoveAll(stage)
 	// Named magefiles: mage then takes every Go file of the folder, which
 	// are exactly the magefiles chosen from the source folder.
 	dir := filepath.Join(stage, mage.MagefilesDirName)
 	if err := os.Mkdir(dir, 0o700); err != nil {
-		return fmt.Errorf("create %s: %w", dir, err)
+		return nil, fmt.Errorf("create %s: %w", dir, err)
 	}
 	for _, f := range b.Files {
 		data, err := os.ReadFile(f)
 		if err != nil {
-			return fmt.Errorf("read magefile %s: %w", f, err)
+			return nil, fmt.Errorf("read magefile %s: %w", f, err)
 		}
 		if err := os.WriteFile(filepath.Join(dir, filepath.Base(f)), data, 0o600); err != nil {
-			return fmt.Errorf("stage magefile %s: %w", f, err)
+			return nil, fmt.Errorf("stage magefile %s: %w", f, err)
 		}
 	}
 	goVersion := b.Mod.GoVersion
 	if goVersion == "" {
 		goVersion = "1.21"
 	}
-	if err := os.WriteFile(filepath.Join(dir, "go.mod"), []byte("module magerun.invalid/magefiles\n\ngo "+goVersion+"\n"), 0o600); err != nil {
-		return fmt.Errorf("stage go.mod: %w", err)
+	// The staged module's path lies under the module's own, so that the
+	// magefiles may import its internal packages.
+	if err := os.WriteFile(filepath.Join(dir, "go.mod"), []byte("module "+b.Mod.Path+"/"+stagedModule+"\n\ngo "+goVersion+"\n"), 0o600); err != nil {
+		return nil, fmt.Errorf("stage go.mod: %w", err)
 	}
 	work := fmt.Sprintf("go %s\n\nuse (\n\t./%s\n\t%s\n)\n", goVersion, mage.MagefilesDirName, strconv.Quote(b.Mod.Root))
 	workFile := filepath.Join(stage, "go.work")
 	if err := os.WriteFile(workFile, []byte(work), 0o600); err != nil {
-		return fmt.Errorf("stage go.work: %w", err)
+		return nil, fmt.Errorf("stage go.work: %w", err)
 	}
 	restoreWork := setenv("GOWORK", workFile)
 	restoreFlags := func() {}
@@ -176,10 +195,18 @@ func (b builder) compile(out, goos, goarch, ldflags string) error {
 		GOOS: goos, GOARCH: goarch, Ldflags: ldflags, Keep: true,
 		Stdout: w, Stderr: w, Stdin: strings.NewReader(""),
 	})
+	var sigs *signatures
+	if rc == 0 {
+		// Parsed as mage parsed them for the build, in the same workspace.
+		var err error
+		if sigs, err = parseSignatures(b.GoCmd, dir, b.Files, b.Multiline); err != nil && b.Debug {
+			fmt.Fprintln(b.Log, "magerun:", err)
+		}
+	}
 	restoreFlags()
 	restoreWork()
 	if rc == 0 {
-		return nil
+		return sigs, nil
 	}
 	// Workspace mode ignores a vendor folder and the user's own go.work: if
 	// mage generated its main file, build it in the module itself, the file
@@ -188,7 +215,7 @@ func (b builder) compile(out, goos, goarch, ldflags string) error {
 	if _, err := os.Stat(generated); err == nil {
 		var second bytes.Buffer
 		if err := b.overlayBuild(stage, generated, out, goos, goarch, ldflags, &second); err == nil {
-			return nil
+			return nil, nil // the command line is left to mage
 		}
 		output.WriteString("\n(then, built in the module with -overlay)\n")
 		output.Write(second.Bytes())
@@ -196,7 +223,7 @@ func (b builder) compile(out, goos, goarch, ldflags string) error {
 	if !b.Debug {
 		b.Log.Write(output.Bytes())
 	}
-	return fmt.Errorf("compile the magefiles of %s: mage exited %d (its output is above)", b.Mod.Root, rc)
+	return nil, fmt.Errorf("compile the magefiles of %s: mage exited %d (its output is above)", b.Mod.Root, rc)
 }
 
 // overlayBuild compiles the magefiles in their own folder with mage's
@@ -266,6 +293,8 @@ func (b builder) prune(keep string) {
 		age := now.Sub(fi.ModTime())
 		path := filepath.Join(b.CacheDir, name)
 		switch {
+		case strings.HasSuffix(name, signaturesSuffix):
+			removeOrphanSignatures(b.CacheDir, name)
 		case strings.HasPrefix(name, "stage-") || strings.HasPrefix(name, "tmp-"):
 			if age > leftStageAge {
 				os.RemoveAll(path)

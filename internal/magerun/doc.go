@@ -28,6 +28,15 @@
 //     (exec on Unix), so signals, standard streams and the exit code are the
 //     target's own.
 //
+// The command line is checked before the program runs: at build time the
+// targets' signatures (names, arguments, flags and their types, as mage
+// parses them) are kept beside the program (<key>.targets.json), and a call
+// that names no target, misses an argument, or gives an unknown flag or a
+// value of the wrong type exits ExitUsage (64) with a message naming the
+// target, the flag and the type expected. Mage's program would exit 2,
+// which targets use for their own failures. Mage's own flags that do not
+// parse exit 64 too.
+//
 // Mage's own commands (-version, -init, -clean, -install, -autocomplete)
 // are passed to mage unchanged; -compile builds through the same staging
 // copy. Cached programs unused for two weeks are removed after a build.

@@ -78,7 +78,7 @@ type keyInputs struct {
 
 // recipe changes when magerun builds programs differently, so that
 // programs built the old way are not reused.
-const recipe = 2
+const recipe = 4
 
 // buildEnvKeys are the variables that change what `go build` produces.
 var buildEnvKeys = []string{"GOOS", "GOARCH", "GOFLAGS", "CGO_ENABLED", "GOEXPERIMENT", "GOAMD64", "GOARM", "GOARM64", "GO386", "GOTOOLCHAIN",

@@ -103,7 +103,7 @@ func TestFindModuleErrors(t *testing.T) {
 	assert.ErrorContains(t, err, "no module line")
 }
 
-// Old programs go; lock files stay (a builder may wait on one).
+// Old programs go with their signatures; lock files stay (a builder may wait on one).
 func TestPruneKeepsRecentAndCurrent(t *testing.T) {
 	dir := t.TempDir()
 	old := "0000000000000000000000000000000000000000000000000000000000000001"
@@ -112,6 +112,7 @@ func TestPruneKeepsRecentAndCurrent(t *testing.T) {
 	for _, k := range []string{old, recent, current} {
 		require.NoError(t, os.WriteFile(filepath.Join(dir, k), nil, 0o700))
 		require.NoError(t, os.WriteFile(filepath.Join(dir, k+".lock"), nil, 0o600))
+		require.NoError(t, os.WriteFile(filepath.Join(dir, k+signaturesSuffix), nil, 0o600))
 	}
 	require.NoError(t, os.Mkdir(filepath.Join(dir, "stage-left"), 0o700))
 	require.NoError(t, os.WriteFile(filepath.Join(dir, "unrelated"), nil, 0o600))
@@ -123,6 +124,7 @@ func TestPruneKeepsRecentAndCurrent(t *testing.T) {
 	for name, want := range map[string]bool{
 		old: false, old + ".lock": true, recent: true, recent + ".lock": true,
 		current: true, current + ".lock": true, "stage-left": false, "unrelated": true,
+		old + signaturesSuffix: false, recent + signaturesSuffix: true, current + signaturesSuffix: true,
 	} {
 		_, err := os.Stat(filepath.Join(dir, name))
 		assert.Equal(t, want, err == nil, name)

@@ -25,7 +25,7 @@ func Run(stdout, stderr io.Writer, stdin io.Reader, args []string) int {
 	}
 	if err != nil {
 		fmt.Fprintln(stderr, "Error:", err)
-		return 2
+		return ExitUsage
 	}
 	if cmd == mage.Version {
 		fmt.Fprintf(stdout, "Mage Build Tool %s (run by magerun: compiled once per change into %s)\n", mageVersion(), cacheDirOrEmpty())
@@ -73,7 +73,7 @@ func run(inv mage.Invocation, stdout, stderr io.Writer, stdin io.Reader) (int, e
 	}
 	b := builder{CacheDir: cacheDir, Mod: mod, Files: files, GoCmd: goCmd, Multiline: inv.Multiline, Debug: inv.Debug, Log: stderr}
 	if inv.CompileOut != "" {
-		if err := b.compile(absIn(cwd, inv.CompileOut), inv.GOOS, inv.GOARCH, inv.Ldflags); err != nil {
+		if _, err := b.compile(absIn(cwd, inv.CompileOut), inv.GOOS, inv.GOARCH, inv.Ldflags); err != nil {
 			return 1, err
 		}
 		return 0, nil
@@ -82,12 +82,19 @@ func run(inv mage.Invocation, stdout, stderr io.Writer, stdin io.Reader) (int, e
 	if err != nil {
 		return 1, err
 	}
-	exe, err := b.program(key, inv.Force, func() (string, error) {
+	exe, sigs, err := b.program(key, inv.Force, func() (string, error) {
 		k, _, err := computeKey(mod, files, keyInputs{GoCmd: goCmd, Multiline: inv.Multiline, Env: os.Getenv})
 		return k, err
 	})
 	if err != nil {
 		return 1, err
+	}
+	// A command line the program would refuse exits 64 here, so that the
+	// targets' own codes (2 and up) never mean "bad flag".
+	if sigs != nil && !inv.List && !inv.Help {
+		if err := sigs.check(inv.Args); err != nil {
+			return ExitUsage, err
+		}
 	}
 	return execProgram(exe, inv, workDir, targetEnv(inv), stdout, stderr, stdin)
 }

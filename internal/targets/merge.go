@@ -1,10 +1,7 @@
-//go:build mage
-
-package main
+package targets
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -28,7 +25,7 @@ func liveCheck(standin bool) func(ctx context.Context) error {
 		if gr != nil && !gr.Passed {
 			for _, c := range gr.Checks {
 				if !c.Passed {
-					fmt.Printf("    gate: %s (%s): %s\n", c.Name, c.Service, c.LastError)
+					fmt.Fprintf(stdout, "    gate: %s (%s): %s\n", c.Name, c.Service, c.LastError)
 				}
 			}
 		}
@@ -45,7 +42,7 @@ func mergeOptions(from, accept *string) (merge.Options, error) {
 	if accept != nil {
 		list, err := merge.ParseAccept(*accept)
 		if err != nil {
-			return opts, fail(1, err, "name each intended change as <service>.<field> the way the report shows it, e.g. -accept=db.image,backend.environment")
+			return opts, &acceptError{err}
 		}
 		opts.Accept = list
 	}
@@ -80,7 +77,8 @@ func acceptHint(target string, rep merge.Report) string {
 func (Merge) Apply(ctx context.Context,
 	from *string, // merged source (default docker-compose.sandbox.yml)
 	accept *string, // intended changes to the main stack: <service>.<field>,*.<field>,name,volumes,networks
-) error {
+) (err error) {
+	defer exitAs(tApply, &err)
 	opts, err := mergeOptions(from, accept)
 	if err != nil {
 		return err
@@ -88,16 +86,9 @@ func (Merge) Apply(ctx context.Context,
 	res, err := merge.Apply(ctx, opts)
 	printReport(res.Report)
 	if err != nil {
-		if errors.Is(err, merge.ErrMergeApplied) {
-			return fail(1, err, "")
-		}
-		hint := acceptHint("merge:apply", res.Report)
-		if hint == "" {
-			hint = "docker-compose.yml is unchanged; fix the source and run merge:apply again"
-		}
-		return fail(1, err, hint)
+		return &refusedMergeError{err, res.Report}
 	}
-	fmt.Printf("merged %s (rollback point: tag %s, backup %s); undo with `go tool mage merge:rollback`\n",
+	fmt.Fprintf(stdout, "merged %s (rollback point: tag %s, backup %s); undo with `go tool mage merge:rollback`\n",
 		res.File, res.Tag, res.Backup)
 	return nil
 }
@@ -108,7 +99,8 @@ func (Merge) Verify(ctx context.Context,
 	standin *bool, // with -live: run the bundled stand-in images
 	from *string, // merge source the services item compares with (default: the one merge:apply used)
 	accept *string, // intended changes to the main stack, besides those merge:apply accepted
-) error {
+) (err error) {
+	defer exitAs(tVerify, &err)
 	opts, err := mergeOptions(from, accept)
 	if err != nil {
 		return err
@@ -119,39 +111,28 @@ func (Merge) Verify(ctx context.Context,
 	rep, err := merge.Verify(ctx, opts)
 	printReport(rep)
 	if err != nil {
-		return fail(1, err, "")
+		return err
 	}
-	if failed := rep.Failed(); len(failed) > 0 {
-		hint := "fix docker-compose.yml, or restore the pre-merge file with `go tool mage merge:rollback`"
-		if h := acceptHint("merge:verify", rep); h != "" {
-			hint += "; " + h
-		}
-		return fail(1, fmt.Errorf("merge:verify: %d of %d items failed for %s", len(failed), len(rep.Items), rep.File), hint)
+	if len(rep.Failed()) > 0 {
+		return &verifyFailedError{rep}
 	}
-	fmt.Printf("merge:verify: all %d items pass\n", len(rep.Items))
+	fmt.Fprintf(stdout, "merge:verify: all %d items pass\n", len(rep.Items))
 	return nil
 }
 
 // Rollback restores the pre-merge docker-compose.yml byte for byte (from the backup, else the rollback tag); no docker, harmless twice. Exit 0 ok, 1 failed.
-func (Merge) Rollback(ctx context.Context) error {
+func (Merge) Rollback(ctx context.Context) (err error) {
+	defer exitAs(tRollback, &err)
 	res, err := merge.Rollback(ctx, merge.Options{})
 	if err != nil {
-		hint := ""
-		if res.Tag != "" {
-			rel := res.Rel
-			if rel == "" {
-				rel = "docker-compose.yml"
-			}
-			hint = fmt.Sprintf("the pre-merge file is at tag %s: git show %s:%s", res.Tag, res.Tag, rel)
-		}
-		return fail(1, err, hint)
+		return &rollbackError{err, res}
 	}
-	fmt.Println(res.Message)
+	fmt.Fprintln(stdout, res.Message)
 	return nil
 }
 
 func printReport(r merge.Report) {
 	for _, it := range r.Items {
-		fmt.Println(it)
+		fmt.Fprintln(stdout, it)
 	}
 }

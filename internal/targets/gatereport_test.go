@@ -1,4 +1,4 @@
-package sandbox
+package targets
 
 import (
 	"bytes"
@@ -11,6 +11,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/ktrdr/sandboxkit/sandbox"
 )
 
 func gateLogs(n int) string {
@@ -24,7 +26,7 @@ func gateLogs(n int) string {
 func TestWriteGateReportPassed(t *testing.T) {
 	var buf bytes.Buffer
 	res := gate.Result{Passed: true, Elapsed: 12300 * time.Millisecond, Checks: []gate.CheckResult{{Name: "Database ready", Service: "db", Passed: true, Attempts: 1}}}
-	WriteGateReport(&buf, res, []NamedURL{{"API", "http://localhost:8003/api/v1"}, {"Grafana", "http://localhost:3003"}}, nil)
+	writeGateReport(&buf, res, []sandbox.NamedURL{{Label: "API", URL: "http://localhost:8003/api/v1"}, {Label: "Grafana", URL: "http://localhost:3003"}}, nil)
 	out := buf.String()
 
 	assert.True(t, strings.HasPrefix(out, "Startability Gate: PASSED"), out)
@@ -64,7 +66,7 @@ func TestWriteGateReportFailed(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			var buf bytes.Buffer
-			WriteGateReport(&buf, tt.res, []NamedURL{{"API", "http://localhost:8003"}}, tt.logs)
+			writeGateReport(&buf, tt.res, []sandbox.NamedURL{{Label: "API", URL: "http://localhost:8003"}}, tt.logs)
 			out := buf.String()
 			for _, w := range tt.want {
 				assert.Contains(t, out, w)
@@ -92,7 +94,7 @@ func TestWriteGateReportSharedServiceLogsOnce(t *testing.T) {
 		{Name: "Backend healthy", Service: "backend", LastError: "x"},
 		{Name: "Workers registered", Service: "backend", LastError: "y"},
 	}}
-	WriteGateReport(&buf, res, nil, map[string]string{"backend": "only line\n"})
+	writeGateReport(&buf, res, nil, map[string]string{"backend": "only line\n"})
 	assert.Equal(t, 1, strings.Count(buf.String(), "only line"))
 	assert.Contains(t, buf.String(), "(logs of backend shown above)")
 }
@@ -109,7 +111,7 @@ func gateProgressStates() []gate.State {
 
 func TestGateProgressPlain(t *testing.T) {
 	var buf bytes.Buffer
-	update, stop := NewGateProgress(&buf, false)
+	update, stop := newGateProgress(&buf, false)
 	for _, s := range gateProgressStates() {
 		update(s)
 	}
@@ -124,7 +126,7 @@ func TestGateProgressInterrupted(t *testing.T) {
 	t.Setenv("NO_COLOR", "1")
 	for _, tty := range []bool{false, true} {
 		var buf bytes.Buffer
-		update, stop := NewGateProgress(&buf, tty)
+		update, stop := newGateProgress(&buf, tty)
 		for _, s := range states {
 			update(s)
 		}
@@ -138,7 +140,7 @@ func TestGateProgressTerminal(t *testing.T) {
 	t.Setenv("NO_COLOR", "")
 	t.Setenv("TERM", "xterm")
 	var buf bytes.Buffer
-	update, stop := NewGateProgress(&buf, true)
+	update, stop := newGateProgress(&buf, true)
 	for _, s := range gateProgressStates() {
 		update(s)
 	}
@@ -153,7 +155,7 @@ func TestGateProgressTerminal(t *testing.T) {
 func TestGateProgressTerminalNoColor(t *testing.T) {
 	t.Setenv("NO_COLOR", "1")
 	var buf bytes.Buffer
-	update, stop := NewGateProgress(&buf, true)
+	update, stop := newGateProgress(&buf, true)
 	for _, s := range gateProgressStates() {
 		update(s)
 	}

@@ -1,13 +1,9 @@
-//go:build mage
-
-package main
+package targets
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"os"
 	"strings"
 
@@ -21,10 +17,11 @@ func (Sandbox) InitShared(ctx context.Context,
 	from *string, // backup folder holding data/, models/, strategies/ (or one of them)
 	minimal *bool, // create the empty folders only
 	merge *bool, // overwrite existing files that differ from the backup
-) error {
+) (err error) {
+	defer exitAs(tInitShared, &err)
 	home, err := os.UserHomeDir()
 	if err != nil {
-		return fail(1, fmt.Errorf("find the home folder: %w", err), "set HOME")
+		return &homeError{err}
 	}
 	opts := sandbox.KTRDR().SharedOptions(home)
 	if from != nil {
@@ -37,40 +34,28 @@ func (Sandbox) InitShared(ctx context.Context,
 	}
 	rep, err := shared.Init(ctx, opts)
 	if err != nil {
-		var ce *shared.ConflictError
-		switch {
-		case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
-			return fail(1, err, "interrupted: what this run had copied or created was removed again and replaced files were put back; run it again to copy")
-		case errors.As(err, &ce) && len(ce.Clashes) > 0:
-			return fail(1, err, "move the clashing paths out of "+ce.Root+", then run it again")
-		case errors.As(err, &ce):
-			return fail(1, err, "run it again with -merge to overwrite them with the backup's version")
-		}
-		if errors.Is(err, fs.ErrNotExist) {
-			return fail(1, err, "check the -from path")
-		}
-		return fail(1, err, "nothing was left half done: what this run had copied or created was removed again; fix the cause above and run it again")
+		return err
 	}
 
-	fmt.Printf("shared folders in %s:\n", rep.Root)
+	fmt.Fprintf(stdout, "shared folders in %s:\n", rep.Root)
 	for _, f := range rep.Folders {
-		fmt.Printf("  %-12s %7d %-5s %10s\n", f.Name, f.Files, sharedPlural(f.Files, "file", "files"), sharedSize(f.Bytes))
+		fmt.Fprintf(stdout, "  %-12s %7d %-5s %10s\n", f.Name, f.Files, sharedPlural(f.Files, "file", "files"), sharedSize(f.Bytes))
 	}
 	if rep.From != "" {
-		fmt.Printf("from %s: %d new, %d overwritten (%s written), %d identical left alone\n",
+		fmt.Fprintf(stdout, "from %s: %d new, %d overwritten (%s written), %d identical left alone\n",
 			rep.From, len(rep.Copied), len(rep.Overwritten), sharedSize(rep.CopiedBytes), len(rep.Skipped))
 		for _, p := range rep.Overwritten {
-			fmt.Printf("  overwrote %s\n", p)
+			fmt.Fprintf(stdout, "  overwrote %s\n", p)
 		}
 		for _, p := range rep.Ignored {
-			fmt.Printf("  not copied: %s\n", p)
+			fmt.Fprintf(stdout, "  not copied: %s\n", p)
 		}
 	}
 	// Sandboxes made before the shared folders existed keep their own ./data.
 	if m, err := sandbox.LoadManager(home, io.Discard); err == nil {
 		if ids, err := m.OwnDataSandboxes(); err == nil && len(ids) > 0 {
-			fmt.Printf("note: %d sandbox(es) created before these folders existed still mount their own ./data, ./models, ./strategies: %s\n", len(ids), strings.Join(ids, ", "))
-			fmt.Println("  to share, destroy and create them again (their .env.sandbox is written at create time)")
+			fmt.Fprintf(stdout, "note: %d sandbox(es) created before these folders existed still mount their own ./data, ./models, ./strategies: %s\n", len(ids), strings.Join(ids, ", "))
+			fmt.Fprintln(stdout, "  to share, destroy and create them again (their .env.sandbox is written at create time)")
 		}
 	}
 	return nil
@@ -80,10 +65,11 @@ func (Sandbox) InitShared(ctx context.Context,
 func (Sandbox) URL(
 	url *string, // explicit URL; printed as is
 	port *int, // explicit port on localhost
-) error {
+) (err error) {
+	defer exitAs(tURL, &err)
 	cwd, err := os.Getwd()
 	if err != nil {
-		return fail(1, fmt.Errorf("find the current folder: %w", err), "")
+		return fmt.Errorf("find the current folder: %w", err)
 	}
 	var u string
 	var p int
@@ -95,24 +81,20 @@ func (Sandbox) URL(
 	}
 	resolved, err := sandbox.ResolveAPIURL(u, p, cwd)
 	if err != nil {
-		var ef *sandbox.EnvFileError
-		switch {
-		case errors.Is(err, sandbox.ErrEnvSymlink):
-			return fail(1, err, "a sandbox's .env.sandbox is written by sandbox:create and sandbox:init, never linked: remove the symlink (or pass -port=N)")
-		case errors.As(err, &ef) && ef.Key != "":
-			return fail(1, err, "the tool writes "+ef.Key+" as plain decimal digits (e.g. 8001, no sign, no leading zero): fix it in "+ef.Path+", or pass -port=N")
-		}
-		return fail(1, err, "")
+		return err
 	}
-	fmt.Println(resolved)
+	fmt.Fprintln(stdout, resolved)
 	return nil
 }
 
 // sharedProgressPrinter reports copy progress on stderr: one updating line on
 // a terminal, otherwise a line every 10%.
 func sharedProgressPrinter() func(copied, total int64, files int) {
-	fi, err := os.Stderr.Stat()
-	terminal := err == nil && fi.Mode()&os.ModeCharDevice != 0
+	terminal := false
+	if f, ok := stderr.(*os.File); ok {
+		fi, err := f.Stat()
+		terminal = err == nil && fi.Mode()&os.ModeCharDevice != 0
+	}
 	lastTenth := -1
 	return func(copied, total int64, files int) {
 		if total <= 0 {
@@ -126,12 +108,12 @@ func sharedProgressPrinter() func(copied, total int64, files int) {
 			if copied >= total {
 				end = "\n"
 			}
-			fmt.Fprintf(os.Stderr, "\r%-70s%s", line, end)
+			fmt.Fprintf(stderr, "\r%-70s%s", line, end)
 			return
 		}
 		if tenth := pct / 10; tenth > lastTenth {
 			lastTenth = tenth
-			fmt.Fprintln(os.Stderr, line)
+			fmt.Fprintln(stderr, line)
 		}
 	}
 }

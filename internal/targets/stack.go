@@ -1,0 +1,29 @@
+package targets
+
+import (
+	"context"
+	"fmt"
+	"os"
+
+	"github.com/magefile/mage/mg"
+
+	"github.com/ktrdr/sandboxkit/sandbox"
+)
+
+// Stack holds targets for the bundled stand-in stack.
+type Stack mg.Namespace
+
+// Images builds the stand-in image (ktrdr-standin:dev) from ./cmd/standin with no registry.
+func (Stack) Images(ctx context.Context) (err error) {
+	defer exitAs(tImages, &err)
+	p := sandbox.KTRDR()
+	cwd, err := os.Getwd()
+	if err != nil {
+		return fmt.Errorf("find the current folder: %w", err)
+	}
+	if err := sandbox.BuildStandinImage(ctx, runner, cwd, p.StandinSource, p.StandinImage, stdout); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "Built %s\n", p.StandinImage)
+	return nil
+}
