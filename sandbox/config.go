@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -50,8 +49,8 @@ func (p *Profile) LoadConfig(home string) (Config, error) {
 }
 
 // LoadManager is NewManager with the user's settings applied.
-func LoadManager(home string, out io.Writer) (*Manager, error) {
-	m := NewManager(home, out)
+func LoadManager(home string) (*Manager, error) {
+	m := NewManager(home)
 	c, err := m.Profile.LoadConfig(home)
 	if err != nil {
 		return nil, err

@@ -17,14 +17,14 @@ func TestLoadManagerSlotSetting(t *testing.T) {
 		require.NoError(t, os.WriteFile(path, []byte(content), 0o644))
 	}
 	t.Run("no file: slots 1–10", func(t *testing.T) {
-		m, err := LoadManager(t.TempDir(), nil)
+		m, err := LoadManager(t.TempDir())
 		require.NoError(t, err)
 		assert.Equal(t, 10, m.Profile.MaxSlot)
 	})
 	t.Run("wider range", func(t *testing.T) {
 		home := t.TempDir()
 		write(t, home, `{"max_slot": 42}`)
-		m, err := LoadManager(home, nil)
+		m, err := LoadManager(home)
 		require.NoError(t, err)
 		assert.Equal(t, 42, m.Profile.MaxSlot)
 		assert.Equal(t, 10, KTRDR().MaxSlot, "the default profile is not changed")
@@ -32,7 +32,7 @@ func TestLoadManagerSlotSetting(t *testing.T) {
 	t.Run("100 slots: the worker rules hold up to where they collide, then a chosen block; every port distinct", func(t *testing.T) {
 		home := t.TempDir()
 		write(t, home, `{"max_slot": 100}`)
-		m, err := LoadManager(home, nil)
+		m, err := LoadManager(home)
 		require.NoError(t, err)
 		assert.Equal(t, 100, m.Profile.MaxSlot)
 		sp, _, err := m.stackOf(t.Context(), "..", nil)
@@ -57,7 +57,7 @@ func TestLoadManagerSlotSetting(t *testing.T) {
 	t.Run("a range over 100", func(t *testing.T) {
 		home := t.TempDir()
 		write(t, home, `{"max_slot": 101}`)
-		_, err := LoadManager(home, nil)
+		_, err := LoadManager(home)
 		var pc *PortCollisionError
 		require.ErrorAs(t, err, &pc)
 		assert.Contains(t, err.Error(), "config.json")
@@ -65,7 +65,7 @@ func TestLoadManagerSlotSetting(t *testing.T) {
 	t.Run("typo", func(t *testing.T) {
 		home := t.TempDir()
 		write(t, home, `{"maxslot": 20}`)
-		_, err := LoadManager(home, nil)
+		_, err := LoadManager(home)
 		assert.ErrorContains(t, err, `unknown field "maxslot"`)
 	})
 }

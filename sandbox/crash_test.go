@@ -4,7 +4,6 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"strings"
 	"sync"
 	"testing"
 
@@ -287,7 +286,7 @@ func TestConcurrentCreatesTakeDistinctSlots(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			m := &Manager{Profile: KTRDR(), Home: e.home, Runner: e.r, Out: &strings.Builder{}, Now: lcNow}
+			m := &Manager{Profile: KTRDR(), Home: e.home, Runner: e.r, Now: lcNow}
 			c, err := m.Create(t.Context(), CreateOptions{Name: "par-" + string(rune('a'+i)), Dir: e.main})
 			errs[i] = err
 			if err == nil {

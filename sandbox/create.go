@@ -243,9 +243,9 @@ func (m *Manager) Create(ctx context.Context, o CreateOptions) (res *Created, er
 		return nil, &WorktreeError{Path: path, Err: err}
 	}
 	if exists {
-		m.say("Created worktree %s on branch %s", path, branch)
+		m.emit(Event{Kind: EvWorktreeCreated, Path: path, Branch: branch})
 	} else {
-		m.say("Created worktree %s on new branch %s", path, branch)
+		m.emit(Event{Kind: EvWorktreeCreated, Path: path, Branch: branch, NewBranch: true})
 	}
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("create %s: %w", id, err)
@@ -339,7 +339,7 @@ func (m *Manager) reserveSlot(ctx context.Context, sp *Profile, id string, entry
 		return 0, skipped, err
 	}
 	u.add(func(ctx context.Context) { m.Registry().Unregister(ctx, id) })
-	m.say("Reserved slot %d for %s", slot, id)
+	m.emit(Event{Kind: EvSlotReserved, ID: id, Slot: slot})
 	return slot, skipped, nil
 }
 

@@ -182,12 +182,12 @@ func (m *Manager) Destroy(ctx context.Context, o DestroyOptions) (*Destroyed, er
 		// sandbox here, and say what stays there.
 		res.LeftOnEngine = fmt.Sprintf("docker --context %s compose -p %s down --volumes; docker --context %s volume rm $(docker --context %s volume ls -q --filter label=%s=%s)",
 			in.Engine.Context, id, in.Engine.Context, in.Engine.Context, m.Profile.InstanceLabel, id)
-		m.say("Engine %s did not answer: the stack of %s and its volumes stay there (%v)", in.Engine.Name(), id, unreachable.Err)
+		m.emit(Event{Kind: EvEngineUnreachable, ID: id, Engine: in.Engine.Name(), Err: unreachable.Err.Error()})
 	case err != nil:
 		return nil, err
 	default:
 		res.StackRemoved = true
-		m.say("Removed the stack of %s (containers, network, volumes)", id)
+		m.emit(Event{Kind: EvStackRemoved, ID: id})
 	}
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("destroy %s: %w", id, err)
@@ -215,10 +215,10 @@ func (m *Manager) Destroy(ctx context.Context, o DestroyOptions) (*Destroyed, er
 			return nil, err
 		}
 		res.WorktreeRemoved = exists
-		m.say("Removed worktree %s", in.Path)
+		m.emit(Event{Kind: EvWorktreeRemoved, Path: in.Path})
 	case removeTree:
 		m.git(ctx, in.ParentRepo, "worktree", "prune")
-		m.say("Worktree %s was already gone", in.Path)
+		m.emit(Event{Kind: EvWorktreeAlreadyGone, Path: in.Path})
 	default:
 		res.KeptCheckout = true
 		if e, err := p.ReadEnv(envPath); err == nil && e.InstanceID == id {
@@ -226,7 +226,7 @@ func (m *Manager) Destroy(ctx context.Context, o DestroyOptions) (*Destroyed, er
 				return nil, fmt.Errorf("remove %s: %w", envPath, err)
 			}
 		}
-		m.say("Kept the checkout %s (removed its %s)", in.Path, p.EnvFile)
+		m.emit(Event{Kind: EvCheckoutKept, Path: in.Path, Source: p.EnvFile})
 	}
 	if removeTree && mt.BranchCreated && mt.Branch != "" && dirExists(in.ParentRepo) && unfinished {
 		// A git killed while it wrote the branch leaves the ref's lock file,
@@ -248,7 +248,7 @@ func (m *Manager) Destroy(ctx context.Context, o DestroyOptions) (*Destroyed, er
 				return nil, fmt.Errorf("delete branch %s, which this sandbox created: %w", mt.Branch, err)
 			}
 			res.BranchDeleted = mt.Branch
-			m.say("Deleted branch %s (created by this sandbox)", mt.Branch)
+			m.emit(Event{Kind: EvBranchDeleted, Branch: mt.Branch})
 		}
 	}
 
@@ -317,7 +317,7 @@ func (m *Manager) clearRefLock(ctx context.Context, repo, branch string) error {
 	if err := os.Remove(path); err != nil {
 		return fmt.Errorf("remove the lock file %s that a killed git left on branch %s: %w", path, branch, err)
 	}
-	m.say("Removed %s, left by a git killed while it wrote branch %s", path, branch)
+	m.emit(Event{Kind: EvRefLockRemoved, Path: path, Branch: branch})
 	return nil
 }
 

@@ -163,7 +163,7 @@ func (m *Manager) on(e Engine) *Manager {
 	if base == nil {
 		base = m.Runner
 	}
-	n := &Manager{Profile: m.Profile, Home: m.Home, Out: m.Out, Now: m.Now, engine: e, base: base, Runner: base}
+	n := &Manager{Profile: m.Profile, Home: m.Home, Events: m.Events, Log: m.Log, Now: m.Now, engine: e, base: base, Runner: base}
 	if e.Context != "" {
 		n.Runner = contextRunner{Runner: base, context: e.Context}
 	}

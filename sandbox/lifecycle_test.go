@@ -182,7 +182,7 @@ func lcSetup(t *testing.T) *lcEnv {
 	e.main = filepath.Join(e.dev, "ktrdr2")
 	require.NoError(t, os.MkdirAll(e.home, 0o755))
 	lcRepo(t, e.main, true)
-	e.m = &Manager{Profile: KTRDR(), Home: e.home, Runner: e.r, Out: t.Output(), Now: lcNow}
+	e.m = &Manager{Profile: KTRDR(), Home: e.home, Runner: e.r, Events: func(e Event) { t.Logf("event %+v", e) }, Log: t.Output(), Now: lcNow}
 	return e
 }
 

@@ -55,7 +55,7 @@ func (m *Manager) CheckMainStack(ctx context.Context, root string, standin bool,
 		c.Down(cctx, stack, true, nil)
 		m.removeInstanceDir(project)
 	}()
-	m.say("Starting the main stack from %s as project %s on the standard ports…", p.MainCompose, project)
+	m.emit(Event{Kind: EvMainStackStarting, ID: project, Source: p.MainCompose})
 	if err := c.Up(ctx, stack, false, nil); err != nil {
 		return nil, &ComposeError{Err: err}
 	}

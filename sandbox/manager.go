@@ -22,7 +22,8 @@ type Manager struct {
 	Profile *Profile
 	Home    string           // the user's home: the registry lives under it
 	Runner  Runner           // docker, compose and git
-	Out     io.Writer        // progress lines for a person; io.Discard to silence
+	Events  func(Event)      // the steps of long operations as they happen; nil: not reported
+	Log     io.Writer        // output of the tools it runs for a person to read (image builds); nil: discarded
 	Now     func() time.Time // the clock for CREATED_AT
 
 	engine Engine // the engine Runner's docker calls go to (see on)
@@ -34,11 +35,16 @@ type Manager struct {
 }
 
 // NewManager returns a Manager for the ktrdr profile with the real runner.
-func NewManager(home string, out io.Writer) *Manager {
-	if out == nil {
-		out = io.Discard
+func NewManager(home string) *Manager {
+	return &Manager{Profile: KTRDR(), Home: home, Runner: ExecRunner{}, Now: time.Now}
+}
+
+// log is where the output of the tools the manager runs goes.
+func (m *Manager) log() io.Writer {
+	if m.Log == nil {
+		return io.Discard
 	}
-	return &Manager{Profile: KTRDR(), Home: home, Runner: ExecRunner{}, Out: out, Now: time.Now}
+	return m.Log
 }
 
 // Registry returns the manager's registry.
@@ -58,8 +64,6 @@ func (m *Manager) Compose(ctx context.Context) (*Compose, error) {
 	})
 	return m.compose, m.composeErr
 }
-
-func (m *Manager) say(format string, args ...any) { fmt.Fprintf(m.Out, format+"\n", args...) }
 
 // instanceDir keeps what teardown needs outside the checkout:
 // <state>/instances/<id>. Only its path: writers use ownInstanceDir, which
@@ -227,7 +231,7 @@ func (m *Manager) locatedStack(ctx context.Context, l *located) (*Profile, *Stac
 		if err := sp.WriteEnv(envPath, l.Env); err != nil {
 			return nil, nil, err
 		}
-		m.say("Added the ports of new variables of %s to %s", m.Profile.SandboxCompose, envPath)
+		m.emit(Event{Kind: EvPortsAdded, Source: m.Profile.SandboxCompose, Path: envPath})
 		if vals, err = m.Profile.EnvValues(envPath); err != nil {
 			return nil, nil, err
 		}

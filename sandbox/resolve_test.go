@@ -1,7 +1,6 @@
 package sandbox
 
 import (
-	"io"
 	"os"
 	"path/filepath"
 	"testing"
@@ -23,7 +22,7 @@ func TestLifecycleRefusesASymlinkedEnvFile(t *testing.T) {
 	require.NoError(t, p.WriteEnv(filepath.Join(other, p.EnvFile), p.NewEnv("feat-a", 7, "", time.Now(), false)))
 	dir := t.TempDir()
 	require.NoError(t, os.Symlink(filepath.Join(other, ".env.sandbox"), filepath.Join(dir, ".env.sandbox")))
-	m := &Manager{Profile: KTRDR(), Home: t.TempDir(), Runner: &fakeRunner{}, Out: io.Discard, Now: time.Now}
+	m := &Manager{Profile: KTRDR(), Home: t.TempDir(), Runner: &fakeRunner{}, Now: time.Now}
 	_, err := m.Status(t.Context(), dir)
 	assert.ErrorIs(t, err, ErrEnvSymlink)
 }

@@ -106,7 +106,7 @@ func (m *Manager) syncVolumes(ctx context.Context, sf *StackFile, id string, sta
 			if err := m.fillVolume(ctx, sv, id, mirror); err != nil {
 				return nil, err
 			}
-			m.say("Synced %s to volume %s on engine %s", sv.Source, sv.Name, m.engine.Name())
+			m.emit(Event{Kind: EvVolumeSynced, Source: sv.Source, Volume: sv.Name, Engine: m.engine.Name()})
 		}
 		out[sv.Source] = sv.Name
 	}

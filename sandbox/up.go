@@ -74,7 +74,7 @@ func (m *Manager) upStack(ctx context.Context, p *Profile, sf *StackFile, env En
 	}
 	if st := states[stack.Project]; st != nil && st.Running() == len(p.Services) {
 		res.AlreadyRunning = true
-		m.say("%s is already running (%d/%d services): nothing to start", stack.Project, st.Running(), len(p.Services))
+		m.emit(Event{Kind: EvAlreadyRunning, ID: stack.Project, Running: st.Running(), Total: len(p.Services)})
 	} else {
 		if err := m.preflight(ctx, p, env.Slot, env.Ports, stack.Project); err != nil {
 			return nil, err
@@ -106,7 +106,7 @@ func (m *Manager) upStack(ctx context.Context, p *Profile, sf *StackFile, env En
 			return nil, err
 		}
 		stack.Files = append(stack.Files, override)
-		m.say("Starting %s (slot %d, API port %d)…", stack.Project, env.Slot, env.Ports[p.APIPortKey])
+		m.emit(Event{Kind: EvStarting, ID: stack.Project, Slot: env.Slot, Port: env.Ports[p.APIPortKey]})
 		if mt := m.readMeta(stack.Project); mt.Phase == "" && mt.Services != len(p.Services) {
 			mt.Services = len(p.Services)
 			if err := m.writeMeta(stack.Project, mt); err != nil {
@@ -118,7 +118,7 @@ func (m *Manager) upStack(ctx context.Context, p *Profile, sf *StackFile, env En
 			cctx, cancel := cleanupContext(ctx)
 			defer cancel()
 			if derr := c.down(cctx, stack, false, nil, 1); derr == nil {
-				m.say("Stopped the partly started %s again (data kept)", stack.Project)
+				m.emit(Event{Kind: EvPartlyStartedStopped, ID: stack.Project})
 			}
 			return nil, &ComposeError{Err: err}
 		}
@@ -231,8 +231,8 @@ func (m *Manager) ensureStandinImage(ctx context.Context, root string, rebuild b
 			return nil
 		}
 	}
-	m.say("Building the stand-in image %s from %s…", p.StandinImage, p.StandinSource)
-	return BuildStandinImage(ctx, m.Runner, root, p.StandinSource, p.StandinImage, m.Out)
+	m.emit(Event{Kind: EvImageBuilding, Image: p.StandinImage, Source: p.StandinSource})
+	return BuildStandinImage(ctx, m.Runner, root, p.StandinSource, p.StandinImage, m.log())
 }
 
 // ensureRemoteStandinImage gives another engine the stand-in image: the
@@ -251,8 +251,8 @@ func (m *Manager) ensureRemoteStandinImage(ctx context.Context, root string, reb
 				return err
 			}
 		}
-		m.say("Building the stand-in image %s for %s on engine %s…", p.StandinImage, arch, m.engine.Name())
-		return BuildStandinImageFor(ctx, m.Runner, root, p.StandinSource, p.StandinImage, arch, m.Out)
+		m.emit(Event{Kind: EvImageBuilding, Image: p.StandinImage, Source: p.StandinSource, Arch: arch, Engine: m.engine.Name()})
+		return BuildStandinImageFor(ctx, m.Runner, root, p.StandinSource, p.StandinImage, arch, m.log())
 	}
 	local := m.on(Engine{})
 	if err := local.ensureStandinImage(ctx, root, rebuild); err != nil {
@@ -265,7 +265,7 @@ func (m *Manager) ensureRemoteStandinImage(ctx context.Context, root string, reb
 	if have, err := imageID(ctx, m.Runner, p.StandinImage); err != nil || have == want {
 		return err
 	}
-	m.say("Loading the stand-in image %s into engine %s…", p.StandinImage, m.engine.Name())
+	m.emit(Event{Kind: EvImageLoading, Image: p.StandinImage, Engine: m.engine.Name()})
 	return copyImage(ctx, m.base, p.StandinImage, m.engine.Context)
 }
 

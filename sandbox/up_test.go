@@ -28,7 +28,7 @@ func upFixture(t *testing.T, handle func(c Cmd) ([]byte, error)) (*Manager, stri
 		}
 		return handle(c)
 	}}
-	m := &Manager{Profile: p, Home: t.TempDir(), Runner: r, Out: &strings.Builder{}, Now: time.Now}
+	m := &Manager{Profile: p, Home: t.TempDir(), Runner: r, Now: time.Now}
 	return m, root, r
 }
 
@@ -79,11 +79,15 @@ func TestUpOnARunningStackStartsNothing(t *testing.T) {
 		}
 		return nil, nil
 	})
+	var events []Event
+	m.Events = func(e Event) { events = append(events, e) }
 	res, err := m.Up(t.Context(), UpOptions{Dir: root, NoWait: true})
 	require.NoError(t, err)
 	assert.True(t, res.AlreadyRunning)
 	assert.Zero(t, upCompose(r, "up"))
-	assert.Contains(t, m.Out.(*strings.Builder).String(), "already running")
+	require.Len(t, events, 1)
+	assert.Equal(t, EvAlreadyRunning, events[0].Kind)
+	assert.Equal(t, len(m.Profile.Services), events[0].Total)
 }
 
 func TestUpOutsideASandbox(t *testing.T) {

@@ -37,11 +37,13 @@ func manager(jsonOut ...*bool) (*sandbox.Manager, string, error) {
 	if len(jsonOut) > 0 && deref(jsonOut[0]) {
 		steps = stderr
 	}
-	m, err := sandbox.LoadManager(home, steps)
+	m, err := sandbox.LoadManager(home)
 	if err != nil {
 		return nil, "", &settingsError{err}
 	}
 	m.Runner = runner
+	m.Events = printEvents(steps)
+	m.Log = steps
 	return m, cwd, nil
 }
 

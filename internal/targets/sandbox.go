@@ -190,7 +190,7 @@ func (Sandbox) List(ctx context.Context,
 	if err != nil {
 		return err
 	}
-	m.Out = stderr
+	m.Events, m.Log = printEvents(stderr), stderr
 	l, err := m.List(ctx)
 	if err != nil {
 		return err

@@ -3,7 +3,6 @@ package targets
 import (
 	"context"
 	"fmt"
-	"io"
 	"os"
 	"strings"
 
@@ -52,7 +51,7 @@ func (Sandbox) InitShared(ctx context.Context,
 		}
 	}
 	// Sandboxes made before the shared folders existed keep their own ./data.
-	if m, err := sandbox.LoadManager(home, io.Discard); err == nil {
+	if m, err := sandbox.LoadManager(home); err == nil {
 		if ids, err := m.OwnDataSandboxes(); err == nil && len(ids) > 0 {
 			fmt.Fprintf(stdout, "note: %d sandbox(es) created before these folders existed still mount their own ./data, ./models, ./strategies: %s\n", len(ids), strings.Join(ids, ", "))
 			fmt.Fprintln(stdout, "  to share, destroy and create them again (their .env.sandbox is written at create time)")
