@@ -81,7 +81,7 @@ func TestDestroyForceFinishesACreateKilledAtAnyStep(t *testing.T) {
 			// Every command reads the state without error.
 			_, err := e.m.List(t.Context())
 			require.NoError(t, err)
-			_, err = e.m.Status(t.Context(), e.main)
+			_, err = e.m.Status(t.Context(), StatusOptions{Dir: e.main})
 			var ns *NotSandboxError
 			require.ErrorAs(t, err, &ns, "the main checkout is not a sandbox")
 

@@ -885,7 +885,7 @@ func TestStatus(t *testing.T) {
 	outside := filepath.Join(e.root, "elsewhere")
 	require.NoError(t, os.MkdirAll(outside, 0o755))
 	for _, dir := range []string{outside, e.main} {
-		_, err := e.m.Status(t.Context(), dir)
+		_, err := e.m.Status(t.Context(), StatusOptions{Dir: dir})
 		var ne *NotSandboxError
 		require.ErrorAs(t, err, &ne, dir)
 		assert.Equal(t, dir, ne.Dir)
@@ -904,7 +904,7 @@ func TestStatus(t *testing.T) {
 	)
 	for _, dir := range []string{c.Path, sub} {
 		t.Run(filepath.Base(dir), func(t *testing.T) {
-			s, err := e.m.Status(t.Context(), dir)
+			s, err := e.m.Status(t.Context(), StatusOptions{Dir: dir})
 			require.NoError(t, err)
 			assert.Equal(t, "ktrdr--feat-a", s.ID)
 			assert.Equal(t, c.Slot, s.Slot)
@@ -983,13 +983,13 @@ func TestCopiedEnvFileIsRefused(t *testing.T) {
 	var ee *ElsewhereError
 	require.ErrorAs(t, err, &ee)
 	assert.Equal(t, c.Path, ee.Registered)
-	_, err = e.m.Down(t.Context(), copyDir, true, nil)
+	_, err = e.m.Down(t.Context(), DownOptions{Dir: copyDir, Volumes: true})
 	assert.ErrorAs(t, err, &ee)
 	_, err = e.m.Up(t.Context(), UpOptions{Dir: copyDir, NoWait: true})
 	assert.ErrorAs(t, err, &ee)
-	_, err = e.m.Status(t.Context(), copyDir)
+	_, err = e.m.Status(t.Context(), StatusOptions{Dir: copyDir})
 	assert.ErrorAs(t, err, &ee)
-	assert.ErrorAs(t, e.m.Logs(t.Context(), copyDir, "", false, io.Discard), &ee)
+	assert.ErrorAs(t, e.m.Logs(t.Context(), LogsOptions{Dir: copyDir, Out: io.Discard}), &ee)
 	assert.Empty(t, e.r.composeCalls("down"), "nothing was stopped")
 	assert.Empty(t, e.r.composeCalls("up"), "nothing was started")
 	assert.DirExists(t, c.Path)
@@ -1194,7 +1194,7 @@ func TestInitFollowsAMovedSandbox(t *testing.T) {
 	require.NoError(t, os.MkdirAll(filepath.Dir(moved), 0o755))
 	lcGit(t, e.main, "worktree", "move", a.Path, moved)
 
-	_, err := e.m.Status(t.Context(), moved)
+	_, err := e.m.Status(t.Context(), StatusOptions{Dir: moved})
 	var ee *ElsewhereError
 	require.ErrorAs(t, err, &ee)
 	assert.True(t, ee.Gone)
@@ -1209,7 +1209,7 @@ func TestInitFollowsAMovedSandbox(t *testing.T) {
 	require.Len(t, reg, 1)
 	assert.Equal(t, moved, reg[a.ID].Path)
 	assert.Equal(t, a.Slot, reg[a.ID].Slot)
-	_, err = e.m.Status(t.Context(), moved)
+	_, err = e.m.Status(t.Context(), StatusOptions{Dir: moved})
 	require.NoError(t, err, "commands work in the new place")
 
 	d, err := e.m.Destroy(t.Context(), DestroyOptions{Name: "feat-a"})

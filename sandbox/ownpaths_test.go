@@ -243,7 +243,7 @@ func TestLocateRefusesAComposeFileOutsideTheCheckout(t *testing.T) {
 	require.NoError(t, os.Symlink(secret, compose))
 
 	var cf *CheckoutFileError
-	_, err := e.m.Down(t.Context(), c.Path, false, nil)
+	_, err := e.m.Down(t.Context(), DownOptions{Dir: c.Path, Volumes: false})
 	assert.ErrorAs(t, err, &cf)
 	_, err = e.m.Up(t.Context(), UpOptions{Dir: c.Path, NoWait: true})
 	assert.ErrorAs(t, err, &cf)

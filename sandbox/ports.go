@@ -30,10 +30,17 @@ type PortPlanLine struct {
 	Slots   map[int]int `json:"slots"`  // slot → port
 }
 
-// Ports returns the port plan of the checkout that holds dir, for one slot
-// (slot > 0) or for every sandbox slot (slot 0).
-func (m *Manager) Ports(ctx context.Context, dir string, slot int) (*PortPlan, error) {
-	co, err := m.FindCheckout(ctx, dir)
+// PortsOptions are the inputs of Ports.
+type PortsOptions struct {
+	Dir  string // a folder of the checkout
+	Slot int    // one slot; 0 for every sandbox slot
+}
+
+// Ports returns the port plan of the checkout that holds o.Dir, for one
+// slot or for every sandbox slot.
+func (m *Manager) Ports(ctx context.Context, o PortsOptions) (*PortPlan, error) {
+	slot := o.Slot
+	co, err := m.FindCheckout(ctx, o.Dir)
 	if err != nil {
 		return nil, err
 	}

@@ -23,7 +23,7 @@ func TestLifecycleRefusesASymlinkedEnvFile(t *testing.T) {
 	dir := t.TempDir()
 	require.NoError(t, os.Symlink(filepath.Join(other, ".env.sandbox"), filepath.Join(dir, ".env.sandbox")))
 	m := &Manager{Profile: KTRDR(), Home: t.TempDir(), Runner: &fakeRunner{}, Now: time.Now}
-	_, err := m.Status(t.Context(), dir)
+	_, err := m.Status(t.Context(), StatusOptions{Dir: dir})
 	assert.ErrorIs(t, err, ErrEnvSymlink)
 }
 
@@ -51,9 +51,9 @@ func TestEnvFileAboveTheCheckoutIsNotItsOwn(t *testing.T) {
 			assert.Contains(t, source, "up to the checkout's root")
 
 			var ns *NotSandboxError
-			_, err = e.m.Down(t.Context(), dir, true, nil)
+			_, err = e.m.Down(t.Context(), DownOptions{Dir: dir, Volumes: true})
 			assert.ErrorAs(t, err, &ns)
-			_, err = e.m.Status(t.Context(), dir)
+			_, err = e.m.Status(t.Context(), StatusOptions{Dir: dir})
 			assert.ErrorAs(t, err, &ns)
 			_, err = e.m.Destroy(t.Context(), DestroyOptions{Dir: dir})
 			assert.ErrorAs(t, err, &ns)

@@ -23,9 +23,14 @@ type Status struct {
 	Warning    string         `json:"warning,omitempty"` // e.g. docker could not be asked
 }
 
-// Status reports the sandbox that holds dir.
-func (m *Manager) Status(ctx context.Context, dir string) (*Status, error) {
-	l, err := m.locate(dir)
+// StatusOptions are the inputs of Status.
+type StatusOptions struct {
+	Dir string // a folder of the sandbox
+}
+
+// Status reports the sandbox that holds o.Dir.
+func (m *Manager) Status(ctx context.Context, o StatusOptions) (*Status, error) {
+	l, err := m.locate(o.Dir)
 	if err != nil {
 		return nil, err
 	}

@@ -222,14 +222,20 @@ type SyncResult struct {
 	Volumes map[string]string `json:"volumes"` // local folder → volume
 }
 
+// SyncOptions are the inputs of Sync.
+type SyncOptions struct {
+	Dir    string // a folder of the sandbox
+	Mirror bool   // delete what only the volumes hold
+}
+
 // Sync pushes the local folders of the sandbox that holds dir to its
 // volumes on its engine again (a sandbox on the local engine mounts them
 // directly: nothing to do).
 // With mirror, files that are in a volume but not in the local folder are
 // deleted there (what containers wrote there too); without, files are only
 // added and replaced.
-func (m *Manager) Sync(ctx context.Context, dir string, mirror bool) (*SyncResult, error) {
-	l, err := m.locate(dir)
+func (m *Manager) Sync(ctx context.Context, o SyncOptions) (*SyncResult, error) {
+	l, err := m.locate(o.Dir)
 	if err != nil {
 		return nil, err
 	}
@@ -246,7 +252,7 @@ func (m *Manager) Sync(ctx context.Context, dir string, mirror bool) (*SyncResul
 	if err := rm.ensureStandinImage(ctx, l.Root, false); err != nil {
 		return nil, err
 	}
-	if res.Volumes, err = rm.syncVolumes(ctx, sf, l.Env.InstanceID, l.Env.Standin, mirror); err != nil {
+	if res.Volumes, err = rm.syncVolumes(ctx, sf, l.Env.InstanceID, l.Env.Standin, o.Mirror); err != nil {
 		return nil, err
 	}
 	return res, nil

@@ -290,9 +290,18 @@ func copyImage(ctx context.Context, r Runner, image, to string) error {
 	return nil
 }
 
-// Down stops the sandbox's stack; volumes are removed only when asked.
-func (m *Manager) Down(ctx context.Context, dir string, volumes bool, out io.Writer) (string, error) {
-	l, err := m.locate(dir)
+// DownOptions are the inputs of Down.
+type DownOptions struct {
+	Dir     string    // a folder of the sandbox
+	Volumes bool      // remove its volumes too (its data)
+	Out     io.Writer // compose's own output; nil discards it
+}
+
+// Down stops the sandbox's stack; volumes are removed only when asked. It
+// returns the instance's id.
+func (m *Manager) Down(ctx context.Context, o DownOptions) (string, error) {
+	volumes, out := o.Volumes, o.Out
+	l, err := m.locate(o.Dir)
 	if err != nil {
 		return "", err
 	}
@@ -318,9 +327,17 @@ func (m *Manager) Down(ctx context.Context, dir string, volumes bool, out io.Wri
 	return l.Env.InstanceID, nil
 }
 
+// LogsOptions are the inputs of Logs.
+type LogsOptions struct {
+	Dir     string    // a folder of the sandbox
+	Service string    // one service; "" for all
+	Follow  bool      // keep streaming until ctx ends
+	Out     io.Writer // where the logs go
+}
+
 // Logs streams the sandbox's compose logs.
-func (m *Manager) Logs(ctx context.Context, dir, service string, follow bool, out io.Writer) error {
-	l, err := m.locate(dir)
+func (m *Manager) Logs(ctx context.Context, o LogsOptions) error {
+	l, err := m.locate(o.Dir)
 	if err != nil {
 		return err
 	}
@@ -329,5 +346,5 @@ func (m *Manager) Logs(ctx context.Context, dir, service string, follow bool, ou
 	if err != nil {
 		return err
 	}
-	return c.Logs(ctx, m.stack(l), service, follow, 0, out)
+	return c.Logs(ctx, m.stack(l), o.Service, o.Follow, 0, o.Out)
 }

@@ -141,7 +141,7 @@ func (Sandbox) Down(ctx context.Context,
 	if err != nil {
 		return err
 	}
-	id, err := m.Down(ctx, cwd, deref(volumes), verboseOut())
+	id, err := m.Down(ctx, sandbox.DownOptions{Dir: cwd, Volumes: deref(volumes), Out: verboseOut()})
 	if err != nil {
 		return err
 	}
@@ -247,7 +247,7 @@ func (Sandbox) Status(ctx context.Context,
 	if err != nil {
 		return err
 	}
-	s, err := m.Status(ctx, cwd)
+	s, err := m.Status(ctx, sandbox.StatusOptions{Dir: cwd})
 	if err != nil {
 		return err
 	}
@@ -293,7 +293,7 @@ func (Sandbox) Logs(ctx context.Context,
 	if err != nil {
 		return err
 	}
-	return m.Logs(ctx, cwd, deref(service), deref(follow), stdout)
+	return m.Logs(ctx, sandbox.LogsOptions{Dir: cwd, Service: deref(service), Follow: deref(follow), Out: stdout})
 }
 
 // Sync pushes this sandbox's local folders (./data, the shared folders, every folder its
@@ -307,7 +307,7 @@ func (Sandbox) Sync(ctx context.Context,
 	if err != nil {
 		return err
 	}
-	res, err := m.Sync(ctx, cwd, deref(mirror))
+	res, err := m.Sync(ctx, sandbox.SyncOptions{Dir: cwd, Mirror: deref(mirror)})
 	if err != nil {
 		return err
 	}
@@ -333,7 +333,7 @@ func (Sandbox) Ports(ctx context.Context,
 	if err != nil {
 		return err
 	}
-	plan, err := m.Ports(ctx, cwd, deref(slot))
+	plan, err := m.Ports(ctx, sandbox.PortsOptions{Dir: cwd, Slot: deref(slot)})
 	if err != nil {
 		return err
 	}
