@@ -13,6 +13,26 @@
 // port checks use that engine's host, and its local folders reach the
 // stack as volumes filled from here (sync.go).
 //
+// # Packages
+//
+// This package is the core: the model (Profile, slots and port rules), the
+// registry, the env file's meaning, and the lifecycle (Create, Init, Up,
+// Down, Destroy, List, Status, Logs, Sync, Ports), driving git, Docker and
+// Compose. It returns data, typed errors and Events; it prints nothing.
+// Around it, leaf packages each own one responsibility:
+//
+//	sandbox/envfile  the env file's one form, which this tool, godotenv and
+//	                 compose read alike (standard library only)
+//	sandbox/apiurl   the API URL rule the ktrdr CLI shares (standard
+//	                 library and envfile only)
+//	sandbox/gate     the startability gate and its probes (standard library)
+//	sandbox/shared   the shared folders, filled all or nothing
+//	sandbox/merge    milestone 6: merge verification, apply and rollback
+//
+// The mage targets (internal/targets) are the edge: they map errors to exit
+// codes and hints through one table, and render results and events for
+// people or as JSON.
+//
 // # The model
 //
 // A sandbox is a git checkout (usually a worktree beside the main checkout,
@@ -43,9 +63,10 @@
 // COMPOSE_PROJECT_NAME, SLOT_NUMBER, the eleven port keys, KTRDR_SHARED_DIR,
 // KTRDR_DATA_DIR/MODELS_DIR/STRATEGIES_DIR, CREATED_AT (RFC 3339 UTC),
 // SANDBOX_VERSION=1 and, for stand-in stacks, KTRDR_STANDIN=1 with the image
-// variables. It is written atomically and read with godotenv.Read; it is
-// never loaded into the process environment, and compose receives it with
-// --env-file.
+// variables. It is written atomically, in the one form package envfile
+// defines (refused everywhere otherwise, so this tool, the CLI and compose
+// never disagree about it); it is never loaded into the process
+// environment, and compose receives it with --env-file.
 //
 // The registry, $HOME/.ktrdr/sandbox/instances.json, lists every instance:
 //
@@ -74,7 +95,7 @@
 //
 // One rule, kept by construction (ownpaths.go): the suite writes and
 // deletes only inside its own state folders ($HOME/.ktrdr/sandbox, and the
-// shared root that InitShared fills) and in the sandbox folders it
+// shared root that package shared fills) and in the sandbox folders it
 // created. Every path it derives from data (ids, names, registry paths) is
 // validated before use. Below its state folder it never writes or deletes
 // through a symlink it did not create (*UnsafePathError; the lock file is
@@ -84,18 +105,17 @@
 // (*CheckoutFileError). An .env.sandbox is looked for from the current
 // folder up to the checkout's root (the folder holding .git), never above
 // it, and must be a regular file. Ports and slots are read only in the
-// canonical decimal form the tool writes. InitShared copies content, never
-// privilege (no setuid, setgid or sticky bits; modes masked by the umask),
-// and a run that fails or is cancelled removes what it created and puts
-// back what it replaced.
+// canonical decimal form the tool writes. Package shared copies content,
+// never privilege, and undoes a run that fails or is cancelled.
 //
 // # Commands and seams
 //
 // Docker, Compose and git run through a Runner (exec with arguments, never a
 // shell string). Compose always gets -p <project>, --env-file <absolute
-// path> and absolute -f paths. The startability gate runs the profile's
-// checks (PostgreSQL handshake, HTTP status, JSON array length, TCP)
-// concurrently under one timeout. ResolveAPIURL is the API-URL rule that
-// the ktrdr CLI shares: --url, then --port, then the nearest .env.sandbox
-// up to the checkout's root, then http://localhost:8000.
+// path> and absolute -f paths. Up runs the gate (package gate) with the
+// profile's checks (checks.go: PostgreSQL handshake, HTTP status, JSON array
+// length, TCP). Long operations report their steps to Manager.Events and
+// the output of the tools they run to Manager.Log; every operation takes a
+// context, and those with inputs an options struct. ResolveAPIURL is
+// apiurl.Resolve, kept here for existing callers.
 package sandbox
