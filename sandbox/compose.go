@@ -58,26 +58,6 @@ type Stack struct {
 	EnvFile string   // absolute path of the env file
 }
 
-// StackFor returns the stack of the sandbox rooted at root. An optional
-// override file (the sandbox compose file's name with .override before
-// .yml) is used when present.
-func (p *Profile) StackFor(project, root string) Stack {
-	files := []string{filepath.Join(root, p.SandboxCompose)}
-	if o := p.overrideFile(root); o != "" {
-		files = append(files, o)
-	}
-	return Stack{Project: project, Dir: root, Files: files, EnvFile: filepath.Join(root, p.EnvFile)}
-}
-
-func (p *Profile) overrideFile(root string) string {
-	ext := filepath.Ext(p.SandboxCompose)
-	o := filepath.Join(root, strings.TrimSuffix(p.SandboxCompose, ext)+".override"+ext)
-	if fi, err := os.Stat(o); err == nil && fi.Mode().IsRegular() {
-		return o
-	}
-	return ""
-}
-
 func (c *Compose) cmd(s Stack, args ...string) (Cmd, error) {
 	if s.Project == "" || s.EnvFile == "" || len(s.Files) == 0 {
 		return Cmd{}, fmt.Errorf("compose %s: project, env file and compose files are required", strings.Join(args, " "))
