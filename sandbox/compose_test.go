@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/ktrdr/sandboxkit/sandbox/driver"
+
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -42,21 +44,21 @@ func lcFlagValues(args []string, flag string) []string {
 func TestComposeCommandsPinProjectEnvFileAndAbsoluteFiles(t *testing.T) {
 	ops := []struct {
 		name string
-		run  func(ctx context.Context, c *Compose, s Stack) error
+		run  func(ctx context.Context, c *driver.Compose, s driver.Stack) error
 		want []string // the compose subcommand and its arguments, at the end
 	}{
-		{"up", func(ctx context.Context, c *Compose, s Stack) error { return c.Up(ctx, s, false, nil) },
+		{"up", func(ctx context.Context, c *driver.Compose, s driver.Stack) error { return c.Up(ctx, s, false, nil) },
 			[]string{"up", "-d", "--remove-orphans"}},
-		{"up build", func(ctx context.Context, c *Compose, s Stack) error { return c.Up(ctx, s, true, nil) },
+		{"up build", func(ctx context.Context, c *driver.Compose, s driver.Stack) error { return c.Up(ctx, s, true, nil) },
 			[]string{"up", "-d", "--remove-orphans", "--build"}},
-		{"down", func(ctx context.Context, c *Compose, s Stack) error { return c.Down(ctx, s, false, nil) },
+		{"down", func(ctx context.Context, c *driver.Compose, s driver.Stack) error { return c.Down(ctx, s, false, nil) },
 			[]string{"down", "--remove-orphans", "--timeout", "10"}},
-		{"down volumes", func(ctx context.Context, c *Compose, s Stack) error { return c.Down(ctx, s, true, nil) },
+		{"down volumes", func(ctx context.Context, c *driver.Compose, s driver.Stack) error { return c.Down(ctx, s, true, nil) },
 			[]string{"down", "--remove-orphans", "--timeout", "10", "--volumes"}},
-		{"logs", func(ctx context.Context, c *Compose, s Stack) error {
+		{"logs", func(ctx context.Context, c *driver.Compose, s driver.Stack) error {
 			return c.Logs(ctx, s, "backend", false, 50, nil)
 		}, []string{"logs", "--no-color", "--tail", "50", "backend"}},
-		{"log tail", func(ctx context.Context, c *Compose, s Stack) error {
+		{"log tail", func(ctx context.Context, c *driver.Compose, s driver.Stack) error {
 			_, err := c.LogTail(ctx, s, "db", 20)
 			return err
 		}, []string{"logs", "--no-color", "--no-log-prefix", "--tail", "20", "db"}},
@@ -80,7 +82,7 @@ func TestComposeCommandsPinProjectEnvFileAndAbsoluteFiles(t *testing.T) {
 			for _, op := range ops {
 				t.Run(cli.name+"/"+op.name+map[bool]string{true: "/override"}[override], func(t *testing.T) {
 					f := &fakeRunner{}
-					c := &Compose{Runner: f, Command: cli.command, Version: "2.40.3"}
+					c := &driver.Compose{Runner: f, Command: cli.command, Version: "2.40.3"}
 					require.NoError(t, op.run(t.Context(), c, stack))
 					require.Len(t, f.calls, 1)
 					cmd := f.calls[0]
@@ -111,15 +113,15 @@ func TestComposeRefusesIncompleteOrRelativeStacks(t *testing.T) {
 	good := KTRDR().StackFor("ktrdr--feat-a", root)
 	tests := []struct {
 		name  string
-		edit  func(s *Stack)
+		edit  func(s *driver.Stack)
 		inErr string
 	}{
-		{"relative env file", func(s *Stack) { s.EnvFile = ".env.sandbox" }, "not absolute"},
-		{"relative compose file", func(s *Stack) { s.Files = []string{"docker-compose.sandbox.yml"} }, "not absolute"},
-		{"second file relative", func(s *Stack) { s.Files = append(s.Files, "x.override.yml") }, "not absolute"},
-		{"no project", func(s *Stack) { s.Project = "" }, "required"},
-		{"no env file", func(s *Stack) { s.EnvFile = "" }, "required"},
-		{"no files", func(s *Stack) { s.Files = nil }, "required"},
+		{"relative env file", func(s *driver.Stack) { s.EnvFile = ".env.sandbox" }, "not absolute"},
+		{"relative compose file", func(s *driver.Stack) { s.Files = []string{"docker-compose.sandbox.yml"} }, "not absolute"},
+		{"second file relative", func(s *driver.Stack) { s.Files = append(s.Files, "x.override.yml") }, "not absolute"},
+		{"no project", func(s *driver.Stack) { s.Project = "" }, "required"},
+		{"no env file", func(s *driver.Stack) { s.EnvFile = "" }, "required"},
+		{"no files", func(s *driver.Stack) { s.Files = nil }, "required"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -127,7 +129,7 @@ func TestComposeRefusesIncompleteOrRelativeStacks(t *testing.T) {
 			s.Files = slices.Clone(good.Files)
 			tt.edit(&s)
 			f := &fakeRunner{}
-			c := &Compose{Runner: f, Command: []string{"docker", "compose"}}
+			c := &driver.Compose{Runner: f, Command: []string{"docker", "compose"}}
 			err := c.Down(t.Context(), s, true, nil)
 			require.Error(t, err)
 			assert.Contains(t, err.Error(), tt.inErr)
@@ -164,7 +166,7 @@ func TestComposeEnvDropsWhatTheEnvFileAndKTRDRDecide(t *testing.T) {
 		t.Setenv(k, v)
 	}
 	fr := &fakeRunner{}
-	c := &Compose{Runner: fr, Command: []string{"docker", "compose"}, Scrub: KTRDR().EnvPrefix}
+	c := &driver.Compose{Runner: fr, Command: []string{"docker", "compose"}, Scrub: KTRDR().EnvPrefix}
 	require.NoError(t, c.Up(t.Context(), KTRDR().StackFor("ktrdr--feat-a", root), false, nil))
 	require.Len(t, fr.calls, 1)
 	env := map[string]string{}
@@ -184,7 +186,7 @@ func TestComposeEnvDropsWhatTheEnvFileAndKTRDRDecide(t *testing.T) {
 
 func TestDetectCompose(t *testing.T) {
 	notFound := errors.New(`exec: "docker": executable file not found in $PATH`)
-	unknownCmd := &ExitError{Cmd: "docker compose version --short", Code: 1, Stderr: "docker: 'compose' is not a docker command."}
+	unknownCmd := &driver.ExitError{Cmd: "docker compose version --short", Code: 1, Stderr: "docker: 'compose' is not a docker command."}
 	tests := []struct {
 		name      string
 		answers   map[string]any // "name args" → output string or error
@@ -209,7 +211,7 @@ func TestDetectCompose(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			f := &fakeRunner{handle: func(c Cmd) ([]byte, error) {
+			f := &fakeRunner{handle: func(c driver.Cmd) ([]byte, error) {
 				key := strings.Join(append([]string{c.Name}, c.Args...), " ")
 				switch a := tt.answers[key].(type) {
 				case string:
@@ -219,10 +221,10 @@ func TestDetectCompose(t *testing.T) {
 				}
 				return nil, errors.New("unexpected command " + key)
 			}}
-			c, err := DetectCompose(t.Context(), f)
+			c, err := driver.DetectCompose(t.Context(), f)
 			if tt.wantInErr != nil {
 				require.Error(t, err)
-				assert.ErrorIs(t, err, ErrNoCompose)
+				assert.ErrorIs(t, err, driver.ErrNoCompose)
 				for _, s := range tt.wantInErr {
 					assert.Contains(t, err.Error(), s)
 				}
@@ -269,11 +271,11 @@ func TestParseDockerPS(t *testing.T) {
 	tests := []struct {
 		name    string
 		lines   []string
-		want    map[string]map[string]ServiceState // project → service → state (Status omitted: compared separately)
+		want    map[string]map[string]driver.ServiceState // project → service → state (Status omitted: compared separately)
 		wantErr bool
 	}{
-		{"empty output", nil, map[string]map[string]ServiceState{}, false},
-		{"raw docker line", []string{raw}, map[string]map[string]ServiceState{
+		{"empty output", nil, map[string]map[string]driver.ServiceState{}, false},
+		{"raw docker line", []string{raw}, map[string]map[string]driver.ServiceState{
 			"ktrdr--raw": {"backend": {Service: "backend", State: "running", Health: "healthy", Instance: "ktrdr--raw"}}}, false},
 		{"health and exit states", []string{
 			lcPSLine("ktrdr--a", "db", "ktrdr--a", "running", "Up 3 minutes (healthy)"),
@@ -282,7 +284,7 @@ func TestParseDockerPS(t *testing.T) {
 			lcPSLine("ktrdr--a", "grafana", "ktrdr--a", "running", "Up 3 minutes"),
 			lcPSLine("ktrdr--a", "backtest-worker-1", "ktrdr--a", "exited", "Exited (3) 2 seconds ago"),
 			lcPSLine("ktrdr--a", "training-worker-1", "ktrdr--a", "restarting", "Restarting (1) 1 second ago"),
-		}, map[string]map[string]ServiceState{"ktrdr--a": {
+		}, map[string]map[string]driver.ServiceState{"ktrdr--a": {
 			"db":                {Service: "db", State: "running", Health: "healthy", Instance: "ktrdr--a"},
 			"backend":           {Service: "backend", State: "running", Health: "starting", Instance: "ktrdr--a"},
 			"jaeger":            {Service: "jaeger", State: "running", Health: "unhealthy", Instance: "ktrdr--a"},
@@ -296,7 +298,7 @@ func TestParseDockerPS(t *testing.T) {
 			"   ",
 			lcPSLine("ktrdr", "db", "", "running", "Up 5 days"),
 			lcPSLine("ktrdr--b", "db", "ktrdr--b", "created", "Created"),
-		}, map[string]map[string]ServiceState{
+		}, map[string]map[string]driver.ServiceState{
 			"ktrdr--a": {"db": {Service: "db", State: "running", Instance: "ktrdr--a"}},
 			"ktrdr":    {"db": {Service: "db", State: "running"}},
 			"ktrdr--b": {"db": {Service: "db", State: "created", Instance: "ktrdr--b"}},
@@ -304,22 +306,22 @@ func TestParseDockerPS(t *testing.T) {
 		{"a container without a project label is not a stack", []string{
 			`{"Labels":"maintainer=someone,com.docker.compose.service=db","State":"running","Status":"Up 1 minute"}`,
 			`{"Labels":"","State":"running","Status":"Up 1 minute"}`,
-		}, map[string]map[string]ServiceState{}, false},
+		}, map[string]map[string]driver.ServiceState{}, false},
 		{"not JSON", []string{"CONTAINER ID   IMAGE   COMMAND"}, nil, true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got, err := parseDockerPS([]byte(strings.Join(tt.lines, "\n")+"\n"), KTRDR().InstanceLabel)
+			got, err := driver.ParseDockerPS([]byte(strings.Join(tt.lines, "\n")+"\n"), KTRDR().InstanceLabel)
 			if tt.wantErr {
 				require.Error(t, err)
 				assert.Contains(t, err.Error(), "parse docker ps line")
 				return
 			}
 			require.NoError(t, err)
-			simplified := map[string]map[string]ServiceState{}
+			simplified := map[string]map[string]driver.ServiceState{}
 			for project, st := range got {
 				assert.Equal(t, project, st.Project)
-				simplified[project] = map[string]ServiceState{}
+				simplified[project] = map[string]driver.ServiceState{}
 				for svc, s := range st.Services {
 					assert.NotEmpty(t, s.Status)
 					s.Status = ""
@@ -330,13 +332,13 @@ func TestParseDockerPS(t *testing.T) {
 		})
 	}
 	t.Run("status kept verbatim and Running counts", func(t *testing.T) {
-		got, err := parseDockerPS([]byte(lcPSLine("ktrdr--a", "db", "ktrdr--a", "exited", "Exited (3) 2 seconds ago")+"\n"+
+		got, err := driver.ParseDockerPS([]byte(lcPSLine("ktrdr--a", "db", "ktrdr--a", "exited", "Exited (3) 2 seconds ago")+"\n"+
 			lcPSLine("ktrdr--a", "backend", "ktrdr--a", "running", "Up 3 minutes (healthy)")), KTRDR().InstanceLabel)
 		require.NoError(t, err)
 		require.Contains(t, got, "ktrdr--a")
 		assert.Equal(t, "Exited (3) 2 seconds ago", got["ktrdr--a"].Services["db"].Status)
 		assert.Equal(t, 1, got["ktrdr--a"].Running())
-		var none *StackState
+		var none *driver.StackState
 		assert.Equal(t, 0, none.Running())
 	})
 }
@@ -360,7 +362,7 @@ func TestParseLabels(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.in, func(t *testing.T) {
-			assert.Equal(t, tt.want, parseLabels(tt.in))
+			assert.Equal(t, tt.want, driver.ParseLabels(tt.in))
 		})
 	}
 }
@@ -371,7 +373,7 @@ func FuzzParseLabels(f *testing.F) {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
-		m := parseLabels(s)
+		m := driver.ParseLabels(s)
 		for k, v := range m {
 			// Every pair is a contiguous piece of the input: nothing is invented.
 			if !strings.Contains(s, k+"="+v) {
@@ -393,7 +395,7 @@ func FuzzParseDockerPS(f *testing.F) {
 	f.Add([]byte(`{"Labels":null}`))
 	f.Add([]byte(`{"Labels":1}`))
 	f.Fuzz(func(t *testing.T, data []byte) {
-		got, err := parseDockerPS(data, KTRDR().InstanceLabel)
+		got, err := driver.ParseDockerPS(data, KTRDR().InstanceLabel)
 		if err != nil {
 			return
 		}

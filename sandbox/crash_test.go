@@ -7,6 +7,8 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/ktrdr/sandboxkit/sandbox/driver"
+
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -154,7 +156,7 @@ func TestCreateUndoRemovesOnlyWhatItMade(t *testing.T) {
 	// A folder appears at the worktree's path after create first looked
 	// (another process, a person): create's own mkdir fails, and the undo
 	// leaves that folder, and everything else, alone.
-	e.r.afterGit = func(c Cmd) {
+	e.r.afterGit = func(c driver.Cmd) {
 		if slices.Contains(c.Args, "show-ref") {
 			if !dirExists(path) {
 				lcWrite(t, filepath.Join(path, "mine.txt"), "precious\n")
@@ -312,9 +314,9 @@ func TestDestroyForceForgetsASandboxWhoseEngineIsGone(t *testing.T) {
 		m[c.ID] = in
 		return nil
 	}))
-	e.r.dockerFn = func(cmd Cmd) any {
+	e.r.dockerFn = func(cmd driver.Cmd) any {
 		if slices.Contains(cmd.Args, "--context") {
-			return &ExitError{Cmd: "docker --context big ps", Code: 1, Stderr: "Cannot connect to the Docker daemon at tcp://10.251.9.2:2375"}
+			return &driver.ExitError{Cmd: "docker --context big ps", Code: 1, Stderr: "Cannot connect to the Docker daemon at tcp://10.251.9.2:2375"}
 		}
 		return nil
 	}

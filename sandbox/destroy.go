@@ -7,6 +7,8 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+
+	"github.com/ktrdr/sandboxkit/sandbox/driver"
 )
 
 // DestroyOptions are the inputs of Destroy.
@@ -385,8 +387,8 @@ func (m *Manager) teardown(ctx context.Context, id string, in Instance) error {
 
 // ownedStates returns every stack's state after checking that each
 // container of project id carries this instance's label.
-func (m *Manager) ownedStates(ctx context.Context, id string) (map[string]*StackState, error) {
-	states, err := StackStates(ctx, m.Runner, m.Profile.InstanceLabel)
+func (m *Manager) ownedStates(ctx context.Context, id string) (map[string]*driver.StackState, error) {
+	states, err := driver.StackStates(ctx, m.Runner, m.Profile.InstanceLabel)
 	if err != nil {
 		return nil, &EngineUnreachableError{Engine: m.engine, Err: err}
 	}

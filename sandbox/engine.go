@@ -9,6 +9,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/ktrdr/sandboxkit/sandbox/driver"
+
 	"github.com/ktrdr/sandboxkit/sandbox/apiurl"
 )
 
@@ -76,16 +78,16 @@ func (e *ContextError) Unwrap() error { return e.Err }
 
 // ResolveEngine looks up a Docker context and checks that its engine
 // answers. "" is the local engine and is not looked up.
-func ResolveEngine(ctx context.Context, r Runner, name string) (Engine, error) {
+func ResolveEngine(ctx context.Context, r driver.Runner, name string) (Engine, error) {
 	if name == "" {
 		return Engine{}, nil
 	}
 	if strings.HasPrefix(name, "-") || strings.ContainsAny(name, " \t\n/") {
 		return Engine{}, &ContextError{Context: name, Reason: "not a context name"}
 	}
-	out, err := r.Run(ctx, Cmd{Name: "docker", Args: []string{"context", "inspect", "--format", "{{.Endpoints.docker.Host}}", name}})
+	out, err := r.Run(ctx, driver.Cmd{Name: "docker", Args: []string{"context", "inspect", "--format", "{{.Endpoints.docker.Host}}", name}})
 	if err != nil {
-		var ee *ExitError
+		var ee *driver.ExitError
 		if errors.As(err, &ee) && strings.Contains(strings.ToLower(ee.Stderr), "not found") {
 			return Engine{}, &ContextError{Context: name, Reason: "does not exist", Err: err}
 		}
@@ -98,7 +100,7 @@ func ResolveEngine(ctx context.Context, r Runner, name string) (Engine, error) {
 	e := Engine{Context: name, Host: host}
 	pctx, cancel := context.WithTimeout(ctx, 20*time.Second)
 	defer cancel()
-	if _, err := r.Run(pctx, Cmd{Name: "docker", Args: []string{"--context", name, "version", "--format", "{{.Server.Version}}"}}); err != nil {
+	if _, err := r.Run(pctx, driver.Cmd{Name: "docker", Args: []string{"--context", name, "version", "--format", "{{.Server.Version}}"}}); err != nil {
 		return Engine{}, &ContextError{Context: name, Reason: "its engine does not answer", Err: err}
 	}
 	return e, nil
@@ -141,7 +143,7 @@ func (m *Manager) on(e Engine) *Manager {
 	}
 	n := &Manager{Profile: m.Profile, Home: m.Home, Events: m.Events, Log: m.Log, Now: m.Now, engine: e, base: base, Runner: base}
 	if e.Context != "" {
-		n.Runner = contextRunner{Runner: base, context: e.Context}
+		n.Runner = driver.ContextRunner{Runner: base, Context: e.Context}
 	}
 	return n
 }

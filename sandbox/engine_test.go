@@ -14,6 +14,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/ktrdr/sandboxkit/sandbox/driver"
+
 	"github.com/ktrdr/sandboxkit/sandbox/apiurl"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -93,18 +95,18 @@ func FuzzValidHost(f *testing.F) {
 
 func TestContextRunnerAddsTheContext(t *testing.T) {
 	f := &fakeRunner{}
-	r := contextRunner{Runner: f, context: "big"}
+	r := driver.ContextRunner{Runner: f, Context: "big"}
 	ctx := context.Background()
-	r.Run(ctx, Cmd{Name: "docker", Args: []string{"ps"}})
-	r.Run(ctx, Cmd{Name: "docker", Args: []string{"--context", "other", "load"}})
-	r.Run(ctx, Cmd{Name: "git", Args: []string{"status"}})
-	r.Run(ctx, Cmd{Name: "docker-compose", Args: []string{"-p", "x", "up"}, Env: []string{"A=1"}})
+	r.Run(ctx, driver.Cmd{Name: "docker", Args: []string{"ps"}})
+	r.Run(ctx, driver.Cmd{Name: "docker", Args: []string{"--context", "other", "load"}})
+	r.Run(ctx, driver.Cmd{Name: "git", Args: []string{"status"}})
+	r.Run(ctx, driver.Cmd{Name: "docker-compose", Args: []string{"-p", "x", "up"}, Env: []string{"A=1"}})
 	assert.Equal(t, []string{"docker --context big ps", "docker --context other load", "git status", "docker-compose -p x up"}, f.commands())
 	assert.Equal(t, []string{"A=1", "DOCKER_CONTEXT=big"}, f.calls[3].Env)
 }
 
 func TestResolveEngine(t *testing.T) {
-	f := &fakeRunner{handle: func(c Cmd) ([]byte, error) {
+	f := &fakeRunner{handle: func(c driver.Cmd) ([]byte, error) {
 		switch {
 		case slices.Contains(c.Args, "inspect") && slices.Contains(c.Args, "big"):
 			return []byte("ssh://me@10.1.2.3\n"), nil
@@ -113,9 +115,9 @@ func TestResolveEngine(t *testing.T) {
 		case slices.Contains(c.Args, "inspect") && slices.Contains(c.Args, "broken"):
 			return nil, errors.New("exec: docker: executable file not found in $PATH")
 		case slices.Contains(c.Args, "inspect"):
-			return nil, &ExitError{Cmd: "docker context inspect", Code: 1, Stderr: "context \"nope\": context not found: open meta.json"}
+			return nil, &driver.ExitError{Cmd: "docker context inspect", Code: 1, Stderr: "context \"nope\": context not found: open meta.json"}
 		case slices.Contains(c.Args, "dead"):
-			return nil, &ExitError{Cmd: "docker version", Code: 1, Stderr: "Cannot connect"}
+			return nil, &driver.ExitError{Cmd: "docker version", Code: 1, Stderr: "Cannot connect"}
 		}
 		return []byte("20.10.24\n"), nil
 	}}
@@ -149,7 +151,7 @@ func TestRemotePreflight(t *testing.T) {
 	apiKey, dbKey := "KTRDR_API_PORT", "KTRDR_DB_PORT"
 	ports[apiKey] = busy
 	ps := `{"Names":"other-db-1","Ports":"0.0.0.0:` + strconv.Itoa(ports[dbKey]) + `->5432/tcp","Labels":"com.docker.compose.project=other,com.docker.compose.service=db"}` + "\n"
-	f := &fakeRunner{handle: func(c Cmd) ([]byte, error) { return []byte(ps), nil }}
+	f := &fakeRunner{handle: func(c driver.Cmd) ([]byte, error) { return []byte(ps), nil }}
 
 	err = RemotePreflight(t.Context(), f, "127.0.0.1", p, 1, ports, "ktrdr--mine")
 	var pe *PortInUseError
@@ -166,7 +168,7 @@ func TestRemotePreflight(t *testing.T) {
 	ps = strings.ReplaceAll(ps, "project=other", "project=ktrdr--mine")
 	l.Close()
 	assert.NoError(t, RemotePreflight(t.Context(), f, "127.0.0.1", p, 1, ports, "ktrdr--mine"))
-	f.handle = func(Cmd) ([]byte, error) { return nil, errors.New("engine gone") }
+	f.handle = func(driver.Cmd) ([]byte, error) { return nil, errors.New("engine gone") }
 	assert.ErrorContains(t, RemotePreflight(t.Context(), f, "127.0.0.1", p, 1, ports, "ktrdr--mine"), "engine gone")
 }
 

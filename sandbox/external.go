@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+
+	"github.com/ktrdr/sandboxkit/sandbox/driver"
 )
 
 // MissingExternalError names the external networks and volumes that a
@@ -52,8 +54,8 @@ func (e *MissingExternalError) Commands() []string {
 func (m *Manager) checkExternal(ctx context.Context, sf *StackFile) error {
 	missing := &MissingExternalError{File: sf.Path, Engine: m.engine}
 	probe := func(kind, name string) (bool, error) {
-		_, err := m.Runner.Run(ctx, Cmd{Name: "docker", Args: []string{kind, "inspect", "--format", "{{.Name}}", name}})
-		var ee *ExitError
+		_, err := m.Runner.Run(ctx, driver.Cmd{Name: "docker", Args: []string{kind, "inspect", "--format", "{{.Name}}", name}})
+		var ee *driver.ExitError
 		switch {
 		case err == nil:
 			return true, nil

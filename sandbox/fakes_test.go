@@ -7,6 +7,8 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/ktrdr/sandboxkit/sandbox/driver"
+
 	"github.com/stretchr/testify/require"
 )
 
@@ -14,11 +16,11 @@ import (
 // Shared by every test file of the package.
 type fakeRunner struct {
 	mu     sync.Mutex
-	calls  []Cmd
-	handle func(c Cmd) ([]byte, error)
+	calls  []driver.Cmd
+	handle func(c driver.Cmd) ([]byte, error)
 }
 
-func (f *fakeRunner) Run(ctx context.Context, c Cmd) ([]byte, error) {
+func (f *fakeRunner) Run(ctx context.Context, c driver.Cmd) ([]byte, error) {
 	f.mu.Lock()
 	f.calls = append(f.calls, c)
 	h := f.handle

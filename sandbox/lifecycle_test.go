@@ -16,6 +16,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ktrdr/sandboxkit/sandbox/driver"
+
 	"github.com/ktrdr/sandboxkit/sandbox/envfile"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -52,15 +54,15 @@ var lcSlot1 = map[string]int{
 // lcRunner passes git to ExecRunner and fakes docker.
 type lcRunner struct {
 	mu       sync.Mutex
-	ps       string          // what `docker ps -a …` prints
-	docker   []Cmd           // every docker call
-	afterGit func(c Cmd)     // called after each git command returns (optional)
-	dockerFn func(c Cmd) any // overrides the answer to a docker call when it returns non-nil (string or error)
+	ps       string                 // what `docker ps -a …` prints
+	docker   []driver.Cmd           // every docker call
+	afterGit func(c driver.Cmd)     // called after each git command returns (optional)
+	dockerFn func(c driver.Cmd) any // overrides the answer to a docker call when it returns non-nil (string or error)
 }
 
-func (r *lcRunner) Run(ctx context.Context, c Cmd) ([]byte, error) {
+func (r *lcRunner) Run(ctx context.Context, c driver.Cmd) ([]byte, error) {
 	if c.Name == "git" {
-		out, err := ExecRunner{}.Run(ctx, c)
+		out, err := driver.ExecRunner{}.Run(ctx, c)
 		r.mu.Lock()
 		hook := r.afterGit
 		r.mu.Unlock()
@@ -119,10 +121,10 @@ func (r *lcRunner) psCalls() int {
 }
 
 // composeCalls returns the recorded compose calls whose subcommand is sub.
-func (r *lcRunner) composeCalls(sub string) []Cmd {
+func (r *lcRunner) composeCalls(sub string) []driver.Cmd {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	var out []Cmd
+	var out []driver.Cmd
 	for _, c := range r.docker {
 		if len(c.Args) > 0 && c.Args[0] == "compose" && slices.Contains(c.Args, sub) {
 			out = append(out, c)
@@ -465,7 +467,7 @@ func TestCreateRefusalsLeaveNothingBehind(t *testing.T) {
 		}, CreateOptions{Name: "feat-a"}, func(t *testing.T, e *lcEnv, err error) {
 			var we *WorktreeError
 			require.ErrorAs(t, err, &we)
-			var ee *ExitError
+			var ee *driver.ExitError
 			assert.ErrorAs(t, err, &ee, "git itself refused")
 		}},
 		{"git worktree add fails: worktree admin folder taken", func(t *testing.T, e *lcEnv) {
@@ -510,7 +512,7 @@ func TestCreateCancelledMidwayLeavesNothingBehind(t *testing.T) {
 			before := e.snapshot(t)
 			ctx, cancel := context.WithCancel(t.Context())
 			defer cancel()
-			e.r.afterGit = func(c Cmd) {
+			e.r.afterGit = func(c driver.Cmd) {
 				if strings.Contains(strings.Join(c.Args, " "), step) {
 					cancel()
 				}
@@ -868,8 +870,8 @@ func TestListEmptyAndDockerFailure(t *testing.T) {
 
 	_, err = e.m.Create(t.Context(), CreateOptions{Name: "feat-a", Dir: e.main})
 	require.NoError(t, err)
-	e.r.dockerFn = func(c Cmd) any {
-		return &ExitError{Cmd: "docker ps", Code: 1, Stderr: "Cannot connect to the Docker daemon"}
+	e.r.dockerFn = func(c driver.Cmd) any {
+		return &driver.ExitError{Cmd: "docker ps", Code: 1, Stderr: "Cannot connect to the Docker daemon"}
 	}
 	// Without docker the registry is still listed, with unknown states and a warning.
 	l, err = e.m.List(t.Context())
@@ -919,7 +921,7 @@ func TestStatus(t *testing.T) {
 			assert.Contains(t, s.URLs, NamedURL{Label: "Grafana", URL: fmt.Sprintf("http://localhost:%d", 3000+c.Slot)})
 			assert.Equal(t, KTRDR().PortsFor(c.Slot), s.Ports)
 
-			byName := map[string]ServiceState{}
+			byName := map[string]driver.ServiceState{}
 			var names []string
 			for _, ss := range s.Services {
 				byName[ss.Service] = ss
@@ -941,10 +943,10 @@ func TestStatus(t *testing.T) {
 // Guard against an lcRunner that lets a docker call reach a real engine.
 func TestLifecycleRunnerNeverRunsDocker(t *testing.T) {
 	r := &lcRunner{}
-	out, err := r.Run(t.Context(), Cmd{Name: "docker", Args: []string{"compose", "version", "--short"}})
+	out, err := r.Run(t.Context(), driver.Cmd{Name: "docker", Args: []string{"compose", "version", "--short"}})
 	require.NoError(t, err)
 	assert.Equal(t, "v2.40.3\n", string(out))
-	_, err = r.Run(t.Context(), Cmd{Name: "docker-compose", Args: []string{"version"}})
+	_, err = r.Run(t.Context(), driver.Cmd{Name: "docker-compose", Args: []string{"version"}})
 	assert.True(t, err != nil && !errors.Is(err, fs.ErrNotExist))
 }
 
@@ -1268,7 +1270,7 @@ func TestInitRegisterAgainNeedsDocker(t *testing.T) {
 	e := lcSetup(t)
 	a := e.create(t, CreateOptions{Name: "feat-a"})
 	require.NoError(t, os.Remove(e.m.Registry().Path))
-	e.r.dockerFn = func(c Cmd) any {
+	e.r.dockerFn = func(c driver.Cmd) any {
 		if c.Args[0] == "ps" {
 			return errors.New("Cannot connect to the Docker daemon")
 		}

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+
+	"github.com/ktrdr/sandboxkit/sandbox/driver"
 )
 
 // Instance states shown by List and Status.
@@ -55,7 +57,7 @@ type Listing struct {
 
 // state summarises a stack.
 // total is the number of services of the stack (0: the profile's).
-func (m *Manager) state(st *StackState, total int) (string, int) {
+func (m *Manager) state(st *driver.StackState, total int) (string, int) {
 	if total <= 0 {
 		total = len(m.Profile.Services)
 	}
@@ -77,7 +79,7 @@ func (m *Manager) List(ctx context.Context) (*Listing, error) {
 	p := m.Profile
 	reg := m.Registry()
 	out := &Listing{Instances: []ListEntry{}, Orphans: []Orphan{}}
-	states, err := StackStates(ctx, m.Runner, m.Profile.InstanceLabel)
+	states, err := driver.StackStates(ctx, m.Runner, m.Profile.InstanceLabel)
 	if err != nil {
 		// The registry is still worth showing; the states are not known.
 		out.Warning = fmt.Sprintf("states unknown: %v", err)
@@ -85,14 +87,14 @@ func (m *Manager) List(ctx context.Context) (*Listing, error) {
 	}
 	// Every other engine the registry names is asked once; one that does
 	// not answer leaves its sandboxes' states unknown, and the list goes on.
-	byEngine := map[string]map[string]*StackState{"": states}
+	byEngine := map[string]map[string]*driver.StackState{"": states}
 	if before, err := reg.Instances(); err == nil {
 		for _, in := range before {
 			c := in.Engine.Context
 			if _, asked := byEngine[c]; asked || out.EngineErrors[c] != "" {
 				continue
 			}
-			st, err := StackStates(ctx, m.on(in.Engine).Runner, m.Profile.InstanceLabel)
+			st, err := driver.StackStates(ctx, m.on(in.Engine).Runner, m.Profile.InstanceLabel)
 			if err != nil {
 				if out.EngineErrors == nil {
 					out.EngineErrors = map[string]string{}
@@ -103,7 +105,7 @@ func (m *Manager) List(ctx context.Context) (*Listing, error) {
 			byEngine[c] = st
 		}
 	}
-	stateOf := func(id string, in Instance) (*StackState, bool) {
+	stateOf := func(id string, in Instance) (*driver.StackState, bool) {
 		st, ok := byEngine[in.Engine.Context]
 		if !ok || in.Engine.Context == "" && out.Warning != "" {
 			return nil, false

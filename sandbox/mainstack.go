@@ -8,6 +8,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/ktrdr/sandboxkit/sandbox/driver"
+
 	"github.com/ktrdr/sandboxkit/sandbox/gate"
 )
 
@@ -45,7 +47,7 @@ func (m *Manager) CheckMainStack(ctx context.Context, root string, standin bool,
 	if err := WriteFileAtomic(envPath, []byte(env.String()), 0o644); err != nil {
 		return nil, err
 	}
-	stack := Stack{Project: project, Dir: root, Files: []string{filepath.Join(root, p.MainCompose)}, EnvFile: envPath}
+	stack := driver.Stack{Project: project, Dir: root, Files: []string{filepath.Join(root, p.MainCompose)}, EnvFile: envPath}
 	if err := Preflight(ctx, m.Runner, p, 0, project); err != nil {
 		return nil, err
 	}

@@ -12,6 +12,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/ktrdr/sandboxkit/sandbox/driver"
+
 	"github.com/ktrdr/sandboxkit/sandbox/envfile"
 )
 
@@ -21,22 +23,22 @@ import (
 type Manager struct {
 	Profile *Profile
 	Home    string           // the user's home: the registry lives under it
-	Runner  Runner           // docker, compose and git
+	Runner  driver.Runner    // docker, compose and git
 	Events  func(Event)      // the steps of long operations as they happen; nil: not reported
 	Log     io.Writer        // output of the tools it runs for a person to read (image builds); nil: discarded
 	Now     func() time.Time // the clock for CREATED_AT
 
-	engine Engine // the engine Runner's docker calls go to (see on)
-	base   Runner // the runner without a context (nil: Runner)
+	engine Engine        // the engine Runner's docker calls go to (see on)
+	base   driver.Runner // the runner without a context (nil: Runner)
 
 	composeOnce sync.Once
-	compose     *Compose
+	compose     *driver.Compose
 	composeErr  error
 }
 
 // NewManager returns a Manager for the ktrdr profile with the real runner.
 func NewManager(home string) *Manager {
-	return &Manager{Profile: KTRDR(), Home: home, Runner: ExecRunner{}, Now: time.Now}
+	return &Manager{Profile: KTRDR(), Home: home, Runner: driver.ExecRunner{}, Now: time.Now}
 }
 
 // log is where the output of the tools the manager runs goes.
@@ -55,9 +57,9 @@ func (m *Manager) Registry() *Registry {
 }
 
 // Compose returns the detected Compose v2 CLI.
-func (m *Manager) Compose(ctx context.Context) (*Compose, error) {
+func (m *Manager) Compose(ctx context.Context) (*driver.Compose, error) {
 	m.composeOnce.Do(func() {
-		m.compose, m.composeErr = DetectCompose(ctx, m.Runner)
+		m.compose, m.composeErr = driver.DetectCompose(ctx, m.Runner)
 		if m.compose != nil {
 			m.compose.Scrub = m.Profile.EnvPrefix
 		}
@@ -186,7 +188,7 @@ func (e *ElsewhereError) Error() string {
 // with vals (the env file's values; nil: the file's defaults), and adapts
 // the profile to it (ForStack).
 func (m *Manager) stackOf(ctx context.Context, root string, vals map[string]string) (*Profile, *StackFile, error) {
-	sf, err := LoadStackFile(ctx, filepath.Join(root, m.Profile.SandboxCompose), interpolationEnv(vals, m.Profile.EnvPrefix))
+	sf, err := LoadStackFile(ctx, filepath.Join(root, m.Profile.SandboxCompose), driver.InterpolationEnv(vals, m.Profile.EnvPrefix))
 	if err != nil {
 		return nil, nil, err
 	}
@@ -243,20 +245,20 @@ func (m *Manager) locatedStack(ctx context.Context, l *located) (*Profile, *Stac
 }
 
 // stack returns the compose stack of a located sandbox.
-func (m *Manager) stack(l located) Stack { return m.Profile.StackFor(l.Env.InstanceID, l.Root) }
+func (m *Manager) stack(l located) driver.Stack { return m.Profile.StackFor(l.Env.InstanceID, l.Root) }
 
 // teardownStack returns the stack of id from its checkout when the files are
 // there, else from the copy kept outside it.
-func (m *Manager) teardownStack(id string, in Instance) (Stack, bool) {
+func (m *Manager) teardownStack(id string, in Instance) (driver.Stack, bool) {
 	root := in.Path
 	if !fileExists(filepath.Join(root, m.Profile.EnvFile)) || !fileExists(filepath.Join(root, m.Profile.SandboxCompose)) {
 		dir, ok := m.keptDir(id)
 		if !ok {
-			return Stack{}, false
+			return driver.Stack{}, false
 		}
 		root = dir
 		if !regularFile(filepath.Join(root, m.Profile.EnvFile)) || !regularFile(filepath.Join(root, m.Profile.SandboxCompose)) {
-			return Stack{}, false
+			return driver.Stack{}, false
 		}
 		st := m.Profile.StackFor(id, root)
 		st.Files = st.Files[:1]

@@ -8,6 +8,8 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/ktrdr/sandboxkit/sandbox/driver"
+
 	"github.com/compose-spec/compose-go/v2/loader"
 	"github.com/compose-spec/compose-go/v2/types"
 	"github.com/ktrdr/sandboxkit/sandbox/envfile"
@@ -102,7 +104,7 @@ func (m *Manager) ignoredInMounts(ctx context.Context, root string) ([]string, e
 		rel, _ := filepath.Rel(root, d)
 		args = append(args, filepath.ToSlash(rel))
 	}
-	out, err := m.Runner.Run(ctx, Cmd{Name: "git", Args: args})
+	out, err := m.Runner.Run(ctx, driver.Cmd{Name: "git", Args: args})
 	if err != nil {
 		return nil, fmt.Errorf("list files git ignores in the mounted folders of %s: %w", root, err)
 	}

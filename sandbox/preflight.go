@@ -14,6 +14,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/ktrdr/sandboxkit/sandbox/driver"
 )
 
 // PortHolder is whoever holds a host port: a container (found through
@@ -132,13 +134,13 @@ func PortsFree(p *Profile, slot int) (bool, []int) {
 // Docker runs only when a port is taken. An engine configured without the
 // userland proxy publishes ports through iptables alone, where a bind test
 // cannot see them; compose then reports the clash itself.
-func Preflight(ctx context.Context, r Runner, p *Profile, slot int, ownProject string) error {
+func Preflight(ctx context.Context, r driver.Runner, p *Profile, slot int, ownProject string) error {
 	return PreflightPorts(ctx, r, p, slot, p.PortsFor(slot), ownProject)
 }
 
 // PreflightPorts is Preflight for the ports a sandbox's env file actually
 // gives compose (keyed by port variable), which decide over the slot's rules.
-func PreflightPorts(ctx context.Context, r Runner, p *Profile, slot int, ports map[string]int, ownProject string) error {
+func PreflightPorts(ctx context.Context, r driver.Runner, p *Profile, slot int, ports map[string]int, ownProject string) error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("port preflight for slot %d: %w", slot, err)
 	}
@@ -157,7 +159,7 @@ func PreflightPorts(ctx context.Context, r Runner, p *Profile, slot int, ports m
 	if r != nil {
 		// Docker being unavailable is not a preflight failure: process
 		// holders are still found below.
-		out, err := r.Run(ctx, Cmd{Name: "docker", Args: []string{"ps", "--no-trunc", "--format", psPortsFormat}})
+		out, err := r.Run(ctx, driver.Cmd{Name: "docker", Args: []string{"ps", "--no-trunc", "--format", psPortsFormat}})
 		if err == nil {
 			published = parseDockerPorts(out)
 		}
@@ -283,7 +285,7 @@ func parseDockerPorts(out []byte) []publishedPort {
 		if json.Unmarshal([]byte(line), &l) != nil || l.Ports == "" {
 			continue
 		}
-		labels := parseLabels(l.Labels)
+		labels := driver.ParseLabels(l.Labels)
 		name, _, _ := strings.Cut(l.Names, ",") // first name
 		for _, entry := range strings.Split(l.Ports, ",") {
 			from, to, ok := parsePublishedEntry(strings.TrimSpace(entry))
@@ -385,11 +387,11 @@ func (m *Manager) preflight(ctx context.Context, p *Profile, slot int, ports map
 // RemotePreflight is the port preflight of an engine on another host: a
 // port is taken when a container of the engine (other than ownProject's)
 // publishes it, or when something on host accepts a TCP connection on it.
-func RemotePreflight(ctx context.Context, r Runner, host string, p *Profile, slot int, ports map[string]int, ownProject string) error {
+func RemotePreflight(ctx context.Context, r driver.Runner, host string, p *Profile, slot int, ports map[string]int, ownProject string) error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("port preflight for slot %d: %w", slot, err)
 	}
-	out, err := r.Run(ctx, Cmd{Name: "docker", Args: []string{"ps", "--no-trunc", "--format", psPortsFormat}})
+	out, err := r.Run(ctx, driver.Cmd{Name: "docker", Args: []string{"ps", "--no-trunc", "--format", psPortsFormat}})
 	if err != nil {
 		return fmt.Errorf("port preflight for slot %d: ask the engine which ports its containers publish: %w", slot, err)
 	}

@@ -13,6 +13,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/ktrdr/sandboxkit/sandbox/driver"
+
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -71,7 +73,7 @@ func pfDockerLine(name, project, service, ports string) string {
 
 // pfDocker answers `docker ps` with lines and fails every other command.
 func pfDocker(lines ...string) *fakeRunner {
-	return &fakeRunner{handle: func(c Cmd) ([]byte, error) {
+	return &fakeRunner{handle: func(c driver.Cmd) ([]byte, error) {
 		if c.Name == "docker" && len(c.Args) > 0 && c.Args[0] == "ps" {
 			return []byte(strings.Join(lines, "\n") + "\n"), nil
 		}
@@ -115,7 +117,7 @@ func TestParseDockerPorts(t *testing.T) {
 }
 
 func TestParseDockerLabelsKeepsCommasInValues(t *testing.T) {
-	got := parseLabels("a=1,com.docker.compose.project.config_files=/x/a.yml,/x/b.yml,com.docker.compose.project=ktrdr--x")
+	got := driver.ParseLabels("a=1,com.docker.compose.project.config_files=/x/a.yml,/x/b.yml,com.docker.compose.project=ktrdr--x")
 	assert.Equal(t, map[string]string{
 		"a": "1", "com.docker.compose.project.config_files": "/x/a.yml,/x/b.yml", "com.docker.compose.project": "ktrdr--x",
 	}, got)
@@ -193,10 +195,10 @@ func TestPreflightNamesListeningProcess(t *testing.T) {
 
 	for name, r := range map[string]*fakeRunner{
 		"docker answers, no containers": pfDocker(),
-		"docker fails": {handle: func(Cmd) ([]byte, error) {
-			return nil, &ExitError{Cmd: "docker ps", Code: 1, Stderr: "Cannot connect to the Docker daemon"}
+		"docker fails": {handle: func(driver.Cmd) ([]byte, error) {
+			return nil, &driver.ExitError{Cmd: "docker ps", Code: 1, Stderr: "Cannot connect to the Docker daemon"}
 		}},
-		"docker missing": {handle: func(Cmd) ([]byte, error) { return nil, errors.New(`exec: "docker": not found`) }},
+		"docker missing": {handle: func(driver.Cmd) ([]byte, error) { return nil, errors.New(`exec: "docker": not found`) }},
 	} {
 		t.Run(name, func(t *testing.T) {
 			pe := pfInUse(t, Preflight(t.Context(), r, p, 1, "ktrdr--x"))

@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+
+	"github.com/ktrdr/sandboxkit/sandbox/driver"
 )
 
 // Registering a checkout again from its env file. The registry is the
@@ -224,7 +226,7 @@ func (e *ClaimCheckError) Unwrap() error { return e.Err }
 // settles it in co's favour.
 func (m *Manager) checkClaims(ctx context.Context, co Checkout, id, movedFrom string) error {
 	p := m.Profile
-	states, err := StackStates(ctx, m.Runner, p.InstanceLabel)
+	states, err := driver.StackStates(ctx, m.Runner, p.InstanceLabel)
 	if err != nil {
 		return &ClaimCheckError{ID: id, Err: err}
 	}

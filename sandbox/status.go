@@ -3,24 +3,26 @@ package sandbox
 import (
 	"context"
 	"fmt"
+
+	"github.com/ktrdr/sandboxkit/sandbox/driver"
 )
 
 // Status is the state of one sandbox: the JSON shape of `sandbox:status
 // -json`, which scripts may rely on (fields are only ever added).
 type Status struct {
-	ID         string         `json:"id"`
-	Slot       int            `json:"slot"`
-	Path       string         `json:"path"`
-	Branch     string         `json:"branch"`
-	Registered bool           `json:"registered"`
-	IsWorktree bool           `json:"is_worktree"`
-	State      string         `json:"state"` // running, partial x/y, stopped
-	Services   []ServiceState `json:"services"`
-	URLs       []NamedURL     `json:"urls"`
-	Ports      map[string]int `json:"ports"`
-	Engine     string         `json:"engine"`            // "local", or the Docker context of another engine
-	LastGate   *LastGate      `json:"last_gate"`         // null until a gate has run
-	Warning    string         `json:"warning,omitempty"` // e.g. docker could not be asked
+	ID         string                `json:"id"`
+	Slot       int                   `json:"slot"`
+	Path       string                `json:"path"`
+	Branch     string                `json:"branch"`
+	Registered bool                  `json:"registered"`
+	IsWorktree bool                  `json:"is_worktree"`
+	State      string                `json:"state"` // running, partial x/y, stopped
+	Services   []driver.ServiceState `json:"services"`
+	URLs       []NamedURL            `json:"urls"`
+	Ports      map[string]int        `json:"ports"`
+	Engine     string                `json:"engine"`            // "local", or the Docker context of another engine
+	LastGate   *LastGate             `json:"last_gate"`         // null until a gate has run
+	Warning    string                `json:"warning,omitempty"` // e.g. docker could not be asked
 }
 
 // StatusOptions are the inputs of Status.
@@ -46,13 +48,13 @@ func (m *Manager) Status(ctx context.Context, o StatusOptions) (*Status, error) 
 	id := l.Env.InstanceID
 	m = m.on(l.Env.Engine)
 	s := &Status{ID: id, Slot: l.Env.Slot, Path: l.Root, Branch: readBranch(l.Root), Ports: l.Env.Ports, Engine: l.Env.Engine.Name(),
-		URLs: p.URLsOn(l.Env.Engine, l.Env.Ports), Services: []ServiceState{}, LastGate: m.lastGate(id)}
+		URLs: p.URLsOn(l.Env.Engine, l.Env.Ports), Services: []driver.ServiceState{}, LastGate: m.lastGate(id)}
 	if _, in, ok, err := m.Registry().Lookup(l.Root); err != nil {
 		return nil, err
 	} else if ok {
 		s.Registered, s.IsWorktree = true, in.IsWorktree
 	}
-	states, err := StackStates(ctx, m.Runner, m.Profile.InstanceLabel)
+	states, err := driver.StackStates(ctx, m.Runner, m.Profile.InstanceLabel)
 	if err != nil {
 		s.Warning = fmt.Sprintf("states unknown: %v", err)
 	}
@@ -65,7 +67,7 @@ func (m *Manager) Status(ctx context.Context, o StatusOptions) (*Status, error) 
 		s.State = StateUnknown
 	}
 	for _, svc := range p.Services {
-		ss := ServiceState{Service: svc.Name, State: "not created"}
+		ss := driver.ServiceState{Service: svc.Name, State: "not created"}
 		if s.Warning != "" {
 			ss.State = StateUnknown
 		}

@@ -14,6 +14,8 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/ktrdr/sandboxkit/sandbox/driver"
+
 	"github.com/compose-spec/compose-go/v2/types"
 )
 
@@ -92,12 +94,12 @@ func (m *Manager) syncVolumes(ctx context.Context, sf *StackFile, id string, sta
 	}
 	out := map[string]string{}
 	for _, sv := range plan {
-		if _, err := m.Runner.Run(ctx, Cmd{Name: "docker", Args: []string{"volume", "inspect", "--format", "{{.Name}}", sv.Name}}); err != nil {
-			var ee *ExitError
+		if _, err := m.Runner.Run(ctx, driver.Cmd{Name: "docker", Args: []string{"volume", "inspect", "--format", "{{.Name}}", sv.Name}}); err != nil {
+			var ee *driver.ExitError
 			if !errors.As(err, &ee) {
 				return nil, fmt.Errorf("look up volume %s on engine %s: %w", sv.Name, m.engine.Name(), err)
 			}
-			if _, err := m.Runner.Run(ctx, Cmd{Name: "docker", Args: []string{"volume", "create",
+			if _, err := m.Runner.Run(ctx, driver.Cmd{Name: "docker", Args: []string{"volume", "create",
 				"--label", m.Profile.InstanceLabel + "=" + id, "--label", "org.ktrdr.sandbox.source=" + sv.Source, sv.Name}}); err != nil {
 				return nil, fmt.Errorf("create volume %s on engine %s: %w", sv.Name, m.engine.Name(), err)
 			}
@@ -123,7 +125,7 @@ func (m *Manager) fillVolume(ctx context.Context, sv syncVolume, id string, mirr
 	if mirror {
 		args = append(args, "--clean")
 	}
-	_, err := m.Runner.Run(ctx, Cmd{Name: "docker", Args: append(args, "/dst"), Stdin: pr})
+	_, err := m.Runner.Run(ctx, driver.Cmd{Name: "docker", Args: append(args, "/dst"), Stdin: pr})
 	pr.CloseWithError(err)
 	if err != nil {
 		return fmt.Errorf("copy %s into volume %s on engine %s: %w", sv.Source, sv.Name, m.engine.Name(), err)
@@ -201,7 +203,7 @@ func writeTar(w io.Writer, root string) error {
 // removeSyncVolumes removes the volumes of sandbox id on the manager's
 // engine: those that carry its instance label.
 func (m *Manager) removeSyncVolumes(ctx context.Context, id string) error {
-	out, err := m.Runner.Run(ctx, Cmd{Name: "docker", Args: []string{"volume", "ls", "-q", "--filter", "label=" + m.Profile.InstanceLabel + "=" + id}})
+	out, err := m.Runner.Run(ctx, driver.Cmd{Name: "docker", Args: []string{"volume", "ls", "-q", "--filter", "label=" + m.Profile.InstanceLabel + "=" + id}})
 	if err != nil {
 		return fmt.Errorf("list the volumes of %s on engine %s: %w", id, m.engine.Name(), err)
 	}
@@ -209,7 +211,7 @@ func (m *Manager) removeSyncVolumes(ctx context.Context, id string) error {
 	if len(names) == 0 {
 		return nil
 	}
-	if _, err := m.Runner.Run(ctx, Cmd{Name: "docker", Args: append([]string{"volume", "rm"}, names...)}); err != nil {
+	if _, err := m.Runner.Run(ctx, driver.Cmd{Name: "docker", Args: append([]string{"volume", "rm"}, names...)}); err != nil {
 		return fmt.Errorf("remove the volumes of %s on engine %s: %w", id, m.engine.Name(), err)
 	}
 	return nil

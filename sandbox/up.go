@@ -11,6 +11,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/ktrdr/sandboxkit/sandbox/driver"
+
 	"github.com/ktrdr/sandboxkit/sandbox/gate"
 )
 
@@ -62,13 +64,13 @@ func (m *Manager) Up(ctx context.Context, o UpOptions) (*UpResult, error) {
 
 // upStack starts the stack of the stack file sf (adapted profile sp) with
 // the suite's override, then runs the gate.
-func (m *Manager) upStack(ctx context.Context, p *Profile, sf *StackFile, env Env, stack Stack, root string, o UpOptions) (*UpResult, error) {
+func (m *Manager) upStack(ctx context.Context, p *Profile, sf *StackFile, env Env, stack driver.Stack, root string, o UpOptions) (*UpResult, error) {
 	c, err := m.Compose(ctx)
 	if err != nil {
 		return nil, err
 	}
 	res := &UpResult{ID: env.InstanceID, Slot: env.Slot, URLs: p.URLsOn(m.engine, env.Ports)}
-	states, err := StackStates(ctx, m.Runner, m.Profile.InstanceLabel)
+	states, err := driver.StackStates(ctx, m.Runner, m.Profile.InstanceLabel)
 	if err != nil {
 		return nil, err
 	}
@@ -117,7 +119,7 @@ func (m *Manager) upStack(ctx context.Context, p *Profile, sf *StackFile, env En
 			// Leave no half-started stack behind; its volumes (data) stay.
 			cctx, cancel := cleanupContext(ctx)
 			defer cancel()
-			if derr := c.down(cctx, stack, false, nil, 1); derr == nil {
+			if derr := c.DownTimeout(cctx, stack, false, nil, 1); derr == nil {
 				m.emit(Event{Kind: EvPartlyStartedStopped, ID: stack.Project})
 			}
 			return nil, &ComposeError{Err: err}
@@ -157,7 +159,7 @@ func (m *Manager) upStack(ctx context.Context, p *Profile, sf *StackFile, env En
 // watch reports a service whose container exited, died or restart-loops.
 func (m *Manager) watch(p *Profile, project string) func(ctx context.Context) error {
 	return func(ctx context.Context) error {
-		states, err := StackStates(ctx, m.Runner, m.Profile.InstanceLabel)
+		states, err := driver.StackStates(ctx, m.Runner, m.Profile.InstanceLabel)
 		if err != nil {
 			return nil // a failed look is not a dead service
 		}
@@ -223,7 +225,7 @@ func (m *Manager) ensureStandinImage(ctx context.Context, root string, rebuild b
 		return m.ensureRemoteStandinImage(ctx, root, rebuild)
 	}
 	if !rebuild {
-		ok, err := StandinImageExists(ctx, m.Runner, p.StandinImage)
+		ok, err := driver.StandinImageExists(ctx, m.Runner, p.StandinImage)
 		if err != nil {
 			return err
 		}
@@ -232,7 +234,7 @@ func (m *Manager) ensureStandinImage(ctx context.Context, root string, rebuild b
 		}
 	}
 	m.emit(Event{Kind: EvImageBuilding, Image: p.StandinImage, Source: p.StandinSource})
-	return BuildStandinImage(ctx, m.Runner, root, p.StandinSource, p.StandinImage, m.log())
+	return driver.BuildStandinImage(ctx, m.Runner, root, p.StandinSource, p.StandinImage, m.log())
 }
 
 // ensureRemoteStandinImage gives another engine the stand-in image: the
@@ -241,28 +243,28 @@ func (m *Manager) ensureStandinImage(ctx context.Context, root string, rebuild b
 // on another CPU architecture gets one built for it, imported there.
 func (m *Manager) ensureRemoteStandinImage(ctx context.Context, root string, rebuild bool) error {
 	p := m.Profile
-	out, err := m.Runner.Run(ctx, Cmd{Name: "docker", Args: []string{"version", "--format", "{{.Server.Arch}}"}})
+	out, err := m.Runner.Run(ctx, driver.Cmd{Name: "docker", Args: []string{"version", "--format", "{{.Server.Arch}}"}})
 	if err != nil {
 		return fmt.Errorf("ask engine %s for its architecture: %w", m.engine.Name(), err)
 	}
 	if arch := strings.TrimSpace(string(out)); arch != "" && arch != runtime.GOARCH {
 		if !rebuild {
-			if id, err := imageID(ctx, m.Runner, p.StandinImage); err != nil || id != "" {
+			if id, err := driver.ImageID(ctx, m.Runner, p.StandinImage); err != nil || id != "" {
 				return err
 			}
 		}
 		m.emit(Event{Kind: EvImageBuilding, Image: p.StandinImage, Source: p.StandinSource, Arch: arch, Engine: m.engine.Name()})
-		return BuildStandinImageFor(ctx, m.Runner, root, p.StandinSource, p.StandinImage, arch, m.log())
+		return driver.BuildStandinImageFor(ctx, m.Runner, root, p.StandinSource, p.StandinImage, arch, m.log())
 	}
 	local := m.on(Engine{})
 	if err := local.ensureStandinImage(ctx, root, rebuild); err != nil {
 		return err
 	}
-	want, err := imageID(ctx, local.Runner, p.StandinImage)
+	want, err := driver.ImageID(ctx, local.Runner, p.StandinImage)
 	if err != nil {
 		return err
 	}
-	if have, err := imageID(ctx, m.Runner, p.StandinImage); err != nil || have == want {
+	if have, err := driver.ImageID(ctx, m.Runner, p.StandinImage); err != nil || have == want {
 		return err
 	}
 	m.emit(Event{Kind: EvImageLoading, Image: p.StandinImage, Engine: m.engine.Name()})
@@ -271,15 +273,15 @@ func (m *Manager) ensureRemoteStandinImage(ctx context.Context, root string, reb
 
 // copyImage streams image from the local engine into the engine of Docker
 // context to: docker save | docker --context to load (no registry).
-func copyImage(ctx context.Context, r Runner, image, to string) error {
+func copyImage(ctx context.Context, r driver.Runner, image, to string) error {
 	pr, pw := io.Pipe()
 	saved := make(chan error, 1)
 	go func() {
-		_, err := r.Run(ctx, Cmd{Name: "docker", Args: []string{"save", image}, Stdout: pw})
+		_, err := r.Run(ctx, driver.Cmd{Name: "docker", Args: []string{"save", image}, Stdout: pw})
 		pw.CloseWithError(err)
 		saved <- err
 	}()
-	_, err := r.Run(ctx, Cmd{Name: "docker", Args: []string{"--context", to, "load", "--quiet"}, Stdin: pr})
+	_, err := r.Run(ctx, driver.Cmd{Name: "docker", Args: []string{"--context", to, "load", "--quiet"}, Stdin: pr})
 	pr.CloseWithError(err)
 	if serr := <-saved; serr != nil {
 		return fmt.Errorf("save image %s from the local engine: %w", image, serr)

@@ -9,20 +9,22 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ktrdr/sandboxkit/sandbox/driver"
+
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
 
 // upFixture is a sandbox root with an env file on free high ports and a
 // manager whose docker is scripted by handle.
-func upFixture(t *testing.T, handle func(c Cmd) ([]byte, error)) (*Manager, string, *fakeRunner) {
+func upFixture(t *testing.T, handle func(c driver.Cmd) ([]byte, error)) (*Manager, string, *fakeRunner) {
 	p := pfProfile(t)
 	root := t.TempDir()
 	compose, err := os.ReadFile(filepath.Join("..", "docker-compose.sandbox.yml"))
 	require.NoError(t, err)
 	require.NoError(t, os.WriteFile(filepath.Join(root, "docker-compose.sandbox.yml"), compose, 0o644))
 	require.NoError(t, p.WriteEnv(filepath.Join(root, p.EnvFile), p.NewEnv("up", 1, "", time.Now(), false)))
-	r := &fakeRunner{handle: func(c Cmd) ([]byte, error) {
+	r := &fakeRunner{handle: func(c driver.Cmd) ([]byte, error) {
 		if c.Name == "docker" && slices.Contains(c.Args, "version") {
 			return []byte("2.40.3\n"), nil
 		}
@@ -43,9 +45,9 @@ func upCompose(r *fakeRunner, sub string) int {
 }
 
 func TestUpStopsAHalfStartedStackWhenComposeFails(t *testing.T) {
-	m, root, r := upFixture(t, func(c Cmd) ([]byte, error) {
+	m, root, r := upFixture(t, func(c driver.Cmd) ([]byte, error) {
 		if slices.Contains(c.Args, "up") {
-			return nil, &ExitError{Cmd: "docker compose up", Code: 1, Stderr: "Bind for 0.0.0.0:8001 failed: port is already allocated"}
+			return nil, &driver.ExitError{Cmd: "docker compose up", Code: 1, Stderr: "Bind for 0.0.0.0:8001 failed: port is already allocated"}
 		}
 		return nil, nil
 	})
@@ -70,7 +72,7 @@ func TestUpOnARunningStackStartsNothing(t *testing.T) {
 		ps.WriteString(`{"Labels":"com.docker.compose.project=ktrdr--up,com.docker.compose.service=` + s.Name +
 			`,org.ktrdr.sandbox.instance=ktrdr--up","State":"running","Status":"Up 1 minute"}` + "\n")
 	}
-	m, root, r := upFixture(t, func(c Cmd) ([]byte, error) {
+	m, root, r := upFixture(t, func(c driver.Cmd) ([]byte, error) {
 		if len(c.Args) > 0 && c.Args[0] == "ps" {
 			return []byte(ps.String()), nil
 		}
@@ -91,7 +93,7 @@ func TestUpOnARunningStackStartsNothing(t *testing.T) {
 }
 
 func TestUpOutsideASandbox(t *testing.T) {
-	m, _, _ := upFixture(t, func(Cmd) ([]byte, error) { return nil, nil })
+	m, _, _ := upFixture(t, func(driver.Cmd) ([]byte, error) { return nil, nil })
 	_, err := m.Up(t.Context(), UpOptions{Dir: t.TempDir()})
 	var ns *NotSandboxError
 	assert.ErrorAs(t, err, &ns)

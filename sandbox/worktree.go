@@ -12,6 +12,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/ktrdr/sandboxkit/sandbox/driver"
+
 	"github.com/gofrs/flock"
 )
 
@@ -33,7 +35,7 @@ func (e *NotProjectError) Error() string {
 }
 
 func (m *Manager) git(ctx context.Context, dir string, args ...string) (string, error) {
-	out, err := m.Runner.Run(ctx, Cmd{Name: "git", Args: append([]string{"-C", dir}, args...)})
+	out, err := m.Runner.Run(ctx, driver.Cmd{Name: "git", Args: append([]string{"-C", dir}, args...)})
 	return strings.TrimSpace(string(out)), err
 }
 
@@ -42,7 +44,7 @@ func (m *Manager) git(ctx context.Context, dir string, args ...string) (string, 
 func (m *Manager) FindCheckout(ctx context.Context, dir string) (Checkout, error) {
 	top, err := m.git(ctx, dir, "rev-parse", "--show-toplevel")
 	if err != nil {
-		var ee *ExitError
+		var ee *driver.ExitError
 		if errors.As(err, &ee) {
 			return Checkout{}, &NotProjectError{Dir: dir, Reason: "git does not see a repository here"}
 		}
@@ -86,7 +88,7 @@ func (m *Manager) branchExists(ctx context.Context, repo, branch string) (bool, 
 	if err == nil {
 		return true, nil
 	}
-	var ee *ExitError
+	var ee *driver.ExitError
 	if errors.As(err, &ee) && ee.Code == 1 {
 		return false, nil
 	}
@@ -110,7 +112,7 @@ func (w WouldLose) Empty() bool {
 func (m *Manager) wouldLose(ctx context.Context, path, branch string) (WouldLose, error) {
 	var w WouldLose
 	// Not m.git: its TrimSpace would eat the first line's leading status column (" M" → "M").
-	status, err := m.Runner.Run(ctx, Cmd{Name: "git", Args: []string{"-C", path, "status", "--porcelain", "--untracked-files=all"}})
+	status, err := m.Runner.Run(ctx, driver.Cmd{Name: "git", Args: []string{"-C", path, "status", "--porcelain", "--untracked-files=all"}})
 	if err != nil {
 		return w, fmt.Errorf("check %s for uncommitted changes: %w", path, err)
 	}
@@ -134,7 +136,7 @@ func (m *Manager) unsharedCommits(ctx context.Context, repo, rev, branch string)
 		return nil, nil // no repository, no branch to delete
 	}
 	if _, err := m.git(ctx, repo, "rev-parse", "--verify", "--quiet", rev); err != nil {
-		var ee *ExitError
+		var ee *driver.ExitError
 		if errors.As(err, &ee) && ee.Code == 1 {
 			return nil, nil // --verify --quiet: exit 1 means rev does not exist
 		}
@@ -184,7 +186,7 @@ func (m *Manager) worktrees(ctx context.Context, repo string) ([]worktreeEntry, 
 	var err error
 	for try := 0; ; try++ {
 		out, err = m.git(ctx, repo, "worktree", "list", "--porcelain")
-		var ee *ExitError
+		var ee *driver.ExitError
 		if err == nil || try == 40 || ctx.Err() != nil || !errors.As(err, &ee) || !strings.Contains(ee.Stderr, "worktrees/") {
 			break
 		}

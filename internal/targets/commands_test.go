@@ -16,6 +16,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ktrdr/sandboxkit/sandbox/driver"
+
 	"github.com/magefile/mage/mg"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -33,12 +35,12 @@ import (
 type fakeDocker struct {
 	mu     sync.Mutex
 	calls  []string
-	answer func(c sandbox.Cmd) ([]byte, error, bool) // ok false: the default answer
+	answer func(c driver.Cmd) ([]byte, error, bool) // ok false: the default answer
 }
 
-func (f *fakeDocker) Run(ctx context.Context, c sandbox.Cmd) ([]byte, error) {
+func (f *fakeDocker) Run(ctx context.Context, c driver.Cmd) ([]byte, error) {
 	if c.Name == "git" {
-		return sandbox.ExecRunner{}.Run(ctx, c)
+		return driver.ExecRunner{}.Run(ctx, c)
 	}
 	f.mu.Lock()
 	f.calls = append(f.calls, c.String())
@@ -149,17 +151,17 @@ func hold(t *testing.T, slot int) {
 
 func ptr[T any](v T) *T { return &v }
 
-func isCompose(c sandbox.Cmd, sub string) bool {
+func isCompose(c driver.Cmd, sub string) bool {
 	return c.Name == "docker" && slices.Contains(c.Args, "compose") && slices.Contains(c.Args, sub)
 }
 
 // Every exit code of the README's target table, at command level: the
 // target run as mage runs it, its exit status as mage would exit.
 func TestTargetExitCodes(t *testing.T) {
-	composeFails := func(sub string, code int) func(c sandbox.Cmd) ([]byte, error, bool) {
-		return func(c sandbox.Cmd) ([]byte, error, bool) {
+	composeFails := func(sub string, code int) func(c driver.Cmd) ([]byte, error, bool) {
+		return func(c driver.Cmd) ([]byte, error, bool) {
 			if isCompose(c, sub) {
-				return nil, &sandbox.ExitError{Cmd: c.String(), Code: code, Stderr: "compose says no"}, true
+				return nil, &driver.ExitError{Cmd: c.String(), Code: code, Stderr: "compose says no"}, true
 			}
 			return nil, nil, false
 		}
@@ -237,9 +239,9 @@ func TestTargetExitCodes(t *testing.T) {
 			_, err = f.WriteString("\nnetworks:\n  outside:\n    external: true\n    name: e2e-outside-net\n")
 			require.NoError(t, err)
 			require.NoError(t, f.Close())
-			w.docker.answer = func(c sandbox.Cmd) ([]byte, error, bool) {
+			w.docker.answer = func(c driver.Cmd) ([]byte, error, bool) {
 				if slices.Equal(c.Args[:min(2, len(c.Args))], []string{"network", "inspect"}) {
-					return nil, &sandbox.ExitError{Cmd: c.String(), Code: 1, Stderr: "no such network"}, true
+					return nil, &driver.ExitError{Cmd: c.String(), Code: 1, Stderr: "no such network"}, true
 				}
 				return nil, nil, false
 			}
@@ -332,7 +334,7 @@ func TestTargetExitCodes(t *testing.T) {
 			return Stack{}.Images(t.Context())
 		}, 0, "Built ktrdr-standin:dev"},
 		{tImages, "docker refused the image", func(t *testing.T, w *world) error {
-			w.docker.answer = fakeGoBuild(&sandbox.ExitError{Cmd: "docker import", Code: 1, Stderr: "no space left"})
+			w.docker.answer = fakeGoBuild(&driver.ExitError{Cmd: "docker import", Code: 1, Stderr: "no space left"})
 			t.Chdir(w.main)
 			return Stack{}.Images(t.Context())
 		}, 1, "no space left"},
@@ -394,8 +396,8 @@ func TestTargetExitCodes(t *testing.T) {
 
 // fakeGoBuild answers `go build -o BIN` by writing a small BIN, and the
 // docker calls that follow with dockerErr.
-func fakeGoBuild(dockerErr error) func(c sandbox.Cmd) ([]byte, error, bool) {
-	return func(c sandbox.Cmd) ([]byte, error, bool) {
+func fakeGoBuild(dockerErr error) func(c driver.Cmd) ([]byte, error, bool) {
+	return func(c driver.Cmd) ([]byte, error, bool) {
 		if c.Name == "go" {
 			i := slices.Index(c.Args, "-o")
 			if i < 0 || i+1 >= len(c.Args) {

@@ -8,6 +8,8 @@ import (
 	"os"
 	"slices"
 
+	"github.com/ktrdr/sandboxkit/sandbox/driver"
+
 	"github.com/magefile/mage/mg"
 	"github.com/mattn/go-isatty"
 
@@ -17,9 +19,9 @@ import (
 // The seams of the edge. Tests replace them; targets use them only through
 // manager, and print only to stdout and stderr.
 var (
-	stdout io.Writer      = os.Stdout
-	stderr io.Writer      = os.Stderr
-	runner sandbox.Runner = sandbox.ExecRunner{} // docker, compose and git
+	stdout io.Writer     = os.Stdout
+	stderr io.Writer     = os.Stderr
+	runner driver.Runner = driver.ExecRunner{} // docker, compose and git
 )
 
 // manager returns the library's manager for this user, printing steps to

@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/ktrdr/sandboxkit/sandbox/driver"
+
 	"github.com/ktrdr/sandboxkit/sandbox/shared"
 
 	"github.com/magefile/mage/mg"
@@ -178,7 +180,7 @@ var rules = []rule{
 	}).on(tDestroy),
 
 	// sandbox:logs: compose's own exit code.
-	typed(composeCode, fixed[*sandbox.ExitError](""), func(e *sandbox.ExitError) bool { return e.Code > 0 }).on(tLogs),
+	typed(composeCode, fixed[*driver.ExitError](""), func(e *driver.ExitError) bool { return e.Code > 0 }).on(tLogs),
 
 	// sandbox:initShared
 	is(1, "interrupted: what this run had copied or created was removed again and replaced files were put back; run it again to copy", context.Canceled, context.DeadlineExceeded).on(tInitShared),
@@ -273,7 +275,7 @@ var rules = []rule{
 		return fmt.Sprintf("pick another name, or remove the existing sandbox with go tool mage sandbox:destroy -name=%s (an entry whose folder is gone is kept while it has containers, or for a short grace period after it was written)", nameOf(e.ID))
 	}),
 	typed(1, fixed[*sandbox.NotRegisteredError]("see go tool mage sandbox:list")),
-	is(1, "install the Docker Compose v2 plugin (docker compose version must print v2.x); .ci/run shows how to build it from source", sandbox.ErrNoCompose),
+	is(1, "install the Docker Compose v2 plugin (docker compose version must print v2.x); .ci/run shows how to build it from source", driver.ErrNoCompose),
 	typed(1, fixed[*sandbox.ComposeError]("run again with -v to see compose's output")),
 	typed(1, toolHint),
 	anyError(1, ""),
@@ -300,7 +302,7 @@ func classify(target string, err error) (int, string) {
 		}
 		code := r.code
 		if code == composeCode {
-			var ee *sandbox.ExitError
+			var ee *driver.ExitError
 			errors.As(err, &ee)
 			code = ee.Code
 		}
@@ -366,7 +368,7 @@ func skippedForPorts(nf *sandbox.NoFreeSlotError) bool {
 }
 
 // toolHint names the remedy for the program that failed: git, compose or docker.
-func toolHint(e *sandbox.ExitError) string {
+func toolHint(e *driver.ExitError) string {
 	switch {
 	case strings.HasPrefix(e.Cmd, "git "):
 		return "git refused (its message is above); fix what it names and run the command again. A sandbox left half-made by a killed command is removed with go tool mage sandbox:destroy -name=<name> -force"

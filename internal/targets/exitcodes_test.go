@@ -18,6 +18,8 @@ import (
 	"testing"
 	"unicode"
 
+	"github.com/ktrdr/sandboxkit/sandbox/driver"
+
 	"github.com/magefile/mage/mg"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -145,7 +147,7 @@ func TestClassify(t *testing.T) {
 		{tPorts, &sandbox.NotProjectError{Dir: "/tmp"}, 1, "checkout of the ktrdr project", false},
 		{tList, &sandbox.RegistryCorruptError{Path: "/h/instances.json", Reason: "bad"}, 1, "mv /h/instances.json /h/instances.json.bad", false},
 		{tList, &sandbox.RegistryCorruptError{Path: "/h/instances.json", ID: "ktrdr--a", Field: "slot", Reason: `entry "ktrdr--a": slot 12 is outside`}, 1, "raise it again", false},
-		{tLogs, &sandbox.ExitError{Cmd: "docker compose logs", Code: 7}, 7, "", true},
+		{tLogs, &driver.ExitError{Cmd: "docker compose logs", Code: 7}, 7, "", true},
 		{tLogs, &sandbox.NotSandboxError{Dir: "/tmp"}, 1, "sandbox:create", false},
 		{tInitShared, context.Canceled, 1, "interrupted", false},
 		{tInitShared, errors.New("disk full"), 1, "nothing was left half done", false},
@@ -157,7 +159,7 @@ func TestClassify(t *testing.T) {
 		{tVerify, &verifyFailedError{}, 1, "merge:rollback", false},
 		{tVerify, context.Canceled, 1, "", true},
 		{tRollback, &rollbackError{err: errors.New("x"), res: merge.Result{Tag: "pre-merge-1"}}, 1, "git show pre-merge-1:docker-compose.yml", false},
-		{tDestroy, &sandbox.ExitError{Cmd: "git worktree remove", Code: 128}, 1, "git refused", false},
+		{tDestroy, &driver.ExitError{Cmd: "git worktree remove", Code: 128}, 1, "git refused", false},
 		{tStatus, &homeError{errors.New("$HOME is not defined")}, 1, "set HOME", false},
 	}
 	for _, tt := range tests {

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"os"
 
+	"github.com/ktrdr/sandboxkit/sandbox/driver"
+
 	"github.com/magefile/mage/mg"
 
 	"github.com/ktrdr/sandboxkit/sandbox"
@@ -21,7 +23,7 @@ func (Stack) Images(ctx context.Context) (err error) {
 	if err != nil {
 		return fmt.Errorf("find the current folder: %w", err)
 	}
-	if err := sandbox.BuildStandinImage(ctx, runner, cwd, p.StandinSource, p.StandinImage, stdout); err != nil {
+	if err := driver.BuildStandinImage(ctx, runner, cwd, p.StandinSource, p.StandinImage, stdout); err != nil {
 		return err
 	}
 	fmt.Fprintf(stdout, "Built %s\n", p.StandinImage)

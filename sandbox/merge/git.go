@@ -7,12 +7,12 @@ import (
 	"path/filepath"
 	"strings"
 
-	"github.com/ktrdr/sandboxkit/sandbox"
+	"github.com/ktrdr/sandboxkit/sandbox/driver"
 )
 
 // git runs `git -C dir args…` through the Runner seam.
 func git(ctx context.Context, o Options, args ...string) ([]byte, error) {
-	return o.Runner.Run(ctx, sandbox.Cmd{Name: "git", Args: append([]string{"-C", o.Dir}, args...)})
+	return o.Runner.Run(ctx, driver.Cmd{Name: "git", Args: append([]string{"-C", o.Dir}, args...)})
 }
 
 // gitShow returns the bytes of the file rel (relative to the checkout root)
@@ -27,7 +27,7 @@ func tagExists(ctx context.Context, o Options, name string) (bool, error) {
 	if err == nil {
 		return true, nil
 	}
-	var ee *sandbox.ExitError
+	var ee *driver.ExitError
 	if errors.As(err, &ee) && ee.Code == 1 {
 		return false, nil
 	}

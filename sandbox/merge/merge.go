@@ -66,6 +66,8 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/ktrdr/sandboxkit/sandbox/driver"
+
 	"github.com/ktrdr/sandboxkit/sandbox"
 )
 
@@ -86,7 +88,7 @@ var ErrMergeApplied = errors.New("a merge is already applied")
 type Options struct {
 	Dir     string           // checkout root; "" means the current directory
 	Profile *sandbox.Profile // nil means sandbox.KTRDR()
-	Runner  sandbox.Runner   // runs git; nil means sandbox.ExecRunner{}
+	Runner  driver.Runner    // runs git; nil means sandbox.ExecRunner{}
 	Home    string           // holds the merge state (see the package doc); "" means the user's home
 	From    string           // the merge source; "" means <Dir>/<Profile.SandboxCompose> (Verify: the one the merge state names)
 	// Accept lists the differences to the pre-merge stack that are intended
@@ -126,7 +128,7 @@ func (opts Options) withDefaults() (Options, error) {
 		o.Profile = sandbox.KTRDR()
 	}
 	if o.Runner == nil {
-		o.Runner = sandbox.ExecRunner{}
+		o.Runner = driver.ExecRunner{}
 	}
 	if o.Now == nil {
 		o.Now = time.Now

@@ -1,4 +1,4 @@
-package sandbox
+package driver
 
 import (
 	"context"
@@ -80,12 +80,12 @@ func (c *Compose) cmd(s Stack, args ...string) (Cmd, error) {
 	return Cmd{Name: c.Command[0], Args: full, Dir: s.Dir, Env: composeEnv(s.EnvFile, c.Scrub)}, nil
 }
 
-// interpolationEnv is what compose interpolates a sandbox's files with: the
+// InterpolationEnv is what compose interpolates a sandbox's files with: the
 // caller's environment without the variables that the env file decides
 // (those with the app's prefix, and COMPOSE_*), then the env file's values
 // (vals; nil for a new sandbox), which win. The stack model is read with
 // exactly these, so that it is the stack compose runs.
-func interpolationEnv(vals map[string]string, prefix string) map[string]string {
+func InterpolationEnv(vals map[string]string, prefix string) map[string]string {
 	env := map[string]string{}
 	for _, kv := range os.Environ() {
 		k, v, _ := strings.Cut(kv, "=")
@@ -123,7 +123,7 @@ func composeEnv(envFile, prefix string) []string {
 	return env
 }
 
-func (c *Compose) run(ctx context.Context, s Stack, out io.Writer, args ...string) ([]byte, error) {
+func (c *Compose) Exec(ctx context.Context, s Stack, out io.Writer, args ...string) ([]byte, error) {
 	cmd, err := c.cmd(s, args...)
 	if err != nil {
 		return nil, err
@@ -141,7 +141,7 @@ func (c *Compose) Up(ctx context.Context, s Stack, build bool, out io.Writer) er
 	if build {
 		args = append(args, "--build")
 	}
-	_, err := c.run(ctx, s, out, args...)
+	_, err := c.Exec(ctx, s, out, args...)
 	if err != nil {
 		return fmt.Errorf("start stack %s: %w", s.Project, err)
 	}
@@ -151,17 +151,17 @@ func (c *Compose) Up(ctx context.Context, s Stack, build bool, out io.Writer) er
 // Down stops and removes the stack's containers and network, and its
 // volumes when volumes is set.
 func (c *Compose) Down(ctx context.Context, s Stack, volumes bool, out io.Writer) error {
-	return c.down(ctx, s, volumes, out, 10)
+	return c.DownTimeout(ctx, s, volumes, out, 10)
 }
 
 // down is Down with the seconds containers get to stop (a cleanup after an
 // interrupt has about five seconds in all before mage exits).
-func (c *Compose) down(ctx context.Context, s Stack, volumes bool, out io.Writer, stopSeconds int) error {
+func (c *Compose) DownTimeout(ctx context.Context, s Stack, volumes bool, out io.Writer, stopSeconds int) error {
 	args := []string{"down", "--remove-orphans", "--timeout", strconv.Itoa(stopSeconds)}
 	if volumes {
 		args = append(args, "--volumes")
 	}
-	if _, err := c.run(ctx, s, out, args...); err != nil {
+	if _, err := c.Exec(ctx, s, out, args...); err != nil {
 		return fmt.Errorf("stop stack %s: %w", s.Project, err)
 	}
 	return nil
@@ -179,7 +179,7 @@ func (c *Compose) Logs(ctx context.Context, s Stack, service string, follow bool
 	if service != "" {
 		args = append(args, service)
 	}
-	_, err := c.run(ctx, s, out, args...)
+	_, err := c.Exec(ctx, s, out, args...)
 	if err != nil && ctx.Err() == nil {
 		return fmt.Errorf("logs of stack %s: %w", s.Project, err)
 	}
@@ -188,7 +188,7 @@ func (c *Compose) Logs(ctx context.Context, s Stack, service string, follow bool
 
 // LogTail returns the last n log lines of one service.
 func (c *Compose) LogTail(ctx context.Context, s Stack, service string, n int) (string, error) {
-	out, err := c.run(ctx, s, nil, "logs", "--no-color", "--no-log-prefix", "--tail", strconv.Itoa(n), service)
+	out, err := c.Exec(ctx, s, nil, "logs", "--no-color", "--no-log-prefix", "--tail", strconv.Itoa(n), service)
 	if err != nil {
 		return "", fmt.Errorf("logs of %s in stack %s: %w", service, s.Project, err)
 	}
@@ -240,10 +240,10 @@ func StackStates(ctx context.Context, r Runner, instanceLabel string) (map[strin
 	if err != nil {
 		return nil, fmt.Errorf("list containers: %w", err)
 	}
-	return parseDockerPS(out, instanceLabel)
+	return ParseDockerPS(out, instanceLabel)
 }
 
-func parseDockerPS(out []byte, instanceLabel string) (map[string]*StackState, error) {
+func ParseDockerPS(out []byte, instanceLabel string) (map[string]*StackState, error) {
 	states := map[string]*StackState{}
 	for _, line := range strings.Split(string(out), "\n") {
 		line = strings.TrimSpace(line)
@@ -258,7 +258,7 @@ func parseDockerPS(out []byte, instanceLabel string) (map[string]*StackState, er
 		if err := json.Unmarshal([]byte(line), &row); err != nil {
 			return nil, fmt.Errorf("parse docker ps line %q: %w", firstLine(line), err)
 		}
-		labels := parseLabels(row.Labels)
+		labels := ParseLabels(row.Labels)
 		project := labels["com.docker.compose.project"]
 		if project == "" {
 			continue
@@ -286,9 +286,9 @@ func parseDockerPS(out []byte, instanceLabel string) (map[string]*StackState, er
 	return states, nil
 }
 
-// parseLabels splits docker's "k=v,k=v" label list. Values may contain
+// ParseLabels splits docker's "k=v,k=v" label list. Values may contain
 // commas; a part without "=" continues the previous value.
-func parseLabels(s string) map[string]string {
+func ParseLabels(s string) map[string]string {
 	m := map[string]string{}
 	last := ""
 	for _, part := range strings.Split(s, ",") {

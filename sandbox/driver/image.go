@@ -1,4 +1,4 @@
-package sandbox
+package driver
 
 import (
 	"archive/tar"
@@ -101,8 +101,8 @@ func orString(s, def string) string {
 	return s
 }
 
-// imageID returns the id of image on the runner's engine ("" when it lacks it).
-func imageID(ctx context.Context, r Runner, image string) (string, error) {
+// ImageID returns the id of image on the runner's engine ("" when it lacks it).
+func ImageID(ctx context.Context, r Runner, image string) (string, error) {
 	out, err := r.Run(ctx, Cmd{Name: "docker", Args: []string{"image", "inspect", "--format", "{{.Id}}", image}})
 	if err != nil {
 		var ee *ExitError

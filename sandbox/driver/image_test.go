@@ -1,4 +1,4 @@
-package sandbox
+package driver
 
 import (
 	"archive/tar"
@@ -137,7 +137,7 @@ func pgTestDockerRun(t *testing.T, args ...string) string {
 // the argv[0] tools and SIGTERM handling inside a FROM-scratch container.
 func TestStandinImageRealBuild(t *testing.T) {
 	pgTestDocker(t)
-	repoRoot, err := filepath.Abs("..")
+	repoRoot, err := filepath.Abs(filepath.Join("..", ".."))
 	require.NoError(t, err)
 	suffix := make([]byte, 4)
 	_, _ = rand.Read(suffix)
