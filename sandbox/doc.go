@@ -17,8 +17,8 @@
 //
 // This package is the core: the model (Profile, slots and port rules), the
 // registry, the env file's meaning, and the lifecycle (Create, Init, Up,
-// Down, Destroy, List, Status, Logs, Sync, Ports), driving git, Docker and
-// Compose. It returns data, typed errors and Events; it prints nothing.
+// Down, Destroy, List, Status, Logs, Sync, Ports): what to run, where and
+// when; package driver runs it. It returns data, typed errors and Events; it prints nothing.
 // Around it, leaf packages each own one responsibility:
 //
 //	sandbox/envfile  the env file's one form, which this tool, godotenv and
@@ -27,6 +27,8 @@
 //	                 library and envfile only)
 //	sandbox/gate     the startability gate and its probes (standard library)
 //	sandbox/shared   the shared folders, filled all or nothing
+//	sandbox/driver   running git, docker and compose (the Runner seam,
+//	                 Compose, Docker contexts, the stand-in image)
 //	sandbox/merge    milestone 6: merge verification, apply and rollback
 //
 // The mage targets (internal/targets) are the edge: they map errors to exit
@@ -110,8 +112,8 @@
 //
 // # Commands and seams
 //
-// Docker, Compose and git run through a Runner (exec with arguments, never a
-// shell string). Compose always gets -p <project>, --env-file <absolute
+// Docker, Compose and git run through a driver.Runner (exec with
+// arguments, never a shell string). Compose always gets -p <project>, --env-file <absolute
 // path> and absolute -f paths. Up runs the gate (package gate) with the
 // profile's checks (checks.go: PostgreSQL handshake, HTTP status, JSON array
 // length, TCP). Long operations report their steps to Manager.Events and
