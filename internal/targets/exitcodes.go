@@ -120,15 +120,15 @@ func typed[T error](code int, hint func(T) string, cond ...func(T) bool) rule {
 
 // is matches errors that wrap one of the sentinels.
 func is(code int, hint string, sentinels ...error) rule {
-	return rule{code: code, hint: text(hint), match: func(err error) bool {
+	return rule{code: code, hint: hintText(hint), match: func(err error) bool {
 		return slices.ContainsFunc(sentinels, func(s error) bool { return errors.Is(err, s) })
 	}}
 }
 
 // anyError matches every error: the last rule of a target whose hint is its own.
-func anyError(code int, hint string) rule { return rule{code: code, hint: text(hint)} }
+func anyError(code int, hint string) rule { return rule{code: code, hint: hintText(hint)} }
 
-func text(s string) func(error) string { return func(error) string { return s } }
+func hintText(s string) func(error) string { return func(error) string { return s } }
 
 func fixed[T error](s string) func(T) string { return func(T) string { return s } }
 

@@ -6,6 +6,8 @@ import (
 	"os"
 	"strings"
 
+	"github.com/ktrdr/sandboxkit/internal/text"
+
 	"github.com/ktrdr/sandboxkit/sandbox/shared"
 
 	"github.com/ktrdr/sandboxkit/sandbox"
@@ -38,7 +40,7 @@ func (Sandbox) InitShared(ctx context.Context,
 
 	fmt.Fprintf(stdout, "shared folders in %s:\n", rep.Root)
 	for _, f := range rep.Folders {
-		fmt.Fprintf(stdout, "  %-12s %7d %-5s %10s\n", f.Name, f.Files, sharedPlural(f.Files, "file", "files"), sharedSize(f.Bytes))
+		fmt.Fprintf(stdout, "  %-12s %7d %-5s %10s\n", f.Name, f.Files, text.Plural(f.Files, "file", "files"), sharedSize(f.Bytes))
 	}
 	if rep.From != "" {
 		fmt.Fprintf(stdout, "from %s: %d new, %d overwritten (%s written), %d identical left alone\n",
@@ -101,7 +103,7 @@ func sharedProgressPrinter() func(copied, total int64, files int) {
 		}
 		pct := int(copied * 100 / total)
 		line := fmt.Sprintf("copying: %s of %s (%d%%), %d %s", sharedSize(copied), sharedSize(total), pct,
-			files, sharedPlural(files, "file", "files"))
+			files, text.Plural(files, "file", "files"))
 		if terminal {
 			end := ""
 			if copied >= total {
@@ -115,13 +117,6 @@ func sharedProgressPrinter() func(copied, total int64, files int) {
 			fmt.Fprintln(stderr, line)
 		}
 	}
-}
-
-func sharedPlural(n int, one, many string) string {
-	if n == 1 {
-		return one
-	}
-	return many
 }
 
 // sharedSize formats a byte count for people: 532 B, 4.2 MB, 1.3 GB.

@@ -12,6 +12,8 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/ktrdr/sandboxkit/internal/text"
+
 	"github.com/compose-spec/compose-go/v2/loader"
 	"github.com/compose-spec/compose-go/v2/template"
 	"github.com/compose-spec/compose-go/v2/types"
@@ -725,10 +727,10 @@ func checkCompatible(ctx context.Context, o Options, subj subject) (Item, []Diff
 	var problems []string
 	if len(dropped) > 0 {
 		problems = append(problems, fmt.Sprintf("the merged file drops %s %s, which the main file has (a merge never removes a service definition, whatever its profiles)",
-			plural(len(dropped), "service"), strings.Join(dropped, ", ")))
+			text.Plural(len(dropped), "service", "services"), strings.Join(dropped, ", ")))
 	}
 	if len(refused) > 0 {
-		problems = append(problems, fmt.Sprintf("%d %s not accepted:\n    %s", len(refused), plural(len(refused), "change"), strings.Join(refused, "\n    ")))
+		problems = append(problems, fmt.Sprintf("%d %s not accepted:\n    %s", len(refused), text.Plural(len(refused), "change", "changes"), strings.Join(refused, "\n    ")))
 	}
 	for _, e := range unused {
 		msg := fmt.Sprintf("-accept %s: no such difference", e)
@@ -745,14 +747,7 @@ func checkCompatible(ctx context.Context, o Options, subj subject) (Item, []Diff
 	}
 	it := Item{Name: name, OK: true}
 	if len(accepted) > 0 {
-		it.Reason = fmt.Sprintf("%d accepted %s:\n    %s", len(accepted), plural(len(accepted), "change"), strings.Join(accepted, "\n    "))
+		it.Reason = fmt.Sprintf("%d accepted %s:\n    %s", len(accepted), text.Plural(len(accepted), "change", "changes"), strings.Join(accepted, "\n    "))
 	}
 	return it, diffs
-}
-
-func plural(n int, word string) string {
-	if n == 1 {
-		return word
-	}
-	return word + "s"
 }

@@ -17,6 +17,8 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/ktrdr/sandboxkit/internal/text"
 )
 
 // Options says where the shared folders live and what to put in them.
@@ -74,27 +76,13 @@ func (e *ConflictError) Error() string {
 	var parts []string
 	if len(e.Paths) > 0 {
 		parts = append(parts, fmt.Sprintf("%d existing %s from the backup (-merge overwrites them): %s",
-			len(e.Paths), plural(len(e.Paths), "file differs", "files differ"), listSome(e.Paths, 10)))
+			len(e.Paths), text.Plural(len(e.Paths), "file differs", "files differ"), text.ListSome(e.Paths, 10)))
 	}
 	if len(e.Clashes) > 0 {
 		parts = append(parts, fmt.Sprintf("%d %s of a different kind than in the backup (file versus folder; move them away first): %s",
-			len(e.Clashes), plural(len(e.Clashes), "path is", "paths are"), listSome(e.Clashes, 10)))
+			len(e.Clashes), text.Plural(len(e.Clashes), "path is", "paths are"), text.ListSome(e.Clashes, 10)))
 	}
 	return fmt.Sprintf("copy %s into %s: refused, nothing copied: %s", e.From, e.Root, strings.Join(parts, "; "))
-}
-
-func plural(n int, one, many string) string {
-	if n == 1 {
-		return one
-	}
-	return many
-}
-
-func listSome(paths []string, n int) string {
-	if len(paths) <= n {
-		return strings.Join(paths, ", ")
-	}
-	return strings.Join(paths[:n], ", ") + fmt.Sprintf(" and %d more", len(paths)-n)
 }
 
 // Init creates <root>/<name> for every folder of opts and, with
