@@ -204,7 +204,7 @@ var rules = []rule{
 	anyError(1, "run it from the repository root; it needs Go and a running Docker engine").on(tImages),
 
 	// merge:apply, merge:verify, merge:rollback
-	is(1, "", merge.ErrMergeApplied).on(tApply),
+	is(1, "roll it back first with `go tool mage merge:rollback` (or scripts/sandbox-rollback.sh), then apply again", merge.ErrMergeApplied).on(tApply),
 	typed(1, func(e *refusedMergeError) string {
 		if h := acceptHint(tApply, e.report); h != "" {
 			return h

@@ -138,8 +138,7 @@ func notMerged(o Options, s store) error {
 		return err
 	}
 	if st.active() {
-		return fmt.Errorf("%w (tag %s, state %s): roll it back first with `go tool mage merge:rollback` (or scripts/sandbox-rollback.sh)",
-			ErrMergeApplied, st.Tag, o.rel(st.Path))
+		return fmt.Errorf("%w (tag %s, state %s)", ErrMergeApplied, st.Tag, o.rel(st.Path))
 	}
 	return nil
 }
