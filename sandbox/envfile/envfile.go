@@ -124,11 +124,11 @@ func Parse(data []byte) (map[string]string, error) {
 		if !utf8.Valid(line) {
 			return nil, bad("not UTF-8")
 		}
+		if i := bytes.IndexFunc(line, func(r rune) bool { return unicode.IsControl(r) && r != '\t' }); i >= 0 {
+			return nil, bad("control character %U", []rune(string(line[i:]))[0])
+		}
 		rest := bytes.TrimLeft(line, " \t")
 		if len(rest) == 0 || rest[0] == '#' {
-			if i := bytes.IndexFunc(rest, unicode.IsControl); i >= 0 && rest[i] != '\t' {
-				return nil, bad("control character %U", []rune(string(rest[i:]))[0])
-			}
 			continue
 		}
 		if len(rest) != len(line) {
