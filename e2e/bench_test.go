@@ -184,7 +184,7 @@ const benchGateCheckInterval = "200ms"
 // checks into compose healthchecks: every service a check names gets one
 // healthcheck running its checks with the gate's own probes (the gatecheck
 // command, mounted read-only), against the container ports, every
-// benchGateCheckInterval; every other service has its healthcheck disabled,
+// benchGateCheckInterval; every other service has its healthcheck removed,
 // so that `up --wait` waits for exactly what the gate waits for (the others
 // only have to be running, as after `up -d`). It returns the override's
 // path and logs what it holds.
@@ -224,28 +224,49 @@ func benchGateHealthOverride(b *testing.B, s benchStack, gatecheck string) strin
 		pr.names = append(pr.names, c.Name)
 		pr.ports[c.PortKey] = target
 	}
-	services := map[string]any{}
-	for name := range cfg.Services {
-		services[name] = map[string]any{"healthcheck": map[string]any{"disable": true}}
-	}
-	for _, name := range order {
-		pr := byService[name]
+	// YAML, for compose's !reset: a service the gate does not probe has no
+	// healthcheck at all, so --wait waits for it to run (a disabled one,
+	// test NONE, makes this compose fail with "has no healthcheck configured").
+	var sb strings.Builder
+	sb.WriteString("# The gate's checks as compose healthchecks (BenchmarkUpVersusCompose).\nservices:\n")
+	for _, name := range slices.Sorted(maps.Keys(cfg.Services)) {
+		pr, ok := byService[name]
+		if !ok {
+			fmt.Fprintf(&sb, "  %q:\n    healthcheck: !reset {}\n", name)
+			continue
+		}
 		test := []string{"CMD", "/gatecheck"}
 		for _, k := range slices.Sorted(maps.Keys(pr.ports)) {
 			test = append(test, "-port", fmt.Sprintf("%s=%d", k, pr.ports[k]))
 		}
 		test = append(test, pr.names...)
-		services[name] = map[string]any{
+		svc, err := json.Marshal(map[string]any{ // JSON is YAML's flow style
 			"volumes": []any{map[string]any{"type": "bind", "source": gatecheck, "target": "/gatecheck", "read_only": true}},
 			"healthcheck": map[string]any{"test": test, "interval": benchGateCheckInterval,
 				"timeout": sandbox.ProbeTimeout.String(), "retries": 1000, "start_period": "0s"},
-		}
+		})
+		require.NoError(b, err)
+		fmt.Fprintf(&sb, "  %q: %s\n", name, svc)
 		b.Logf("gate-check healthcheck of %s: %q every %s", name, test[1:], benchGateCheckInterval)
 	}
-	data, err := json.MarshalIndent(map[string]any{"services": services}, "", "  ")
-	require.NoError(b, err)
-	path := filepath.Join(b.TempDir(), "gate-healthchecks.json")
-	require.NoError(b, os.WriteFile(path, data, 0o644))
+	path := filepath.Join(b.TempDir(), "gate-healthchecks.yml")
+	require.NoError(b, os.WriteFile(path, []byte(sb.String()), 0o644))
+	withIt := s
+	withIt.Files = append(slices.Clone(s.Files), path)
+	// What compose will run: healthchecks on the gate's services only.
+	var got struct {
+		Services map[string]struct{ Healthcheck *struct{ Test []string } }
+	}
+	require.NoError(b, json.Unmarshal(benchComposeOutput(b, withIt, "config", "--format", "json"), &got))
+	for name, svc := range got.Services {
+		_, gated := byService[name]
+		if gated {
+			require.NotNil(b, svc.Healthcheck, name)
+			require.Equal(b, "/gatecheck", svc.Healthcheck.Test[1], name)
+		} else {
+			require.Nil(b, svc.Healthcheck, "%s keeps no healthcheck", name)
+		}
+	}
 	return path
 }
 
@@ -273,7 +294,7 @@ func benchBuildGatecheck(b *testing.B) string {
 //     health loop);
 //   - wait-gate-checks: `up -d --wait` with the same files plus an override
 //     that makes the gate's checks the healthchecks of the services they
-//     probe, every 200 ms, and disables every other healthcheck
+//     probe, every 200 ms, and removes every other healthcheck
 //     (benchGateHealthOverride): --wait waits for what the gate waits for;
 //   - wait-file-checks: `up -d --wait` with the stack file alone: the file's
 //     own healthchecks at the file's cadence, on every service that has one

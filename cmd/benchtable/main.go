@@ -55,7 +55,7 @@ var steps = []step{
 }
 
 func e2eBench(name string) []string {
-	return []string{"-run", "^$", "-bench", "^" + name + "$", "-benchtime", "1x", "-timeout", "20m"}
+	return []string{"-run", "^$", "-bench", "^" + name + "$", "-benchtime", "1x", "-v", "-timeout", "20m"}
 }
 
 func e2eTest(name string) []string {

@@ -80,7 +80,7 @@ var rows = []row{
 		}},
 	{What: "time-to-ready, `sandbox:up` vs `docker compose up -d` with the same files (stack file + the suite's override) + the gate's checks polled one after another every 100 ms", Goal: "< +10 %",
 		Step: "e2e-up", By: "BenchmarkUpVersusCompose", Figure: upFigure("compose-up-poll")},
-	{What: "time-to-ready, `sandbox:up` vs `docker compose up -d --wait` with **the gate's checks as compose healthchecks** (same probes, every 200 ms, on db, backend and jaeger only; every other healthcheck disabled)", Goal: "—",
+	{What: "time-to-ready, `sandbox:up` vs `docker compose up -d --wait` with **the gate's checks as compose healthchecks** (same probes, every 200 ms, only on the services the gate probes: db, backend, jaeger; every other healthcheck removed)", Goal: "—",
 		Step: "e2e-up", By: "BenchmarkUpVersusCompose", Figure: upFigure("wait-gate-checks")},
 	{What: "time-to-ready, `sandbox:up` vs `docker compose up -d --wait` with **the file's own healthchecks** (the stack file alone: 2 s interval, and --wait also waits for prometheus, grafana and the four workers)", Goal: "—",
 		Step: "e2e-up", By: "BenchmarkUpVersusCompose", Figure: upFigure("wait-file-checks")},
