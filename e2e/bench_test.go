@@ -3,7 +3,11 @@ package e2e
 // Whole-command benchmarks. They drive the real engine with stand-in stacks
 // and take minutes; run one at a time, once:
 //
-//	go test ./e2e/ -run '^$' -bench BenchmarkUpVersusCompose -benchtime 1x -timeout 30m
+//	go test ./e2e/ -run '^$' -bench BenchmarkUpVersusCompose -benchtime 1x -timeout 30m -v
+//
+// or all of them, with the unit benchmarks, printing BENCHMARKS.md's table:
+//
+//	go run ./cmd/benchtable
 //
 // Each benchmark ignores b.N: it takes a fixed number of samples and reports
 // them with b.ReportMetric. They use only slots 6–10 and sandbox names that
@@ -595,7 +599,10 @@ func benchGateOverride(readyAt time.Time) string {
 // backend and the workers are recreated (a new backend forgets its workers;
 // recreated workers register at once instead of at their 5 s re-check), the backend with
 // KTRDR_STANDIN_READY_AT 5 s ahead; the gate runs from right after the
-// recreate, and the latency is the instant it passed minus READY_AT.
+// recreate, and the latency is the instant it passed minus READY_AT. A run
+// in which READY_AT was not the last readiness measures nothing: it is
+// dropped, and the benchmark reports how many runs it kept and how many it
+// dropped for each reason.
 func BenchmarkGateDetectionLatency(b *testing.B) {
 	needDocker(b)
 	e := newEnv(b)

@@ -49,7 +49,7 @@ var rows = []row{
 			}
 			return fmt.Sprintf("**%s** per pair (%s–%s over %d runs)", milli(s.Median/1e6), milli(s.Min/1e6), milli(s.Max/1e6), n), nil
 		}},
-	{What: fmt.Sprintf("port preflight of a free slot (the profile's %d port rules; `docker ps` answered by a fake runner, no process)", len(sandbox.KTRDR().Ports)), Goal: "—",
+	{What: fmt.Sprintf("port preflight of a free slot (the profile's %d port rules, each port bound and closed; a free slot makes no docker call)", len(sandbox.KTRDR().Ports)), Goal: "—",
 		Step: "unit-resolver", By: "BenchmarkPreflight", Figure: func(o *output) (string, error) {
 			s, n, err := spreadMetric(o, "BenchmarkPreflight", "ns/op")
 			if err != nil {
@@ -293,7 +293,12 @@ func render(w io.Writer, machine string, results map[string]*ran, ran []step, to
 	if only != "" {
 		cmdline += " -only " + only
 	}
-	fmt.Fprintf(w, "Measured %s with `%s` (%s in all) on: %s.\n\n", time.Now().UTC().Format("2006-01-02 15:04 MST"), cmdline, took.Round(time.Second), machine)
+	var wait time.Duration
+	for _, s := range ran {
+		wait += results[s.ID].LockWait
+	}
+	fmt.Fprintf(w, "Measured %s with `%s` (%s in all, %s of it waiting for the e2e lock) on: %s.\n\n",
+		time.Now().UTC().Format("2006-01-02 15:04 MST"), cmdline, took.Round(time.Second), wait.Round(time.Second), machine)
 	fmt.Fprintln(w, "| what | figure | goal | printed by |")
 	fmt.Fprintln(w, "|---|---|---|---|")
 	missing := 0
