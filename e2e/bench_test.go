@@ -3,7 +3,11 @@ package e2e
 // Whole-command benchmarks. They drive the real engine with stand-in stacks
 // and take minutes; run one at a time, once:
 //
-//	go test ./e2e/ -run '^$' -bench BenchmarkUpVersusCompose -benchtime 1x -timeout 30m
+//	go test ./e2e/ -run '^$' -bench BenchmarkUpVersusCompose -benchtime 1x -timeout 30m -v
+//
+// or all of them, with the unit benchmarks, printing BENCHMARKS.md's table:
+//
+//	go run ./cmd/benchtable
 //
 // Each benchmark ignores b.N: it takes a fixed number of samples and reports
 // them with b.ReportMetric. They use only slots 6–10 and sandbox names that
@@ -14,6 +18,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"math"
 	"os"
 	"os/exec"
@@ -147,41 +152,200 @@ func benchMedian(ds []time.Duration) time.Duration {
 	return s[len(s)/2]
 }
 
-// BenchmarkUpVersusCompose compares the wall time of `sandbox:up` (preflight,
-// compose up -d, gate) with the same stack started by hand (compose up -d
-// plus a sequential 100 ms health-wait loop over the gate's checks) and with
-// `compose up -d --wait` (compose's own healthchecks), alternating, with
-// down -v between.
+// benchSpread reports the median, min and max of ds as metrics named
+// "ms/"+name, "min-ms/"+name and "max-ms/"+name.
+func benchSpread(b *testing.B, name string, ds []time.Duration) time.Duration {
+	m := benchMedian(ds)
+	b.ReportMetric(benchMS(m), "ms/"+name)
+	b.ReportMetric(benchMS(slices.Min(ds)), "min-ms/"+name)
+	b.ReportMetric(benchMS(slices.Max(ds)), "max-ms/"+name)
+	return m
+}
+
+// benchComposeOutput runs `docker compose … args…` like benchCompose and
+// returns its standard output.
+func benchComposeOutput(tb testing.TB, s benchStack, args ...string) []byte {
+	tb.Helper()
+	full := []string{"compose", "-p", s.Project, "--env-file", s.EnvFile}
+	for _, f := range s.Files {
+		full = append(full, "-f", f)
+	}
+	cmd := exec.Command("docker", append(full, args...)...)
+	cmd.Dir, cmd.Env = s.Dir, benchCleanEnv()
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	require.NoError(tb, err, "docker %s: %s", strings.Join(full, " "), stderr.String())
+	return out
+}
+
+// benchGateCheckInterval is the healthcheck interval that stands for the
+// gate's cadence (it polls each check after 100 ms, then 150 ms, then every
+// 200 ms): the steady 200 ms. start_interval, which could give the first
+// polls 100 ms, needs Engine API 1.44.
+const benchGateCheckInterval = "200ms"
+
+// benchGateHealthOverride writes a compose override that turns the gate's
+// checks into compose healthchecks: every service a check names gets one
+// healthcheck running its checks with the gate's own probes (the gatecheck
+// command, mounted read-only), against the container ports, every
+// benchGateCheckInterval; every other service has its healthcheck removed,
+// so that `up --wait` waits for exactly what the gate waits for (the others
+// only have to be running, as after `up -d`). It returns the override's
+// path and logs what it holds.
+func benchGateHealthOverride(b *testing.B, s benchStack, gatecheck string) string {
+	b.Helper()
+	var cfg struct {
+		Services map[string]struct {
+			Ports []struct {
+				Target    int
+				Published string
+			}
+		}
+	}
+	require.NoError(b, json.Unmarshal(benchComposeOutput(b, s, "config", "--format", "json"), &cfg))
+	type probe struct {
+		names []string
+		ports map[string]int
+	}
+	byService := map[string]*probe{}
+	var order []string
+	for _, c := range sandbox.KTRDR().Checks {
+		svc, ok := cfg.Services[c.Service]
+		require.True(b, ok, "check %q: service %s not in the stack", c.Name, c.Service)
+		target := 0
+		for _, p := range svc.Ports {
+			if p.Published == strconv.Itoa(s.Ports[c.PortKey]) {
+				target = p.Target
+			}
+		}
+		require.NotZero(b, target, "check %q: %s publishes no %s (%d)", c.Name, c.Service, c.PortKey, s.Ports[c.PortKey])
+		pr := byService[c.Service]
+		if pr == nil {
+			pr = &probe{ports: map[string]int{}}
+			byService[c.Service] = pr
+			order = append(order, c.Service)
+		}
+		pr.names = append(pr.names, c.Name)
+		pr.ports[c.PortKey] = target
+	}
+	// YAML, for compose's !reset: a service the gate does not probe has no
+	// healthcheck at all, so --wait waits for it to run (a disabled one,
+	// test NONE, makes this compose fail with "has no healthcheck configured").
+	var sb strings.Builder
+	sb.WriteString("# The gate's checks as compose healthchecks (BenchmarkUpVersusCompose).\nservices:\n")
+	for _, name := range slices.Sorted(maps.Keys(cfg.Services)) {
+		pr, ok := byService[name]
+		if !ok {
+			fmt.Fprintf(&sb, "  %q:\n    healthcheck: !reset {}\n", name)
+			continue
+		}
+		test := []string{"CMD", "/gatecheck"}
+		for _, k := range slices.Sorted(maps.Keys(pr.ports)) {
+			test = append(test, "-port", fmt.Sprintf("%s=%d", k, pr.ports[k]))
+		}
+		test = append(test, pr.names...)
+		svc, err := json.Marshal(map[string]any{ // JSON is YAML's flow style
+			"volumes": []any{map[string]any{"type": "bind", "source": gatecheck, "target": "/gatecheck", "read_only": true}},
+			"healthcheck": map[string]any{"test": test, "interval": benchGateCheckInterval,
+				"timeout": sandbox.ProbeTimeout.String(), "retries": 1000, "start_period": "0s"},
+		})
+		require.NoError(b, err)
+		fmt.Fprintf(&sb, "  %q: %s\n", name, svc)
+		b.Logf("gate-check healthcheck of %s: %q every %s", name, test[1:], benchGateCheckInterval)
+	}
+	path := filepath.Join(b.TempDir(), "gate-healthchecks.yml")
+	require.NoError(b, os.WriteFile(path, []byte(sb.String()), 0o644))
+	withIt := s
+	withIt.Files = append(slices.Clone(s.Files), path)
+	// What compose will run: healthchecks on the gate's services only.
+	var got struct {
+		Services map[string]struct{ Healthcheck *struct{ Test []string } }
+	}
+	require.NoError(b, json.Unmarshal(benchComposeOutput(b, withIt, "config", "--format", "json"), &got))
+	for name, svc := range got.Services {
+		_, gated := byService[name]
+		if gated {
+			require.NotNil(b, svc.Healthcheck, name)
+			require.Equal(b, "/gatecheck", svc.Healthcheck.Test[1], name)
+		} else {
+			require.Nil(b, svc.Healthcheck, "%s keeps no healthcheck", name)
+		}
+	}
+	return path
+}
+
+// benchBuildGatecheck builds the gatecheck command static, for the engine's
+// (local) containers.
+func benchBuildGatecheck(b *testing.B) string {
+	b.Helper()
+	out := filepath.Join(b.TempDir(), "gatecheck")
+	cmd := exec.Command("go", "build", "-o", out, "./cmd/benchtable/gatecheck")
+	cmd.Dir, cmd.Env = repoRoot, append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux")
+	msg, err := cmd.CombinedOutput()
+	require.NoError(b, err, "build gatecheck: %s", msg)
+	return out
+}
+
+// BenchmarkUpVersusCompose compares the time-to-ready of `sandbox:up`
+// (whole process: preflight, compose up -d, gate) on a stand-in stack in
+// slot 6 with three ways of starting the same stack with docker compose
+// alone, alternating, with down -v between runs and one untimed
+// sandbox:up first:
+//
+//   - compose-up-poll: `up -d --remove-orphans` with the files sandbox:up
+//     passes (the stack file and the suite's override), then the gate's
+//     checks one after another, each polled every 100 ms (a shell script's
+//     health loop);
+//   - wait-gate-checks: `up -d --wait` with the same files plus an override
+//     that makes the gate's checks the healthchecks of the services they
+//     probe, every 200 ms, and removes every other healthcheck
+//     (benchGateHealthOverride): --wait waits for what the gate waits for;
+//   - wait-file-checks: `up -d --wait` with the stack file alone: the file's
+//     own healthchecks at the file's cadence, on every service that has one
+//     (prometheus, grafana and the workers included), which is not what the
+//     gate checks.
 func BenchmarkUpVersusCompose(b *testing.B) {
 	needDocker(b)
 	e := newEnv(b)
 	name := benchPrefix + "up"
 	benchCreate(b, e, name, 6)
 	dir := e.sandboxDir(name)
-	s := benchStackOf(b, e, name, false)
-	b.Cleanup(func() { removeProject(s.Project) })
-	down := func() { benchCompose(b, s, "down", "-v", "--remove-orphans", "--timeout", "10") }
+	fileOnly := benchStackOf(b, e, name, false)
+	b.Cleanup(func() { removeProject(fileOnly.Project) })
+	down := func() { benchCompose(b, fileOnly, "down", "-v", "--remove-orphans", "--timeout", "10") }
+	sbxUp := func() time.Duration {
+		start := time.Now()
+		r := e.sbx(dir, "sandbox:up")
+		d := time.Since(start)
+		require.Equal(b, 0, r.Code, r.String())
+		require.Contains(b, r.Stdout, "Startability Gate: PASSED")
+		return d
+	}
+	sbxUp() // untimed: warms the engine and writes the suite's override
+	down()
+	suite := fileOnly
+	suite.Files = append(slices.Clone(fileOnly.Files), filepath.Join(e.Home, ".ktrdr", "sandbox", "instances", fileOnly.Project, sandbox.OverrideFile))
+	require.FileExists(b, suite.Files[1])
+	gateHealth := suite
+	gateHealth.Files = append(slices.Clone(suite.Files), benchGateHealthOverride(b, suite, benchBuildGatecheck(b)))
 
 	ways := []struct {
-		name string
-		up   func() time.Duration
+		metric string
+		up     func() time.Duration
 	}{
-		{"sandbox:up", func() time.Duration {
+		{"sandbox-up", sbxUp},
+		{"compose-up-poll", func() time.Duration {
 			start := time.Now()
-			r := e.sbx(dir, "sandbox:up")
-			d := time.Since(start)
-			require.Equal(b, 0, r.Code, r.String())
-			require.Contains(b, r.Stdout, "Startability Gate: PASSED")
-			return d
-		}},
-		{"compose up -d + poll", func() time.Duration {
-			start := time.Now()
-			benchCompose(b, s, "up", "-d")
-			benchWaitSequential(b, s.Ports, 2*time.Minute)
+			benchCompose(b, suite, "up", "-d", "--remove-orphans")
+			benchWaitSequential(b, suite.Ports, 2*time.Minute)
 			return time.Since(start)
 		}},
-		{"compose up -d --wait", func() time.Duration {
-			return benchCompose(b, s, "up", "-d", "--wait", "--wait-timeout", "120")
+		{"wait-gate-checks", func() time.Duration {
+			return benchCompose(b, gateHealth, "up", "-d", "--remove-orphans", "--wait", "--wait-timeout", "120")
+		}},
+		{"wait-file-checks", func() time.Duration {
+			return benchCompose(b, fileOnly, "up", "-d", "--remove-orphans", "--wait", "--wait-timeout", "120")
 		}},
 	}
 	const rounds = 3
@@ -192,19 +356,20 @@ func BenchmarkUpVersusCompose(b *testing.B) {
 			i := (r + k) % len(ways) // rotate who goes first
 			d := ways[i].up()
 			times[i] = append(times[i], d)
-			b.Logf("round %d: %s ready after %s", r+1, ways[i].name, d.Round(time.Millisecond))
+			b.Logf("round %d: %s ready after %s", r+1, ways[i].metric, d.Round(time.Millisecond))
 			down()
 		}
 	}
 	b.StopTimer()
-	sbx, hand, wait := benchMedian(times[0]), benchMedian(times[1]), benchMedian(times[2])
-	b.Logf("medians over %d rounds: sandbox:up %s, compose up -d + poll %s, compose up -d --wait %s",
-		rounds, sbx.Round(time.Millisecond), hand.Round(time.Millisecond), wait.Round(time.Millisecond))
-	b.ReportMetric(benchMS(sbx), "ms/sandbox-up")
-	b.ReportMetric(benchMS(hand), "ms/compose-up-poll")
-	b.ReportMetric(benchMS(wait), "ms/compose-up-wait")
-	b.ReportMetric(float64(sbx)/float64(hand), "ratio-sandbox/compose")
-	b.ReportMetric(float64(sbx)/float64(wait), "ratio-sandbox/wait")
+	med := make([]time.Duration, len(ways))
+	for i, w := range ways {
+		med[i] = benchSpread(b, w.metric, times[i])
+		b.Logf("%s: median %s of %v", w.metric, med[i].Round(time.Millisecond), times[i])
+	}
+	b.ReportMetric(float64(rounds), "rounds")
+	for i, w := range ways[1:] {
+		b.ReportMetric(float64(med[0])/float64(med[i+1]), "ratio-sandbox-up/"+w.metric)
+	}
 }
 
 // benchMiB parses a docker stats size such as "3.52MiB", "900KiB" or "1.2GB".
@@ -255,14 +420,36 @@ func BenchmarkIdleStackMemory(b *testing.B) {
 		n++
 	}
 	require.Equal(b, 9, n)
+	b.ReportMetric(float64(n), "containers")
 	b.ReportMetric(total, "MiB")
 	b.ReportMetric(total/float64(n), "MiB/container")
 }
 
-// BenchmarkListTenInstances times `sandbox:list` over ten registered
-// instances, five running (slots 6–10) and five never started (slots 1–5),
-// and counts the docker processes each list spawns through a docker shim
-// first on PATH.
+// benchLookPath is the file exec.LookPath would find for name under the
+// PATH of environment env ("" when none).
+func benchLookPath(env []string, name string) string {
+	for _, kv := range env {
+		if p, ok := strings.CutPrefix(kv, "PATH="); ok {
+			for _, dir := range filepath.SplitList(p) {
+				f := filepath.Join(dir, name)
+				if fi, err := os.Stat(f); err == nil && fi.Mode().IsRegular() && fi.Mode()&0o111 != 0 {
+					return f
+				}
+			}
+		}
+	}
+	return ""
+}
+
+// BenchmarkListTenInstances times `sandbox:list` (the compiled target,
+// whole process) over ten registered instances, five running (slots 6–10)
+// and five never started (slots 1–5), and counts the docker processes each
+// list spawns through a docker shim first on PATH: the shim records every
+// call's arguments in a file of its own, so that a list that ran no docker
+// counts 0 and fails the benchmark. The timed lists run without the shim;
+// the counted ones with it. The docker calls a list made are then replayed
+// alone, and once with --format '{{json .}}' instead (every field of every
+// container), for comparison.
 func BenchmarkListTenInstances(b *testing.B) {
 	needDocker(b)
 	e := newEnv(b)
@@ -277,36 +464,53 @@ func BenchmarkListTenInstances(b *testing.B) {
 	}
 	time.Sleep(10 * time.Second) // let the five stacks settle: list is timed against idle stacks
 
-	realDocker, err := exec.LookPath("docker")
-	require.NoError(b, err)
+	realDocker := benchLookPath(e.Env, "docker")
+	require.NotEmpty(b, realDocker, "docker on PATH")
 	shimDir := b.TempDir()
-	calls := filepath.Join(shimDir, "calls.log")
-	shim := fmt.Sprintf("#!/bin/bash\nprintf '%%s\\n' \"$*\" >> '%s'\nexec '%s' \"$@\"\n", calls, realDocker)
+	callsDir := filepath.Join(shimDir, "calls")
+	require.NoError(b, os.Mkdir(callsDir, 0o755))
+	// One file per call, its arguments NUL-separated: the file count is the
+	// process count, and the arguments can be replayed exactly.
+	shim := fmt.Sprintf("#!/bin/bash\nf=$(mktemp '%s/call.XXXXXX') || exit 125\nprintf '%%s\\0' \"$@\" > \"$f\"\nexec '%s' \"$@\"\n", callsDir, realDocker)
 	require.NoError(b, os.WriteFile(filepath.Join(shimDir, "docker"), []byte(shim), 0o755))
-	listEnv := make([]string, 0, len(e.Env))
+	shimEnv := make([]string, 0, len(e.Env))
 	for _, kv := range e.Env {
 		if p, ok := strings.CutPrefix(kv, "PATH="); ok {
 			kv = "PATH=" + shimDir + string(os.PathListSeparator) + p
 		}
-		listEnv = append(listEnv, kv)
+		shimEnv = append(shimEnv, kv)
 	}
-	list := func(args ...string) (time.Duration, string, []string) {
-		require.NoError(b, os.WriteFile(calls, nil, 0o644))
+	require.Equal(b, filepath.Join(shimDir, "docker"), benchLookPath(shimEnv, "docker"), "the shim is the docker that PATH finds")
+
+	// list runs sandbox:list with env and returns its time, its output and
+	// the docker calls the shim recorded (none without the shim).
+	list := func(env []string, args ...string) (time.Duration, string, [][]string) {
+		ents, err := os.ReadDir(callsDir)
+		require.NoError(b, err)
+		for _, en := range ents {
+			require.NoError(b, os.Remove(filepath.Join(callsDir, en.Name())))
+		}
 		cmd := exec.Command(filepath.Join(binDir, "sbx"), append([]string{"sandbox:list"}, args...)...)
-		cmd.Dir, cmd.Env = e.Main, listEnv
+		cmd.Dir, cmd.Env = e.Main, env
 		var stderr bytes.Buffer
 		cmd.Stderr = &stderr
 		start := time.Now()
 		out, err := cmd.Output()
 		d := time.Since(start)
 		require.NoError(b, err, "sandbox:list: %s", stderr.String())
-		log, err := os.ReadFile(calls)
+		ents, err = os.ReadDir(callsDir)
 		require.NoError(b, err)
-		return d, string(out), strings.Split(strings.TrimSpace(string(log)), "\n")
+		var calls [][]string
+		for _, en := range ents {
+			data, err := os.ReadFile(filepath.Join(callsDir, en.Name()))
+			require.NoError(b, err)
+			calls = append(calls, strings.Split(strings.TrimSuffix(string(data), "\x00"), "\x00"))
+		}
+		return d, string(out), calls
 	}
 
 	// A first run checks what list sees (and warms the caches).
-	_, out, _ := list("-json")
+	_, out, _ := list(e.Env, "-json")
 	var listing sandbox.Listing
 	require.NoError(b, json.Unmarshal([]byte(out), &listing))
 	states := map[string]int{}
@@ -317,32 +521,64 @@ func BenchmarkListTenInstances(b *testing.B) {
 	require.Equal(b, map[string]int{sandbox.StateRunning: 5, sandbox.StateStopped: 5}, states)
 
 	const runs = 10
-	var times []time.Duration
-	procs := 0
-	b.ResetTimer()
+	var counts []int
+	var lastCalls [][]string
 	for i := range runs {
-		d, _, dockerCalls := list()
-		times = append(times, d)
-		procs = max(procs, len(dockerCalls))
+		_, _, calls := list(shimEnv)
+		counts = append(counts, len(calls))
+		lastCalls = calls
 		if i == 0 {
-			b.Logf("docker calls of one list: %q", dockerCalls)
+			b.Logf("docker calls of one list: %q", calls)
 		}
 	}
-	b.StopTimer()
-	// The one docker call alone, for comparison.
-	var psTimes []time.Duration
+	b.Logf("docker processes per list, %d lists through the shim: %v", runs, counts)
+	require.GreaterOrEqual(b, slices.Min(counts), 1, "a list that runs no docker process through the shim: the shim was not used")
+
+	var times []time.Duration
+	b.ResetTimer()
 	for range runs {
-		start := time.Now()
-		out, err := exec.Command(realDocker, "ps", "-a", "--no-trunc", "--filter", "label=com.docker.compose.project", "--format", "{{json .}}").Output()
-		psTimes = append(psTimes, time.Since(start))
-		require.NoError(b, err, "%s", out)
+		d, _, calls := list(e.Env)
+		require.Empty(b, calls, "the timed lists do not go through the shim")
+		times = append(times, d)
 	}
+	b.StopTimer()
+
+	// The docker calls of one list alone, replayed in order with the real docker.
+	containers := len(dockerIDs("ps", "-aq", "--filter", "label=com.docker.compose.project"))
+	replay := func(calls [][]string) []time.Duration {
+		var ds []time.Duration
+		for range runs {
+			start := time.Now()
+			for _, args := range calls {
+				out, err := exec.Command(realDocker, args...).CombinedOutput()
+				require.NoError(b, err, "docker %q: %s", args, out)
+			}
+			ds = append(ds, time.Since(start))
+		}
+		return ds
+	}
+	psTimes := replay(lastCalls)
+	// The same with every field of every container asked for.
+	jsonCalls := slices.Clone(lastCalls)
+	for k, args := range jsonCalls {
+		if i := slices.Index(args, "--format"); len(args) > 0 && args[0] == "ps" && i >= 0 && i+1 < len(args) {
+			jsonCalls[k] = slices.Clone(args)
+			jsonCalls[k][i+1] = "{{json .}}"
+		}
+	}
+	require.NotEqual(b, lastCalls, jsonCalls, "the list's docker ps call names its format: %q", lastCalls)
+	jsonTimes := replay(jsonCalls)
 	b.Logf("list times: %v", times)
-	b.Logf("docker ps times: %v", psTimes)
-	b.ReportMetric(benchMS(benchMedian(psTimes)), "ms/docker-ps")
+	b.Logf("docker %q (%d compose containers on the engine): %v", lastCalls, containers, psTimes)
+	b.Logf("docker %q: %v", jsonCalls, jsonTimes)
+	b.ReportMetric(float64(containers), "containers")
+	b.ReportMetric(benchMS(benchMedian(psTimes)), "ms/docker-call")
+	b.ReportMetric(benchMS(benchMedian(jsonTimes)), "ms/docker-call-json")
 	b.ReportMetric(benchMS(benchMedian(times)), "ms/list")
 	b.ReportMetric(benchMS(benchPercentile(times, 95)), "p95-ms/list")
-	b.ReportMetric(float64(procs), "docker-procs/list")
+	b.ReportMetric(runs, "lists")
+	b.ReportMetric(float64(slices.Min(counts)), "min-docker-procs/list")
+	b.ReportMetric(float64(slices.Max(counts)), "max-docker-procs/list")
 }
 
 // benchGateOverride is the override of the latency benchmark: workers retry
@@ -364,7 +600,10 @@ func benchGateOverride(readyAt time.Time) string {
 // backend and the workers are recreated (a new backend forgets its workers;
 // recreated workers register at once instead of at their 5 s re-check), the backend with
 // KTRDR_STANDIN_READY_AT 5 s ahead; the gate runs from right after the
-// recreate, and the latency is the instant it passed minus READY_AT.
+// recreate, and the latency is the instant it passed minus READY_AT. A run
+// in which READY_AT was not the last readiness measures nothing: it is
+// dropped, and the benchmark reports how many runs it kept and how many it
+// dropped for each reason.
 func BenchmarkGateDetectionLatency(b *testing.B) {
 	needDocker(b)
 	e := newEnv(b)
@@ -379,7 +618,10 @@ func BenchmarkGateDetectionLatency(b *testing.B) {
 	const runs, ahead = 20, 5 * time.Second
 	checks := sandbox.KTRDR().GateChecks("127.0.0.1", s.Ports)
 	var lat []time.Duration
-	skipped := 0
+	// Why a run measures nothing: its sample is dropped, counted, and reported.
+	const lateStart, workersLast = "the gate started after READY_AT (the recreate outlasted the lead)",
+		"the workers were seen after READY_AT (the backend was not the last to be ready)"
+	dropped := map[string]int{}
 	b.ResetTimer()
 	for i := range runs {
 		readyAt := time.UnixMilli(time.Now().Add(ahead).UnixMilli())
@@ -397,25 +639,35 @@ func BenchmarkGateDetectionLatency(b *testing.B) {
 		}
 		// The backend must not have looked healthy before READY_AT.
 		require.GreaterOrEqual(b, start.Add(readyAfter["Backend healthy"]), readyAt, "run %d: backend healthy before READY_AT", i+1)
-		if !start.Before(readyAt) || start.Add(readyAfter["Workers registered"]).After(readyAt) {
-			// READY_AT was not the last readiness: the sample measures nothing.
-			skipped++
-			b.Logf("run %d skipped: recreate took %s, workers seen after %s, READY_AT %s after the gate started",
-				i+1, recreate.Round(time.Millisecond), readyAfter["Workers registered"].Round(time.Millisecond), readyAt.Sub(start).Round(time.Millisecond))
+		why := ""
+		switch {
+		case !start.Before(readyAt):
+			why = lateStart
+		case start.Add(readyAfter["Workers registered"]).After(readyAt):
+			why = workersLast
+		}
+		if why != "" {
+			dropped[why]++
+			b.Logf("run %d dropped, %s: recreate took %s, workers seen after %s, READY_AT %s after the gate started",
+				i+1, why, recreate.Round(time.Millisecond), readyAfter["Workers registered"].Round(time.Millisecond), readyAt.Sub(start).Round(time.Millisecond))
 			continue
 		}
 		d := passed.Sub(readyAt)
 		lat = append(lat, d)
-		b.Logf("run %d: recreate %s, workers seen after %s, passed %s after READY_AT",
+		b.Logf("run %d kept: recreate %s, workers seen after %s, passed %s after READY_AT",
 			i+1, recreate.Round(time.Millisecond), readyAfter["Workers registered"].Round(time.Millisecond), d.Round(time.Millisecond))
 	}
 	b.StopTimer()
+	b.Logf("kept %d of %d runs; dropped %d: %d because %s, %d because %s", len(lat), runs, runs-len(lat),
+		dropped[lateStart], lateStart, dropped[workersLast], workersLast)
+	b.ReportMetric(float64(runs), "runs")
+	b.ReportMetric(float64(len(lat)), "kept")
+	b.ReportMetric(float64(dropped[lateStart]), "dropped-late-start")
+	b.ReportMetric(float64(dropped[workersLast]), "dropped-workers-last")
 	require.NotEmpty(b, lat, "no usable sample")
 	b.ReportMetric(benchMS(benchMedian(lat)), "median-ms")
 	b.ReportMetric(benchMS(benchPercentile(lat, 95)), "p95-ms")
 	b.ReportMetric(benchMS(slices.Max(lat)), "max-ms")
-	b.ReportMetric(float64(len(lat)), "samples")
-	b.ReportMetric(float64(skipped), "skipped")
 }
 
 // BenchmarkEntryPointOverhead times whole processes through the README's
@@ -503,6 +755,7 @@ func BenchmarkShapeTimeToReady(b *testing.B) {
 		benchCompose(b, s, "down", "--volumes", "--timeout", "1")
 		b.Logf("round %d: sandbox:up %s, compose up -d --wait %s", round+1, sbx[round].Round(time.Millisecond), plain[round].Round(time.Millisecond))
 	}
-	b.ReportMetric(benchMS(benchMedian(sbx)), "ms/sandbox-up")
-	b.ReportMetric(benchMS(benchMedian(plain)), "ms/compose-up-wait-file-cadence")
+	benchSpread(b, "sandbox-up", sbx)
+	benchSpread(b, "compose-up-wait-file-cadence", plain)
+	b.ReportMetric(float64(len(sbx)), "rounds")
 }

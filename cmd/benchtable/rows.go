@@ -1,0 +1,346 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/ktrdr/sandboxkit/sandbox"
+)
+
+// A row of the summary table: its figure comes only from what the step's
+// benchmark or test printed, or the row says why there is none.
+type row struct {
+	What, Goal string
+	Step       string // the step that runs the benchmark
+	By         string // the benchmark or test that prints the figure
+	Figure     func(o *output) (string, error)
+}
+
+// rows are the summary table of BENCHMARKS.md, in its order.
+var rows = []row{
+	resolverRow("five-below-sandbox-root", "`ResolveAPIURL` from five folders below a sandbox root (reads the API port and `SANDBOX_HOST` from one read of the file)"),
+	resolverRow("no-env-file-above", "`ResolveAPIURL` with no `.env.sandbox` above (no checkout: walks to `/`)"),
+	resolverRow("main-checkout-three-below-root", "`ResolveAPIURL` in a main checkout, three folders below its root"),
+	{What: "full `godotenv` parse of the same kind of env file (what the resolver's one-key path avoids)", Goal: "—",
+		Step: "unit-resolver", By: "BenchmarkGodotenvFullParse", Figure: func(o *output) (string, error) {
+			const name = "BenchmarkGodotenvFullParse"
+			s, n, err := spreadMetric(o, name, "ns/op")
+			if err != nil {
+				return "", err
+			}
+			allocs, err1 := o.metric(name, "allocs/op")
+			size, err2 := o.metric(name, "file-bytes")
+			keys, err3 := o.metric(name, "keys")
+			if err := firstErr(err1, err2, err3); err != nil {
+				return "", err
+			}
+			return fmt.Sprintf("**%s**/parse (%s–%s over %d runs), %.0f allocs; a %.0f-byte file of %.0f keys",
+				micro(s.Median), micro(s.Min), micro(s.Max), n, spreadOf(allocs).Median, size[0], keys[0]), nil
+		}},
+	{What: "slot allocation with 100 registered instances (register + unregister, each a locked, fsynced write)", Goal: "—",
+		Step: "unit-resolver", By: "BenchmarkRegisterWith100Instances", Figure: func(o *output) (string, error) {
+			s, n, err := spreadMetric(o, "BenchmarkRegisterWith100Instances", "ns/op")
+			if err != nil {
+				return "", err
+			}
+			return fmt.Sprintf("**%s** per pair (%s–%s over %d runs)", milli(s.Median/1e6), milli(s.Min/1e6), milli(s.Max/1e6), n), nil
+		}},
+	{What: fmt.Sprintf("port preflight of a free slot (the profile's %d port rules, each port bound and closed; a free slot makes no docker call)", len(sandbox.KTRDR().Ports)), Goal: "—",
+		Step: "unit-resolver", By: "BenchmarkPreflight", Figure: func(o *output) (string, error) {
+			s, n, err := spreadMetric(o, "BenchmarkPreflight", "ns/op")
+			if err != nil {
+				return "", err
+			}
+			return fmt.Sprintf("**%s** (%s–%s over %d runs)", milli(s.Median/1e6), milli(s.Min/1e6), milli(s.Max/1e6), n), nil
+		}},
+	{What: "gate detection latency, fake services (httptest), real clock: last service ready → gate passed", Goal: "< 300 ms",
+		Step: "unit-gate", By: "BenchmarkGateDetectionLatency (./sandbox)", Figure: func(o *output) (string, error) {
+			const name = "BenchmarkGateDetectionLatency"
+			med, err1 := o.one(name, "median-ms")
+			p95, err2 := o.one(name, "p95-ms")
+			mx, err3 := o.one(name, "max-ms")
+			if err := firstErr(err1, err2, err3); err != nil {
+				return "", err
+			}
+			rs := o.Bench[name]
+			return fmt.Sprintf("median **%s**, p95 **%s**, max %s over %d runs (none dropped)", milli(med), milli(p95), milli(mx), rs[len(rs)-1].N), nil
+		}},
+	{What: "gate detection latency, real stand-in stack (backend recreated with `KTRDR_STANDIN_READY_AT` 5 s ahead)", Goal: "< 300 ms",
+		Step: "e2e-gate", By: "BenchmarkGateDetectionLatency (./e2e)", Figure: func(o *output) (string, error) {
+			v, err := ones(o, "BenchmarkGateDetectionLatency", "runs", "kept", "dropped-late-start", "dropped-workers-last", "median-ms", "p95-ms", "max-ms")
+			if err != nil {
+				return "", err
+			}
+			return fmt.Sprintf("median **%s**, p95 **%s**, max %s over the %.0f kept of %.0f runs; dropped %.0f: %.0f because the gate started after READY_AT, %.0f because the workers were seen after READY_AT",
+				milli(v[4]), milli(v[5]), milli(v[6]), v[1], v[0], v[2]+v[3], v[2], v[3]), nil
+		}},
+	{What: "time-to-ready, `sandbox:up` vs `docker compose up -d` with the same files (stack file + the suite's override) + the gate's checks polled one after another every 100 ms", Goal: "< +10 %",
+		Step: "e2e-up", By: "BenchmarkUpVersusCompose", Figure: upFigure("compose-up-poll")},
+	{What: "time-to-ready, `sandbox:up` vs `docker compose up -d --wait` with **the gate's checks as compose healthchecks** (same probes, every 200 ms, only on the services the gate probes: db, backend, jaeger; every other healthcheck removed)", Goal: "—",
+		Step: "e2e-up", By: "BenchmarkUpVersusCompose", Figure: upFigure("wait-gate-checks")},
+	{What: "time-to-ready, `sandbox:up` vs `docker compose up -d --wait` with **the file's own healthchecks** (the stack file alone: 2 s interval, and --wait also waits for prometheus, grafana and the four workers)", Goal: "—",
+		Step: "e2e-up", By: "BenchmarkUpVersusCompose", Figure: upFigure("wait-file-checks")},
+	{What: "memory of one idle stand-in stack (after 5 s idle, `docker stats`)", Goal: "—",
+		Step: "e2e-memory", By: "BenchmarkIdleStackMemory", Figure: func(o *output) (string, error) {
+			v, err := ones(o, "BenchmarkIdleStackMemory", "MiB", "MiB/container", "containers")
+			if err != nil {
+				return "", err
+			}
+			return fmt.Sprintf("**%.0f MiB** (%.1f MiB per container, %.0f containers)", v[0], v[1], v[2]), nil
+		}},
+	{What: "`sandbox:list` (compiled target) with 10 registered instances, 5 running", Goal: "one docker call",
+		Step: "e2e-list", By: "BenchmarkListTenInstances", Figure: func(o *output) (string, error) {
+			v, err := ones(o, "BenchmarkListTenInstances", "lists", "ms/list", "p95-ms/list", "min-docker-procs/list", "max-docker-procs/list")
+			if err != nil {
+				return "", err
+			}
+			procs := fmt.Sprintf("%.0f–%.0f docker processes", v[3], v[4])
+			if v[3] == v[4] {
+				procs = fmt.Sprintf("%.0f docker process", v[3])
+				if v[3] != 1 {
+					procs += "es"
+				}
+			}
+			return fmt.Sprintf("median **%s**, p95 %s over %.0f lists; **%s** per list in each of %.0f lists counted by a docker shim on PATH",
+				milli(v[1]), milli(v[2]), v[0], procs, v[0]), nil
+		}},
+	{What: "the docker call of one `sandbox:list`, replayed alone", Goal: "—",
+		Step: "e2e-list", By: "BenchmarkListTenInstances", Figure: func(o *output) (string, error) {
+			v, err := ones(o, "BenchmarkListTenInstances", "ms/docker-call", "containers", "ms/docker-call-json")
+			if err != nil {
+				return "", err
+			}
+			return fmt.Sprintf("**%s** with %.0f compose containers on the engine (median of 10); with `--format '{{json .}}'` instead: %s",
+				milli(v[0]), v[1], milli(v[2])), nil
+		}},
+	{What: "`go tool mage sandbox:url`, whole process, warm cache (median of 10)", Goal: "≤ 200 ms",
+		Step: "e2e-entry", By: "BenchmarkEntryPointOverhead", Figure: func(o *output) (string, error) {
+			v, err := ones(o, "BenchmarkEntryPointOverhead", "ms/url", "ms/url-compiled")
+			if err != nil {
+				return "", err
+			}
+			return fmt.Sprintf("**%s**; compiled binary %s", milli(v[0]), milli(v[1])), nil
+		}},
+	{What: "`go tool mage sandbox:list`, 10 instances, none running (median of 10)", Goal: "≤ compose ls + 100 ms",
+		Step: "e2e-entry", By: "BenchmarkEntryPointOverhead", Figure: func(o *output) (string, error) {
+			v, err := ones(o, "BenchmarkEntryPointOverhead", "ms/list", "ms/compose-ls", "ms/list-minus-compose-ls", "ms/list-compiled")
+			if err != nil {
+				return "", err
+			}
+			return fmt.Sprintf("**%s** vs `docker compose ls` %s: **%+.0f ms**; compiled binary %s", milli(v[0]), milli(v[1]), v[2], milli(v[3])), nil
+		}},
+	{What: "30 entry-point runs at once in one checkout (24 `go tool mage`, 6 `go run magefile.go`), cold mage cache", Goal: "all",
+		Step: "e2e-concurrent", By: "TestEntryPointsRunConcurrentlyInOneCheckout", Figure: func(o *output) (string, error) {
+			if err := passed(o, "TestEntryPointsRunConcurrentlyInOneCheckout"); err != nil {
+				return "", err
+			}
+			return "**passed**: it asserts that each of the 30 exits 0 and that `git status --ignored` stays clean", nil
+		}},
+	{What: "kill -9 (process group) of create and of destroy at random moments, 20 rounds each", Goal: "all",
+		Step: "e2e-kill", By: "TestKillDuringCreateAndDestroy", Figure: func(o *output) (string, error) {
+			if err := passed(o, "TestKillDuringCreateAndDestroy"); err != nil {
+				return "", err
+			}
+			m, err := o.logLine(regexp.MustCompile(`kills that landed before the command ended: map\[(.*)\] of (\d+) each`))
+			if err != nil {
+				return "", err
+			}
+			landed := map[string]string{"create": "0", "destroy": "0"}
+			for _, kv := range strings.Fields(m[1]) {
+				if k, v, ok := strings.Cut(kv, ":"); ok {
+					landed[k] = v
+				}
+			}
+			seed, err := o.logLine(regexp.MustCompile(`seed (\d+)`))
+			if err != nil {
+				return "", err
+			}
+			return fmt.Sprintf("**passed**: every round ends with `destroy -name -force` leaving no trace; kills that landed mid-command: create %s of %s, destroy %s of %s (seed %s)",
+				landed["create"], m[2], landed["destroy"], m[2], seed[1]), nil
+		}},
+	{What: "time-to-ready, January-like stack (9 services, 30 s healthchecks, `service_healthy` chains, CMD-SHELL db check), stand-in images", Goal: "suite < 10 s",
+		Step: "e2e-shape", By: "BenchmarkShapeTimeToReady", Figure: func(o *output) (string, error) {
+			v, err := ones(o, "BenchmarkShapeTimeToReady", "rounds", "ms/sandbox-up", "min-ms/sandbox-up", "max-ms/sandbox-up",
+				"ms/compose-up-wait-file-cadence", "min-ms/compose-up-wait-file-cadence", "max-ms/compose-up-wait-file-cadence")
+			if err != nil {
+				return "", err
+			}
+			return fmt.Sprintf("`sandbox:up` **%s** (%s–%s) vs `docker compose up -d --wait` with the file's own cadence **%s** (%s–%s); medians of %.0f rounds",
+				seconds(v[1]), seconds(v[2]), seconds(v[3]), seconds(v[4]), seconds(v[5]), seconds(v[6]), v[0]), nil
+		}},
+	{What: "`merge:rollback` (library, from the backup)", Goal: "< 2 s",
+		Step: "unit-rollback", By: "BenchmarkRollback", Figure: func(o *output) (string, error) {
+			ns, err := o.one("BenchmarkRollback", "ns/op")
+			if err != nil {
+				return "", err
+			}
+			rs := o.Bench["BenchmarkRollback"]
+			return fmt.Sprintf("**%s** per rollback (%d rollbacks)", milli(ns/1e6), rs[0].N), nil
+		}},
+	{What: "`merge:rollback`, whole process, after `merge:apply` each time", Goal: "< 2 s",
+		Step: "e2e-rollback", By: "BenchmarkMergeRollbackWholeProcess", Figure: func(o *output) (string, error) {
+			v, err := ones(o, "BenchmarkMergeRollbackWholeProcess", "runs", "ms/compiled", "min-ms/compiled", "max-ms/compiled",
+				"ms/go-tool-mage", "min-ms/go-tool-mage", "max-ms/go-tool-mage")
+			if err != nil {
+				return "", err
+			}
+			return fmt.Sprintf("compiled target **%s** (%s–%s); `go tool mage merge:rollback` %s (%s–%s); %.0f runs each, the file byte-identical every time",
+				milli(v[1]), milli(v[2]), milli(v[3]), milli(v[4]), milli(v[5]), milli(v[6]), v[0]), nil
+		}},
+}
+
+// resolverRow is the row of one BenchmarkResolveAPIURL sub-benchmark.
+func resolverRow(sub, what string) row {
+	name := "BenchmarkResolveAPIURL/" + sub
+	return row{What: what, Goal: "< 50 µs", Step: "unit-resolver", By: name, Figure: func(o *output) (string, error) {
+		s, n, err := spreadMetric(o, name, "ns/op")
+		if err != nil {
+			return "", err
+		}
+		allocs, err := o.metric(name, "allocs/op")
+		if err != nil {
+			return "", err
+		}
+		return fmt.Sprintf("**%s**/call (%s–%s over %d runs), %.0f allocs",
+			micro(s.Median), micro(s.Min), micro(s.Max), n, spreadOf(allocs).Median), nil
+	}}
+}
+
+// upFigure is a row of BenchmarkUpVersusCompose: sandbox:up against way.
+func upFigure(way string) func(o *output) (string, error) {
+	return func(o *output) (string, error) {
+		v, err := ones(o, "BenchmarkUpVersusCompose", "rounds", "ms/sandbox-up", "ms/"+way, "ratio-sandbox-up/"+way,
+			"min-ms/sandbox-up", "max-ms/sandbox-up", "min-ms/"+way, "max-ms/"+way)
+		if err != nil {
+			return "", err
+		}
+		return fmt.Sprintf("%s vs %s (medians of %.0f, alternating; ranges %s–%s and %s–%s): ratio **%.2f** (%+.1f %%)",
+			milli(v[1]), milli(v[2]), v[0], milli(v[4]), milli(v[5]), milli(v[6]), milli(v[7]), v[3], (v[3]-1)*100), nil
+	}
+}
+
+func spreadMetric(o *output, name, unit string) (spread, int, error) {
+	vs, err := o.metric(name, unit)
+	if err != nil {
+		return spread{}, 0, err
+	}
+	return spreadOf(vs), len(vs), nil
+}
+
+// ones returns the single values of units printed by benchmark name.
+func ones(o *output, name string, units ...string) ([]float64, error) {
+	out := make([]float64, len(units))
+	for i, u := range units {
+		v, err := o.one(name, u)
+		if err != nil {
+			return nil, err
+		}
+		out[i] = v
+	}
+	return out, nil
+}
+
+func passed(o *output, test string) error {
+	if o.Failed[test] {
+		return fmt.Errorf("%s failed", test)
+	}
+	if !o.Passed[test] {
+		return fmt.Errorf("%s did not pass", test)
+	}
+	return nil
+}
+
+func firstErr(errs ...error) error {
+	for _, err := range errs {
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// micro formats nanoseconds as µs, milli milliseconds as ms, seconds
+// milliseconds as s: two or three significant digits.
+func micro(ns float64) string { return sig(ns/1e3) + " µs" }
+func milli(ms float64) string { return sig(ms) + " ms" }
+func seconds(ms float64) string {
+	return strconv.FormatFloat(ms/1e3, 'f', 2, 64) + " s"
+}
+
+func sig(v float64) string {
+	switch {
+	case v >= 10:
+		return strconv.FormatFloat(v, 'f', 0, 64)
+	case v >= 1:
+		return strconv.FormatFloat(v, 'f', 1, 64)
+	default:
+		return strconv.FormatFloat(v, 'f', 2, 64)
+	}
+}
+
+// cell escapes the pipes of a table cell (inside code spans too, as GitHub
+// reads tables).
+func cell(s string) string { return strings.ReplaceAll(s, "|", `\|`) }
+
+// render prints the table for the steps that ran and returns how many of
+// their rows have no figure.
+func render(w io.Writer, machine string, results map[string]*ran, ran []step, took time.Duration, only string) int {
+	cmdline := "go run ./cmd/benchtable"
+	if only != "" {
+		cmdline += " -only " + only
+	}
+	var wait time.Duration
+	for _, s := range ran {
+		wait += results[s.ID].LockWait
+	}
+	fmt.Fprintf(w, "Measured %s with `%s` (%s in all, %s of it waiting for the e2e lock) on: %s.\n\n",
+		time.Now().UTC().Format("2006-01-02 15:04 MST"), cmdline, took.Round(time.Second), wait.Round(time.Second), machine)
+	fmt.Fprintln(w, "| what | figure | goal | printed by |")
+	fmt.Fprintln(w, "|---|---|---|---|")
+	missing := 0
+	for _, r := range rows {
+		res, ok := results[r.Step]
+		if !ok {
+			continue
+		}
+		fig := ""
+		var err error
+		if res.Out == nil {
+			err = res.Err
+		} else {
+			fig, err = r.Figure(res.Out)
+		}
+		if err != nil {
+			missing++
+			fig = "**no figure**: " + strings.ReplaceAll(err.Error(), "\n", " ")
+			if res.Err != nil && res.Out != nil {
+				fig += fmt.Sprintf(" (the step failed: %v)", strings.ReplaceAll(res.Err.Error(), "\n", " "))
+			}
+		}
+		fmt.Fprintf(w, "| %s | %s | %s | `%s` |\n", cell(r.What), cell(fig), cell(r.Goal), cell(r.By))
+	}
+	fmt.Fprintln(w)
+	fmt.Fprintln(w, "| step | command | took | waited for the lock | load before → after | result |")
+	fmt.Fprintln(w, "|---|---|---|---|---|---|")
+	for _, s := range ran {
+		res := results[s.ID]
+		cmd := "go test " + s.Pkg + " " + strings.Join(s.Args, " ")
+		if s.E2E {
+			cmd = "go test ./e2e/ " + strings.Join(s.Args, " ")
+		}
+		status := "ok"
+		if res.Err != nil {
+			status = "FAILED"
+		}
+		wait := "—"
+		if s.E2E {
+			wait = res.LockWait.Round(time.Second).String()
+		}
+		fmt.Fprintf(w, "| %s | `%s` | %s | %s | %s → %s | %s |\n", s.ID, cell(cmd), res.Took.Round(time.Second), wait, res.Load[0], res.Load[1], status)
+	}
+	return missing
+}
