@@ -248,7 +248,7 @@ func benchGateHealthOverride(b *testing.B, s benchStack, gatecheck string) strin
 		svc, err := json.Marshal(map[string]any{ // JSON is YAML's flow style
 			"volumes": []any{map[string]any{"type": "bind", "source": gatecheck, "target": "/gatecheck", "read_only": true}},
 			"healthcheck": map[string]any{"test": test, "interval": benchGateCheckInterval,
-				"timeout": sandbox.ProbeTimeout.String(), "retries": 1000, "start_period": "0s"},
+				"timeout": gate.ProbeTimeout.String(), "retries": 1000, "start_period": "0s"},
 		})
 		require.NoError(b, err)
 		fmt.Fprintf(&sb, "  %q: %s\n", name, svc)

@@ -39,9 +39,11 @@ type step struct {
 }
 
 var steps = []step{
-	{ID: "unit-resolver", Pkg: "./sandbox/", Args: []string{"-run", "^$", "-bench",
-		"^(BenchmarkResolveAPIURL|BenchmarkGodotenvFullParse|BenchmarkRegisterWith100Instances|BenchmarkPreflight)$", "-benchmem", "-count", "5"}},
-	{ID: "unit-gate", Pkg: "./sandbox/", Args: []string{"-run", "^$", "-bench", "^BenchmarkGateDetectionLatency$", "-benchtime", "20x"}},
+	{ID: "unit-resolver", Pkg: "./sandbox/apiurl/", Args: []string{"-run", "^$", "-bench", "^BenchmarkResolve$", "-benchmem", "-count", "5"}},
+	{ID: "unit-envfile", Pkg: "./sandbox/envfile/", Args: []string{"-run", "^$", "-bench", "^(BenchmarkParse|BenchmarkGodotenvFullParse)$", "-benchmem", "-count", "5"}},
+	{ID: "unit-core", Pkg: "./sandbox/", Args: []string{"-run", "^$", "-bench",
+		"^(BenchmarkRegisterWith100Instances|BenchmarkPreflight)$", "-benchmem", "-count", "5"}},
+	{ID: "unit-gate", Pkg: "./sandbox/gate/", Args: []string{"-run", "^$", "-bench", "^BenchmarkGateDetectionLatency$", "-benchtime", "20x"}},
 	{ID: "unit-rollback", Pkg: "./sandbox/merge/", Args: []string{"-run", "^$", "-bench", "^BenchmarkRollback$", "-benchtime", "500x"}},
 	{ID: "e2e-rollback", E2E: true, Args: e2eBench("BenchmarkMergeRollbackWholeProcess")},
 	{ID: "e2e-gate", E2E: true, Args: e2eBench("BenchmarkGateDetectionLatency")},

@@ -236,11 +236,14 @@ func ExampleResolve() {
 	// http://localhost:8000
 }
 
+// BenchmarkResolve is what every ktrdr CLI command pays to find its API:
+//
+//	go test -run '^$' -bench '^BenchmarkResolve$' -benchmem -count 5 ./sandbox/apiurl/
 func BenchmarkResolve(b *testing.B) {
 	root := writeSandboxRoot(b, 3)
 	deep := filepath.Join(root, "a", "b", "c", "d", "e")
 	require.NoError(b, os.MkdirAll(deep, 0o755))
-	b.Run("five folders below a sandbox root", func(b *testing.B) {
+	b.Run("five-below-sandbox-root", func(b *testing.B) {
 		for b.Loop() {
 			if _, err := Resolve("", 0, deep); err != nil {
 				b.Fatal(err)
@@ -249,7 +252,7 @@ func BenchmarkResolve(b *testing.B) {
 	})
 	none := filepath.Join(b.TempDir(), "x", "y")
 	require.NoError(b, os.MkdirAll(none, 0o755))
-	b.Run("no env file above", func(b *testing.B) {
+	b.Run("no-env-file-above", func(b *testing.B) {
 		for b.Loop() {
 			if _, err := Resolve("", 0, none); err != nil {
 				b.Fatal(err)
@@ -260,7 +263,7 @@ func BenchmarkResolve(b *testing.B) {
 	require.NoError(b, os.Mkdir(filepath.Join(checkout, ".git"), 0o755))
 	inCheckout := filepath.Join(checkout, "p", "q", "r")
 	require.NoError(b, os.MkdirAll(inCheckout, 0o755))
-	b.Run("three folders below a main checkout's root", func(b *testing.B) {
+	b.Run("main-checkout-three-below-root", func(b *testing.B) {
 		for b.Loop() {
 			if _, err := Resolve("", 0, inCheckout); err != nil {
 				b.Fatal(err)

@@ -109,75 +109,97 @@ func ReadBytes(path string) ([]byte, error) {
 // Parse parses an env file's content. An input outside the form is a
 // *SyntaxError.
 func Parse(data []byte) (map[string]string, error) {
-	vals := make(map[string]string, 48)
-	seen := make(map[string]int, 48)
-	n := 0
-	for len(data) > 0 {
-		n++
-		line := data
-		if i := bytes.IndexByte(data, '\n'); i >= 0 {
-			line, data = data[:i], data[i+1:]
+	src := string(data) // one copy: keys and values are slices of it
+	vals := make(map[string]string, 32)
+	for n := 1; src != ""; n++ {
+		line := src
+		if i := strings.IndexByte(src, '\n'); i >= 0 {
+			line, src = src[:i], src[i+1:]
 		} else {
-			data = nil
+			src = ""
 		}
-		bad := func(format string, a ...any) error { return &SyntaxError{Line: n, Reason: fmt.Sprintf(format, a...)} }
-		if !utf8.Valid(line) {
-			return nil, bad("not UTF-8")
-		}
-		if i := bytes.IndexFunc(line, func(r rune) bool { return unicode.IsControl(r) && r != '\t' }); i >= 0 {
-			return nil, bad("control character %U", []rune(string(line[i:]))[0])
-		}
-		rest := bytes.TrimLeft(line, " \t")
-		if len(rest) == 0 || rest[0] == '#' {
-			continue
-		}
-		if len(rest) != len(line) {
-			return nil, bad("space before the key")
-		}
-		eq := bytes.IndexByte(line, '=')
-		if eq < 0 {
-			return nil, bad("no '=' after the key")
-		}
-		key := string(line[:eq])
-		if !ValidKey(key) {
-			return nil, bad("%q is not a key (a letter or '_', then letters, digits or '_', directly followed by '=')", key)
-		}
-		if first, ok := seen[key]; ok {
-			return nil, bad("%s is set again (first on line %d)", key, first)
-		}
-		raw := string(line[eq+1:])
-		var v string
-		if quote := raw[:min(len(raw), 1)]; quote == `"` || quote == "'" {
-			q := raw[1:]
-			end := strings.Index(q, quote)
-			if end < 0 {
-				return nil, bad("the value of %s has no closing quote on its line", key)
-			}
-			if after := q[end+1:]; after != "" && !isComment(after) {
-				return nil, bad("text after the closing quote of %s (only \" # a comment\" may follow)", key)
-			}
-			v = q[:end]
-			if r, ok := badRune(v, true); ok {
-				return nil, bad("the value of %s holds %s", key, describe(r))
-			}
-		} else {
-			v = raw
-			if i := strings.Index(raw, " "); i > 0 && isComment(raw[i:]) {
-				// godotenv ends such a value at the last " #", compose at
-				// the first: one '#' only.
-				if strings.Count(raw[i:], "#") > 1 {
-					return nil, bad("a comment after the unquoted value of %s holds a second '#'", key)
-				}
-				v = raw[:i]
-			}
-			if r, ok := badRune(v, false); ok {
-				return nil, bad("the value of %s holds %s (quote a value with spaces or '#')", key, describe(r))
+		key, v, skip, reason := parseLine(line)
+		if reason == "" && !skip {
+			if _, dup := vals[key]; dup {
+				reason = fmt.Sprintf("%s is set again (first on line %d)", key, firstLineOf(string(data), key))
 			}
 		}
-		seen[key] = n
-		vals[key] = v
+		if reason != "" {
+			return nil, &SyntaxError{Line: n, Reason: reason}
+		}
+		if !skip {
+			vals[key] = v
+		}
 	}
 	return vals, nil
+}
+
+// parseLine parses one line: a KEY=value, or a line to skip (blank or a
+// comment), or the reason it is neither.
+func parseLine(line string) (key, v string, skip bool, reason string) {
+	if !utf8.ValidString(line) {
+		return "", "", false, "not UTF-8"
+	}
+	if i := strings.IndexFunc(line, func(r rune) bool { return unicode.IsControl(r) && r != '\t' }); i >= 0 {
+		r, _ := utf8.DecodeRuneInString(line[i:])
+		return "", "", false, fmt.Sprintf("control character %U", r)
+	}
+	rest := strings.TrimLeft(line, " \t")
+	if rest == "" || rest[0] == '#' {
+		return "", "", true, ""
+	}
+	if len(rest) != len(line) {
+		return "", "", false, "space before the key"
+	}
+	eq := strings.IndexByte(line, '=')
+	if eq < 0 {
+		return "", "", false, "no '=' after the key"
+	}
+	key = line[:eq]
+	if !ValidKey(key) {
+		return "", "", false, fmt.Sprintf("%q is not a key (a letter or '_', then letters, digits or '_', directly followed by '=')", key)
+	}
+	raw := line[eq+1:]
+	if quote := raw[:min(len(raw), 1)]; quote == `"` || quote == "'" {
+		q := raw[1:]
+		end := strings.Index(q, quote)
+		if end < 0 {
+			return "", "", false, fmt.Sprintf("the value of %s has no closing quote on its line", key)
+		}
+		if after := q[end+1:]; after != "" && !isComment(after) {
+			return "", "", false, fmt.Sprintf("text after the closing quote of %s (only \" # a comment\" may follow)", key)
+		}
+		v = q[:end]
+		if r, bad := badRune(v, true); bad {
+			return "", "", false, fmt.Sprintf("the value of %s holds %s", key, describe(r))
+		}
+		return key, v, false, ""
+	}
+	v = raw
+	if i := strings.IndexByte(raw, ' '); i > 0 && isComment(raw[i:]) {
+		// godotenv ends such a value at the last " #", compose at the
+		// first: one '#' only.
+		if strings.Count(raw[i:], "#") > 1 {
+			return "", "", false, fmt.Sprintf("a comment after the unquoted value of %s holds a second '#'", key)
+		}
+		v = raw[:i]
+	}
+	if r, bad := badRune(v, false); bad {
+		return "", "", false, fmt.Sprintf("the value of %s holds %s (quote a value with spaces or '#')", key, describe(r))
+	}
+	return key, v, false, ""
+}
+
+// firstLineOf returns the number of the first line of src that sets key.
+func firstLineOf(src, key string) int {
+	n := 0
+	for line := range strings.Lines(src) {
+		n++
+		if strings.HasPrefix(line, key+"=") {
+			return n
+		}
+	}
+	return 0
 }
 
 // isComment reports whether s is a comment after a value: spaces, then '#'

@@ -25,6 +25,7 @@ import (
 	"strings"
 
 	"github.com/ktrdr/sandboxkit/sandbox"
+	"github.com/ktrdr/sandboxkit/sandbox/gate"
 )
 
 func main() {
@@ -59,7 +60,7 @@ func run(args []string, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "gatecheck: name at least one check")
 		return 2
 	}
-	checks := map[string]sandbox.GateCheck{}
+	checks := map[string]gate.Check{}
 	for _, c := range sandbox.KTRDR().GateChecks(*host, pm) {
 		checks[c.Name] = c
 	}
