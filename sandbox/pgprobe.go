@@ -11,6 +11,8 @@ import (
 	"net"
 	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 )
 
 // PostgreSQL wire protocol constants used by ProbePostgres.
@@ -18,6 +20,10 @@ const (
 	pgSSLRequestCode   = 80877103
 	pgProtocolVersion3 = 196608 // 3.0
 	pgCannotConnectNow = "57P03"
+
+	// pgMessageMax bounds the bytes of a server's message that an error
+	// keeps (PostgreSQL's own messages are far shorter).
+	pgMessageMax = 200
 
 	// pgProbeDefaultTimeout bounds a probe whose context has no deadline,
 	// like pg_isready's default -t 3.
@@ -31,7 +37,7 @@ const (
 // wait for a database keep polling on this error.
 type PostgresStartingError struct {
 	Addr    string // the address probed
-	Message string // the server's message, e.g. "the database system is starting up"
+	Message string // the server's message, e.g. "the database system is starting up", made printable (see pgPrintable)
 }
 
 func (e *PostgresStartingError) Error() string {
@@ -146,7 +152,7 @@ func pgProbeOnce(ctx context.Context, addr, user, database string, sslRequest bo
 	case 'E':
 		fields := pgErrorFields(body)
 		if fields['C'] == pgCannotConnectNow {
-			return false, &PostgresStartingError{Addr: addr, Message: fields['M']}
+			return false, &PostgresStartingError{Addr: addr, Message: pgPrintable(fields['M'])}
 		}
 		return false, nil
 	default:
@@ -205,4 +211,30 @@ func pgErrorFields(body []byte) map[byte]string {
 		body = body[i+1:]
 	}
 	return fields
+}
+
+// pgPrintable makes a message from whatever answers on a port safe to print
+// in the gate's report and keep in its status: invalid UTF-8 and control
+// characters (line breaks that would forge report lines, terminal escapes)
+// are replaced, line breaks and tabs by a space, and the text is cut to
+// pgMessageMax bytes, ending in "…" when cut.
+func pgPrintable(s string) string {
+	s = strings.ToValidUTF8(s, "\uFFFD")
+	s = strings.Map(func(r rune) rune {
+		switch {
+		case r == '\t' || r == '\n' || r == '\r' || r == '\v' || r == '\f':
+			return ' '
+		case unicode.IsControl(r):
+			return '\uFFFD'
+		}
+		return r
+	}, s)
+	if len(s) <= pgMessageMax {
+		return s
+	}
+	cut := pgMessageMax
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + "…"
 }
