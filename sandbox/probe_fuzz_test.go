@@ -108,16 +108,11 @@ func fuzzServer(t *testing.T, answers [][]byte, mode byte) (string, func()) {
 				}
 			}
 		case deliverEndless:
-			chunk := answer
-			if len(chunk) == 0 {
-				chunk = []byte{0}
+			unit := answer
+			if len(unit) == 0 {
+				unit = []byte{0}
 			}
-			for len(chunk) < 4096 {
-				chunk = append(chunk[:len(chunk):len(chunk)], answer...)
-				if len(answer) == 0 {
-					chunk = append(chunk, 0)
-				}
-			}
+			chunk := bytes.Repeat(unit, 4096/len(unit)+1)
 			for {
 				if _, err := c.Write(chunk); err != nil {
 					return
@@ -415,9 +410,9 @@ func FuzzHTTPProbes(f *testing.F) {
 	// HTTP channel"): endless answers would flood the fuzzer's output.
 	log.SetOutput(io.Discard)
 	f.Cleanup(func() { log.SetOutput(os.Stderr) })
-	f.Fuzz(func(t *testing.T, answer []byte, mode byte, min uint8) {
+	f.Fuzz(func(t *testing.T, answer []byte, mode byte, minItems uint8) {
 		// Both probes of one answer: a plain status check and a JSON array
-		// check, each on its own connection.
+		// check, each on its own connection (so the listener stays open).
 		addr, stop := fuzzServer(t, [][]byte{answer}, mode&^serveCloseListen)
 		defer stop()
 		url := "http://" + addr + "/api/v1/workers"
@@ -429,14 +424,14 @@ func FuzzHTTPProbes(f *testing.F) {
 			assert.True(t, complete && status == http.StatusOK, "passed on an answer that is not a 200")
 		}
 
-		err = runProbe(t, fuzzProbeDeadline, JSONArrayProbe(nil, url, int(min)))
+		err = runProbe(t, fuzzProbeDeadline, JSONArrayProbe(nil, url, int(minItems)))
 		assertReadableErr(t, err, url)
 		if err == nil {
 			require.True(t, complete && status == http.StatusOK, "passed on an answer that is not a 200")
 			var items []json.RawMessage
 			require.NoError(t, json.Unmarshal(body, &items), "passed on a body that is no JSON array: %q", body)
 			assert.NotNil(t, items, "passed on null")
-			assert.GreaterOrEqual(t, len(items), int(min))
+			assert.GreaterOrEqual(t, len(items), int(minItems))
 		}
 	})
 }
