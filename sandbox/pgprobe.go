@@ -30,6 +30,9 @@ const (
 	pgProbeDefaultTimeout = 3 * time.Second
 )
 
+// errNotPostgres marks an answer that no PostgreSQL server gives.
+var errNotPostgres = errors.New("not a PostgreSQL server")
+
 // PostgresStartingError reports a PostgreSQL server that answered but refused
 // the connection with SQLSTATE 57P03 (cannot_connect_now): it is starting up,
 // shutting down, or a standby that does not accept connections yet. It is
@@ -61,8 +64,10 @@ func (e *PostgresStartingError) Error() string {
 //
 // If the server agrees to TLS ('S'), ProbePostgres does not negotiate TLS:
 // it reconnects without SSLRequest to read the startup answer, and treats
-// the server as up if that second attempt gets no PostgreSQL answer (the
-// server answered the SSLRequest, so it is listening).
+// the server as up if that second attempt gets no answer (the server
+// answered the SSLRequest, so it is listening), but not if it answers with
+// what no PostgreSQL server sends: a greeting that merely begins with "S",
+// such as SSH's, is not PostgreSQL.
 func ProbePostgres(ctx context.Context, addr, user, database string) error {
 	if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc
@@ -76,7 +81,7 @@ func ProbePostgres(ctx context.Context, addr, user, database string) error {
 	// The server offered TLS. Ask again in plain text to learn its state.
 	_, err = pgProbeOnce(ctx, addr, user, database, false)
 	var starting *PostgresStartingError
-	if errors.As(err, &starting) {
+	if errors.As(err, &starting) || errors.Is(err, errNotPostgres) {
 		return err
 	}
 	return nil
@@ -133,7 +138,7 @@ func pgProbeOnce(ctx context.Context, addr, user, database string, sslRequest bo
 			// A server too old for SSLRequest answers with an error; it is up.
 			return false, nil
 		default:
-			return false, fmt.Errorf("probe postgres at %s: not a PostgreSQL server: SSLRequest answered with byte 0x%02x", addr, b)
+			return false, fmt.Errorf("probe postgres at %s: %w: SSLRequest answered with byte 0x%02x", addr, errNotPostgres, b)
 		}
 	}
 
@@ -141,6 +146,9 @@ func pgProbeOnce(ctx context.Context, addr, user, database string, sslRequest bo
 		return false, noResponse("StartupMessage", err)
 	}
 	typ, body, err := pgReadMessage(r)
+	if errors.Is(err, errNotPostgres) {
+		return false, fmt.Errorf("probe postgres at %s: %w", addr, err)
+	}
 	if err != nil {
 		return false, noResponse("StartupMessage", err)
 	}
@@ -156,7 +164,7 @@ func pgProbeOnce(ctx context.Context, addr, user, database string, sslRequest bo
 		}
 		return false, nil
 	default:
-		return false, fmt.Errorf("probe postgres at %s: not a PostgreSQL server: StartupMessage answered with message type %q", addr, typ)
+		return false, fmt.Errorf("probe postgres at %s: %w: StartupMessage answered with message type %q", addr, errNotPostgres, typ)
 	}
 }
 
@@ -187,7 +195,7 @@ func pgReadMessage(r io.Reader) (byte, []byte, error) {
 	}
 	n := binary.BigEndian.Uint32(hdr[1:5])
 	if n < 4 || n > 1<<20 {
-		return 0, nil, fmt.Errorf("implausible message length %d for message type %q", n, hdr[0])
+		return 0, nil, fmt.Errorf("%w: StartupMessage answered with message type %q of implausible length %d", errNotPostgres, hdr[0], n)
 	}
 	body := make([]byte, n-4)
 	if _, err := io.ReadFull(r, body); err != nil {

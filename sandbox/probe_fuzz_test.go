@@ -213,25 +213,33 @@ type pgOutcome struct {
 	up       bool   // it may pass
 	starting bool   // it may return a *PostgresStartingError …
 	message  string // … with this message
+	// upUnlessAnswered: it may pass only if the answer was cut short (the
+	// deadline, a reset): the server accepted TLS, and its plain answer is
+	// not PostgreSQL.
+	upUnlessAnswered bool
 }
 
 // pgWant decodes what a server answering s0 on the probe's first connection
 // and s1 on the second one says, independently of ProbePostgres. Failing
 // is always allowed: the deadline may cut any exchange short.
 func pgWant(s0, s1 []byte) pgOutcome {
-	// decode reads one typed message the way the protocol defines it.
-	decode := func(s []byte) pgOutcome {
+	// decode reads one typed message the way the protocol defines it;
+	// foreign is an answer no PostgreSQL server gives.
+	decode := func(s []byte) (o pgOutcome, foreign bool) {
 		if len(s) < 5 {
-			return pgOutcome{}
+			return pgOutcome{}, false
 		}
 		n := binary.BigEndian.Uint32(s[1:5])
-		if n < 4 || n > 1<<20 || uint64(len(s)-1) < uint64(n) {
-			return pgOutcome{}
+		if n < 4 || n > 1<<20 {
+			return pgOutcome{}, true
+		}
+		if uint64(len(s)-1) < uint64(n) {
+			return pgOutcome{}, false
 		}
 		body := s[5 : 1+n]
 		switch s[0] {
 		case 'R', 'v':
-			return pgOutcome{up: true}
+			return pgOutcome{up: true}, false
 		case 'E':
 			var code, msg string
 			for f := range bytes.SplitSeq(body, []byte{0}) {
@@ -246,24 +254,28 @@ func pgWant(s0, s1 []byte) pgOutcome {
 				}
 			}
 			if code == "57P03" {
-				return pgOutcome{starting: true, message: msg}
+				return pgOutcome{starting: true, message: msg}, false
 			}
-			return pgOutcome{up: true}
+			return pgOutcome{up: true}, false
 		}
-		return pgOutcome{}
+		return pgOutcome{}, true
 	}
 	if len(s0) == 0 {
 		return pgOutcome{}
 	}
 	switch s0[0] {
-	case 'S': // TLS offered: the second, plain attempt decides
-		second := decode(s1)
+	case 'S': // TLS offered: the second, plain attempt decides; no answer there is up
+		second, foreign := decode(s1)
+		if foreign {
+			return pgOutcome{upUnlessAnswered: true}
+		}
 		second.up = true
 		return second
 	case 'E': // a server too old for SSLRequest
 		return pgOutcome{up: true}
 	case 'N':
-		return decode(s0[1:])
+		o, _ := decode(s0[1:])
+		return o
 	}
 	return pgOutcome{}
 }
@@ -310,16 +322,24 @@ func FuzzProbePostgres(f *testing.F) {
 	f.Fuzz(func(t *testing.T, first, second []byte, mode byte) {
 		addr, stop := fuzzServer(t, [][]byte{first, second}, mode)
 		defer stop()
+		begun := time.Now()
 		err := runProbe(t, fuzzProbeDeadline, func(ctx context.Context) error {
 			return ProbePostgres(ctx, addr, "ktrdr", "ktrdr")
 		})
+		// Returned before its deadline could fire, from a server that
+		// does not reset: the probe read every answer it asked for.
+		answered := time.Since(begun) < fuzzProbeDeadline && mode&serveReset == 0
 		assertReadableErr(t, err, addr)
 
-		want := pgWant(answerStream(first, mode), answerStream(second, mode))
+		secondStream := answerStream(second, mode)
+		if mode&serveCloseListen != 0 {
+			secondStream = nil // the second connection is refused: no answer
+		}
+		want := pgWant(answerStream(first, mode), secondStream)
 		var starting *PostgresStartingError
 		switch {
 		case err == nil:
-			assert.True(t, want.up, "passed on an answer that does not say the server is up")
+			assert.True(t, want.up || want.upUnlessAnswered && !answered, "passed on an answer that does not say the server is up")
 		case errors.As(err, &starting):
 			require.True(t, want.starting, "reported starting on an answer without SQLSTATE 57P03: %v", err)
 			assert.Equal(t, addr, starting.Addr)
@@ -342,6 +362,41 @@ func TestPgPrintable(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			assert.Equal(t, tc.want, pgPrintable(tc.in))
+		})
+	}
+}
+
+// TestProbePostgresTLSThenForeign: a server that answers the SSLRequest
+// with "S" is up only if its plain answer is PostgreSQL or none at all. A
+// service whose greeting begins with "S" (SSH) passed the check before.
+func TestProbePostgresTLSThenForeign(t *testing.T) {
+	ssh := []byte("SSH-2.0-OpenSSH_9.6\r\n")
+	for _, tc := range []struct {
+		name   string
+		first  []byte
+		second []byte
+		up     bool
+	}{
+		{"SSH greets every connection", ssh, ssh, false},
+		{"TLS offered, then HTTP", []byte("S"), []byte("HTTP/1.1 400 Bad Request\r\n\r\n"), false},
+		{"TLS offered, then a message of no PostgreSQL type", []byte("S"), pgTestMsg('Z', []byte("I")), false},
+		{"TLS offered, then nothing", []byte("S"), nil, true},
+		{"TLS offered, then a message cut short", []byte("S"), pgTestAuth(0)[:6], true},
+		{"TLS offered, then authentication", []byte("S"), pgTestAuth(0), true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			addr, stop := fuzzServer(t, [][]byte{tc.first, tc.second}, deliverAtOnce|serveWaitRequest)
+			defer stop()
+			ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+			defer cancel()
+			err := ProbePostgres(ctx, addr, "ktrdr", "ktrdr")
+			if tc.up {
+				assert.NoError(t, err)
+				return
+			}
+			require.Error(t, err)
+			assert.ErrorIs(t, err, errNotPostgres)
+			assertReadableErr(t, err, addr)
 		})
 	}
 }
@@ -485,6 +540,9 @@ func TestFuzzOraclesAgree(t *testing.T) {
 	assert.Equal(t, pgOutcome{starting: true, message: "the database system is starting up"}, pgWant(seeds[3][0], nil))
 	assert.Equal(t, pgOutcome{up: true, starting: true, message: "the database system is starting up"}, pgWant([]byte("S"), seeds[9][1]))
 	assert.Equal(t, pgOutcome{}, pgWant([]byte("HTTP/1.1 400"), nil))
+	ssh := []byte("SSH-2.0-OpenSSH_9.6\r\n")
+	assert.Equal(t, pgOutcome{upUnlessAnswered: true}, pgWant(ssh, ssh), "an SSH greeting begins with S")
+	assert.Equal(t, pgOutcome{up: true}, pgWant([]byte("S"), nil), "TLS offered, then no answer")
 
 	status, body, ok := httpWant(httpSeeds()[1])
 	require.True(t, ok)
