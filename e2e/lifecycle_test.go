@@ -5,11 +5,9 @@ import (
 	"fmt"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -396,58 +394,124 @@ func TestDamagedRegistryIsRebuiltByInit(t *testing.T) {
 	assert.NotContains(t, e.branches(), a, "the branch the sandbox created is deleted")
 }
 
-// Ctrl-C during destroy leaves a consistent state that a second destroy finishes.
+// Ctrl-C during destroy, in each of its phases, leaves exactly what that
+// phase has not removed yet, and a second destroy finishes the job.
 func TestInterruptedDestroyIsResumable(t *testing.T) {
 	needDocker(t)
-	e := newEnv(t)
-	name := namePrefix + "intr"
-	e.must(e.Main, "sandbox:create", name, "-standin")
-	dir := e.sandboxDir(name)
-	e.must(dir, "sandbox:up", "-nowait")
+	for i, tc := range []struct {
+		phase       string
+		tool        string
+		words       []string
+		stackGone   bool   // the stack was removed before the interrupt
+		interrupted string // what sandbox:list says of the entry
+	}{
+		// Compose is stopping the stack: nothing is removed yet, and the
+		// entry is not marked (destroy marks it only once the stack is gone).
+		{phase: "while compose down stops the stack", tool: "docker", words: []string{"compose", "down"}},
+		// The stack is gone; git is removing the worktree: the entry is
+		// marked as an interrupted destroy, the checkout is still whole.
+		{phase: "while git removes the worktree", tool: "git", words: []string{"worktree", "remove"}, stackGone: true, interrupted: "destroying"},
+	} {
+		t.Run(tc.phase, func(t *testing.T) {
+			e := newEnv(t)
+			name := fmt.Sprintf("%sintr%d", namePrefix, i)
+			id := "ktrdr--" + name
+			e.must(e.Main, "sandbox:create", name, "-standin")
+			dir := e.sandboxDir(name)
+			e.must(dir, "sandbox:up", "-nowait")
+			running, _, _ := projectResources(id)
+			require.Equal(t, len(sandbox.KTRDR().Services), running, "the stack runs")
 
-	cmd := exec.Command(filepath.Join(binDir, "sbx"), "sandbox:destroy")
-	cmd.Dir, cmd.Env = dir, e.Env
-	var out strings.Builder
-	cmd.Stdout, cmd.Stderr = &out, &out
-	require.NoError(t, cmd.Start())
-	time.Sleep(700 * time.Millisecond) // inside compose down
-	require.NoError(t, cmd.Process.Signal(syscall.SIGINT))
-	_ = cmd.Wait()
-	t.Logf("interrupted destroy printed:\n%s", out.String())
+			h := e.holdAt(t, tc.phase, tc.tool, false, tc.words...)
+			h.inPhase = func() {
+				c, _, _ := projectResources(id)
+				if tc.stackGone {
+					assert.Zero(t, c, "compose down has finished")
+				} else {
+					assert.Equal(t, running, c)
+				}
+			}
+			r := e.interruptAt(t, h, dir, "sandbox:destroy")
+			assert.Equal(t, 1, r.Code)
 
-	// Consistent: registered with its worktree, or the worktree gone and list cleans it.
-	_, registered := e.registry()["ktrdr--"+name]
-	if registered {
-		if _, err := os.Stat(dir); err == nil {
-			assert.FileExists(t, filepath.Join(dir, ".env.sandbox"), "a registered worktree keeps its env file")
-		}
+			c, v, n := projectResources(id)
+			if tc.stackGone {
+				assert.Contains(t, r.Stdout, "Removed the stack of "+id)
+				assert.Zero(t, c+v+n, "the stack, its volumes and network are gone")
+			} else {
+				assert.NotContains(t, r.Stdout, "Removed the stack")
+				assert.Equal(t, running, c, "compose down never ran: every container is still there")
+			}
+			assert.NotContains(t, r.Stdout, "Removed worktree")
+			assert.Contains(t, e.registry(), id, "the entry stays until the last step")
+			assert.FileExists(t, filepath.Join(dir, ".env.sandbox"), "the worktree is whole")
+			assert.Contains(t, e.branches(), name, "the branch stays")
+			assert.DirExists(t, e.instanceRecords(id), "the teardown copy stays")
+			assert.Equal(t, tc.interrupted, listed(t, e, id).Interrupted)
+
+			e.must(e.Main, "sandbox:destroy", "-name="+name)
+			e.assertNoTrace(t, strings.TrimPrefix(name, namePrefix))
+			c, v, n = projectResources(id)
+			assert.Zero(t, c+v+n)
+		})
 	}
-	e.must(e.Main, "sandbox:destroy", "-name="+name)
-	assert.NoDirExists(t, dir)
-	assert.Empty(t, e.registry())
-	c, v, n := projectResources("ktrdr--" + name)
-	assert.Zero(t, c+v+n)
 }
 
-// Ctrl-C during create leaves either the whole sandbox or nothing.
-func TestInterruptedCreateLeavesAllOrNothing(t *testing.T) {
-	e := newEnv(t)
-	for i, delay := range []time.Duration{5, 15, 25, 40, 60} {
-		name := fmt.Sprintf("%sint%d", namePrefix, i)
-		cmd := exec.Command(filepath.Join(binDir, "sbx"), "sandbox:create", name)
-		cmd.Dir, cmd.Env = e.Main, e.Env
-		require.NoError(t, cmd.Start())
-		time.Sleep(delay * time.Millisecond)
-		cmd.Process.Signal(syscall.SIGINT)
-		_ = cmd.Wait()
-		dir := e.sandboxDir(name)
-		_, registered := e.registry()["ktrdr--"+name]
-		if registered {
-			assert.FileExists(t, filepath.Join(dir, ".env.sandbox"), "a registered sandbox is complete")
-		} else {
-			assert.NoDirExists(t, dir, "an unregistered sandbox left a folder (delay %v)", delay)
-			assert.NotContains(t, e.branches(), name, "an unregistered sandbox left a branch")
+// listEntry is one instance of sandbox:list -json.
+type listEntry struct {
+	ID          string `json:"id"`
+	Interrupted string `json:"interrupted"`
+}
+
+// listed returns sandbox:list -json's entry for id (zero when not listed).
+func listed(t *testing.T, e *env, id string) listEntry {
+	t.Helper()
+	r := e.must(e.Main, "sandbox:list", "-json")
+	var l struct {
+		Instances []listEntry `json:"instances"`
+	}
+	require.NoError(t, json.Unmarshal([]byte(r.Stdout), &l))
+	for _, in := range l.Instances {
+		if in.ID == id {
+			return in
 		}
+	}
+	return listEntry{}
+}
+
+// Ctrl-C during create, in each phase that makes something, leaves nothing:
+// no entry, folder, worktree record, branch or kept records.
+func TestInterruptedCreateLeavesNothing(t *testing.T) {
+	needDocker(t)
+	for i, tc := range []struct {
+		phase string
+		after bool // the held git call has done its work
+	}{
+		{phase: "before git makes the worktree"},
+		{phase: "after git made the worktree and branch, before create recorded them", after: true},
+	} {
+		t.Run(tc.phase, func(t *testing.T) {
+			e := newEnv(t)
+			name := fmt.Sprintf("int%d", i)
+			full := namePrefix + name
+			h := e.holdAt(t, tc.phase, "git", tc.after, "worktree", "add")
+			h.inPhase = func() {
+				assert.Contains(t, e.registry(), "ktrdr--"+full, "the slot is reserved")
+				if tc.after {
+					assert.FileExists(t, filepath.Join(e.sandboxDir(full), ".git"), "git made the worktree")
+					assert.Contains(t, e.branches(), full, "git made the branch")
+				} else {
+					assert.NoFileExists(t, filepath.Join(e.sandboxDir(full), ".git"))
+					assert.NotContains(t, e.branches(), full)
+				}
+			}
+			r := e.interruptAt(t, h, e.Main, "sandbox:create", full)
+			assert.Equal(t, 1, r.Code)
+			assert.Contains(t, r.Stdout, "Reserved slot 1 for ktrdr--"+full, "interrupted after the slot was reserved")
+			assert.NotContains(t, r.Stdout, "Created worktree", "interrupted before create saw git finish")
+			e.assertNoTrace(t, name)
+			assert.Empty(t, e.registry())
+		})
 	}
 }
 
@@ -458,68 +522,56 @@ func TestInterruptedUp(t *testing.T) {
 	needDocker(t)
 	e := newEnv(t)
 	name := namePrefix + "intup"
+	id := "ktrdr--" + name
 	e.must(e.Main, "sandbox:create", name, "-standin")
 	dir := e.sandboxDir(name)
-	// The backend turns ready 20 s after it starts: long enough that the gate
-	// is surely still waiting when it is interrupted.
-	writeOverride(t, dir, "services:\n  backend:\n    environment:\n      KTRDR_STANDIN_START_DELAY: \"20s\"\n")
-	e.must(e.Main, "stack:images") // keep the image build out of the timing
-
-	// interrupt runs sandbox:up and sends it SIGINT once when(stdout) holds.
-	interrupt := func(what string, when func(stdout string, elapsed time.Duration) bool) result {
-		cmd := exec.Command(filepath.Join(binDir, "sbx"), "sandbox:up")
-		cmd.Dir, cmd.Env = dir, e.Env
-		var out lockedBuffer
-		var errb strings.Builder
-		cmd.Stdout, cmd.Stderr = &out, &errb
-		start := time.Now()
-		require.NoError(t, cmd.Start())
-		for !when(out.String(), time.Since(start)) {
-			if time.Since(start) > time.Minute {
-				cmd.Process.Kill()
-				cmd.Wait()
-				t.Fatalf("sandbox:up never reached %s; it printed:\n%s\n%s", what, out.String(), errb.String())
-			}
-			time.Sleep(20 * time.Millisecond)
+	e.must(e.Main, "stack:images") // the image build is not the phase under test
+	lastGate := func() *struct{} {
+		var st struct {
+			LastGate *struct{} `json:"last_gate"`
 		}
-		require.NoError(t, cmd.Process.Signal(syscall.SIGINT))
-		err := cmd.Wait()
-		r := result{Stdout: out.String(), Stderr: errb.String()}
-		if ee, ok := err.(*exec.ExitError); ok {
-			r.Code = ee.ExitCode()
-		}
-		t.Logf("interrupted %s after %v:\n%s", what, time.Since(start), r)
-		return r
+		require.NoError(t, json.Unmarshal([]byte(e.must(dir, "sandbox:status", "-json").Stdout), &st))
+		return st.LastGate
 	}
 
-	// During compose up (or before it): no containers are left behind.
-	r := interrupt("compose up", func(_ string, elapsed time.Duration) bool { return elapsed > 1500*time.Millisecond })
-	assert.NotEqual(t, 0, r.Code)
-	if !strings.Contains(r.Stderr, "startability gate") {
-		// mage allows a cancelled target 5 s; the stop it started may finish just after.
-		assert.Eventually(t, func() bool { c, _, _ := projectResources("ktrdr--" + name); return c == 0 },
-			20*time.Second, 200*time.Millisecond, "no half-started stack is left")
+	// Compose has started every container and not returned yet: up stops
+	// them again. The data (volumes), the entry and the env file stay.
+	h := e.holdAt(t, "compose up, its containers started", "docker", true, "compose", "up")
+	h.inPhase = func() {
+		c, _, _ := projectResources(id)
+		assert.Equal(t, len(sandbox.KTRDR().Services), c, "compose started every container")
 	}
-	e.must(dir, "sandbox:down")
-
-	// During the gate: up on a started stack goes straight to the gate, which
-	// waits for the slow backend. The stack keeps running and the interrupted
-	// gate is not recorded as a failure.
-	e.must(dir, "sandbox:up", "-nowait")
-	r = interrupt("the gate", func(stdout string, _ time.Duration) bool { return strings.Contains(stdout, "✓ ") })
+	r := e.interruptAt(t, h, dir, "sandbox:up")
 	assert.Equal(t, 1, r.Code)
-	assert.Contains(t, r.Stderr, "startability gate of ktrdr--"+name+": interrupted")
+	assert.NotContains(t, r.Stderr, "startability gate", "interrupted before the gate")
+	// mage allows a cancelled target 5 s; the stop it began may end after it.
+	require.Eventually(t, func() bool { c, _, _ := projectResources(id); return c == 0 },
+		phaseWait, 200*time.Millisecond, "no half-started stack is left")
+	_, v, _ := projectResources(id)
+	assert.Positive(t, v, "the data is kept")
+	assert.Contains(t, e.registry(), id)
+	assert.FileExists(t, filepath.Join(dir, ".env.sandbox"))
+	assert.Nil(t, lastGate(), "no gate ran")
+
+	// The gate waits for a backend that starts listening in an hour, once
+	// another check has passed ("✓ "): up on a started stack goes straight to
+	// the gate. The stack keeps running; the interrupted gate is not recorded.
+	writeOverride(t, dir, "services:\n  backend:\n    environment:\n      KTRDR_STANDIN_START_DELAY: \"1h\"\n")
+	e.must(dir, "sandbox:up", "-nowait")
+	r = e.interruptWhen(t, dir, "the gate", func(stdout string) bool { return strings.Contains(stdout, "✓ ") }, "sandbox:up")
+	assert.Equal(t, 1, r.Code)
+	assert.Contains(t, r.Stderr, "startability gate of "+id+": interrupted")
 	assert.Contains(t, r.Stderr, "keeps running", "the hint says the stack was left running")
 	assert.NotContains(t, r.Stdout, "FAILED")
 	assert.NotContains(t, r.Stdout, "✗", "checks cut short are not shown as failed")
 	assert.Contains(t, r.Stdout, "Backend healthy (interrupted)")
-	c, _, _ := projectResources("ktrdr--" + name)
+	c, _, _ := projectResources(id)
 	assert.Equal(t, len(sandbox.KTRDR().Services), c, "the stack keeps running")
-	var st struct {
-		LastGate *struct{} `json:"last_gate"`
-	}
-	require.NoError(t, json.Unmarshal([]byte(e.must(dir, "sandbox:status", "-json").Stdout), &st))
-	assert.Nil(t, st.LastGate, "an interrupted gate is not a result")
+	assert.Nil(t, lastGate(), "an interrupted gate is not a result")
+
+	// A second up finishes the job once the backend can start.
+	e.must(dir, "sandbox:down")
+	require.NoError(t, os.Remove(filepath.Join(dir, "docker-compose.sandbox.override.yml")))
 	up := e.must(dir, "sandbox:up")
 	assert.Contains(t, up.Stdout, "Startability Gate: PASSED")
 	e.must(dir, "sandbox:destroy", "-force")

@@ -220,7 +220,7 @@ func (m *Manager) Create(ctx context.Context, o CreateOptions) (res *Created, er
 	if !exists {
 		args = []string{"worktree", "add", "-b", branch, path, head}
 		// Only the branch this run made: it still points where it was made.
-		u.add(func(ctx context.Context) { m.deleteBranchAt(ctx, co.MainRoot, branch, head) })
+		u.add(func(ctx context.Context) { _ = m.deleteBranchAt(ctx, co.MainRoot, branch, head) })
 	}
 	// Added after the branch's undo so that it runs first: git refuses to
 	// delete a branch that a worktree still has checked out.
@@ -308,11 +308,14 @@ func (m *Manager) checkBranchName(ctx context.Context, dir, branch string) error
 
 // deleteBranchAt deletes branch in repo only while it still points at tip
 // (the commit it was made from), so that nothing committed on it since, and
-// no branch of the same name made by someone else, is lost.
-func (m *Manager) deleteBranchAt(ctx context.Context, repo, branch, tip string) {
+// no branch of the same name made by someone else, is lost. The error is
+// git's refusal to delete it (e.g. its ref lock, left by a killed git).
+func (m *Manager) deleteBranchAt(ctx context.Context, repo, branch, tip string) error {
 	if cur, err := m.git(ctx, repo, "rev-parse", "--verify", "--quiet", "refs/heads/"+branch); err == nil && cur == tip {
-		m.git(ctx, repo, "branch", "-D", branch)
+		_, err := m.git(ctx, repo, "branch", "-D", branch)
+		return err
 	}
+	return nil
 }
 
 // reserveSlot registers id with entry (stamped now) in slot want, or in

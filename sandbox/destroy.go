@@ -240,7 +240,12 @@ func (m *Manager) Destroy(ctx context.Context, o DestroyOptions) (*Destroyed, er
 	if removeTree && mt.BranchCreated && mt.Branch != "" && dirExists(in.ParentRepo) && mt.Phase == phaseCreating && mt.Head != "" {
 		// A create killed before it finished may not have made the branch:
 		// only one still at the commit it would have been made from is its.
-		m.deleteBranchAt(ctx, in.ParentRepo, mt.Branch, mt.Head)
+		// A branch git still cannot delete ends the run here, naming git's
+		// reason, so that the entry and the record that make the next
+		// destroy delete the branch stay.
+		if err := m.deleteBranchAt(ctx, in.ParentRepo, mt.Branch, mt.Head); err != nil {
+			return nil, fmt.Errorf("delete branch %s, which the interrupted create made: %w", mt.Branch, err)
+		}
 		if ok, _ := m.branchExists(ctx, in.ParentRepo, mt.Branch); !ok {
 			res.BranchDeleted = mt.Branch
 		}

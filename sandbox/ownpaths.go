@@ -16,7 +16,10 @@ import (
 // (ids, names, registry paths) is validated before use; below its state
 // folder it follows no symlink when it writes or deletes; and it reads a
 // checkout's files only when they are inside that checkout. The helpers in
-// this file are the only way the manager reaches those places.
+// this file are the only way the manager reaches those places. In a
+// repository's .git it changes only what git commands change, with one
+// exception: the lock file of the sandbox's own branch that a git it ran
+// left when it was killed (Destroy's clearRefLock).
 
 // MaxCheckoutFile is the largest checkout file (env file, compose file) the
 // suite reads or keeps a copy of.

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -20,7 +21,6 @@ import (
 	"time"
 
 	"github.com/ktrdr/sandboxkit/sandbox/gate"
-
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -51,6 +51,11 @@ func freePort(t *testing.T) int {
 	return ln.Addr().(*net.TCPAddr).Port
 }
 
+// waitFor bounds every wait for something that must happen (a role
+// listening, a worker registering, a role stopping): an upper bound only,
+// generous for 2 noisy cores. No assertion depends on how fast it happens.
+const waitFor = 30 * time.Second
+
 type role struct {
 	addr string // 127.0.0.1:port of the main listener
 	log  *syncBuffer
@@ -62,7 +67,7 @@ func (r *role) url(path string) string { return "http://" + r.addr + path }
 
 // startRole runs a role in-process on 127.0.0.1 and a free port. With
 // waitListen it returns once the port accepts connections. The role is
-// stopped at cleanup, and must then exit 0 within two seconds unless the
+// stopped at cleanup, and must then exit 0 (within waitFor) unless the
 // test already consumed its status.
 func startRole(t *testing.T, name string, env map[string]string, waitListen bool) *role {
 	t.Helper()
@@ -86,8 +91,8 @@ func startRole(t *testing.T, name string, env map[string]string, waitListen bool
 			if ok {
 				assert.Equal(t, 0, code, "exit status of %s; log:\n%s", name, r.log)
 			}
-		case <-time.After(2 * time.Second):
-			t.Errorf("%s did not stop within 2s of the signal; log:\n%s", name, r.log)
+		case <-time.After(waitFor):
+			t.Errorf("%s did not stop within %s of the signal; log:\n%s", name, waitFor, r.log)
 		}
 		if t.Failed() {
 			t.Logf("%s log:\n%s", name, r.log)
@@ -100,7 +105,7 @@ func startRole(t *testing.T, name string, env map[string]string, waitListen bool
 				c.Close()
 			}
 			return err == nil
-		}, 5*time.Second, 10*time.Millisecond, "%s never listened on %s; log:\n%s", name, r.addr, r.log)
+		}, waitFor, 10*time.Millisecond, "%s never listened on %s; log:\n%s", name, r.addr, r.log)
 	}
 	return r
 }
@@ -173,7 +178,7 @@ func TestStandinWorkerRegistersWithRetry(t *testing.T) {
 	}, true)
 	// The backend is not there yet: the worker must log failed attempts…
 	require.Eventually(t, func() bool { return strings.Contains(w.log.String(), "registration attempt 2 ") },
-		5*time.Second, 10*time.Millisecond, "no retries logged:\n%s", w.log)
+		waitFor, 10*time.Millisecond, "no retries logged:\n%s", w.log)
 	assert.Contains(t, w.log.String(), "retrying in 20ms")
 	assert.Contains(t, w.log.String(), "retrying in 40ms", "backoff doubles")
 
@@ -184,11 +189,11 @@ func TestStandinWorkerRegistersWithRetry(t *testing.T) {
 		workers = nil
 		getJSON(t, b.url("/api/v1/workers"), &workers)
 		return len(workers) == 1
-	}, 5*time.Second, 20*time.Millisecond, "worker never registered; worker log:\n%s", w.log)
+	}, waitFor, 20*time.Millisecond, "worker never registered; worker log:\n%s", w.log)
 	// The backend lists the worker before the worker has read the answer
 	// and logged it.
 	require.Eventually(t, func() bool { return strings.Contains(w.log.String(), "registered with backend") },
-		5*time.Second, 10*time.Millisecond, "worker never logged its registration:\n%s", w.log)
+		waitFor, 10*time.Millisecond, "worker never logged its registration:\n%s", w.log)
 
 	keys := make([]string, 0, len(workers[0]))
 	for k := range workers[0] {
@@ -229,23 +234,29 @@ func TestStandinBackendHealthChecksWorkers(t *testing.T) {
 			byID[w["worker_id"].(string)] = w
 		}
 		return byID["gone"]["status"] == "temporarily_unavailable" && byID["good"]["last_healthy_at"] != nil
-	}, 5*time.Second, 20*time.Millisecond)
+	}, waitFor, 20*time.Millisecond)
 	assert.GreaterOrEqual(t, byID["gone"]["health_check_failures"], 3.0)
 	assert.Nil(t, byID["gone"]["last_healthy_at"])
 	assert.Equal(t, "available", byID["good"]["status"])
 	assert.Equal(t, 0.0, byID["good"]["health_check_failures"])
-	assert.Contains(t, b.log.String(), "worker gone is now temporarily_unavailable")
+	// The backend logs a change of status after it made it: the line may
+	// still be on its way when the list shows the new status.
+	assert.Eventually(t, func() bool { return strings.Contains(b.log.String(), "worker gone is now temporarily_unavailable") },
+		waitFor, 10*time.Millisecond, "log:\n%s", b.log)
 }
 
 func TestStandinWorkerNoRegister(t *testing.T) {
 	b := startRole(t, "backend", nil, true)
 	w := startRole(t, "worker", map[string]string{"KTRDR_API_URL": "http://" + b.addr, envNoRegister: "1"}, true)
 	require.Equal(t, 200, getStatus(w.url("/health")))
-	time.Sleep(150 * time.Millisecond)
+	// The worker logs its decision instead of starting to register: once
+	// the line is there, no registration is under way.
+	require.Eventually(t, func() bool { return strings.Contains(w.log.String(), "not registering") },
+		waitFor, 10*time.Millisecond, "worker log:\n%s", w.log)
 	var workers []any
 	getJSON(t, b.url("/api/v1/workers"), &workers)
 	assert.Empty(t, workers)
-	assert.Contains(t, w.log.String(), "not registering")
+	assert.NotContains(t, w.log.String(), "registration attempt")
 }
 
 func TestStandinHealthEndpoints(t *testing.T) {
@@ -276,7 +287,12 @@ func TestStandinHealthEndpoints(t *testing.T) {
 
 func TestStandinJaegerAcceptsOTLP(t *testing.T) {
 	grpc, otlpHTTP := freePort(t), freePort(t)
-	startRole(t, "jaeger", map[string]string{envOTLPGRPCPort: strconv.Itoa(grpc), envOTLPHTTPPort: strconv.Itoa(otlpHTTP)}, true)
+	j := startRole(t, "jaeger", map[string]string{envOTLPGRPCPort: strconv.Itoa(grpc), envOTLPHTTPPort: strconv.Itoa(otlpHTTP)}, true)
+	// The OTLP ports open after the UI port: their log lines say when.
+	for _, p := range []int{grpc, otlpHTTP} {
+		require.Eventually(t, func() bool { return strings.Contains(j.log.String(), fmt.Sprintf("listening on 127.0.0.1:%d", p)) },
+			waitFor, 10*time.Millisecond, "log:\n%s", j.log)
+	}
 	c, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", grpc), time.Second)
 	require.NoError(t, err)
 	c.Close()
@@ -287,40 +303,86 @@ func TestStandinJaegerAcceptsOTLP(t *testing.T) {
 }
 
 func TestStandinReadyAt(t *testing.T) {
-	readyAt := time.Now().Add(400 * time.Millisecond)
-	env := map[string]string{envReadyAt: strconv.FormatInt(readyAt.UnixMilli(), 10)}
-	b := startRole(t, "backend", env, true)
+	// Ready in an hour: listening, but health answers 503 and the db 57P03.
+	far := strconv.FormatInt(time.Now().Add(time.Hour).UnixMilli(), 10)
+	b := startRole(t, "backend", map[string]string{envReadyAt: far}, true)
 	assert.Equal(t, 503, getStatus(b.url("/api/v1/health")), "listening but not ready")
-	require.Eventually(t, func() bool { return getStatus(b.url("/api/v1/health")) == 200 }, 5*time.Second, 10*time.Millisecond)
-	assert.False(t, time.Now().Before(readyAt), "ready before READY_AT")
-
-	db := startRole(t, "db", map[string]string{envReadyAt: strconv.FormatInt(time.Now().Add(300*time.Millisecond).UnixMilli(), 10)}, true)
+	db := startRole(t, "db", map[string]string{envReadyAt: far}, true)
 	var starting *gate.PostgresStartingError
 	assert.ErrorAs(t, gate.ProbePostgres(t.Context(), db.addr, "ktrdr", "ktrdr"), &starting)
-	require.Eventually(t, func() bool { return gate.ProbePostgres(t.Context(), db.addr, "ktrdr", "ktrdr") == nil },
-		5*time.Second, 10*time.Millisecond)
+
+	// Ready soon: polled until it turns ready, every answer must agree with
+	// the clock around it. "Not ready" only to a question asked before
+	// READY_AT, "ready" only in an answer that came after it: this holds
+	// however slowly the machine runs, with no window to hit.
+	soon := func() (map[string]string, time.Time) {
+		ms := time.Now().Add(300 * time.Millisecond).UnixMilli()
+		return map[string]string{envReadyAt: strconv.FormatInt(ms, 10)}, time.UnixMilli(ms)
+	}
+	env, readyAt := soon()
+	b = startRole(t, "backend", env, true)
+	require.Eventually(t, func() bool {
+		asked := time.Now()
+		code := getStatus(b.url("/api/v1/health"))
+		answered := time.Now()
+		switch code {
+		case 503:
+			assert.True(t, asked.Before(readyAt), "503 to a question asked %s after READY_AT", asked.Sub(readyAt))
+		case 200:
+			assert.False(t, answered.Before(readyAt), "ready %s before READY_AT", readyAt.Sub(answered))
+		default:
+			t.Errorf("health answered %d", code)
+		}
+		return code == 200
+	}, waitFor, 10*time.Millisecond)
+
+	env, readyAt = soon()
+	db = startRole(t, "db", env, true)
+	require.Eventually(t, func() bool {
+		asked := time.Now()
+		err := gate.ProbePostgres(t.Context(), db.addr, "ktrdr", "ktrdr")
+		answered := time.Now()
+		switch {
+		case errors.As(err, &starting):
+			assert.True(t, asked.Before(readyAt), "57P03 to a probe begun %s after READY_AT", asked.Sub(readyAt))
+		case err == nil:
+			assert.False(t, answered.Before(readyAt), "ready %s before READY_AT", readyAt.Sub(answered))
+		default:
+			t.Errorf("probe: %v", err)
+		}
+		return err == nil
+	}, waitFor, 10*time.Millisecond)
 }
 
 func TestStandinStartDelay(t *testing.T) {
-	start := time.Now()
-	b := startRole(t, "backend", map[string]string{envStartDelay: "300ms"}, false)
-	c, err := net.DialTimeout("tcp", b.addr, 100*time.Millisecond)
+	// A delay of an hour: the role logs the delay before it waits, and
+	// does not listen while it waits.
+	b := startRole(t, "backend", map[string]string{envStartDelay: "1h"}, false)
+	require.Eventually(t, func() bool { return strings.Contains(b.log.String(), "delaying start by 1h0m0s") },
+		waitFor, 10*time.Millisecond, "log:\n%s", b.log)
+	c, err := net.DialTimeout("tcp", b.addr, time.Second)
 	if err == nil {
 		c.Close()
 	}
-	assert.Error(t, err, "listening before the start delay")
-	require.Eventually(t, func() bool { return getStatus(b.url("/api/v1/health")) == 200 }, 5*time.Second, 10*time.Millisecond)
+	assert.Error(t, err, "listening before the start delay is over")
+
+	// A short delay: it listens once the delay is over. The time since
+	// before it started is at least the delay, however slow the machine.
+	start := time.Now()
+	b = startRole(t, "backend", map[string]string{envStartDelay: "300ms"}, false)
+	require.Eventually(t, func() bool { return getStatus(b.url("/api/v1/health")) == 200 }, waitFor, 10*time.Millisecond)
 	assert.GreaterOrEqual(t, time.Since(start), 300*time.Millisecond)
 	assert.Contains(t, b.log.String(), "delaying start by 300ms")
 }
 
 func TestStandinExitAfter(t *testing.T) {
-	b := startRole(t, "prometheus", map[string]string{envExitAfter: "200ms"}, true)
+	// Not waiting for it to listen: it may exit before a test sees it do so.
+	b := startRole(t, "prometheus", map[string]string{envExitAfter: "200ms"}, false)
 	select {
 	case code := <-b.done:
 		close(b.done)
 		assert.Equal(t, 3, code)
-	case <-time.After(3 * time.Second):
+	case <-time.After(waitFor):
 		t.Fatal("did not exit after KTRDR_STANDIN_EXIT_AFTER")
 	}
 	assert.Contains(t, b.log.String(), "exiting with status 3 after 200ms")
@@ -334,8 +396,8 @@ func TestStandinGracefulStop(t *testing.T) {
 	case code := <-b.done:
 		close(b.done)
 		assert.Equal(t, 0, code)
-	case <-time.After(2 * time.Second):
-		t.Fatal("backend did not stop within 2s")
+	case <-time.After(waitFor):
+		t.Fatalf("backend did not stop within %s", waitFor)
 	}
 }
 
@@ -553,7 +615,7 @@ func TestStandinIgnoresRealImageCommand(t *testing.T) {
 			func(k string) string { return env[k] }, &out, &out)
 	}()
 	require.Eventually(t, func() bool { return getStatus(fmt.Sprintf("http://127.0.0.1:%d/health", port)) == 200 },
-		5*time.Second, 10*time.Millisecond, "log:\n%s", &out)
+		waitFor, 10*time.Millisecond, "log:\n%s", &out)
 	cancel()
 	assert.Equal(t, 0, <-done)
 	assert.Contains(t, out.String(), "ignoring command")
@@ -575,12 +637,12 @@ func TestStandinWorkerReregistersAfterBackendRestart(t *testing.T) {
 			return len(workers) == 1
 		}
 	}
-	require.Eventually(t, listed(b), 5*time.Second, 20*time.Millisecond, "worker log:\n%s", w.log)
+	require.Eventually(t, listed(b), waitFor, 20*time.Millisecond, "worker log:\n%s", w.log)
 
 	b.stop()
 	require.Equal(t, 0, <-b.done)
 	close(b.done)
 	b2 := startRole(t, "backend", map[string]string{envPort: strconv.Itoa(apiPort)}, true)
-	require.Eventually(t, listed(b2), 5*time.Second, 20*time.Millisecond, "never re-registered; worker log:\n%s", w.log)
+	require.Eventually(t, listed(b2), waitFor, 20*time.Millisecond, "never re-registered; worker log:\n%s", w.log)
 	assert.Contains(t, w.log.String(), "no longer lists training-worker-1")
 }

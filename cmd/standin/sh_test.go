@@ -291,7 +291,7 @@ func TestStandinIgnoresRealImageCommands(t *testing.T) {
 				done <- runProcess(ctx, append([]string{"/standin"}, tc.command...), func(k string) string { return env[k] }, &out, &out, tc.mainProcess)
 			}()
 			require.Eventually(t, func() bool { return strings.Contains(out.String(), fmt.Sprintf("listening on 127.0.0.1:%d", port)) },
-				5*time.Second, 10*time.Millisecond, "log:\n%s", &out)
+				waitFor, 10*time.Millisecond, "log:\n%s", &out)
 			cancel()
 			assert.Equal(t, 0, <-done, "log:\n%s", &out)
 			assert.Contains(t, out.String(), "ignoring command")

@@ -66,7 +66,7 @@ func TestStandinWorkerRegistersWithAprilNames(t *testing.T) {
 		workers = nil
 		getJSON(t, b.url("/api/v1/workers"), &workers)
 		return len(workers) == 1
-	}, 5*time.Second, 20*time.Millisecond, "worker never registered; worker log:\n%s", w.log)
+	}, waitFor, 20*time.Millisecond, "worker never registered; worker log:\n%s", w.log)
 	assert.Equal(t, "design-agent-1", workers[0]["worker_id"])
 	assert.Equal(t, "agent_design", workers[0]["worker_type"])
 	assert.Equal(t, "http://127.0.0.1:1", workers[0]["endpoint_url"])

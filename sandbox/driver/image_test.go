@@ -211,9 +211,8 @@ func TestStandinImageRealBuild(t *testing.T) {
 		assert.Contains(t, pgTestDockerRun(t, "logs", hid), "ignoring command")
 	}
 
-	// PID 1 handles SIGTERM: docker stop does not wait for its 10 s timeout.
-	start := time.Now()
+	// PID 1 handles SIGTERM: it exits 0, where a process that ignored it
+	// would be killed after docker stop's timeout (exit code 137).
 	pgTestDockerRun(t, "stop", "-t", "10", cid)
-	assert.Less(t, time.Since(start), 5*time.Second)
 	assert.Equal(t, "0", pgTestDockerRun(t, "inspect", "--format", "{{.State.ExitCode}}", cid))
 }

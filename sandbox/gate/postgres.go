@@ -11,6 +11,8 @@ import (
 	"net"
 	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 )
 
 // PostgreSQL wire protocol constants used by ProbePostgres.
@@ -19,10 +21,17 @@ const (
 	pgProtocolVersion3 = 196608 // 3.0
 	pgCannotConnectNow = "57P03"
 
+	// pgMessageMax bounds the bytes of a server's message that an error
+	// keeps (PostgreSQL's own messages are far shorter).
+	pgMessageMax = 200
+
 	// pgProbeDefaultTimeout bounds a probe whose context has no deadline,
 	// like pg_isready's default -t 3.
 	pgProbeDefaultTimeout = 3 * time.Second
 )
+
+// errNotPostgres marks an answer that no PostgreSQL server gives.
+var errNotPostgres = errors.New("not a PostgreSQL server")
 
 // PostgresStartingError reports a PostgreSQL server that answered but refused
 // the connection with SQLSTATE 57P03 (cannot_connect_now): it is starting up,
@@ -31,7 +40,7 @@ const (
 // wait for a database keep polling on this error.
 type PostgresStartingError struct {
 	Addr    string // the address probed
-	Message string // the server's message, e.g. "the database system is starting up"
+	Message string // the server's message, e.g. "the database system is starting up", made printable (see pgPrintable)
 }
 
 func (e *PostgresStartingError) Error() string {
@@ -55,8 +64,10 @@ func (e *PostgresStartingError) Error() string {
 //
 // If the server agrees to TLS ('S'), ProbePostgres does not negotiate TLS:
 // it reconnects without SSLRequest to read the startup answer, and treats
-// the server as up if that second attempt gets no PostgreSQL answer (the
-// server answered the SSLRequest, so it is listening).
+// the server as up if that second attempt gets no answer (the server
+// answered the SSLRequest, so it is listening), but not if it answers with
+// what no PostgreSQL server sends: a greeting that merely begins with "S",
+// such as SSH's, is not PostgreSQL.
 func ProbePostgres(ctx context.Context, addr, user, database string) error {
 	if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc
@@ -70,7 +81,7 @@ func ProbePostgres(ctx context.Context, addr, user, database string) error {
 	// The server offered TLS. Ask again in plain text to learn its state.
 	_, err = pgProbeOnce(ctx, addr, user, database, false)
 	var starting *PostgresStartingError
-	if errors.As(err, &starting) {
+	if errors.As(err, &starting) || errors.Is(err, errNotPostgres) {
 		return err
 	}
 	return nil
@@ -127,7 +138,7 @@ func pgProbeOnce(ctx context.Context, addr, user, database string, sslRequest bo
 			// A server too old for SSLRequest answers with an error; it is up.
 			return false, nil
 		default:
-			return false, fmt.Errorf("probe postgres at %s: not a PostgreSQL server: SSLRequest answered with byte 0x%02x", addr, b)
+			return false, fmt.Errorf("probe postgres at %s: %w: SSLRequest answered with byte 0x%02x", addr, errNotPostgres, b)
 		}
 	}
 
@@ -135,6 +146,9 @@ func pgProbeOnce(ctx context.Context, addr, user, database string, sslRequest bo
 		return false, noResponse("StartupMessage", err)
 	}
 	typ, body, err := pgReadMessage(r)
+	if errors.Is(err, errNotPostgres) {
+		return false, fmt.Errorf("probe postgres at %s: %w", addr, err)
+	}
 	if err != nil {
 		return false, noResponse("StartupMessage", err)
 	}
@@ -146,11 +160,11 @@ func pgProbeOnce(ctx context.Context, addr, user, database string, sslRequest bo
 	case 'E':
 		fields := pgErrorFields(body)
 		if fields['C'] == pgCannotConnectNow {
-			return false, &PostgresStartingError{Addr: addr, Message: fields['M']}
+			return false, &PostgresStartingError{Addr: addr, Message: pgPrintable(fields['M'])}
 		}
 		return false, nil
 	default:
-		return false, fmt.Errorf("probe postgres at %s: not a PostgreSQL server: StartupMessage answered with message type %q", addr, typ)
+		return false, fmt.Errorf("probe postgres at %s: %w: StartupMessage answered with message type %q", addr, errNotPostgres, typ)
 	}
 }
 
@@ -181,7 +195,7 @@ func pgReadMessage(r io.Reader) (byte, []byte, error) {
 	}
 	n := binary.BigEndian.Uint32(hdr[1:5])
 	if n < 4 || n > 1<<20 {
-		return 0, nil, fmt.Errorf("implausible message length %d for message type %q", n, hdr[0])
+		return 0, nil, fmt.Errorf("%w: StartupMessage answered with message type %q of implausible length %d", errNotPostgres, hdr[0], n)
 	}
 	body := make([]byte, n-4)
 	if _, err := io.ReadFull(r, body); err != nil {
@@ -205,4 +219,30 @@ func pgErrorFields(body []byte) map[byte]string {
 		body = body[i+1:]
 	}
 	return fields
+}
+
+// pgPrintable makes a message from whatever answers on a port safe to print
+// in the gate's report and keep in its status: invalid UTF-8 and control
+// characters (line breaks that would forge report lines, terminal escapes)
+// are replaced, line breaks and tabs by a space, and the text is cut to
+// pgMessageMax bytes, ending in "…" when cut.
+func pgPrintable(s string) string {
+	s = strings.ToValidUTF8(s, "\uFFFD")
+	s = strings.Map(func(r rune) rune {
+		switch {
+		case r == '\t' || r == '\n' || r == '\r' || r == '\v' || r == '\f':
+			return ' '
+		case unicode.IsControl(r):
+			return '\uFFFD'
+		}
+		return r
+	}, s)
+	if len(s) <= pgMessageMax {
+		return s
+	}
+	cut := pgMessageMax
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + "…"
 }

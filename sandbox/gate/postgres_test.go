@@ -286,14 +286,15 @@ func TestProbePostgresProtocol(t *testing.T) {
 }
 
 func TestProbePostgresRespectsDeadline(t *testing.T) {
-	// A server that accepts and never answers.
-	addr := pgTestFakeServer(t, func(_ int, c net.Conn) { time.Sleep(3 * time.Second) })
+	// A server that accepts and never answers, for as long as the test runs:
+	// only the context's deadline can end the probe, and its error says so.
+	silent := make(chan struct{})
+	defer close(silent)
+	addr := pgTestFakeServer(t, func(_ int, c net.Conn) { <-silent })
 	ctx, cancel := context.WithTimeout(t.Context(), 200*time.Millisecond)
 	defer cancel()
-	start := time.Now()
 	err := ProbePostgres(ctx, addr, "ktrdr", "ktrdr")
 	require.Error(t, err)
-	assert.Less(t, time.Since(start), time.Second)
 	assert.Contains(t, err.Error(), addr)
 	assert.ErrorIs(t, err, context.DeadlineExceeded)
 }
