@@ -154,7 +154,7 @@ func TestClassify(t *testing.T) {
 		{tURL, &sandbox.EnvFileError{Path: "/x/.env.sandbox", Key: "KTRDR_API_PORT", Err: errors.New("bad")}, 1, "-port=N", false},
 		{tURL, errors.New("other"), 1, "", true},
 		{tImages, errors.New("docker import failed"), 1, "running Docker engine", false},
-		{tApply, fmt.Errorf("apply: %w", merge.ErrMergeApplied), 1, "", true},
+		{tApply, fmt.Errorf("apply: %w", merge.ErrMergeApplied), 1, "merge:rollback", false},
 		{tApply, &refusedMergeError{err: errors.New("refused")}, 1, "docker-compose.yml is unchanged", false},
 		{tVerify, &verifyFailedError{}, 1, "merge:rollback", false},
 		{tVerify, context.Canceled, 1, "", true},
