@@ -5,21 +5,22 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strconv"
-	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
 
-func checkServer(t *testing.T, status int, body string) *httptest.Server {
+// servePort serves body with status 200 on a local port and returns the port.
+func servePort(t *testing.T, body string) int {
 	t.Helper()
-	s := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.WriteHeader(status)
-		w.Write([]byte(body))
-	}))
+	s := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.Write([]byte(body)) }))
 	t.Cleanup(s.Close)
-	return s
+	_, p, err := net.SplitHostPort(s.Listener.Addr().String())
+	require.NoError(t, err)
+	n, err := strconv.Atoi(p)
+	require.NoError(t, err)
+	return n
 }
 
 func TestGateChecksFromProfile(t *testing.T) {
@@ -37,15 +38,8 @@ func TestGateChecksFromProfile(t *testing.T) {
 // The probes are built from the Check data alone: point a profile's checks
 // at httptest servers by port and see each kind judged correctly.
 func TestGateChecksProbeKinds(t *testing.T) {
-	health := checkServer(t, 200, `{"status":"ok"}`)
-	workers := checkServer(t, 200, `[1,2,3]`)
-	port := func(s *httptest.Server) int {
-		_, p, err := net.SplitHostPort(strings.TrimPrefix(s.URL, "http://"))
-		require.NoError(t, err)
-		n, err := strconv.Atoi(p)
-		require.NoError(t, err)
-		return n
-	}
+	health := servePort(t, `{"status":"ok"}`)
+	workers := servePort(t, `[1,2,3]`)
 	p := &Profile{
 		Services: []Service{{Name: "api"}, {Name: "w1", Worker: true}, {Name: "w2", Worker: true}, {Name: "w3", Worker: true}, {Name: "w4", Worker: true}},
 		Checks: []Check{
@@ -57,7 +51,7 @@ func TestGateChecksProbeKinds(t *testing.T) {
 			{Name: "odd kind", Service: "api", Kind: "smoke-signal", PortKey: "A"},
 		},
 	}
-	checks := p.GateChecks("127.0.0.1", map[string]int{"A": port(health), "W": port(workers)})
+	checks := p.GateChecks("127.0.0.1", map[string]int{"A": health, "W": workers})
 	want := []string{
 		"",
 		"array has 3 entries, want ≥ 4",

@@ -42,7 +42,8 @@ func TestStandinImageExists(t *testing.T) {
 			} else {
 				assert.NoError(t, err)
 			}
-			assert.Equal(t, []string{"docker image inspect --format {{.Id}} ktrdr-standin:dev"}, f.commands())
+			require.Len(t, f.calls, 1)
+			assert.Equal(t, "docker image inspect --format {{.Id}} ktrdr-standin:dev", f.calls[0].String())
 		})
 	}
 }
