@@ -22,9 +22,9 @@ type row struct {
 
 // rows are the summary table of BENCHMARKS.md, in its order.
 var rows = []row{
-	resolverRow("five-below-sandbox-root", "`ResolveAPIURL` from five folders below a sandbox root (reads the API port and `SANDBOX_HOST` from one read of the file)"),
-	resolverRow("no-env-file-above", "`ResolveAPIURL` with no `.env.sandbox` above (no checkout: walks to `/`)"),
-	resolverRow("main-checkout-three-below-root", "`ResolveAPIURL` in a main checkout, three folders below its root"),
+	resolverRow("five-below-sandbox-root", "`apiurl.Resolve` (the ktrdr CLI's --url/--port rule) from five folders below a sandbox root (reads the API port and `SANDBOX_HOST` from one read of the file)"),
+	resolverRow("no-env-file-above", "`apiurl.Resolve` with no `.env.sandbox` above (no checkout: walks to `/`)"),
+	resolverRow("main-checkout-three-below-root", "`apiurl.Resolve` in a main checkout, three folders below its root"),
 	parseRow("BenchmarkParse", "`envfile.Parse` of a sandbox env file (every read of `.env.sandbox`: the resolver, every command)"),
 	parseRow("BenchmarkGodotenvFullParse", "godotenv's parse of the same bytes, for comparison (the suite no longer uses it to read)"),
 	{What: "slot allocation with 100 registered instances (register + unregister, each a locked, fsynced write)", Goal: "—",
