@@ -163,7 +163,7 @@ func (e *env) assertNoTrace(t *testing.T, name string) {
 	id := "ktrdr--" + name
 	assert.NoDirExists(t, e.sandboxDir(name))
 	assert.NotContains(t, e.git(e.Main, "worktree", "list", "--porcelain"), e.sandboxDir(name))
-	assert.Empty(t, e.git(e.Main, "branch", "--list", name), "branch %s", name)
+	assert.False(t, e.hasBranch(name), "branch %s", name)
 	data, err := os.ReadFile(filepath.Join(e.Home, ".ktrdr", "sandbox", "instances.json"))
 	if err == nil {
 		assert.NotContains(t, string(data), `"`+id+`"`)
@@ -231,7 +231,7 @@ func (e *env) killState(t *testing.T, name string) killState {
 	st.folder = exists(dir)
 	st.gitFile = exists(filepath.Join(dir, ".git"))
 	st.envFile = exists(filepath.Join(dir, ".env.sandbox"))
-	st.branch = e.git(e.Main, "branch", "--list", full) != ""
+	st.branch = e.hasBranch(full)
 	st.listed = listed(t, e, id).Interrupted
 	return st
 }

@@ -165,6 +165,23 @@ func (e *env) git(dir string, args ...string) string {
 	return strings.TrimSpace(string(out))
 }
 
+// hasBranch reports whether branch exists in the main checkout. It asks
+// show-ref, which reads refs only: `git branch --list` also reads every
+// worktree's record and fails on one a killed `git worktree add` left half
+// written (the state the kill tests look at).
+func (e *env) hasBranch(branch string) bool {
+	e.t.Helper()
+	cmd := exec.Command("git", "-C", e.Main, "show-ref", "--verify", "--quiet", "refs/heads/"+branch)
+	cmd.Env = e.Env
+	err := cmd.Run()
+	var ee *exec.ExitError
+	if errors.As(err, &ee) && ee.ExitCode() == 1 {
+		return false
+	}
+	require.NoError(e.t, err, "git show-ref refs/heads/%s", branch)
+	return true
+}
+
 // result is what a command printed and how it ended.
 type result struct {
 	Stdout, Stderr string
