@@ -59,6 +59,16 @@ func killedCreate(t *testing.T, e *lcEnv, name string, step string) {
 		lcGit(t, e.main, "worktree", "add", "-q", "-b", name, e.wt(name))
 		lcGit(t, e.main, "worktree", "lock", "--reason", "initializing", e.wt(name))
 		require.NoError(t, os.Remove(filepath.Join(e.main, ".git", "worktrees", filepath.Base(e.wt(name)), "commondir")))
+	case "record written, commondir empty": // git cannot even list worktrees now
+		lcGit(t, e.main, "worktree", "add", "-q", "-b", name, e.wt(name))
+		lcGit(t, e.main, "worktree", "lock", "--reason", "initializing", e.wt(name))
+		require.NoError(t, os.WriteFile(filepath.Join(e.main, ".git", "worktrees", filepath.Base(e.wt(name)), "commondir"), nil, 0o644))
+	case "record begun, no path yet":
+		lcGit(t, e.main, "branch", name)
+		rec := filepath.Join(e.main, ".git", "worktrees", filepath.Base(e.wt(name)))
+		require.NoError(t, os.MkdirAll(rec, 0o755))
+		require.NoError(t, os.WriteFile(filepath.Join(rec, "locked"), []byte("initializing"), 0o644))
+		require.NoError(t, os.Mkdir(e.wt(name), 0o755))
 	case "locked, no link yet": // killed after git recorded the worktree, before it wrote the folder's .git file
 		lcGit(t, e.main, "worktree", "add", "-q", "-b", name, e.wt(name))
 		lcGit(t, e.main, "worktree", "lock", "--reason", "initializing", e.wt(name))
@@ -75,7 +85,7 @@ func killedCreate(t *testing.T, e *lcEnv, name string, step string) {
 }
 
 func TestDestroyForceFinishesACreateKilledAtAnyStep(t *testing.T) {
-	for _, step := range []string{"registered", "recorded", "folder made", "git link written", "ref locked", "branch made", "worktree locked", "locked, no folder yet", "record half-written", "locked, no link yet", "worktree made", "env written"} {
+	for _, step := range []string{"registered", "recorded", "folder made", "git link written", "ref locked", "branch made", "worktree locked", "locked, no folder yet", "record half-written", "record written, commondir empty", "record begun, no path yet", "locked, no link yet", "worktree made", "env written"} {
 		t.Run(step, func(t *testing.T) {
 			e := lcSetup(t)
 			killedCreate(t, e, "feat-a", step)

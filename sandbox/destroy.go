@@ -123,9 +123,21 @@ func (m *Manager) Destroy(ctx context.Context, o DestroyOptions) (*Destroyed, er
 	// instance's env file, or one that a create or destroy of this instance,
 	// killed half-way, recorded before git acted.
 	var wt worktreeEntry
-	listed := false
+	listed, dropped := false, false
 	if removeTree && dirExists(in.ParentRepo) {
-		if wt, listed, err = m.worktreeAt(ctx, in.ParentRepo, in.Path); err != nil {
+		wt, listed, err = m.worktreeAt(ctx, in.ParentRepo, in.Path)
+		if err != nil && mt.Phase == phaseCreating {
+			// git cannot even list worktrees when `git worktree add` was
+			// killed while it wrote the record (an empty commondir): drop
+			// that record of this create's folder, then ask again.
+			var derr error
+			if dropped, derr = m.dropHalfAddedRecord(ctx, in.ParentRepo, in.Path); derr != nil {
+				return nil, derr
+			} else if dropped {
+				wt, listed, err = m.worktreeAt(ctx, in.ParentRepo, in.Path)
+			}
+		}
+		if err != nil {
 			return nil, err
 		}
 	}
@@ -136,6 +148,9 @@ func (m *Manager) Destroy(ctx context.Context, o DestroyOptions) (*Destroyed, er
 			// Git knows it as this repository's worktree, and it holds this
 			// instance's env file, or a run of this instance was killed while
 			// making or removing it.
+		case mt.Phase == phaseCreating && dropped:
+			// git's record of it, which this instance's killed create was
+			// writing, named it (and is now removed).
 		case mt.Phase == phaseCreating && (mt.FolderMade || madeByGitAdd(in.Path)):
 			// A create killed after it made the folder itself, or one whose
 			// folder holds nothing but what git writes first.
@@ -304,6 +319,52 @@ func (m *Manager) removeProvenWorktree(ctx context.Context, in Instance, wt work
 		return fmt.Errorf("let git forget worktree %s: %w", in.Path, err)
 	}
 	return nil
+}
+
+// dropHalfAddedRecord removes git's record of the worktree at path (its
+// folder below the common git dir's worktrees/) when `git worktree add` was
+// killed before it finished writing it: the record is still locked with
+// git's "initializing" marker, and it names path, or (killed before it wrote
+// the path) it bears path's folder name and names nothing. Git itself would
+// delete the same folder on `git worktree remove --force --force`, but
+// cannot read the record to do so. Destroy calls it only for a create of
+// this instance that was killed, holding its work lock and the repository
+// lock. It reports whether it removed a record.
+func (m *Manager) dropHalfAddedRecord(ctx context.Context, repo, path string) (bool, error) {
+	common, err := m.git(ctx, repo, "rev-parse", "--path-format=absolute", "--git-common-dir")
+	if err != nil {
+		return false, fmt.Errorf("find the git folder of %s: %w", repo, err)
+	}
+	records := filepath.Join(common, "worktrees")
+	ents, err := os.ReadDir(records)
+	if err != nil {
+		return false, nil
+	}
+	want := filepath.Join(path, ".git")
+	for _, e := range ents {
+		dir := filepath.Join(records, e.Name())
+		if fi, err := os.Lstat(dir); err != nil || !fi.IsDir() {
+			continue
+		}
+		lock, err := os.ReadFile(filepath.Join(dir, "locked"))
+		if err != nil || strings.TrimSpace(string(lock)) != "initializing" {
+			continue
+		}
+		gitdir, err := os.ReadFile(filepath.Join(dir, "gitdir"))
+		named := strings.TrimSpace(string(gitdir))
+		switch {
+		case err == nil && named != "" && samePath(named, want):
+		case (err != nil || named == "") && e.Name() == filepath.Base(path):
+		default:
+			continue
+		}
+		if err := os.RemoveAll(dir); err != nil {
+			return false, fmt.Errorf("remove git's half-written record %s of worktree %s: %w", dir, path, err)
+		}
+		m.emit(Event{Kind: EvWorktreeRecordRemoved, Path: dir, Source: path})
+		return true, nil
+	}
+	return false, nil
 }
 
 // clearRefLock removes the lock file of branch's ref that a git process

@@ -5,23 +5,24 @@ type EventKind string
 
 // The steps the Manager reports, with the Event fields each one sets.
 const (
-	EvSlotReserved         EventKind = "slot_reserved"          // ID, Slot
-	EvWorktreeCreated      EventKind = "worktree_created"       // Path, Branch, NewBranch
-	EvStarting             EventKind = "starting"               // ID (the compose project), Slot, Port (the API's)
-	EvAlreadyRunning       EventKind = "already_running"        // ID, Running, Total
-	EvPartlyStartedStopped EventKind = "partly_started_stopped" // ID
-	EvPortsAdded           EventKind = "ports_added"            // Source (the stack file), Path (the env file)
-	EvImageBuilding        EventKind = "image_building"         // Image, Source; Engine and Arch when it is built for another engine
-	EvImageLoading         EventKind = "image_loading"          // Image, Engine
-	EvVolumeSynced         EventKind = "volume_synced"          // Source (the local folder), Volume, Engine
-	EvMainStackStarting    EventKind = "main_stack_starting"    // ID (the compose project), Source (the main compose file)
-	EvStackRemoved         EventKind = "stack_removed"          // ID
-	EvEngineUnreachable    EventKind = "engine_unreachable"     // ID, Engine, Err
-	EvWorktreeRemoved      EventKind = "worktree_removed"       // Path
-	EvWorktreeAlreadyGone  EventKind = "worktree_already_gone"  // Path
-	EvCheckoutKept         EventKind = "checkout_kept"          // Path, Source (the env file's name, removed)
-	EvBranchDeleted        EventKind = "branch_deleted"         // Branch
-	EvRefLockRemoved       EventKind = "ref_lock_removed"       // Path (the lock file), Branch
+	EvSlotReserved          EventKind = "slot_reserved"           // ID, Slot
+	EvWorktreeCreated       EventKind = "worktree_created"        // Path, Branch, NewBranch
+	EvStarting              EventKind = "starting"                // ID (the compose project), Slot, Port (the API's)
+	EvAlreadyRunning        EventKind = "already_running"         // ID, Running, Total
+	EvPartlyStartedStopped  EventKind = "partly_started_stopped"  // ID
+	EvPortsAdded            EventKind = "ports_added"             // Source (the stack file), Path (the env file)
+	EvImageBuilding         EventKind = "image_building"          // Image, Source; Engine and Arch when it is built for another engine
+	EvImageLoading          EventKind = "image_loading"           // Image, Engine
+	EvVolumeSynced          EventKind = "volume_synced"           // Source (the local folder), Volume, Engine
+	EvMainStackStarting     EventKind = "main_stack_starting"     // ID (the compose project), Source (the main compose file)
+	EvStackRemoved          EventKind = "stack_removed"           // ID
+	EvEngineUnreachable     EventKind = "engine_unreachable"      // ID, Engine, Err
+	EvWorktreeRemoved       EventKind = "worktree_removed"        // Path
+	EvWorktreeAlreadyGone   EventKind = "worktree_already_gone"   // Path
+	EvCheckoutKept          EventKind = "checkout_kept"           // Path, Source (the env file's name, removed)
+	EvBranchDeleted         EventKind = "branch_deleted"          // Branch
+	EvRefLockRemoved        EventKind = "ref_lock_removed"        // Path (the lock file), Branch
+	EvWorktreeRecordRemoved EventKind = "worktree_record_removed" // Path (git's record), Source (the worktree's folder)
 )
 
 // Event is one step of a long operation (create, up, destroy …), reported

@@ -17,9 +17,11 @@ import (
 // folder it follows no symlink when it writes or deletes; and it reads a
 // checkout's files only when they are inside that checkout. The helpers in
 // this file are the only way the manager reaches those places. In a
-// repository's .git it changes only what git commands change, with one
-// exception: the lock file of the sandbox's own branch that a git it ran
-// left when it was killed (Destroy's clearRefLock).
+// repository's .git it changes only what git commands change, with two
+// exceptions, both left by a git it ran for a create of the sandbox that was
+// killed: the lock file of the sandbox's own branch (clearRefLock), and
+// git's half-written record of the sandbox's worktree, which git can no
+// longer read to remove (dropHalfAddedRecord).
 
 // MaxCheckoutFile is the largest checkout file (env file, compose file) the
 // suite reads or keeps a copy of.

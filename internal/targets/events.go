@@ -56,6 +56,8 @@ func eventText(e sandbox.Event) string {
 		return fmt.Sprintf("Deleted branch %s (created by this sandbox)", e.Branch)
 	case sandbox.EvRefLockRemoved:
 		return fmt.Sprintf("Removed %s, left by a git killed while it wrote branch %s", e.Path, e.Branch)
+	case sandbox.EvWorktreeRecordRemoved:
+		return fmt.Sprintf("Removed %s, git's record of worktree %s that a killed git left half written", e.Path, e.Source)
 	default:
 		return fmt.Sprintf("%s %+v", e.Kind, e)
 	}
