@@ -101,6 +101,7 @@ func TestDestroyForceFinishesACreateKilledAtAnyStep(t *testing.T) {
 			require.NoError(t, err)
 			assert.Equal(t, "ktrdr--feat-a", d.ID)
 			lcAssertGone(t, e, "feat-a")
+			assert.NoDirExists(t, filepath.Join(e.main, ".git", "worktrees", "ktrdr--feat-a"), "no record of git's is left")
 
 			// And the name can be used again.
 			c := e.create(t, CreateOptions{Name: "feat-a"})

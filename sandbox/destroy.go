@@ -233,6 +233,14 @@ func (m *Manager) Destroy(ctx context.Context, o DestroyOptions) (*Destroyed, er
 		}
 		res.WorktreeRemoved = exists
 		m.emit(Event{Kind: EvWorktreeRemoved, Path: in.Path})
+		if mt.Phase == phaseCreating {
+			// A record git began but had not given a path yet names no
+			// folder: prune keeps it (it is locked). It bears the folder's
+			// name: drop it too.
+			if _, err := m.dropHalfAddedRecord(ctx, in.ParentRepo, in.Path); err != nil {
+				return nil, err
+			}
+		}
 	case removeTree:
 		m.git(ctx, in.ParentRepo, "worktree", "prune")
 		m.emit(Event{Kind: EvWorktreeAlreadyGone, Path: in.Path})
