@@ -4,6 +4,7 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -62,6 +63,56 @@ func TestDestroyForceAndAStaleBranchLock(t *testing.T) {
 			// And the name can be used again.
 			_, err = e.m.Create(t.Context(), CreateOptions{Name: name, Dir: e.main})
 			require.NoError(t, err)
+		})
+	}
+}
+
+// A destroy killed while `git branch -D` held packed-refs.lock leaves it,
+// and git then refuses every ref deletion in the repository. destroy -force
+// removes it only when it was made after the killed run recorded itself and
+// stays unchanged while watched; an older one is git's to name.
+func TestDestroyForceAndAStalePackedRefsLock(t *testing.T) {
+	defer func(d time.Duration) { packedRefsLockWatch = d }(packedRefsLockWatch)
+	packedRefsLockWatch = 100 * time.Millisecond
+	for _, tc := range []struct {
+		name    string
+		older   bool // the lock predates the killed run's record
+		removed bool
+	}{
+		{name: "left by the killed run", removed: true},
+		{name: "older than the killed run", older: true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := lcSetup(t)
+			const name = "feat-a"
+			id := "ktrdr--" + name
+			c := e.create(t, CreateOptions{Name: name})
+			require.NoError(t, e.m.writeMeta(id, meta{Branch: name, BranchCreated: true, Phase: phaseDestroying}))
+			lock := filepath.Join(e.main, ".git", "packed-refs.lock")
+			require.NoError(t, os.WriteFile(lock, nil, 0o644))
+			if tc.older {
+				past := e.m.metaTime(id).Add(-time.Hour)
+				require.NoError(t, os.Chtimes(lock, past, past))
+			} else {
+				later := e.m.metaTime(id).Add(time.Second)
+				require.NoError(t, os.Chtimes(lock, later, later))
+			}
+
+			_, err := e.m.Destroy(t.Context(), DestroyOptions{Name: name, Force: true})
+			if tc.removed {
+				require.NoError(t, err)
+				assert.NoFileExists(t, lock)
+				lcAssertGone(t, e, name)
+				return
+			}
+			require.Error(t, err, "git refuses to delete the branch while the lock is there")
+			assert.Contains(t, err.Error(), "packed-refs.lock")
+			assert.FileExists(t, lock, "not the killed run's: not the suite's to remove")
+			assert.Contains(t, e.registry(t), c.ID, "the entry stays for the next destroy")
+			require.NoError(t, os.Remove(lock))
+			_, err = e.m.Destroy(t.Context(), DestroyOptions{Name: name, Force: true})
+			require.NoError(t, err)
+			lcAssertGone(t, e, name)
 		})
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/ktrdr/sandboxkit/sandbox/driver"
 )
@@ -255,8 +256,13 @@ func (m *Manager) Destroy(ctx context.Context, o DestroyOptions) (*Destroyed, er
 	}
 	if removeTree && mt.BranchCreated && mt.Branch != "" && dirExists(in.ParentRepo) && unfinished {
 		// A git killed while it wrote the branch leaves the ref's lock file,
-		// which would refuse this name to every later create.
+		// which would refuse this name to every later create; one killed
+		// while it deleted the branch may leave packed-refs.lock, which
+		// refuses every ref deletion in the repository.
 		if err := m.clearRefLock(ctx, in.ParentRepo, mt.Branch); err != nil {
+			return nil, err
+		}
+		if err := m.clearPackedRefsLock(ctx, in.ParentRepo, m.metaTime(id)); err != nil {
 			return nil, err
 		}
 	}
@@ -394,6 +400,48 @@ func (m *Manager) clearRefLock(ctx context.Context, repo, branch string) error {
 		return fmt.Errorf("remove the lock file %s that a killed git left on branch %s: %w", path, branch, err)
 	}
 	m.emit(Event{Kind: EvRefLockRemoved, Path: path, Branch: branch})
+	return nil
+}
+
+// packedRefsLockWatch is how long clearPackedRefsLock watches a
+// packed-refs.lock before it calls it stale: a live git holds that lock for
+// milliseconds (and itself waits one second for it, core.packedRefsTimeout).
+var packedRefsLockWatch = 2 * time.Second
+
+// clearPackedRefsLock removes the repository's packed-refs.lock when a git
+// of this sandbox's killed run left it: it was made after that run recorded
+// itself (since), and it stays the same file, unchanged, while watched for
+// packedRefsLockWatch. Any other lock is left for git to name.
+func (m *Manager) clearPackedRefsLock(ctx context.Context, repo string, since time.Time) error {
+	path, err := m.git(ctx, repo, "rev-parse", "--path-format=absolute", "--git-path", "packed-refs.lock")
+	if err != nil {
+		return fmt.Errorf("find the packed-refs lock of %s: %w", repo, err)
+	}
+	first, err := os.Lstat(path)
+	if err != nil || !first.Mode().IsRegular() || since.IsZero() || first.ModTime().Before(since) {
+		return nil
+	}
+	watch := time.NewTimer(packedRefsLockWatch)
+	defer watch.Stop()
+	tick := time.NewTicker(packedRefsLockWatch / 20)
+	defer tick.Stop()
+	for done := false; !done; {
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("watch %s: %w", path, ctx.Err())
+		case <-watch.C:
+			done = true
+		case <-tick.C:
+		}
+		now, err := os.Lstat(path)
+		if err != nil || !os.SameFile(first, now) || !now.ModTime().Equal(first.ModTime()) || now.Size() != first.Size() {
+			return nil // gone or in use: a live git has it
+		}
+	}
+	if err := os.Remove(path); err != nil {
+		return fmt.Errorf("remove the stale %s: %w", path, err)
+	}
+	m.emit(Event{Kind: EvRefLockRemoved, Path: path})
 	return nil
 }
 

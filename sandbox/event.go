@@ -21,7 +21,7 @@ const (
 	EvWorktreeAlreadyGone   EventKind = "worktree_already_gone"   // Path
 	EvCheckoutKept          EventKind = "checkout_kept"           // Path, Source (the env file's name, removed)
 	EvBranchDeleted         EventKind = "branch_deleted"          // Branch
-	EvRefLockRemoved        EventKind = "ref_lock_removed"        // Path (the lock file), Branch
+	EvRefLockRemoved        EventKind = "ref_lock_removed"        // Path (the lock file), Branch ("" for packed-refs.lock)
 	EvWorktreeRecordRemoved EventKind = "worktree_record_removed" // Path (git's record), Source (the worktree's folder)
 )
 

@@ -51,6 +51,15 @@ func (m *Manager) readMeta(id string) meta {
 
 // writeMeta records mt for id, creating the instance folder if needed
 // (never through a symlink).
+// metaTime is when the record of id was last written (zero: no record).
+func (m *Manager) metaTime(id string) time.Time {
+	fi, err := os.Lstat(filepath.Join(m.instanceDir(id), "meta.json"))
+	if err != nil {
+		return time.Time{}
+	}
+	return fi.ModTime()
+}
+
 func (m *Manager) writeMeta(id string, mt meta) error {
 	dir, err := m.ownInstanceDir(id)
 	if err != nil {

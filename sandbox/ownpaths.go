@@ -17,11 +17,12 @@ import (
 // folder it follows no symlink when it writes or deletes; and it reads a
 // checkout's files only when they are inside that checkout. The helpers in
 // this file are the only way the manager reaches those places. In a
-// repository's .git it changes only what git commands change, with two
-// exceptions, both left by a git it ran for a create of the sandbox that was
-// killed: the lock file of the sandbox's own branch (clearRefLock), and
-// git's half-written record of the sandbox's worktree, which git can no
-// longer read to remove (dropHalfAddedRecord).
+// repository's .git it changes only what git commands change, except for
+// what a git it ran for the sandbox left when it was killed: the lock file
+// of the sandbox's own branch (clearRefLock), a packed-refs.lock made during
+// that run and unchanged while watched (clearPackedRefsLock), and git's
+// half-written record of the sandbox's worktree, which git can no longer
+// read to remove (dropHalfAddedRecord).
 
 // MaxCheckoutFile is the largest checkout file (env file, compose file) the
 // suite reads or keeps a copy of.

@@ -55,6 +55,9 @@ func eventText(e sandbox.Event) string {
 	case sandbox.EvBranchDeleted:
 		return fmt.Sprintf("Deleted branch %s (created by this sandbox)", e.Branch)
 	case sandbox.EvRefLockRemoved:
+		if e.Branch == "" {
+			return fmt.Sprintf("Removed %s, left by a git killed while it changed this sandbox's branch", e.Path)
+		}
 		return fmt.Sprintf("Removed %s, left by a git killed while it wrote branch %s", e.Path, e.Branch)
 	case sandbox.EvWorktreeRecordRemoved:
 		return fmt.Sprintf("Removed %s, git's record of worktree %s that a killed git left half written", e.Path, e.Source)
