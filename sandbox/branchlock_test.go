@@ -89,19 +89,21 @@ func TestDestroyForceAndAStalePackedRefsLock(t *testing.T) {
 			c := e.create(t, CreateOptions{Name: name})
 			require.NoError(t, e.m.writeMeta(id, meta{Branch: name, BranchCreated: true, Phase: phaseDestroying}))
 			lock := filepath.Join(e.main, ".git", "packed-refs.lock")
-			require.NoError(t, os.WriteFile(lock, nil, 0o644))
-			if tc.older {
-				past := e.m.metaTime(id).Add(-time.Hour)
-				require.NoError(t, os.Chtimes(lock, past, past))
-			} else {
-				later := e.m.metaTime(id).Add(time.Second)
-				require.NoError(t, os.Chtimes(lock, later, later))
+			newFile := filepath.Join(e.main, ".git", "packed-refs.new") // what git writes under the lock
+			for _, f := range []string{lock, newFile} {
+				require.NoError(t, os.WriteFile(f, []byte("# pack-refs with: peeled\n"), 0o644))
+				at := e.m.metaTime(id).Add(time.Second)
+				if tc.older {
+					at = e.m.metaTime(id).Add(-time.Hour)
+				}
+				require.NoError(t, os.Chtimes(f, at, at))
 			}
 
 			_, err := e.m.Destroy(t.Context(), DestroyOptions{Name: name, Force: true})
 			if tc.removed {
 				require.NoError(t, err)
 				assert.NoFileExists(t, lock)
+				assert.NoFileExists(t, newFile)
 				lcAssertGone(t, e, name)
 				return
 			}
@@ -109,7 +111,9 @@ func TestDestroyForceAndAStalePackedRefsLock(t *testing.T) {
 			assert.Contains(t, err.Error(), "packed-refs.lock")
 			assert.FileExists(t, lock, "not the killed run's: not the suite's to remove")
 			assert.Contains(t, e.registry(t), c.ID, "the entry stays for the next destroy")
+			assert.FileExists(t, newFile)
 			require.NoError(t, os.Remove(lock))
+			require.NoError(t, os.Remove(newFile))
 			_, err = e.m.Destroy(t.Context(), DestroyOptions{Name: name, Force: true})
 			require.NoError(t, err)
 			lcAssertGone(t, e, name)

@@ -403,23 +403,41 @@ func (m *Manager) clearRefLock(ctx context.Context, repo, branch string) error {
 	return nil
 }
 
-// packedRefsLockWatch is how long clearPackedRefsLock watches a
-// packed-refs.lock before it calls it stale: a live git holds that lock for
-// milliseconds (and itself waits one second for it, core.packedRefsTimeout).
+// packedRefsLockWatch is how long clearPackedRefsLock watches git's
+// packed-refs transaction files before it calls them stale: a live git
+// holds them for milliseconds (and itself waits one second for the lock,
+// core.packedRefsTimeout).
 var packedRefsLockWatch = 2 * time.Second
 
-// clearPackedRefsLock removes the repository's packed-refs.lock when a git
-// of this sandbox's killed run left it: it was made after that run recorded
-// itself (since), and it stays the same file, unchanged, while watched for
-// packedRefsLockWatch. Any other lock is left for git to name.
+// clearPackedRefsLock removes the repository's packed-refs.lock and
+// packed-refs.new (the lock, and the new file git writes under it) when a
+// git of this sandbox's killed run left them: each was made after that run
+// recorded itself (since), and stays the same file, unchanged, while watched
+// for packedRefsLockWatch. Any other is left for git to name.
 func (m *Manager) clearPackedRefsLock(ctx context.Context, repo string, since time.Time) error {
-	path, err := m.git(ctx, repo, "rev-parse", "--path-format=absolute", "--git-path", "packed-refs.lock")
-	if err != nil {
-		return fmt.Errorf("find the packed-refs lock of %s: %w", repo, err)
-	}
-	first, err := os.Lstat(path)
-	if err != nil || !first.Mode().IsRegular() || since.IsZero() || first.ModTime().Before(since) {
+	if since.IsZero() {
 		return nil
+	}
+	type seen struct {
+		path string
+		fi   os.FileInfo
+	}
+	var files []seen
+	for _, name := range []string{"packed-refs.lock", "packed-refs.new"} {
+		path, err := m.git(ctx, repo, "rev-parse", "--path-format=absolute", "--git-path", name)
+		if err != nil {
+			return fmt.Errorf("find %s of %s: %w", name, repo, err)
+		}
+		if fi, err := os.Lstat(path); err == nil && fi.Mode().IsRegular() && !fi.ModTime().Before(since) {
+			files = append(files, seen{path, fi})
+		}
+	}
+	if len(files) == 0 {
+		return nil
+	}
+	unchanged := func(f seen) bool {
+		now, err := os.Lstat(f.path)
+		return err == nil && os.SameFile(f.fi, now) && now.ModTime().Equal(f.fi.ModTime()) && now.Size() == f.fi.Size()
 	}
 	watch := time.NewTimer(packedRefsLockWatch)
 	defer watch.Stop()
@@ -428,20 +446,23 @@ func (m *Manager) clearPackedRefsLock(ctx context.Context, repo string, since ti
 	for done := false; !done; {
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("watch %s: %w", path, ctx.Err())
+			return fmt.Errorf("watch %s: %w", files[0].path, ctx.Err())
 		case <-watch.C:
 			done = true
 		case <-tick.C:
 		}
-		now, err := os.Lstat(path)
-		if err != nil || !os.SameFile(first, now) || !now.ModTime().Equal(first.ModTime()) || now.Size() != first.Size() {
-			return nil // gone or in use: a live git has it
+		for _, f := range files {
+			if !unchanged(f) {
+				return nil // gone or in use: a live git has the transaction
+			}
 		}
 	}
-	if err := os.Remove(path); err != nil {
-		return fmt.Errorf("remove the stale %s: %w", path, err)
+	for _, f := range files {
+		if err := os.Remove(f.path); err != nil {
+			return fmt.Errorf("remove the stale %s: %w", f.path, err)
+		}
+		m.emit(Event{Kind: EvRefLockRemoved, Path: f.path})
 	}
-	m.emit(Event{Kind: EvRefLockRemoved, Path: path})
 	return nil
 }
 

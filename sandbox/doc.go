@@ -99,9 +99,9 @@
 // deletes only inside its own state folders ($HOME/.ktrdr/sandbox, and the
 // shared root that package shared fills) and in the sandbox folders it
 // created; in a repository's .git only through git, except for what a git
-// it ran left there when killed: its own branch's lock file, a
-// packed-refs.lock of that run, and a half-written record of its own
-// worktree. Every path it derives from data (ids, names, registry paths) is
+// it ran left there when killed: its own branch's lock file, the
+// packed-refs.lock and packed-refs.new of that run, and a half-written
+// record of its own worktree. Every path it derives from data (ids, names, registry paths) is
 // validated before use. Below its state folder it never writes or deletes
 // through a symlink it did not create (*UnsafePathError; the lock file is
 // opened without following links); the state folder itself may be a link

@@ -19,8 +19,9 @@ import (
 // this file are the only way the manager reaches those places. In a
 // repository's .git it changes only what git commands change, except for
 // what a git it ran for the sandbox left when it was killed: the lock file
-// of the sandbox's own branch (clearRefLock), a packed-refs.lock made during
-// that run and unchanged while watched (clearPackedRefsLock), and git's
+// of the sandbox's own branch (clearRefLock), packed-refs.lock and
+// packed-refs.new made during that run and unchanged while watched
+// (clearPackedRefsLock), and git's
 // half-written record of the sandbox's worktree, which git can no longer
 // read to remove (dropHalfAddedRecord).
 
