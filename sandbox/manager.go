@@ -31,6 +31,8 @@ type Manager struct {
 	engine Engine        // the engine Runner's docker calls go to (see on)
 	base   driver.Runner // the runner without a context (nil: Runner)
 
+	startProbe time.Duration // how often a dependency's healthcheck runs during a start (0: startProbeEvery)
+
 	composeOnce sync.Once
 	compose     *driver.Compose
 	composeErr  error

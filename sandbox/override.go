@@ -7,7 +7,6 @@ import (
 	"sort"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/compose-spec/compose-go/v2/types"
 )
@@ -19,12 +18,6 @@ import (
 //
 //   - the instance label on every service, so that the suite recognises
 //     its containers whatever the file labels;
-//   - a faster healthcheck cadence: an interval of at most HealthInterval,
-//     with retries raised so that a check still gives up no sooner than the
-//     file's own interval × retries. Services that wait for
-//     `service_healthy` then start as soon as what they wait for is ready,
-//     instead of after the file's interval (ktrdr's is 30 s). The test,
-//     timeout and start period stay the file's;
 //   - in stand-in mode, for every service: the stand-in image (never
 //     pulled, never built), its entrypoint, and the role it plays, chosen
 //     by kind: db (a PostgreSQL service), backend (the API's service),
@@ -32,12 +25,14 @@ import (
 //     jaeger/prometheus/grafana (a service publishing their UI port), and
 //     http for anything else (it answers 200 on every port the service
 //     publishes or exposes). The file's healthchecks are kept: the stand-in
-//     image carries sh, curl, wget and pg_isready to run them. Workers
+//     image carries sh, curl, wget and pg_isready to run them.
+//
+// Healthchecks are never changed: the stack keeps the file's cadence for
+// its whole life. What makes the start fast is the layered start
+// (start.go), which probes a dependency often only while something waits
+// for it. Workers
 //     register with the backend and are reached under their container
 //     names (containerName), which stay unique on shared networks.
-
-// HealthInterval is the healthcheck interval the override sets at most.
-const HealthInterval = time.Second
 
 // OverrideFile is the name of the suite's override file in the instance folder.
 const OverrideFile = "compose.override.json"
@@ -60,9 +55,6 @@ func overrideDoc(sp *Profile, sf *StackFile, id string, standin bool, synced map
 	for _, fs := range sf.Services {
 		svc := sf.project.Services[fs.Name]
 		o := map[string]any{"labels": map[string]string{sp.InstanceLabel: id}}
-		if hc := fasterHealthcheck(svc.HealthCheck); hc != nil {
-			o["healthcheck"] = hc
-		}
 		// On another engine each bind mount of a local folder is the
 		// sandbox's volume of that folder (sync.go), at the same target.
 		var mounts []any
@@ -150,37 +142,6 @@ func standinRole(sp *Profile, fs FileService) string {
 		}
 	}
 	return "http"
-}
-
-// fasterHealthcheck returns the override of a service's healthcheck, or nil
-// when the file gives it none.
-func fasterHealthcheck(hc *types.HealthCheckConfig) map[string]any {
-	if hc == nil || hc.Disable || len(hc.Test) == 0 || hc.Test[0] == "NONE" {
-		return nil
-	}
-	interval := 30 * time.Second
-	if hc.Interval != nil && *hc.Interval > 0 {
-		interval = time.Duration(*hc.Interval)
-	}
-	retries := uint64(3)
-	if hc.Retries != nil && *hc.Retries > 0 {
-		retries = *hc.Retries
-	}
-	out := map[string]any{"test": []string(hc.Test)}
-	if interval > HealthInterval {
-		budget := interval * time.Duration(retries)
-		retries = uint64((budget + HealthInterval - 1) / HealthInterval)
-		interval = HealthInterval
-	}
-	out["interval"] = interval.String()
-	out["retries"] = retries
-	if hc.Timeout != nil && *hc.Timeout > 0 {
-		out["timeout"] = time.Duration(*hc.Timeout).String()
-	}
-	if hc.StartPeriod != nil && *hc.StartPeriod > 0 {
-		out["start_period"] = time.Duration(*hc.StartPeriod).String()
-	}
-	return out
 }
 
 // writeOverride writes the override of instance id and returns its path.

@@ -115,14 +115,21 @@ func (m *Manager) upStack(ctx context.Context, p *Profile, sf *StackFile, env En
 				return nil, err
 			}
 		}
-		if err := c.Up(ctx, stack, build, o.Output); err != nil {
+		if err := m.startStack(ctx, c, stack, sf.project, build, o.Output, nil); err != nil {
 			// Leave no half-started stack behind; its volumes (data) stay.
 			cctx, cancel := cleanupContext(ctx)
 			defer cancel()
+			var se *StartError
+			if errors.As(err, &se) && se.Waited != "" {
+				// What the dependency said before it failed, read before it is removed.
+				if tail, lerr := c.LogTail(cctx, stack, se.Waited, GateLogLines); lerr == nil {
+					res.Logs = map[string]string{se.Waited: tail}
+				}
+			}
 			if derr := c.DownTimeout(cctx, stack, false, nil, 1); derr == nil {
 				m.emit(Event{Kind: EvPartlyStartedStopped, ID: stack.Project})
 			}
-			return nil, &ComposeError{Err: err}
+			return res, &ComposeError{Err: err}
 		}
 	}
 	if o.NoWait {

@@ -3,6 +3,7 @@ package targets
 import (
 	"fmt"
 	"io"
+	"strings"
 
 	"github.com/ktrdr/sandboxkit/sandbox"
 )
@@ -61,6 +62,10 @@ func eventText(e sandbox.Event) string {
 		return fmt.Sprintf("Removed %s, left by a git killed while it wrote branch %s", e.Path, e.Branch)
 	case sandbox.EvWorktreeRecordRemoved:
 		return fmt.Sprintf("Removed %s, git's record of worktree %s that a killed git left half written", e.Path, e.Source)
+	case sandbox.EvStillWaiting:
+		return fmt.Sprintf("%s still waits for %s (%s), %s…", e.Service, e.Source, strings.TrimPrefix(e.Condition, "service_"), e.Elapsed)
+	case sandbox.EvOptionalDependencySkipped:
+		return fmt.Sprintf("Starting %s without its optional dependency %s, which %s", e.Service, e.Source, e.Err)
 	default:
 		return fmt.Sprintf("%s %+v", e.Kind, e)
 	}

@@ -3,6 +3,8 @@ package targets
 import (
 	"fmt"
 	"io"
+	"maps"
+	"slices"
 	"os"
 	"strings"
 	"sync"
@@ -217,4 +219,20 @@ func gateTruncate(s string, n int) string {
 		return s
 	}
 	return string(r[:n-1]) + "…"
+}
+
+// writeLogTails prints the log tails up gathered when the stack did not
+// start (the dependency that failed), by service.
+func writeLogTails(w io.Writer, logs map[string]string) {
+	for _, service := range slices.Sorted(maps.Keys(logs)) {
+		lines := gateLastLines(logs[service], sandbox.GateLogLines)
+		if len(lines) == 0 {
+			fmt.Fprintf(w, "no logs from %s\n", service)
+			continue
+		}
+		fmt.Fprintf(w, "last %d log lines of %s:\n", len(lines), service)
+		for _, l := range lines {
+			fmt.Fprintf(w, "  %s\n", l)
+		}
+	}
 }

@@ -119,6 +119,8 @@ func (Sandbox) Up(ctx context.Context,
 	} else if res != nil && res.Gate != nil {
 		fmt.Fprintln(stdout)
 		writeGateReport(stdout, *res.Gate, res.URLs, res.Logs)
+	} else if res != nil {
+		writeLogTails(stdout, res.Logs)
 	}
 	if err != nil && res != nil && res.Interrupted {
 		return &leftRunningError{err}

@@ -148,6 +148,19 @@ func (c *Compose) Up(ctx context.Context, s Stack, build bool, out io.Writer) er
 	return nil
 }
 
+// Create makes the stack's networks, volumes and containers without
+// starting any (up --no-start), building images when build is set.
+func (c *Compose) Create(ctx context.Context, s Stack, build bool, out io.Writer) error {
+	args := []string{"up", "--no-start", "--remove-orphans"}
+	if build {
+		args = append(args, "--build")
+	}
+	if _, err := c.Exec(ctx, s, out, args...); err != nil {
+		return fmt.Errorf("create the containers of stack %s: %w", s.Project, err)
+	}
+	return nil
+}
+
 // Down stops and removes the stack's containers and network, and its
 // volumes when volumes is set.
 func (c *Compose) Down(ctx context.Context, s Stack, volumes bool, out io.Writer) error {
