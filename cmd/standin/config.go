@@ -11,6 +11,12 @@ import (
 // Environment knobs. All optional; the worker ones are those of the real
 // ktrdr worker images.
 //
+// An idle stack of stand-ins stays quiet: with the defaults the backend
+// checks each worker every 10 s and each worker asks the backend every 15 s
+// whether it is still listed, so a stack with four workers makes about
+// 0.7 requests a second (the file's own healthchecks aside), and many
+// sandboxes side by side cost the machine little.
+//
 //	KTRDR_STANDIN_ROLE                      backend|worker|db|jaeger|prometheus|grafana|http (or the first argument)
 //	KTRDR_STANDIN_LISTEN_HOST               listen host (default: all interfaces)
 //	KTRDR_STANDIN_PORT                      override the role's main port (tests)
@@ -25,7 +31,7 @@ import (
 //	KTRDR_STANDIN_WORKER_CHECK_INTERVAL     backend's worker health-check period (default 10s)
 //	KTRDR_STANDIN_WORKER_FAILURE_THRESHOLD  failed checks before temporarily_unavailable (default 3)
 //	KTRDR_STANDIN_REGISTER_BACKOFF          worker's first retry delay (default 1s, doubling, 30s cap)
-//	KTRDR_STANDIN_REREGISTER_CHECK          how often a registered worker checks the backend lists it (default 5s)
+//	KTRDR_STANDIN_REREGISTER_CHECK          how often a registered worker checks the backend lists it (default 15s)
 //	KTRDR_STANDIN_PORTS                     comma-separated container ports also answered with a generic
 //	                                        200 JSON on any path (the http role's ports; default 8080)
 //
@@ -182,7 +188,7 @@ func loadConfig(role string, getenv func(string) string) (config, error) {
 		cfg.registerBackoff = time.Second
 	}
 	if cfg.recheck <= 0 {
-		cfg.recheck = 5 * time.Second
+		cfg.recheck = 15 * time.Second
 	}
 	if cfg.failureThreshold < 1 {
 		cfg.failureThreshold = 1
