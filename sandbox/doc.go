@@ -5,9 +5,13 @@
 // services, port variables, workers and database, read with compose-go;
 // the default Profile (KTRDR) keeps only what a file cannot say (the
 // documented slot rules of the known ktrdr ports, labels for people, the
-// API's paths). What the suite adds to a stack (its instance label, a
-// faster healthcheck cadence, stand-in images) goes into an override file
-// in its state folder (override.go); it never edits the checkout's files.
+// API's paths). What the suite adds to a stack (its instance label, stand-in
+// images) goes into an override file in its state folder (override.go); it
+// never edits the checkout's files, and never changes a healthcheck. Up
+// starts the stack itself in dependency order, probing a dependency's own
+// healthcheck often only while something waits for it (start.go), so a
+// start is close to the time the containers take and a running sandbox
+// costs what the file says and nothing more.
 // A sandbox may run on another machine's Docker engine, reached through a
 // Docker context (engine.go): its calls carry --context, its URLs, gate and
 // port checks use that engine's host, and its local folders reach the
