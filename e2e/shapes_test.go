@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"os"
 	"os/exec"
@@ -9,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -60,8 +62,26 @@ func TestJanuaryShapeRunsWithStandins(t *testing.T) {
 	e.must(e.Main, "sandbox:create", name, "-standin")
 	dir := e.sandboxDir(name)
 	r := e.sbx(dir, "sandbox:up", "-json")
+	upReturned := time.Now()
 	require.Equal(t, 0, r.Code, r.String())
 	assert.Equal(t, []string{"Database ready", "Backend healthy", "Workers registered", "Observability ready"}, gateChecks(t, r))
+
+	// The stack keeps the file's healthchecks (30 s), and once up has
+	// returned nothing execs into it: the engine's own first check comes
+	// 30 s after a container started, the suite's probes have stopped.
+	project := "ktrdr--" + name
+	for svc, want := range map[string]string{"db": "30s 5 30s", "backend": "30s 3 30s", "jaeger": "30s 3 0s", "backtest-worker-1": "30s 3 30s"} {
+		out, err := exec.Command("docker", "inspect", "--format", "{{.Config.Healthcheck.Interval}} {{.Config.Healthcheck.Retries}} {{.Config.Healthcheck.StartPeriod}}", containerOf(t, project, svc)).Output()
+		require.NoError(t, err)
+		assert.Equal(t, want, strings.TrimSpace(string(out)), "%s: the file's interval, retries and start period", svc)
+	}
+	since := upReturned.Add(100 * time.Millisecond)
+	time.Sleep(4 * time.Second)
+	events, err := exec.Command("docker", "events", "--since", fmt.Sprintf("%d.%03d", since.Unix(), since.Nanosecond()/1e6),
+		"--until", strconv.FormatInt(time.Now().Unix(), 10), "--filter", "type=container", "--filter", "event=exec_create",
+		"--filter", "label=com.docker.compose.project="+project, "--format", "{{.Actor.Attributes.name}} {{.Action}}").Output()
+	require.NoError(t, err)
+	assert.Empty(t, strings.TrimSpace(string(events)), "no exec into the stack after up returned")
 
 	st := e.must(dir, "sandbox:status", "-json")
 	var s struct {
