@@ -6,7 +6,7 @@ package e2e
 //
 //	go test ./e2e/ -run '^$' -bench BenchmarkUpVersusPhysical -benchtime 1x -timeout 20m -v
 //	go test ./e2e/ -run '^$' -bench BenchmarkNthUpAndIdleCost -benchtime 1x -timeout 30m -v
-//	go test ./e2e/ -run '^$' -bench BenchmarkThirtyFiveAtOnce -benchtime 1x -timeout 60m -v
+//	go test ./e2e/ -run '^$' -bench BenchmarkThirtyFiveAtOnce -benchtime 1x -timeout 90m -v
 //
 // (each under `flock /tmp/ktrdr-e2e.lock`, with CI=true). They print
 // figures and never assert a time: a sandbox that does not start in the

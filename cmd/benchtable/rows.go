@@ -175,7 +175,7 @@ var rows = []row{
 			if err != nil {
 				return "", err
 			}
-			fig := fmt.Sprintf("gate **%s** of `sandbox:up`'s %s (the rest, %s: preflight, override, compose up)",
+			fig := fmt.Sprintf("gate **%s** of `sandbox:up`'s %s (the rest, %s: preflight, override, compose up with its own service_healthy waits)",
 				seconds(v[2]), seconds(v[1]), seconds(v[3]))
 			if v[4] == 0 {
 				return fig + fmt.Sprintf("; after the physical start the gate passed in none of %.0f rounds", v[0]), nil
@@ -211,6 +211,13 @@ var rows = []row{
 				return "", err
 			}
 			fig := fmt.Sprintf("**%.0f of %.0f** passed the gate (%.0f tried, %.0f running) in %s", v[2], v[0], v[1], v[4], minutes(v[3]))
+			if v[2] > 0 {
+				w, err := ones(o, "BenchmarkThirtyFiveAtOnce", "ms/up-passed", "min-ms/up-passed", "ms/last-passed-up")
+				if err != nil {
+					return "", err
+				}
+				fig += fmt.Sprintf("; `sandbox:up` of those that passed: fastest %s, median %s, the last %s", seconds(w[1]), seconds(w[0]), seconds(w[2]))
+			}
 			if m[1] != "none" {
 				fig += "; first failure: " + m[1]
 			}
@@ -252,8 +259,12 @@ func idleRow(name, step, what, goal string) row {
 		if err != nil {
 			return "", err
 		}
-		return fmt.Sprintf("**%.0f %%** busy (%.0f %% before any sandbox); per sandbox: **%.1f %%** of the machine, **%.0f MiB** (%.0f containers in all), **%.0f** network(s); %.0f networks on the engine",
-			v[0], v[1], w[0], w[1], v[3], w[2], v[4]), nil
+		share := fmt.Sprintf("**%.1f %%** of the machine", w[0])
+		if v[0] >= 95 {
+			share += " (a floor: the machine was saturated)"
+		}
+		return fmt.Sprintf("**%.0f %%** busy (%.0f %% before any sandbox); per sandbox: %s, **%.0f MiB** (%.0f containers in all), **%.0f** network(s); %.0f networks on the engine",
+			v[0], v[1], share, w[1], v[3], w[2], v[4]), nil
 	}}
 }
 
