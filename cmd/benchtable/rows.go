@@ -158,6 +158,72 @@ var rows = []row{
 			return fmt.Sprintf("`sandbox:up` **%s** (%s–%s) vs `docker compose up -d --wait` with the file's own cadence **%s** (%s–%s); medians of %.0f rounds",
 				seconds(v[1]), seconds(v[2]), seconds(v[3]), seconds(v[4]), seconds(v[5]), seconds(v[6]), v[0]), nil
 		}},
+	{What: "`sandbox:up` (whole process, through PASSED) vs the physical limit: `docker compose up -d` of the same files and env file (read from compose's own container labels) with every `depends_on` removed, all containers at once, until it returns; January fixture, stand-ins, same project, down between runs, alternating", Goal: "≤ 1.3×",
+		Step: "e2e-physical", By: "BenchmarkUpVersusPhysical", Figure: func(o *output) (string, error) {
+			v, err := ones(o, "BenchmarkUpVersusPhysical", "rounds", "ms/sandbox-up", "min-ms/sandbox-up", "max-ms/sandbox-up",
+				"ms/physical", "min-ms/physical", "max-ms/physical", "ratio-sandbox-up/physical")
+			if err != nil {
+				return "", err
+			}
+			return fmt.Sprintf("`sandbox:up` **%s** (%s–%s) vs physical **%s** (%s–%s), medians of %.0f rounds: ratio **%.2f**",
+				seconds(v[1]), seconds(v[2]), seconds(v[3]), seconds(v[4]), seconds(v[5]), seconds(v[6]), v[0], v[7]), nil
+		}},
+	{What: "what the physical limit leaves out: readiness. The gate's own time inside `sandbox:up` (from `-json`), and the physical start followed by the same gate checks until they pass", Goal: "—",
+		Step: "e2e-physical", By: "BenchmarkUpVersusPhysical", Figure: func(o *output) (string, error) {
+			const name = "BenchmarkUpVersusPhysical"
+			v, err := ones(o, name, "rounds", "ms/sandbox-up", "ms/sandbox-up-gate", "ms/sandbox-up-without-gate", "physical-then-gate-passed")
+			if err != nil {
+				return "", err
+			}
+			fig := fmt.Sprintf("gate **%s** of `sandbox:up`'s %s (the rest, %s: preflight, override, compose up with its own service_healthy waits)",
+				seconds(v[2]), seconds(v[1]), seconds(v[3]))
+			if v[4] == 0 {
+				return fig + fmt.Sprintf("; after the physical start the gate passed in none of %.0f rounds", v[0]), nil
+			}
+			w, err := ones(o, name, "ms/physical-then-gate", "min-ms/physical-then-gate", "max-ms/physical-then-gate", "ratio-sandbox-up/physical-then-gate")
+			if err != nil {
+				return "", err
+			}
+			return fig + fmt.Sprintf("; physical start then the gate: **%s** (%s–%s, %.0f of %.0f rounds passed): `sandbox:up` / that **%.2f**",
+				seconds(w[0]), seconds(w[1]), seconds(w[2]), v[4], v[0], w[3]), nil
+		}},
+	{What: "the Nth `sandbox:up` (whole process) with N−1 sandboxes running, N = 1, 6, 12: twelve stand-in sandboxes of the January fixture brought up one after another", Goal: "12th ≤ 1.3× 1st",
+		Step: "e2e-twelve", By: "BenchmarkNthUpAndIdleCost", Figure: func(o *output) (string, error) {
+			v, err := ones(o, "BenchmarkNthUpAndIdleCost", "ms/up-1", "ms/up-6", "ms/up-12", "ratio-up-12/up-1", "failed-ups")
+			if err != nil {
+				return "", err
+			}
+			fig := fmt.Sprintf("1st %s, 6th %s, 12th %s: ratio 12th/1st **%.2f**", seconds(v[0]), seconds(v[1]), seconds(v[2]), v[3])
+			if v[4] > 0 {
+				fig += fmt.Sprintf(" (%.0f of the 12 did not pass the gate)", v[4])
+			}
+			return fig, nil
+		}},
+	idleRow("BenchmarkNthUpAndIdleCost", "e2e-twelve", "machine busy with 12 idle sandboxes (January fixture, stand-ins): /proc/stat over 30 s, 40 s after the 12th `up`, every CPU; and what one costs", "≤ 35 %"),
+	{What: "35 stand-in sandboxes of the January fixture at once (`max_slot` 35), created and brought up one after another", Goal: "35 of 35",
+		Step: "e2e-thirtyfive", By: "BenchmarkThirtyFiveAtOnce", Figure: func(o *output) (string, error) {
+			v, err := ones(o, "BenchmarkThirtyFiveAtOnce", "sandboxes", "tried", "passed", "ms/total", "sandboxes-running")
+			if err != nil {
+				return "", err
+			}
+			m, err := o.logLine(regexp.MustCompile(`thirty-five: first failure: (.*)$`))
+			if err != nil {
+				return "", err
+			}
+			fig := fmt.Sprintf("**%.0f of %.0f** passed the gate (%.0f tried, %.0f running) in %s", v[2], v[0], v[1], v[4], minutes(v[3]))
+			if v[2] > 0 {
+				w, err := ones(o, "BenchmarkThirtyFiveAtOnce", "ms/up-passed", "min-ms/up-passed", "ms/last-passed-up")
+				if err != nil {
+					return "", err
+				}
+				fig += fmt.Sprintf("; `sandbox:up` of those that passed: fastest %s, median %s, the last %s", seconds(w[1]), seconds(w[0]), seconds(w[2]))
+			}
+			if m[1] != "none" {
+				fig += "; first failure: " + m[1]
+			}
+			return fig, nil
+		}},
+	idleRow("BenchmarkThirtyFiveAtOnce", "e2e-thirtyfive", "machine busy with the 35 sandboxes idle (those running), measured as for 12; and what one costs", "—"),
 	{What: "`merge:rollback` (library, from the backup)", Goal: "< 2 s",
 		Step: "unit-rollback", By: "BenchmarkRollback", Figure: func(o *output) (string, error) {
 			ns, err := o.one("BenchmarkRollback", "ns/op")
@@ -177,6 +243,29 @@ var rows = []row{
 			return fmt.Sprintf("compiled target **%s** (%s–%s); `go tool mage merge:rollback` %s (%s–%s); %.0f runs each, the file byte-identical every time",
 				milli(v[1]), milli(v[2]), milli(v[3]), milli(v[4]), milli(v[5]), milli(v[6]), v[0]), nil
 		}},
+}
+
+// idleRow is the idle-cost row of a many-sandbox benchmark (manyIdleCost).
+func idleRow(name, step, what, goal string) row {
+	return row{What: what, Goal: goal, Step: step, By: name, Figure: func(o *output) (string, error) {
+		v, err := ones(o, name, "busy-pct", "busy-pct-baseline", "sandboxes-running", "containers", "engine-networks")
+		if err != nil {
+			return "", err
+		}
+		if v[2] == 0 {
+			return fmt.Sprintf("**%.0f %%** busy (%.0f %% before any sandbox); no sandbox was running", v[0], v[1]), nil
+		}
+		w, err := ones(o, name, "busy-pct/sandbox", "MiB/sandbox", "networks/sandbox")
+		if err != nil {
+			return "", err
+		}
+		share := fmt.Sprintf("**%.1f %%** of the machine", w[0])
+		if v[0] >= 95 {
+			share += " (a floor: the machine was saturated)"
+		}
+		return fmt.Sprintf("**%.0f %%** busy (%.0f %% before any sandbox); per sandbox: %s, **%.0f MiB** (%.0f containers in all), **%.0f** network(s); %.0f networks on the engine",
+			v[0], v[1], share, w[1], v[3], w[2], v[4]), nil
+	}}
 }
 
 // parseRow is the row of an env-file parse benchmark of sandbox/envfile.
@@ -273,6 +362,11 @@ func micro(ns float64) string { return sig(ns/1e3) + " µs" }
 func milli(ms float64) string { return sig(ms) + " ms" }
 func seconds(ms float64) string {
 	return strconv.FormatFloat(ms/1e3, 'f', 2, 64) + " s"
+}
+
+// minutes formats milliseconds as a duration to the second ("25m3s").
+func minutes(ms float64) string {
+	return (time.Duration(ms) * time.Millisecond).Round(time.Second).String()
 }
 
 func sig(v float64) string {
