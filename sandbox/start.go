@@ -112,6 +112,7 @@ type starter struct {
 	order   []string                      // services, sorted
 	started map[string]chan struct{}      // closed once the service was started
 	checks  sync.Map                      // "service/condition" → *readiness
+	fail    context.CancelCauseFunc       // stops the walk, with the first failure as the cause
 }
 
 // readiness is the outcome of one dependency condition, decided once for
@@ -146,6 +147,7 @@ func newStarter(m *Manager, c *driver.Compose, stack driver.Stack, model *types.
 func (s *starter) run(ctx context.Context) error {
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
+	s.fail = cancel
 	var wg sync.WaitGroup
 	for _, svc := range s.order {
 		wg.Add(1)
@@ -165,17 +167,27 @@ func (s *starter) run(ctx context.Context) error {
 
 // startService waits for svc's dependencies, then starts its containers.
 func (s *starter) startService(ctx context.Context, svc string) error {
+	// Every dependency is awaited at once: a service that waits for two
+	// healthy ones waits for the slower, not for both in turn; a required
+	// one that fails stops the whole start at once.
+	var wg sync.WaitGroup
 	for _, d := range s.byName[svc][0].DependsOn {
-		if err := s.await(ctx, svc, d); err != nil {
-			if ctx.Err() != nil {
-				return context.Cause(ctx)
-			}
-			if !s.required(svc, d.Service) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			err := s.await(ctx, svc, d)
+			switch {
+			case err == nil || ctx.Err() != nil:
+			case !s.required(svc, d.Service):
 				s.m.emit(Event{Kind: EvOptionalDependencySkipped, ID: s.stack.Project, Service: svc, Source: d.Service, Err: err.Error()})
-				continue
+			default:
+				s.fail(&StartError{Project: s.stack.Project, Service: svc, Waited: d.Service, Err: err})
 			}
-			return &StartError{Project: s.stack.Project, Service: svc, Waited: d.Service, Err: err}
-		}
+		}()
+	}
+	wg.Wait()
+	if ctx.Err() != nil {
+		return context.Cause(ctx)
 	}
 	var ids []string
 	for _, k := range s.byName[svc] {

@@ -1,6 +1,7 @@
 package sandbox
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -9,6 +10,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/ktrdr/sandboxkit/sandbox/driver"
@@ -55,33 +57,43 @@ func (m *Manager) Up(ctx context.Context, o UpOptions) (*UpResult, error) {
 	if err != nil {
 		return nil, err
 	}
+	m = m.on(l.Env.Engine)
+	go m.Compose(ctx) // found while the stack file is read
 	sp, sf, err := m.locatedStack(ctx, &l)
 	if err != nil {
 		return nil, err
 	}
-	return m.on(l.Env.Engine).upStack(ctx, sp, sf, l.Env, m.stack(l), l.Root, o)
+	return m.upStack(ctx, sp, sf, l.Env, m.stack(l), l.Root, o)
 }
 
 // upStack starts the stack of the stack file sf (adapted profile sp) with
 // the suite's override, then runs the gate.
 func (m *Manager) upStack(ctx context.Context, p *Profile, sf *StackFile, env Env, stack driver.Stack, root string, o UpOptions) (*UpResult, error) {
-	c, err := m.Compose(ctx)
-	if err != nil {
-		return nil, err
-	}
 	res := &UpResult{ID: env.InstanceID, Slot: env.Slot, URLs: p.URLsOn(m.engine, env.Ports)}
-	states, err := driver.StackStates(ctx, m.Runner, m.Profile.InstanceLabel)
-	if err != nil {
+	// Nothing is made before every check passed. The checks only read, so
+	// they run at once, the port and external checks too although a stack
+	// that already runs needs neither (the first error in this order wins).
+	var (
+		c           *driver.Compose
+		states      map[string]*driver.StackState
+		ports, exts error
+	)
+	if err := concurrently(
+		func() (err error) { c, err = m.Compose(ctx); return err },
+		func() (err error) {
+			states, err = driver.StackStates(ctx, m.Runner, m.Profile.InstanceLabel)
+			return err
+		},
+		func() error { ports = m.preflight(ctx, p, env.Slot, env.Ports, stack.Project); return nil },
+		func() error { exts = m.checkExternal(ctx, sf); return nil },
+	); err != nil {
 		return nil, err
 	}
 	if st := states[stack.Project]; st != nil && st.Running() == len(p.Services) {
 		res.AlreadyRunning = true
 		m.emit(Event{Kind: EvAlreadyRunning, ID: stack.Project, Running: st.Running(), Total: len(p.Services)})
 	} else {
-		if err := m.preflight(ctx, p, env.Slot, env.Ports, stack.Project); err != nil {
-			return nil, err
-		}
-		if err := m.checkExternal(ctx, sf); err != nil {
+		if err := cmp.Or(ports, exts); err != nil {
 			return nil, err
 		}
 		build := o.Build
@@ -96,6 +108,7 @@ func (m *Manager) upStack(ctx context.Context, p *Profile, sf *StackFile, env En
 			build = false // -build rebuilt the stand-in image; the file's builds never run in stand-in mode
 		}
 		var synced map[string]string
+		var err error
 		if m.engine.Remote() {
 			// The checkout's folders do not exist on the engine's host:
 			// they go to volumes of the sandbox, filled from here.
@@ -356,4 +369,25 @@ func (m *Manager) Logs(ctx context.Context, o LogsOptions) error {
 		return err
 	}
 	return c.Logs(ctx, m.stack(l), o.Service, o.Follow, 0, o.Out)
+}
+
+// concurrently runs fns at once and returns the error of the first of them
+// (in argument order) that failed.
+func concurrently(fns ...func() error) error {
+	errs := make([]error, len(fns))
+	var wg sync.WaitGroup
+	for i, fn := range fns {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = fn()
+		}()
+	}
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil {
+			return err
+		}
+	}
+	return nil
 }
