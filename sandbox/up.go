@@ -84,6 +84,11 @@ func (m *Manager) upStack(ctx context.Context, p *Profile, sf *StackFile, env En
 		if err := m.checkExternal(ctx, sf); err != nil {
 			return nil, err
 		}
+		// Subnets from the suite's pool, before anything is made (subnets.go).
+		subnets, err := m.reserveSubnets(ctx, sf, stack.Project)
+		if err != nil {
+			return nil, err
+		}
 		build := o.Build
 		if env.Standin || m.engine.Remote() {
 			// Stand-in services run it; on another engine the folder sync's
@@ -103,7 +108,7 @@ func (m *Manager) upStack(ctx context.Context, p *Profile, sf *StackFile, env En
 				return nil, err
 			}
 		}
-		override, err := m.writeOverride(p, sf, stack.Project, env.Standin, synced)
+		override, err := m.writeOverride(p, sf, stack.Project, env.Standin, synced, subnets)
 		if err != nil {
 			return nil, err
 		}
