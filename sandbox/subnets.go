@@ -674,25 +674,10 @@ func (m *Manager) reserveSubnets(ctx context.Context, sf *StackFile, id string) 
 	}
 	mine := records[id].Networks
 	pool := m.Subnets.pool()
-
-	var held []heldSubnet
-	for _, other := range slices.Sorted(maps.Keys(records)) {
-		if other == id {
-			continue
-		}
-		for _, s := range records[other].Networks {
-			held = append(held, heldSubnet{s, heldBySandbox})
-		}
-	}
+	held := heldSpace(id, records, onEngine, routes)
 	existing := map[string]engineNetwork{}
 	for _, en := range onEngine {
 		existing[en.Name] = en
-		for _, s := range en.Subnets {
-			held = append(held, heldSubnet{s, heldByNetwork})
-		}
-	}
-	for _, r := range routes {
-		held = append(held, heldSubnet{r.Prefix, heldByRoute})
 	}
 
 	out := map[string]netip.Prefix{}
@@ -736,21 +721,7 @@ func (m *Manager) reserveSubnets(ctx context.Context, sf *StackFile, id string) 
 		for _, n := range missing {
 			e.Missing = append(e.Missing, fmt.Sprintf("%s (/%d)", n.Key, n.Bits))
 		}
-		counted := map[netip.Prefix]bool{}
-		for _, h := range held {
-			if counted[h.Prefix] || !slices.ContainsFunc(pool, h.Prefix.Overlaps) {
-				continue
-			}
-			counted[h.Prefix] = true
-			switch h.Kind {
-			case heldBySandbox:
-				e.Sandboxes++
-			case heldByNetwork:
-				e.Networks++
-			case heldByRoute:
-				e.Routes++
-			}
-		}
+		e.countHolders(held)
 		return nil, e
 	}
 	maps.Copy(out, got)
@@ -759,6 +730,48 @@ func (m *Manager) reserveSubnets(ctx context.Context, sf *StackFile, id string) 
 		return nil, err
 	}
 	return out, nil
+}
+
+// heldSpace is the address space sandbox id must keep clear of: the
+// subnets other sandboxes recorded, the engine's networks, the host's routes.
+func heldSpace(id string, records map[string]subnetRecord, onEngine []engineNetwork, routes []hostRoute) []heldSubnet {
+	var held []heldSubnet
+	for _, other := range slices.Sorted(maps.Keys(records)) {
+		if other == id {
+			continue
+		}
+		for _, s := range records[other].Networks {
+			held = append(held, heldSubnet{s, heldBySandbox})
+		}
+	}
+	for _, en := range onEngine {
+		for _, s := range en.Subnets {
+			held = append(held, heldSubnet{s, heldByNetwork})
+		}
+	}
+	for _, r := range routes {
+		held = append(held, heldSubnet{r.Prefix, heldByRoute})
+	}
+	return held
+}
+
+// countHolders counts what holds the pool's space, each subnet once.
+func (e *SubnetPoolExhaustedError) countHolders(held []heldSubnet) {
+	counted := map[netip.Prefix]bool{}
+	for _, h := range held {
+		if counted[h.Prefix] || !slices.ContainsFunc(e.Pool, h.Prefix.Overlaps) {
+			continue
+		}
+		counted[h.Prefix] = true
+		switch h.Kind {
+		case heldBySandbox:
+			e.Sandboxes++
+		case heldByNetwork:
+			e.Networks++
+		case heldByRoute:
+			e.Routes++
+		}
+	}
 }
 
 // writeSubnetRecord writes instances/<id>/subnets.json.

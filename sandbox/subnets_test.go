@@ -588,7 +588,7 @@ func TestEngineNetworksInspectFailures(t *testing.T) {
 func TestReserveSubnetsConcurrently(t *testing.T) {
 	home := t.TempDir()
 	sf := writeStack(t, twoNetworks, nil)
-	f := newSubnetFixture(t, home, nil)
+	newSubnetFixture(t, home, nil) // a route table without the pool's space
 	const n = 8
 	var wg sync.WaitGroup
 	results := make([]map[string]netip.Prefix, n)
@@ -618,7 +618,6 @@ func TestReserveSubnetsConcurrently(t *testing.T) {
 			assert.False(t, a.Overlaps(b), "%s and %s overlap", a, b)
 		}
 	}
-	_ = f
 }
 
 func TestSubnetLockRefusesAForeignFile(t *testing.T) {
