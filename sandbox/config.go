@@ -13,15 +13,22 @@ import (
 // Config is the user's settings file, $HOME/.<app>/sandbox/config.json.
 // Every field is optional:
 //
-//	{"max_slot": 20}
+//	{"max_slot": 20, "subnet_pool": ["10.50.0.0/16"], "subnet_prefix": 27}
 //
 // MaxSlot widens (or narrows) the sandbox slot range, up to RuleSlots
 // (100). The documented ktrdr port rules are collision-free up to slot 42;
 // in a wider range ForStack keeps those that still hold and chooses
 // collision-free rules for the others (the worker ports), so every slot's
 // ports stay distinct. A range over RuleSlots is refused.
+//
+// SubnetPool is the IPv4 space the sandboxes' networks get their subnets
+// from (one CIDR or a list; default DefaultSubnetPool, 172.16.0.0/16), and
+// SubnetPrefix the size of the smallest subnet (default /27): see
+// subnets.go.
 type Config struct {
-	MaxSlot int `json:"max_slot,omitempty"`
+	MaxSlot      int        `json:"max_slot,omitempty"`
+	SubnetPool   SubnetPool `json:"subnet_pool,omitempty"`
+	SubnetPrefix int        `json:"subnet_prefix,omitempty"`
 }
 
 // ConfigPath is where the settings file of profile p lives under home.
@@ -69,6 +76,10 @@ func LoadManager(home string) (*Manager, error) {
 			return nil, fmt.Errorf("settings %s: max_slot %d: %w", m.Profile.ConfigPath(home), c.MaxSlot, err)
 		}
 		m.Profile = p
+	}
+	m.Subnets = SubnetSettings{Pool: c.SubnetPool, Prefix: c.SubnetPrefix}
+	if err := m.Subnets.Validate(); err != nil {
+		return nil, fmt.Errorf("settings %s: %w", m.Profile.ConfigPath(home), err)
 	}
 	return m, nil
 }

@@ -126,7 +126,7 @@ func TestForStackNeedsTheAPIPort(t *testing.T) {
 
 func TestOverrideForStandinAprilShape(t *testing.T) {
 	sp, sf := loadShape(t, filepath.Join("..", "e2e", "testdata", "april", "docker-compose.sandbox.yml"))
-	data, err := overrideDoc(sp, sf, "ktrdr--x", true, nil)
+	data, err := overrideDoc(sp, sf, "ktrdr--x", true, nil, nil)
 	require.NoError(t, err)
 	var doc struct {
 		Services map[string]struct {

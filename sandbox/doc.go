@@ -97,6 +97,36 @@
 // under that file's name and slot, unless another checkout has a stronger
 // claim (see reregister.go).
 //
+// # Networks
+//
+// An engine with Docker's default address pools has room for about 30
+// bridge networks, and every sandbox makes at least one. So each network
+// compose creates for a sandbox gets a subnet of its own from a pool the
+// suite manages (subnets.go), written into the override as the network's
+// ipam config. It is chosen under a host-wide lock (subnets.lock in the
+// state folder) so that it overlaps no network the engine has, no IPv4
+// route of this host (for the local engine, on Linux) and no subnet
+// another sandbox recorded; it is recorded in instances/<id>/subnets.json,
+// kept across down and up, and released by destroy. A network gets the
+// smallest subnet that holds its containers twice over with room for
+// one-off ones: a /27 (29 addresses) for up to 14 containers. A network
+// whose ipam the file sets, one with a static address on it, one of
+// another driver, and one the file names alike for every sandbox keep the
+// file's settings; a network that exists already keeps what it has. When
+// the pool has no room, up stops before it makes anything
+// (*SubnetPoolExhaustedError).
+//
+// The default pool is 172.16.0.0/16. It is private (RFC 1918) and lies in
+// 172.16.0.0/12, the block Docker's own default pools draw on, yet it is
+// the one /16 of that block they leave out (they take 172.17–172.31 and
+// 192.168.0.0/16): it meets no network Docker made by itself, and a site
+// whose own networks live in 172.16.0.0/12 has met Docker's pools there
+// already, so the suite claims no new kind of address space. Its 2048
+// /27s serve 100 sandboxes of up to 20 networks each. Routes and
+// networks that do overlap it are skipped. In config.json, "subnet_pool"
+// sets another pool (one CIDR or a list) and "subnet_prefix" the smallest
+// subnet (default 27).
+//
 // # What it writes and deletes
 //
 // One rule, kept by construction (ownpaths.go): the suite writes and

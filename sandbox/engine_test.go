@@ -206,7 +206,7 @@ func TestOverrideReplacesBindMountsWithSyncedVolumes(t *testing.T) {
 		assert.True(t, strings.HasPrefix(sv.Name, "ktrdr--x-sync-"), sv.Name)
 		synced[sv.Source] = sv.Name
 	}
-	data, err := overrideDoc(sp, sf, "ktrdr--x", true, synced)
+	data, err := overrideDoc(sp, sf, "ktrdr--x", true, synced, nil)
 	require.NoError(t, err)
 	s := string(data)
 	assert.Contains(t, s, `"external": true`)

@@ -27,6 +27,7 @@ type Manager struct {
 	Events  func(Event)      // the steps of long operations as they happen; nil: not reported
 	Log     io.Writer        // output of the tools it runs for a person to read (image builds); nil: discarded
 	Now     func() time.Time // the clock for CREATED_AT
+	Subnets SubnetSettings   // the pool the sandboxes' networks get their subnets from (subnets.go)
 
 	engine Engine        // the engine Runner's docker calls go to (see on)
 	base   driver.Runner // the runner without a context (nil: Runner)

@@ -3,6 +3,7 @@ package sandbox
 import (
 	"encoding/json"
 	"fmt"
+	"net/netip"
 	"path/filepath"
 	"sort"
 	"strconv"
@@ -32,14 +33,16 @@ import (
 // (start.go), which probes a dependency often only while something waits
 // for it. Workers
 //     register with the backend and are reached under their container
-//     names (containerName), which stay unique on shared networks.
+//     names (containerName), which stay unique on shared networks;
+//   - the subnet of each network compose creates for the sandbox, from the
+//     suite's pool (subnets.go), as the network's ipam config.
 
 // OverrideFile is the name of the suite's override file in the instance folder.
 const OverrideFile = "compose.override.json"
 
 // overrideDoc builds the override of instance id for the stack file sf and
 // the adapted profile sp.
-func overrideDoc(sp *Profile, sf *StackFile, id string, standin bool, synced map[string]string) ([]byte, error) {
+func overrideDoc(sp *Profile, sf *StackFile, id string, standin bool, synced map[string]string, subnets map[string]netip.Prefix) ([]byte, error) {
 	services := map[string]any{}
 	volumes := map[string]any{}
 	api, _ := sp.Rule(sp.APIPortKey)
@@ -105,6 +108,9 @@ func overrideDoc(sp *Profile, sf *StackFile, id string, standin bool, synced map
 	if len(volumes) > 0 {
 		doc["volumes"] = volumes
 	}
+	if len(subnets) > 0 {
+		doc["networks"] = subnetOverride(subnets) // each network's subnet from the pool (subnets.go)
+	}
 	data, err := json.MarshalIndent(doc, "", "  ")
 	if err != nil {
 		return nil, err
@@ -145,8 +151,8 @@ func standinRole(sp *Profile, fs FileService) string {
 }
 
 // writeOverride writes the override of instance id and returns its path.
-func (m *Manager) writeOverride(sp *Profile, sf *StackFile, id string, standin bool, synced map[string]string) (string, error) {
-	data, err := overrideDoc(sp, sf, id, standin, synced)
+func (m *Manager) writeOverride(sp *Profile, sf *StackFile, id string, standin bool, synced map[string]string, subnets map[string]netip.Prefix) (string, error) {
+	data, err := overrideDoc(sp, sf, id, standin, synced, subnets)
 	if err != nil {
 		return "", fmt.Errorf("write the compose override of %s: %w", id, err)
 	}

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/netip"
 	"path/filepath"
 	"runtime"
 	"strings"
@@ -74,9 +75,10 @@ func (m *Manager) upStack(ctx context.Context, p *Profile, sf *StackFile, env En
 	// they run at once, the port and external checks too although a stack
 	// that already runs needs neither (the first error in this order wins).
 	var (
-		c           *driver.Compose
-		states      map[string]*driver.StackState
-		ports, exts error
+		c                 *driver.Compose
+		states            map[string]*driver.StackState
+		subnets           map[string]netip.Prefix
+		ports, exts, nets error
 	)
 	if err := concurrently(
 		func() (err error) { c, err = m.Compose(ctx); return err },
@@ -86,6 +88,9 @@ func (m *Manager) upStack(ctx context.Context, p *Profile, sf *StackFile, env En
 		},
 		func() error { ports = m.preflight(ctx, p, env.Slot, env.Ports, stack.Project); return nil },
 		func() error { exts = m.checkExternal(ctx, sf); return nil },
+		// Subnets from the suite's pool (subnets.go): a reservation, recorded
+		// in the sandbox's state folder; nothing is made on the engine.
+		func() error { subnets, nets = m.reserveSubnets(ctx, sf, stack.Project); return nil },
 	); err != nil {
 		return nil, err
 	}
@@ -93,7 +98,7 @@ func (m *Manager) upStack(ctx context.Context, p *Profile, sf *StackFile, env En
 		res.AlreadyRunning = true
 		m.emit(Event{Kind: EvAlreadyRunning, ID: stack.Project, Running: st.Running(), Total: len(p.Services)})
 	} else {
-		if err := cmp.Or(ports, exts); err != nil {
+		if err := cmp.Or(ports, exts, nets); err != nil {
 			return nil, err
 		}
 		build := o.Build
@@ -116,7 +121,7 @@ func (m *Manager) upStack(ctx context.Context, p *Profile, sf *StackFile, env En
 				return nil, err
 			}
 		}
-		override, err := m.writeOverride(p, sf, stack.Project, env.Standin, synced)
+		override, err := m.writeOverride(p, sf, stack.Project, env.Standin, synced, subnets)
 		if err != nil {
 			return nil, err
 		}

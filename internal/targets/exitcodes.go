@@ -165,6 +165,10 @@ var rules = []rule{
 	typed(4, func(e *sandbox.MissingExternalError) string {
 		return "create them, then run sandbox:up again: " + strings.Join(e.Commands(), "; ")
 	}).on(tUp),
+	typed(1, fixed[*sandbox.SubnetPoolExhaustedError]("widen subnet_pool in ~/.ktrdr/sandbox/config.json (one CIDR or a list, e.g. {\"subnet_pool\": [\"172.16.0.0/16\", \"10.213.0.0/16\"]}: private ranges your network does not use), or free subnets by destroying sandboxes you no longer need (go tool mage sandbox:list, then sandbox:destroy -name=<name>); sandbox:down keeps a sandbox's subnets")).on(tUp),
+	typed(1, func(e *sandbox.SubnetConflictError) string {
+		return "a subnet the file sets serves one stack at a time: stop the stack that holds it, or remove network " + e.Network + "'s ipam section from the file so that each sandbox gets a subnet of its own from the suite's pool"
+	}).on(tUp),
 	is(2, "inspect with go tool mage sandbox:logs -service=<service>; fix, then run sandbox:up again", sandbox.ErrGateFailed).on(tUp),
 	typed(1, fixed[*leftRunningError]("the stack was started and keeps running; go tool mage sandbox:up again re-runs the gate, sandbox:down stops it")).on(tUp),
 

@@ -141,6 +141,8 @@ func TestClassify(t *testing.T) {
 		{tUp, fmt.Errorf("port preflight for slot 2: %w", portErr), 3, "stop what holds those ports", false},
 		{tUp, fmt.Errorf("up: %w", sandbox.ErrGateFailed), 2, "sandbox:logs", false},
 		{tUp, &sandbox.MissingExternalError{}, 4, "create them", false},
+		{tUp, &sandbox.SubnetPoolExhaustedError{Pool: sandbox.DefaultSubnetPool()}, 1, "widen subnet_pool in ~/.ktrdr/sandbox/config.json", false},
+		{tUp, &sandbox.SubnetConflictError{Network: "back"}, 1, "remove network back's ipam section", false},
 		{tUp, &leftRunningError{context.Canceled}, 1, "keeps running", false},
 		{tUp, &sandbox.ComposeError{Err: errors.New("boom")}, 1, "-v", false},
 		{tDown, &sandbox.NotSandboxError{Dir: "/tmp"}, 1, "sandbox:create", false},

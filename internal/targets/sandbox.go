@@ -88,7 +88,8 @@ func (Sandbox) Init(ctx context.Context,
 }
 
 // Up starts this checkout's stack, then waits for the startability gate. Exit 1 compose
-// failed, 2 gate failed, 3 port conflict, 4 an external network or volume is missing.
+// failed (or no free subnet in the pool), 2 gate failed, 3 port conflict, 4 an external
+// network or volume is missing.
 func (Sandbox) Up(ctx context.Context,
 	nowait *bool, // do not wait for the startability gate
 	build *bool, // build images before starting (compose up --build; rebuilds the stand-in image)
