@@ -113,7 +113,6 @@ type starter struct {
 	started map[string]chan struct{}      // closed once the service was started
 	checks  sync.Map                      // "service/condition" → *readiness
 	fail    context.CancelCauseFunc       // stops the walk, with the first failure as the cause
-	slots   *startSlots                   // how many starts run at once, most urgent first
 }
 
 // readiness is the outcome of one dependency condition, decided once for
@@ -140,42 +139,7 @@ func newStarter(m *Manager, c *driver.Compose, stack driver.Stack, model *types.
 		s.byName[k.Service] = append(s.byName[k.Service], k)
 	}
 	slices.Sort(s.order)
-	s.slots = newStartSlots(startsAtOnce, s.chainLengths())
 	return s
-}
-
-// chainLengths gives each service the length of the longest chain of
-// services that wait for it, itself included: a database that the backend
-// waits for, which the workers wait for, has 3; a service nothing waits
-// for has 1.
-func (s *starter) chainLengths() map[string]int {
-	dependants := map[string][]string{}
-	for _, svc := range s.order {
-		for _, d := range s.byName[svc][0].DependsOn {
-			dependants[d.Service] = append(dependants[d.Service], svc)
-		}
-	}
-	length := map[string]int{}
-	var walk func(svc string, seen map[string]bool) int
-	walk = func(svc string, seen map[string]bool) int {
-		if n, ok := length[svc]; ok {
-			return n
-		}
-		if seen[svc] { // compose refuses cycles; never loop on one anyway
-			return 1
-		}
-		seen[svc] = true
-		n := 1
-		for _, d := range dependants[svc] {
-			n = max(n, 1+walk(d, seen))
-		}
-		length[svc] = n
-		return n
-	}
-	for _, svc := range s.order {
-		walk(svc, map[string]bool{})
-	}
-	return length
 }
 
 // run starts every service once what it depends on is ready; the first
@@ -184,13 +148,6 @@ func (s *starter) run(ctx context.Context) error {
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	s.fail = cancel
-	var free []string // what waits for nothing is queued at once, most urgent first
-	for _, svc := range s.order {
-		if len(s.byName[svc][0].DependsOn) == 0 && !s.hasHooks(svc) && len(s.toStart(svc)) > 0 {
-			free = append(free, svc)
-		}
-	}
-	s.slots.queue(free...)
 	var wg sync.WaitGroup
 	for _, svc := range s.order {
 		wg.Add(1)
@@ -232,7 +189,12 @@ func (s *starter) startService(ctx context.Context, svc string) error {
 	if ctx.Err() != nil {
 		return context.Cause(ctx)
 	}
-	ids := s.toStart(svc)
+	var ids []string
+	for _, k := range s.byName[svc] {
+		if k.State.Status != "running" {
+			ids = append(ids, k.ID)
+		}
+	}
 	var err error
 	switch {
 	case len(ids) == 0:
@@ -240,10 +202,7 @@ func (s *starter) startService(ctx context.Context, svc string) error {
 		// Only compose runs post_start hooks.
 		_, err = s.c.Exec(ctx, s.stack, s.out, "up", "-d", "--no-deps", "--no-recreate", "--no-build", svc)
 	default:
-		if err = s.slots.acquire(ctx, svc); err == nil {
-			err = driver.StartContainers(ctx, s.m.Runner, ids...)
-			s.slots.release()
-		}
+		err = driver.StartContainers(ctx, s.m.Runner, ids...)
 	}
 	if err != nil {
 		if ctx.Err() != nil {
@@ -253,17 +212,6 @@ func (s *starter) startService(ctx context.Context, svc string) error {
 	}
 	close(s.started[svc])
 	return nil
-}
-
-// toStart lists the containers of svc that do not run yet.
-func (s *starter) toStart(svc string) []string {
-	var ids []string
-	for _, k := range s.byName[svc] {
-		if k.State.Status != "running" {
-			ids = append(ids, k.ID)
-		}
-	}
-	return ids
 }
 
 // await waits until dependency d of svc is ready. A dependency with no
