@@ -46,3 +46,32 @@ func (p *Profile) probeFor(c Check, host string, ports map[string]int) gate.Prob
 		return func(context.Context) error { return err }
 	}
 }
+
+// ReadinessProbes are the gate's own checks of the services that answer
+// from outside, by service: what the layered start asks, instead of
+// running a healthcheck inside the container, when something waits for
+// one of them to be healthy. Each tests what the file's healthchecks test
+// (PostgreSQL accepts the file's user and database, the API's health
+// endpoint answers, the Jaeger UI answers); the workers' registration is
+// not the backend's health and is left out.
+func (p *Profile) ReadinessProbes(host string, ports map[string]int) map[string]gate.Probe {
+	probes := map[string][]gate.Probe{}
+	for _, c := range p.Checks {
+		if c.Kind == CheckJSONArray {
+			continue
+		}
+		probes[c.Service] = append(probes[c.Service], p.probeFor(c, host, ports))
+	}
+	out := make(map[string]gate.Probe, len(probes))
+	for svc, ps := range probes {
+		out[svc] = func(ctx context.Context) error {
+			for _, probe := range ps {
+				if err := probe(ctx); err != nil {
+					return err
+				}
+			}
+			return nil
+		}
+	}
+	return out
+}

@@ -12,6 +12,7 @@ import (
 	"github.com/compose-spec/compose-go/v2/types"
 
 	"github.com/ktrdr/sandboxkit/sandbox/driver"
+	"github.com/ktrdr/sandboxkit/sandbox/gate"
 )
 
 // The layered start.
@@ -58,6 +59,9 @@ import (
 // a service waits for it (compose itself looks every 500 ms).
 const startProbeEvery = 200 * time.Millisecond
 
+// probeTimeout bounds one readiness probe from outside.
+const probeTimeout = 2 * time.Second
+
 // stillWaitingAfter is when a wait is first reported, and how often again.
 const stillWaitingAfter = 5 * time.Second
 
@@ -83,7 +87,11 @@ func (e *StartError) Unwrap() error { return e.Err }
 // dependency order (see above). ready, when set, is called after the
 // containers exist and before the first one starts: a check that may
 // still refuse (the memory budget).
-func (m *Manager) startStack(ctx context.Context, c *driver.Compose, stack driver.Stack, model *types.Project, build bool, out io.Writer, ready func() error) error {
+//
+// probes, by service, decide from outside when a service is healthy (the
+// gate's own checks, Profile.ReadinessProbes); a service without one is
+// asked with its healthcheck test, run inside it.
+func (m *Manager) startStack(ctx context.Context, c *driver.Compose, stack driver.Stack, model *types.Project, probes map[string]gate.Probe, build bool, out io.Writer, ready func() error) error {
 	if err := c.Create(ctx, stack, build, out); err != nil {
 		return err
 	}
@@ -97,6 +105,7 @@ func (m *Manager) startStack(ctx context.Context, c *driver.Compose, stack drive
 		}
 	}
 	s := newStarter(m, c, stack, model, containers, out)
+	s.probes = probes
 	return s.run(ctx)
 }
 
@@ -113,6 +122,7 @@ type starter struct {
 	started map[string]chan struct{}      // closed once the service was started
 	checks  sync.Map                      // "service/condition" → *readiness
 	fail    context.CancelCauseFunc       // stops the walk, with the first failure as the cause
+	probes  map[string]gate.Probe         // readiness from outside, by service
 }
 
 // readiness is the outcome of one dependency condition, decided once for
@@ -254,8 +264,16 @@ func (s *starter) healthy(ctx context.Context, k driver.Container) error {
 		return fmt.Errorf("has no healthcheck to tell when it is healthy (container %s)", k.Name)
 	}
 	deadline := s.m.Now().Add(k.Healthcheck.Budget())
+	test := func(ctx context.Context) error { return driver.RunHealthTest(ctx, s.m.Runner, k.ID, k.Healthcheck) }
+	if probe, ok := s.probes[k.Service]; ok {
+		test = func(ctx context.Context) error {
+			ctx, cancel := context.WithTimeout(ctx, probeTimeout)
+			defer cancel()
+			return probe(ctx)
+		}
+	}
 	for {
-		err := driver.RunHealthTest(ctx, s.m.Runner, k.ID, k.Healthcheck)
+		err := test(ctx)
 		if err == nil {
 			return nil
 		}

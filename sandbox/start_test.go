@@ -16,6 +16,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/ktrdr/sandboxkit/sandbox/driver"
+	"github.com/ktrdr/sandboxkit/sandbox/gate"
 )
 
 // fakeEngine plays the engine for the layered start: containers made by
@@ -167,7 +168,7 @@ func startWith(t *testing.T, services map[string]*fakeService, model *types.Proj
 		Events: func(e Event) { mu.Lock(); events = append(events, e); mu.Unlock() }}
 	c := &driver.Compose{Runner: f, Command: []string{"docker", "compose"}}
 	stack := driver.Stack{Project: "p", Dir: "/w", Files: []string{"/w/c.yml"}, EnvFile: "/w/.env"}
-	err := m.startStack(t.Context(), c, stack, model, false, nil, nil)
+	err := m.startStack(t.Context(), c, stack, model, nil, false, nil, nil)
 	return f, events, err
 }
 
@@ -322,7 +323,7 @@ func TestLayeredStartHooksGoThroughCompose(t *testing.T) {
 	m := &Manager{Profile: KTRDR(), Runner: r, Now: f.clock}
 	c := &driver.Compose{Runner: r, Command: []string{"docker", "compose"}}
 	stack := driver.Stack{Project: "p", Dir: "/w", Files: []string{"/w/c.yml"}, EnvFile: "/w/.env"}
-	require.NoError(t, m.startStack(t.Context(), c, stack, model, false, nil, nil))
+	require.NoError(t, m.startStack(t.Context(), c, stack, model, nil, false, nil, nil))
 	assert.Empty(t, f.events("start "), "not started with docker start")
 	assert.Equal(t, []string{"up", "-d", "--no-deps", "--no-recreate", "--no-build", "backend"}, composeUp[len(composeUp)-6:])
 }
@@ -333,7 +334,7 @@ func TestLayeredStartReadyCanRefuse(t *testing.T) {
 	c := &driver.Compose{Runner: f, Command: []string{"docker", "compose"}}
 	stack := driver.Stack{Project: "p", Dir: "/w", Files: []string{"/w/c.yml"}, EnvFile: "/w/.env"}
 	refused := errors.New("not enough memory")
-	err := m.startStack(t.Context(), c, stack, nil, false, nil, func() error { return refused })
+	err := m.startStack(t.Context(), c, stack, nil, nil, false, nil, func() error { return refused })
 	require.ErrorIs(t, err, refused)
 	assert.Empty(t, f.events("start "), "nothing started")
 }
@@ -341,3 +342,28 @@ func TestLayeredStartReadyCanRefuse(t *testing.T) {
 type runnerFunc func(ctx context.Context, c driver.Cmd) ([]byte, error)
 
 func (f runnerFunc) Run(ctx context.Context, c driver.Cmd) ([]byte, error) { return f(ctx, c) }
+
+func TestLayeredStartAsksFromOutsideWhereTheGateHasAProbe(t *testing.T) {
+	f := &fakeEngine{services: map[string]*fakeService{
+		"db":      {health: true},
+		"backend": {deps: "db:service_healthy:false"},
+	}, now: time.Unix(1_700_000_000, 0)}
+	var asked int
+	probes := map[string]gate.Probe{"db": func(context.Context) error {
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		asked++
+		f.record("outside db")
+		if asked < 3 {
+			return errors.New("connection refused")
+		}
+		return nil
+	}}
+	m := &Manager{Profile: KTRDR(), Runner: f, Now: f.clock, startProbe: time.Millisecond}
+	c := &driver.Compose{Runner: f, Command: []string{"docker", "compose"}}
+	stack := driver.Stack{Project: "p", Dir: "/w", Files: []string{"/w/c.yml"}, EnvFile: "/w/.env"}
+	require.NoError(t, m.startStack(t.Context(), c, stack, nil, probes, false, nil, nil))
+	assert.Empty(t, f.events("probe "), "no exec into db")
+	assert.Len(t, f.events("outside "), 3)
+	assert.Less(t, slices.LastIndex(f.log, "outside db"), f.index("start backend"))
+}

@@ -133,7 +133,7 @@ func (m *Manager) upStack(ctx context.Context, p *Profile, sf *StackFile, env En
 				return nil, err
 			}
 		}
-		if err := m.startStack(ctx, c, stack, sf.project, build, o.Output, nil); err != nil {
+		if err := m.startStack(ctx, c, stack, sf.project, p.ReadinessProbes(m.engine.ProbeHost(), env.Ports), build, o.Output, nil); err != nil {
 			// Leave no half-started stack behind; its volumes (data) stay.
 			cctx, cancel := cleanupContext(ctx)
 			defer cancel()
