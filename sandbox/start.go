@@ -59,6 +59,9 @@ import (
 // a service waits for it (compose itself looks every 500 ms).
 const startProbeEvery = 200 * time.Millisecond
 
+// outsideProbeEvery is how often a readiness probe from outside runs.
+const outsideProbeEvery = 50 * time.Millisecond
+
 // probeTimeout bounds one readiness probe from outside.
 const probeTimeout = 2 * time.Second
 
@@ -265,12 +268,14 @@ func (s *starter) healthy(ctx context.Context, k driver.Container) error {
 	}
 	deadline := s.m.Now().Add(k.Healthcheck.Budget())
 	test := func(ctx context.Context) error { return driver.RunHealthTest(ctx, s.m.Runner, k.ID, k.Healthcheck) }
+	every := s.every
 	if probe, ok := s.probes[k.Service]; ok {
 		test = func(ctx context.Context) error {
 			ctx, cancel := context.WithTimeout(ctx, probeTimeout)
 			defer cancel()
 			return probe(ctx)
 		}
+		every = min(every, outsideProbeEvery) // a probe from outside costs the stack nothing
 	}
 	for {
 		err := test(ctx)
@@ -289,7 +294,7 @@ func (s *starter) healthy(ctx context.Context, k driver.Container) error {
 				k.Healthcheck.Budget(), k.Name, lastLine(err.Error()))
 		}
 		select {
-		case <-time.After(s.every):
+		case <-time.After(every):
 		case <-ctx.Done():
 			return context.Cause(ctx)
 		}
