@@ -40,9 +40,13 @@ import (
 //     exited with status 0. A service with no dependencies starts at once:
 //     what depends on nothing does not wait for anything, so the start is a
 //     dependency graph walked as fast as it allows, not layers in lock step.
-//  3. "Healthy" is decided the way the engine would decide it, only sooner:
-//     the dependency's healthcheck test (from the container, so the image's
-//     own HEALTHCHECK counts too) runs with `docker exec` every
+//  3. "Healthy" is decided the way the engine would decide it, only sooner.
+//     Where the gate has a check of the dependency that tests what its
+//     healthcheck tests (the database accepting the file's user and
+//     database, the API's health endpoint, the Jaeger UI), that check asks
+//     from outside every outsideProbeEvery, costing the stack nothing;
+//     otherwise the dependency's healthcheck test (from the container, so
+//     the image's own HEALTHCHECK counts too) runs with `docker exec` every
 //     startProbeEvery until it passes. A dependency that exits, dies or
 //     restarts fails the start at once; one that has not passed within the
 //     engine's own budget (start period + interval × retries) fails it too.
