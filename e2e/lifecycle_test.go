@@ -534,12 +534,14 @@ func TestInterruptedUp(t *testing.T) {
 		return st.LastGate
 	}
 
-	// Compose has started every container and not returned yet: up stops
-	// them again. The data (volumes), the entry and the env file stay.
-	h := e.holdAt(t, "compose up, its containers started", "docker", true, "compose", "up")
+	// Compose has made every container and the layered start has started
+	// the first of them: up removes them again. The data (volumes), the
+	// entry and the env file stay.
+	h := e.holdAt(t, "the layered start, a first service started", "docker", true, "start")
 	h.inPhase = func() {
 		c, _, _ := projectResources(id)
-		assert.Equal(t, len(sandbox.KTRDR().Services), c, "compose started every container")
+		assert.Equal(t, len(sandbox.KTRDR().Services), c, "compose made every container")
+		assert.NotEmpty(t, dockerIDs("ps", "-q", "--filter", "label=com.docker.compose.project="+id), "one runs")
 	}
 	r := e.interruptAt(t, h, dir, "sandbox:up")
 	assert.Equal(t, 1, r.Code)
