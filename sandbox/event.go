@@ -23,6 +23,9 @@ const (
 	EvBranchDeleted         EventKind = "branch_deleted"          // Branch
 	EvRefLockRemoved        EventKind = "ref_lock_removed"        // Path (the lock file), Branch ("" for packed-refs.lock)
 	EvWorktreeRecordRemoved EventKind = "worktree_record_removed" // Path (git's record), Source (the worktree's folder)
+	EvBudgetUnknown         EventKind = "budget_unknown"          // Engine, Err: up goes on without the memory budget check
+	EvStackStopped          EventKind = "stack_stopped"           // ID, Path, Engine (down -all)
+	EvStackStopFailed       EventKind = "stack_stop_failed"       // ID, Path, Engine, Err (down -all)
 )
 
 // Event is one step of a long operation (create, up, destroy …), reported

@@ -46,8 +46,9 @@ type ComposeError struct{ Err error }
 func (e *ComposeError) Error() string { return e.Err.Error() }
 func (e *ComposeError) Unwrap() error { return e.Err }
 
-// Up starts the sandbox that holds o.Dir: port preflight, compose up, then
-// the startability gate. On a sandbox whose stack already runs it starts
+// Up starts the sandbox that holds o.Dir: port preflight and the memory
+// budget (budget.go: *LowMemoryError), compose up, then the startability
+// gate. On a sandbox whose stack already runs it starts
 // nothing and only runs the gate. The stand-in image is built first when
 // the sandbox uses it and it is missing.
 func (m *Manager) Up(ctx context.Context, o UpOptions) (*UpResult, error) {
@@ -78,6 +79,7 @@ func (m *Manager) upStack(ctx context.Context, p *Profile, sf *StackFile, env En
 		res.AlreadyRunning = true
 		m.emit(Event{Kind: EvAlreadyRunning, ID: stack.Project, Running: st.Running(), Total: len(p.Services)})
 	} else {
+		budget := m.startBudgetCheck(ctx, states, stack.Project) // docker info and stats, in the background
 		if err := m.preflight(ctx, p, env.Slot, env.Ports, stack.Project); err != nil {
 			return nil, err
 		}
@@ -114,6 +116,9 @@ func (m *Manager) upStack(ctx context.Context, p *Profile, sf *StackFile, env En
 			if err := m.writeMeta(stack.Project, mt); err != nil {
 				return nil, err
 			}
+		}
+		if err := budget(); err != nil {
+			return nil, err
 		}
 		if err := c.Up(ctx, stack, build, o.Output); err != nil {
 			// Leave no half-started stack behind; its volumes (data) stay.

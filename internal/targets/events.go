@@ -61,6 +61,12 @@ func eventText(e sandbox.Event) string {
 		return fmt.Sprintf("Removed %s, left by a git killed while it wrote branch %s", e.Path, e.Branch)
 	case sandbox.EvWorktreeRecordRemoved:
 		return fmt.Sprintf("Removed %s, git's record of worktree %s that a killed git left half written", e.Path, e.Source)
+	case sandbox.EvBudgetUnknown:
+		return fmt.Sprintf("Memory budget not checked: engine %s did not say how much memory it has free (%s)", e.Engine, e.Err)
+	case sandbox.EvStackStopped:
+		return fmt.Sprintf("Stopped %s (%s; data kept)", e.ID, e.Path)
+	case sandbox.EvStackStopFailed:
+		return fmt.Sprintf("Could not stop %s (%s): %s", e.ID, e.Path, e.Err)
 	default:
 		return fmt.Sprintf("%s %+v", e.Kind, e)
 	}
