@@ -33,7 +33,8 @@ import (
 // twice), so the check runs in the background while up does its other
 // steps (startBudgetCheck), and up waits for the verdict only right before
 // it starts containers. An engine that cannot say (docker info or stats
-// failing) does not stop up: the check is skipped with EvBudgetUnknown.
+// failing, or not answering within statsTimeout) does not stop up: the
+// check is skipped with EvBudgetUnknown.
 
 // DefaultMinFreeMemory is the floor when config.json does not set
 // min_free_memory: 2 GiB, about one real ktrdr stack's worth of headroom
@@ -137,6 +138,9 @@ func (m *Manager) startBudgetCheck(ctx context.Context, states map[string]*drive
 // checkBudget asks the engine (docker info and, when anything runs, docker
 // stats, at the same time) and judges.
 func (m *Manager) checkBudget(ctx context.Context, states map[string]*driver.StackState, project string, floor int64) error {
+	parent := ctx
+	ctx, cancel := context.WithTimeout(ctx, statsTimeout)
+	defer cancel()
 	var waitStats func() (map[string]driver.ContainerStats, error)
 	if slices.ContainsFunc(slices.Collect(maps.Values(states)), func(st *driver.StackState) bool { return st.Running() > 0 }) {
 		w, cancel := driver.StartStats(ctx, m.Runner)
@@ -145,7 +149,7 @@ func (m *Manager) checkBudget(ctx context.Context, states map[string]*driver.Sta
 	}
 	info, err := driver.EngineInfo(ctx, m.Runner)
 	if err != nil {
-		return m.budgetUnknown(ctx, err)
+		return m.budgetUnknown(parent, err)
 	}
 	var stats map[string]driver.ContainerStats
 	switch {
@@ -156,7 +160,7 @@ func (m *Manager) checkBudget(ctx context.Context, states map[string]*driver.Sta
 		stats, err = driver.Stats(ctx, m.Runner)
 	}
 	if err != nil {
-		return m.budgetUnknown(ctx, err)
+		return m.budgetUnknown(parent, err)
 	}
 	users, own := m.memoryUsers(states, stats, project)
 	others := make([]int64, len(users))
@@ -171,8 +175,9 @@ func (m *Manager) checkBudget(ctx context.Context, states map[string]*driver.Sta
 		EstimateFrom: len(users), Floor: floor, Top: users[:min(budgetTop, len(users))]}
 }
 
-// budgetUnknown reports that the engine could not say: up goes on without
-// the check, unless it was interrupted.
+// budgetUnknown reports that the engine could not say (or not within
+// statsTimeout): up goes on without the check, unless it was interrupted
+// (ctx is up's own).
 func (m *Manager) budgetUnknown(ctx context.Context, err error) error {
 	if ctx.Err() != nil {
 		return fmt.Errorf("memory budget: %w", context.Cause(ctx))

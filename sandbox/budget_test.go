@@ -308,3 +308,36 @@ func TestUpRefusedByTheBudgetStartsNothing(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, 1, upCompose(r, "up"))
 }
+
+// ctxRunner answers with handle, and blocks until the context ends for a
+// command that handle leaves (nil, nil).
+type ctxRunner struct{ handle func(c driver.Cmd) ([]byte, error) }
+
+func (r ctxRunner) Run(ctx context.Context, c driver.Cmd) ([]byte, error) {
+	if out, err := r.handle(c); out != nil || err != nil {
+		return out, err
+	}
+	<-ctx.Done()
+	return nil, fmt.Errorf("%s: interrupted: %w", c, ctx.Err())
+}
+
+// An engine too busy to answer docker stats in time does not hold up up:
+// the check is skipped, and says so.
+func TestBudgetCheckGivesUpOnASlowEngine(t *testing.T) {
+	old := statsTimeout
+	statsTimeout = 50 * time.Millisecond
+	t.Cleanup(func() { statsTimeout = old })
+	b := &budgetEngine{total: 16 * gib}
+	b.stack("ktrdr--a", 9, 100*mib)
+	m, _, events := budgetManager(t, b, 200*gib, "ktrdr--a")
+	m.Runner = ctxRunner{handle: func(c driver.Cmd) ([]byte, error) {
+		if c.Args[0] == "stats" {
+			return nil, nil // never answers
+		}
+		return b.handle(c)
+	}}
+	require.NoError(t, m.startBudgetCheck(t.Context(), b.states(t), "ktrdr--new")())
+	require.Len(t, *events, 1)
+	assert.Equal(t, EvBudgetUnknown, (*events)[0].Kind)
+	assert.Contains(t, (*events)[0].Err, "deadline exceeded")
+}

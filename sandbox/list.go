@@ -89,9 +89,11 @@ type engineLook struct {
 	statsErr error
 }
 
-// statsTimeout bounds the docker stats call of a list: an engine that
-// answers ps but hangs on stats costs the list its figures, not the list.
-const statsTimeout = 20 * time.Second
+// statsTimeout bounds a docker stats call (list, and up's budget check): it
+// takes about a second, but on an engine that is overloaded it can take
+// minutes (386 s for 270 containers on a 2-core machine at load 130); past
+// this the figures are not shown (list) or the budget is not checked (up).
+var statsTimeout = 10 * time.Second
 
 // lookAt asks m's engine for every stack's state with one docker ps and,
 // when the registry has sandboxes there (ids), for what its running
