@@ -311,7 +311,9 @@ func TestUpRefusedByTheBudgetStartsNothing(t *testing.T) {
 
 // ctxRunner answers with handle, and blocks until the context ends for a
 // command that handle leaves (nil, nil).
-type ctxRunner struct{ handle func(c driver.Cmd) ([]byte, error) }
+type ctxRunner struct {
+	handle func(c driver.Cmd) ([]byte, error)
+}
 
 func (r ctxRunner) Run(ctx context.Context, c driver.Cmd) ([]byte, error) {
 	if out, err := r.handle(c); out != nil || err != nil {
