@@ -110,15 +110,15 @@ func (m *Manager) upStack(ctx context.Context, p *Profile, sf *StackFile, env En
 			return nil, err
 		}
 		stack.Files = append(stack.Files, override)
+		if err := budget(); err != nil { // the verdict, before anything starts
+			return nil, err
+		}
 		m.emit(Event{Kind: EvStarting, ID: stack.Project, Slot: env.Slot, Port: env.Ports[p.APIPortKey]})
 		if mt := m.readMeta(stack.Project); mt.Phase == "" && mt.Services != len(p.Services) {
 			mt.Services = len(p.Services)
 			if err := m.writeMeta(stack.Project, mt); err != nil {
 				return nil, err
 			}
-		}
-		if err := budget(); err != nil {
-			return nil, err
 		}
 		if err := c.Up(ctx, stack, build, o.Output); err != nil {
 			// Leave no half-started stack behind; its volumes (data) stay.
