@@ -149,7 +149,7 @@ func (m *Manager) checkBudget(ctx context.Context, states map[string]*driver.Sta
 	}
 	info, err := driver.EngineInfo(ctx, m.Runner)
 	if err != nil {
-		return m.budgetUnknown(parent, err)
+		return m.budgetUnknown(parent, ctx, err)
 	}
 	var stats map[string]driver.ContainerStats
 	switch {
@@ -160,7 +160,7 @@ func (m *Manager) checkBudget(ctx context.Context, states map[string]*driver.Sta
 		stats, err = driver.Stats(ctx, m.Runner)
 	}
 	if err != nil {
-		return m.budgetUnknown(parent, err)
+		return m.budgetUnknown(parent, ctx, err)
 	}
 	users, own := m.memoryUsers(states, stats, project)
 	others := make([]int64, len(users))
@@ -177,12 +177,16 @@ func (m *Manager) checkBudget(ctx context.Context, states map[string]*driver.Sta
 
 // budgetUnknown reports that the engine could not say (or not within
 // statsTimeout): up goes on without the check, unless it was interrupted
-// (ctx is up's own).
-func (m *Manager) budgetUnknown(ctx context.Context, err error) error {
+// (ctx is up's own; checkCtx the check's, which ends after statsTimeout).
+func (m *Manager) budgetUnknown(ctx, checkCtx context.Context, err error) error {
 	if ctx.Err() != nil {
 		return fmt.Errorf("memory budget: %w", context.Cause(ctx))
 	}
-	m.emit(Event{Kind: EvBudgetUnknown, Engine: m.engine.Name(), Err: err.Error()})
+	why := err.Error()
+	if checkCtx.Err() != nil {
+		why = fmt.Sprintf("it did not answer docker info and docker stats within %s", statsTimeout)
+	}
+	m.emit(Event{Kind: EvBudgetUnknown, Engine: m.engine.Name(), Err: why})
 	return nil
 }
 

@@ -102,9 +102,9 @@ var statsTimeout = 10 * time.Second
 // running: a list of stopped sandboxes costs one ps.
 func (m *Manager) lookAt(ctx context.Context, ids []string) engineLook {
 	var wait func() (map[string]driver.ContainerStats, error)
+	sctx, cancel := context.WithTimeout(ctx, statsTimeout)
+	defer cancel()
 	if len(ids) > 0 {
-		sctx, cancel := context.WithTimeout(ctx, statsTimeout)
-		defer cancel()
 		var stop func()
 		wait, stop = driver.StartStats(sctx, m.Runner)
 		defer stop()
@@ -118,6 +118,9 @@ func (m *Manager) lookAt(ctx context.Context, ids []string) engineLook {
 		return l
 	}
 	l.stats, l.statsErr = wait()
+	if l.statsErr != nil && sctx.Err() != nil && ctx.Err() == nil {
+		l.statsErr = fmt.Errorf("docker stats did not answer within %s", statsTimeout)
+	}
 	return l
 }
 
