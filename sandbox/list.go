@@ -96,26 +96,30 @@ type engineLook struct {
 var statsTimeout = 10 * time.Second
 
 // lookAt asks m's engine for every stack's state with one docker ps and,
-// when the registry has sandboxes there (ids), for what its running
-// containers use with one docker stats, started at the same time. The
-// stats call is stopped, and not waited for, when ps shows none of ids
-// running: a list of stopped sandboxes costs one ps.
-func (m *Manager) lookAt(ctx context.Context, ids []string) engineLook {
+// when some of the registry's sandboxes there (ids) run, for what the
+// running containers use with one docker stats. When up has started one of
+// them before (started), stats is started together with ps and, if ps shows
+// none of ids running, stopped and not waited for; otherwise it is asked
+// only once ps shows one running. A list of sandboxes never started costs
+// one ps.
+func (m *Manager) lookAt(ctx context.Context, ids []string, started bool) engineLook {
 	var wait func() (map[string]driver.ContainerStats, error)
 	sctx, cancel := context.WithTimeout(ctx, statsTimeout)
 	defer cancel()
-	if len(ids) > 0 {
+	if len(ids) > 0 && started {
 		var stop func()
 		wait, stop = driver.StartStats(sctx, m.Runner)
 		defer stop()
 	}
 	var l engineLook
 	l.states, l.err = driver.StackStates(ctx, m.Runner, m.Profile.InstanceLabel)
-	if l.err != nil || wait == nil {
+	if l.err != nil || !slices.ContainsFunc(ids, func(id string) bool { return l.states[id].Running() > 0 }) {
 		return l
 	}
-	if !slices.ContainsFunc(ids, func(id string) bool { return l.states[id].Running() > 0 }) {
-		return l
+	if wait == nil {
+		var stop func()
+		wait, stop = driver.StartStats(sctx, m.Runner)
+		defer stop()
 	}
 	l.stats, l.statsErr = wait()
 	if l.statsErr != nil && sctx.Err() != nil && ctx.Err() == nil {
@@ -156,16 +160,20 @@ func (m *Manager) List(ctx context.Context) (*Listing, error) {
 	before, _ := reg.Instances() // a registry that cannot be read fails CleanStale below
 	engines := map[string]Engine{"": {}}
 	ids := map[string][]string{}
+	started := map[string]bool{} // up has started one of the engine's sandboxes before
 	for id, in := range before {
 		engines[in.Engine.Context] = in.Engine
 		ids[in.Engine.Context] = append(ids[in.Engine.Context], id)
+		if m.readMeta(id).Services > 0 {
+			started[in.Engine.Context] = true
+		}
 	}
 	looks := make(map[string]*engineLook, len(engines))
 	var wg sync.WaitGroup
 	for c, e := range engines {
 		l := &engineLook{}
 		looks[c] = l
-		wg.Go(func() { *l = m.on(e).lookAt(ctx, ids[c]) })
+		wg.Go(func() { *l = m.on(e).lookAt(ctx, ids[c], started[c]) })
 	}
 	wg.Wait()
 	byEngine := map[string]map[string]*driver.StackState{}

@@ -31,7 +31,19 @@ func listFixture(t *testing.T, handle func(c driver.Cmd) ([]byte, error), names 
 		}
 		return nil
 	}))
+	for _, name := range names {
+		// up has started it before (it records the stack's services).
+		require.NoError(t, m.writeMeta(p.InstanceID(name), meta{Services: len(p.Services)}))
+	}
 	return m
+}
+
+// forgetStarts removes the records of up having started the sandboxes.
+func forgetStarts(t *testing.T, m *Manager, names ...string) {
+	t.Helper()
+	for _, name := range names {
+		require.NoError(t, m.removeInstanceDir(m.Profile.InstanceID(name)))
+	}
 }
 
 // listEngine answers docker ps with stacks and docker stats with what
@@ -98,6 +110,31 @@ func TestListDoesNotWaitForStatsWhenNothingRuns(t *testing.T) {
 	require.Len(t, l.Instances, 1)
 	assert.Equal(t, StateStopped, l.Instances[0].State)
 	assert.Nil(t, l.Instances[0].CPUPercent)
+}
+
+// Sandboxes up never started: docker stats is not asked while none runs,
+// and asked after docker ps when one does (a stack started by other means,
+// or by a version of this tool that kept no record).
+func TestListOfSandboxesNeverStarted(t *testing.T) {
+	ps, stats := listEngine(map[string]int{"ktrdr--b": 9, "ktrdr--other": 9})
+	m := listFixture(t, func(c driver.Cmd) ([]byte, error) {
+		if c.Args[0] == "stats" {
+			return []byte(stats), nil
+		}
+		return []byte(ps), nil
+	}, "a", "b")
+	forgetStarts(t, m, "a", "b")
+	l, err := m.List(t.Context())
+	require.NoError(t, err)
+	assert.Equal(t, []string{"ps", "stats"}, dockerSubcommands(m.Runner.(*fakeRunner)), "stats after ps")
+	require.Len(t, l.Instances, 2)
+	assert.Equal(t, ptrTo(900*mib), l.Instances[1].MemoryBytes)
+
+	ps, _ = listEngine(map[string]int{"ktrdr--a": 0, "ktrdr--other": 9})
+	m.Runner = &fakeRunner{handle: func(c driver.Cmd) ([]byte, error) { return []byte(ps), nil }}
+	_, err = m.List(t.Context())
+	require.NoError(t, err)
+	assert.Equal(t, []string{"ps"}, dockerSubcommands(m.Runner.(*fakeRunner)), "nothing of the registry runs: no stats at all")
 }
 
 // An empty registry: docker ps only (for unregistered stacks).
