@@ -117,7 +117,7 @@ func TestLifecycleRoundTrip(t *testing.T) {
 	assert.NotContains(t, logs.Stdout, "jaeger", "only the backend's logs")
 
 	list := e.must(e.Main, "sandbox:list")
-	assert.Regexp(t, `ktrdr--`+name+`\s+1\s+running\s+local\s+8001\s+`+name+`\s+`+dir, list.Stdout)
+	assert.Regexp(t, `ktrdr--`+name+`\s+1\s+running\s+[0-9.]+%\s+[0-9.]+[KMG]iB\s+local\s+8001\s+`+name+`\s+`+dir, list.Stdout)
 
 	e.must(dir, "sandbox:destroy")
 	assert.NoDirExists(t, dir)

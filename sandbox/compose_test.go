@@ -2,6 +2,8 @@ package sandbox
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"os"
@@ -256,13 +258,20 @@ func lcPSLine(project, service, instance, state, status string) string {
 	}
 	row := map[string]string{
 		"Command": `"docker-entrypoint.sh postgres"`, "CreatedAt": "2026-01-10 10:00:00 +0000 UTC",
-		"ID": "9b1f0c2d7e4a", "Image": "ktrdr-standin:dev", "Labels": strings.Join(labels, ","),
+		"ID": lcContainerID(project, service), "Image": "ktrdr-standin:dev", "Labels": strings.Join(labels, ","),
 		"LocalVolumes": "1", "Mounts": project + "_postgres_data", "Names": project + "-" + service + "-1",
 		"Networks": project + "_default", "Ports": "0.0.0.0:5433->5432/tcp", "RunningFor": "3 minutes ago",
 		"Size": "0B", "State": state, "Status": status,
 	}
 	b, _ := json.Marshal(row)
 	return string(b)
+}
+
+// lcContainerID is the full container id lcPSLine gives a service of a
+// project: 64 hex digits, as docker ps --no-trunc prints it.
+func lcContainerID(project, service string) string {
+	sum := sha256.Sum256([]byte(project + "/" + service))
+	return hex.EncodeToString(sum[:])
 }
 
 func TestParseDockerPS(t *testing.T) {
@@ -338,6 +347,7 @@ func TestParseDockerPS(t *testing.T) {
 		require.Contains(t, got, "ktrdr--a")
 		assert.Equal(t, "Exited (3) 2 seconds ago", got["ktrdr--a"].Services["db"].Status)
 		assert.Equal(t, 1, got["ktrdr--a"].Running())
+		assert.Equal(t, []string{lcContainerID("ktrdr--a", "backend")}, got["ktrdr--a"].RunningIDs, "the running container's full id, to join docker stats with")
 		var none *driver.StackState
 		assert.Equal(t, 0, none.Running())
 	})

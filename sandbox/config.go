@@ -6,14 +6,17 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"math"
 	"os"
 	"path/filepath"
+
+	"github.com/ktrdr/sandboxkit/sandbox/driver"
 )
 
 // Config is the user's settings file, $HOME/.<app>/sandbox/config.json.
 // Every field is optional:
 //
-//	{"max_slot": 20, "subnet_pool": ["10.50.0.0/16"], "subnet_prefix": 27}
+//	{"max_slot": 20, "subnet_pool": ["10.50.0.0/16"], "subnet_prefix": 27, "min_free_memory": "4GiB"}
 //
 // MaxSlot widens (or narrows) the sandbox slot range, up to RuleSlots
 // (100). The documented ktrdr port rules are collision-free up to slot 42;
@@ -25,10 +28,44 @@ import (
 // from (one CIDR or a list; default DefaultSubnetPool, 172.16.0.0/16), and
 // SubnetPrefix the size of the smallest subnet (default /27): see
 // subnets.go.
+//
+// MinFreeMemory is the memory up keeps free on the engine it starts a stack
+// on (budget.go): bytes as a number, or a string with a unit ("2GiB",
+// "512MB", "2g"); absent is DefaultMinFreeMemory (2 GiB), 0 turns the
+// check off.
 type Config struct {
-	MaxSlot      int        `json:"max_slot,omitempty"`
-	SubnetPool   SubnetPool `json:"subnet_pool,omitempty"`
-	SubnetPrefix int        `json:"subnet_prefix,omitempty"`
+	MaxSlot       int        `json:"max_slot,omitempty"`
+	SubnetPool    SubnetPool `json:"subnet_pool,omitempty"`
+	SubnetPrefix  int        `json:"subnet_prefix,omitempty"`
+	MinFreeMemory *ByteSize  `json:"min_free_memory,omitempty"`
+}
+
+// ByteSize is a size in bytes that the settings file may write as a number
+// or as a string with a unit (driver.ParseSize).
+type ByteSize int64
+
+func (b *ByteSize) UnmarshalJSON(data []byte) error {
+	var v any
+	if err := json.Unmarshal(data, &v); err != nil {
+		return err
+	}
+	var n int64
+	switch v := v.(type) {
+	case float64:
+		if v < 0 || v != math.Trunc(v) || v >= math.MaxInt64 {
+			return fmt.Errorf("size %s is not a whole number of bytes", data)
+		}
+		n = int64(v)
+	case string:
+		var err error
+		if n, err = driver.ParseSize(v); err != nil {
+			return err
+		}
+	default:
+		return fmt.Errorf("size %s is neither a number of bytes nor a string such as \"2GiB\"", data)
+	}
+	*b = ByteSize(n)
+	return nil
 }
 
 // ConfigPath is where the settings file of profile p lives under home.
@@ -50,7 +87,7 @@ func (p *Profile) LoadConfig(home string) (Config, error) {
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&c); err != nil {
-		return c, fmt.Errorf("settings %s: %w (expected e.g. {\"max_slot\": 20})", path, err)
+		return c, fmt.Errorf("settings %s: %w (expected e.g. {\"max_slot\": 20, \"min_free_memory\": \"2GiB\"})", path, err)
 	}
 	return c, nil
 }
@@ -80,6 +117,9 @@ func LoadManager(home string) (*Manager, error) {
 	m.Subnets = SubnetSettings{Pool: c.SubnetPool, Prefix: c.SubnetPrefix}
 	if err := m.Subnets.Validate(); err != nil {
 		return nil, fmt.Errorf("settings %s: %w", m.Profile.ConfigPath(home), err)
+	}
+	if c.MinFreeMemory != nil {
+		m.MinFreeMemory = int64(*c.MinFreeMemory)
 	}
 	return m, nil
 }

@@ -69,3 +69,44 @@ func TestLoadManagerSlotSetting(t *testing.T) {
 		assert.ErrorContains(t, err, `unknown field "maxslot"`)
 	})
 }
+
+func TestLoadManagerMinFreeMemory(t *testing.T) {
+	tests := []struct {
+		content string
+		want    int64
+		wantErr string
+	}{
+		{``, DefaultMinFreeMemory, ""},
+		{`{}`, DefaultMinFreeMemory, ""},
+		{`{"min_free_memory": 0}`, 0, ""},
+		{`{"min_free_memory": 1073741824}`, 1 << 30, ""},
+		{`{"min_free_memory": "4GiB"}`, 4 << 30, ""},
+		{`{"min_free_memory": "512MB"}`, 512e6, ""},
+		{`{"min_free_memory": "2g", "max_slot": 20}`, 2 << 30, ""},
+		{`{"min_free_memory": "plenty"}`, 0, `unknown unit "plenty"`},
+		{`{"min_free_memory": -1}`, 0, "not a whole number of bytes"},
+		{`{"min_free_memory": 1.5}`, 0, "not a whole number of bytes"},
+		{`{"min_free_memory": null}`, DefaultMinFreeMemory, ""},
+		{`{"min_free_memory": [1]}`, 0, "neither a number of bytes nor a string"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.content, func(t *testing.T) {
+			home := t.TempDir()
+			if tt.content != "" {
+				path := KTRDR().ConfigPath(home)
+				require.NoError(t, os.MkdirAll(filepath.Dir(path), 0o755))
+				require.NoError(t, os.WriteFile(path, []byte(tt.content), 0o644))
+			}
+			m, err := LoadManager(home)
+			if tt.wantErr != "" {
+				require.Error(t, err)
+				assert.Contains(t, err.Error(), tt.wantErr)
+				assert.Contains(t, err.Error(), "config.json")
+				return
+			}
+			require.NoError(t, err)
+			assert.Equal(t, tt.want, m.MinFreeMemory)
+			assert.Equal(t, tt.want, m.on(Engine{Context: "big"}).MinFreeMemory, "a manager for another engine keeps the floor")
+		})
+	}
+}

@@ -147,6 +147,16 @@
 // canonical decimal form the tool writes. Package shared copies content,
 // never privilege, and undoes a run that fails or is cancelled.
 //
+// # Many sandboxes on one engine
+//
+// List shows what each running sandbox uses (CPU, memory) from one docker
+// stats call per engine, joined to the stacks by container id. Up keeps a
+// memory budget (budget.go): it refuses (*LowMemoryError) to start a stack
+// that would leave the engine less free memory than min_free_memory in
+// config.json, naming the sandboxes that use the most; the check runs in
+// the background while up does its other steps. DownAll stops every
+// running sandbox of the registry, data kept (downall.go).
+//
 // # Commands and seams
 //
 // Docker, Compose and git run through a driver.Runner (exec with

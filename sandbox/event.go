@@ -27,6 +27,9 @@ const (
 	EvWorktreeRecordRemoved     EventKind = "worktree_record_removed"     // Path (git's record), Source (the worktree's folder)
 	EvStillWaiting              EventKind = "still_waiting"               // ID, Service (waiting), Source (what it waits for), Condition, Elapsed
 	EvOptionalDependencySkipped EventKind = "optional_dependency_skipped" // ID, Service, Source (the dependency, required: false), Err
+	EvBudgetUnknown             EventKind = "budget_unknown"              // Engine, Err: up goes on without the memory budget check
+	EvStackStopped              EventKind = "stack_stopped"               // ID, Path, Engine (down -all)
+	EvStackStopFailed           EventKind = "stack_stop_failed"           // ID, Path, Engine, Err (down -all)
 )
 
 // Event is one step of a long operation (create, up, destroy …), reported

@@ -2,6 +2,7 @@ package sandbox
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -816,12 +817,29 @@ func TestListStatesOrphansAndStaleEntries(t *testing.T) {
 		lcPSLine("renamed", "db", "ktrdr--renamed", "running", "Up"), // labelled by us under another project name
 	)
 	e.r.setPS(ps...)
+	// docker stats: every running container uses 1.5 % of a core and 10 MiB
+	// (the ghost's and other apps' too: they are not the sandboxes').
+	var stats []string
+	for _, line := range ps {
+		var row struct{ ID, State string }
+		require.NoError(t, json.Unmarshal([]byte(line), &row))
+		if row.State == "running" {
+			stats = append(stats, fmt.Sprintf(`{"ID":%q,"CPUPerc":"1.50%%","MemUsage":"10MiB / 23.54GiB"}`, row.ID))
+		}
+	}
+	e.r.dockerFn = func(c driver.Cmd) any {
+		if c.Args[0] == "stats" {
+			return strings.Join(stats, "\n") + "\n"
+		}
+		return nil
+	}
 	e.r.reset()
 
 	l, err := e.m.List(t.Context())
 	require.NoError(t, err)
 	assert.Equal(t, 1, e.r.psCalls(), "one docker call for every instance")
-	assert.Len(t, e.r.docker, 1, "and no other docker call")
+	require.Len(t, e.r.docker, 2, "and one docker stats call for what they use")
+	assert.ElementsMatch(t, []string{"ps", "stats"}, []string{e.r.docker[0].Args[0], e.r.docker[1].Args[0]})
 
 	byID := map[string]ListEntry{}
 	var order []string
@@ -831,9 +849,14 @@ func TestListStatesOrphansAndStaleEntries(t *testing.T) {
 	}
 	assert.Equal(t, []string{"ktrdr--a", "ktrdr--b", "ktrdr--c", "ktrdr--gone"}, order, "sorted by slot")
 	assert.Equal(t, ListEntry{ID: "ktrdr--a", Slot: slots["ktrdr--a"], State: "running", Running: 9, Services: 9, APIPort: 8000 + slots["ktrdr--a"],
-		Branch: "a", Path: e.wt("a"), IsWorktree: true, Engine: "local", Host: "localhost"}, byID["ktrdr--a"])
+		Branch: "a", Path: e.wt("a"), IsWorktree: true, Engine: "local", Host: "localhost", CPUPercent: ptrTo(13.5), MemoryBytes: ptrTo[int64](90 << 20)}, byID["ktrdr--a"])
 	assert.Equal(t, "partial 4/9", byID["ktrdr--b"].State)
 	assert.Equal(t, 4, byID["ktrdr--b"].Running)
+	assert.Equal(t, ptrTo(6.0), byID["ktrdr--b"].CPUPercent, "its four running containers")
+	assert.Equal(t, ptrTo[int64](40<<20), byID["ktrdr--b"].MemoryBytes)
+	assert.Nil(t, byID["ktrdr--c"].CPUPercent, "a stopped sandbox has no figures")
+	assert.Nil(t, byID["ktrdr--c"].MemoryBytes)
+	assert.Empty(t, l.StatsErrors)
 	assert.Equal(t, 8000+slots["ktrdr--b"], byID["ktrdr--b"].APIPort)
 	assert.Equal(t, StateStopped, byID["ktrdr--c"].State)
 	assert.Equal(t, 0, byID["ktrdr--c"].Running)
@@ -858,6 +881,12 @@ func TestListStatesOrphansAndStaleEntries(t *testing.T) {
 	require.NoError(t, err)
 	assert.Len(t, l.Instances, 3)
 	assert.Equal(t, 1, e.r.psCalls())
+
+	// The JSON shape: figures only for running sandboxes.
+	data, err := json.Marshal(l)
+	require.NoError(t, err)
+	assert.Contains(t, string(data), `"cpu_percent":13.5,"memory_bytes":94371840`)
+	assert.Equal(t, 2, strings.Count(string(data), `"memory_bytes"`))
 }
 
 func TestListEmptyAndDockerFailure(t *testing.T) {

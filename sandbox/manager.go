@@ -28,6 +28,10 @@ type Manager struct {
 	Log     io.Writer        // output of the tools it runs for a person to read (image builds); nil: discarded
 	Now     func() time.Time // the clock for CREATED_AT
 	Subnets SubnetSettings   // the pool the sandboxes' networks get their subnets from (subnets.go)
+	// MinFreeMemory is the memory (bytes) up keeps free on an engine: it
+	// refuses to start a stack that would leave less (budget.go). 0 turns
+	// the check off; NewManager sets DefaultMinFreeMemory.
+	MinFreeMemory int64
 
 	engine Engine        // the engine Runner's docker calls go to (see on)
 	base   driver.Runner // the runner without a context (nil: Runner)
@@ -41,7 +45,7 @@ type Manager struct {
 
 // NewManager returns a Manager for the ktrdr profile with the real runner.
 func NewManager(home string) *Manager {
-	return &Manager{Profile: KTRDR(), Home: home, Runner: driver.ExecRunner{}, Now: time.Now}
+	return &Manager{Profile: KTRDR(), Home: home, Runner: driver.ExecRunner{}, Now: time.Now, MinFreeMemory: DefaultMinFreeMemory}
 }
 
 // log is where the output of the tools the manager runs goes.

@@ -102,14 +102,14 @@ func (m *Manager) startStack(ctx context.Context, c *driver.Compose, stack drive
 	if err := c.Create(ctx, stack, build, out); err != nil {
 		return err
 	}
-	containers, err := driver.ProjectContainers(ctx, m.Runner, stack.Project)
-	if err != nil {
-		return err
-	}
 	if ready != nil {
 		if err := ready(); err != nil {
 			return err
 		}
+	}
+	containers, err := driver.ProjectContainers(ctx, m.Runner, stack.Project)
+	if err != nil {
+		return err
 	}
 	s := newStarter(m, c, stack, model, containers, out)
 	s.probes = probes

@@ -10,6 +10,7 @@ import (
 	"net/netip"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -49,8 +50,9 @@ type ComposeError struct{ Err error }
 func (e *ComposeError) Error() string { return e.Err.Error() }
 func (e *ComposeError) Unwrap() error { return e.Err }
 
-// Up starts the sandbox that holds o.Dir: port preflight, compose up, then
-// the startability gate. On a sandbox whose stack already runs it starts
+// Up starts the sandbox that holds o.Dir: port preflight and the memory
+// budget (budget.go: *LowMemoryError), compose up, then the startability
+// gate. On a sandbox whose stack already runs it starts
 // nothing and only runs the gate. The stand-in image is built first when
 // the sandbox uses it and it is missing.
 func (m *Manager) Up(ctx context.Context, o UpOptions) (*UpResult, error) {
@@ -78,6 +80,7 @@ func (m *Manager) upStack(ctx context.Context, p *Profile, sf *StackFile, env En
 		c                 *driver.Compose
 		states            map[string]*driver.StackState
 		subnets           map[string]netip.Prefix
+		volumes           []string // the stack's volumes before this up
 		ports, exts, nets error
 	)
 	if err := concurrently(
@@ -91,6 +94,8 @@ func (m *Manager) upStack(ctx context.Context, p *Profile, sf *StackFile, env En
 		// Subnets from the suite's pool (subnets.go): a reservation, recorded
 		// in the sandbox's state folder; nothing is made on the engine.
 		func() error { subnets, nets = m.reserveSubnets(ctx, sf, stack.Project); return nil },
+		// What a start that is refused must not leave behind.
+		func() (err error) { volumes, err = driver.ProjectVolumes(ctx, m.Runner, stack.Project); return err },
 	); err != nil {
 		return nil, err
 	}
@@ -98,6 +103,10 @@ func (m *Manager) upStack(ctx context.Context, p *Profile, sf *StackFile, env En
 		res.AlreadyRunning = true
 		m.emit(Event{Kind: EvAlreadyRunning, ID: stack.Project, Running: st.Running(), Total: len(p.Services)})
 	} else {
+		// The memory budget (budget.go) asks docker stats, which takes about
+		// a second: it runs meanwhile, and its verdict is taken once the
+		// containers exist, before the first one starts.
+		budget := m.startBudgetCheck(ctx, states, stack.Project)
 		if err := cmp.Or(ports, exts, nets); err != nil {
 			return nil, err
 		}
@@ -133,10 +142,17 @@ func (m *Manager) upStack(ctx context.Context, p *Profile, sf *StackFile, env En
 				return nil, err
 			}
 		}
-		if err := m.startStack(ctx, c, stack, sf.project, p.ReadinessProbes(m.engine.ProbeHost(), env.Ports), build, o.Output, nil); err != nil {
+		var refused error
+		ready := func() error { refused = budget(); return refused }
+		if err := m.startStack(ctx, c, stack, sf.project, p.ReadinessProbes(m.engine.ProbeHost(), env.Ports), build, o.Output, ready); err != nil {
 			// Leave no half-started stack behind; its volumes (data) stay.
 			cctx, cancel := cleanupContext(ctx)
 			defer cancel()
+			if refused != nil {
+				// Nothing started: what compose made for this up goes again.
+				m.unmake(cctx, c, stack, states[stack.Project], volumes)
+				return nil, refused
+			}
 			var se *StartError
 			if errors.As(err, &se) && se.Waited != "" {
 				// What the dependency said before it failed, read before it is removed.
@@ -395,4 +411,28 @@ func concurrently(fns ...func() error) error {
 		}
 	}
 	return nil
+}
+
+// unmake removes what compose made for a start that was then refused: the
+// containers and networks of a stack none of whose containers ran before
+// (before: its state then), and the volumes that were not there before
+// (kept: their names). A stack that was partly running keeps what runs.
+func (m *Manager) unmake(ctx context.Context, c *driver.Compose, stack driver.Stack, before *driver.StackState, kept []string) {
+	if before.Running() > 0 {
+		return
+	}
+	_ = c.DownTimeout(ctx, stack, false, nil, 1)
+	now, err := driver.ProjectVolumes(ctx, m.Runner, stack.Project)
+	if err != nil {
+		return
+	}
+	var made []string
+	for _, v := range now {
+		if !slices.Contains(kept, v) {
+			made = append(made, v)
+		}
+	}
+	if len(made) > 0 {
+		_, _ = m.Runner.Run(ctx, driver.Cmd{Name: "docker", Args: append([]string{"volume", "rm"}, made...)})
+	}
 }

@@ -56,6 +56,7 @@ var steps = []step{
 	{ID: "e2e-up", E2E: true, Args: e2eBench("BenchmarkUpVersusCompose")},
 	{ID: "e2e-memory", E2E: true, Args: e2eBench("BenchmarkIdleStackMemory")},
 	{ID: "e2e-list", E2E: true, Args: e2eBench("BenchmarkListTenInstances")},
+	{ID: "e2e-budget", E2E: true, Args: e2eBench("BenchmarkBudgetCheckCost")},
 	{ID: "e2e-entry", E2E: true, Args: e2eBench("BenchmarkEntryPointOverhead")},
 	{ID: "e2e-shape", E2E: true, Args: e2eBench("BenchmarkShapeTimeToReady")},
 	{ID: "e2e-physical", E2E: true, Args: e2eBench("BenchmarkUpVersusPhysical")},

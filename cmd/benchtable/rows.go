@@ -78,7 +78,7 @@ var rows = []row{
 			}
 			return fmt.Sprintf("**%.0f MiB** (%.1f MiB per container, %.0f containers)", v[0], v[1], v[2]), nil
 		}},
-	{What: "`sandbox:list` (compiled target) with 10 registered instances, 5 running", Goal: "one docker call",
+	{What: "`sandbox:list` (compiled target) with 10 registered instances, 5 running, with their CPU and memory", Goal: "one docker ps + one docker stats, at once",
 		Step: "e2e-list", By: "BenchmarkListTenInstances", Figure: func(o *output) (string, error) {
 			v, err := ones(o, "BenchmarkListTenInstances", "lists", "ms/list", "p95-ms/list", "min-docker-procs/list", "max-docker-procs/list")
 			if err != nil {
@@ -94,14 +94,26 @@ var rows = []row{
 			return fmt.Sprintf("median **%s**, p95 %s over %.0f lists; **%s** per list in each of %.0f lists counted by a docker shim on PATH",
 				milli(v[1]), milli(v[2]), v[0], procs, v[0]), nil
 		}},
-	{What: "the docker call of one `sandbox:list`, replayed alone", Goal: "—",
+	{What: "the docker calls of one `sandbox:list`, replayed", Goal: "—",
 		Step: "e2e-list", By: "BenchmarkListTenInstances", Figure: func(o *output) (string, error) {
-			v, err := ones(o, "BenchmarkListTenInstances", "ms/docker-call", "containers", "ms/docker-call-json")
+			v, err := ones(o, "BenchmarkListTenInstances", "ms/docker-ps", "ms/docker-stats", "ms/docker-calls-in-turn", "containers", "ms/docker-call-json")
 			if err != nil {
 				return "", err
 			}
-			return fmt.Sprintf("**%s** with %.0f compose containers on the engine (median of 10); with `--format '{{json .}}'` instead: %s",
-				milli(v[0]), v[1], milli(v[2])), nil
+			return fmt.Sprintf("docker ps **%s**, docker stats **%s**, one after the other %s, with %.0f compose containers on the engine (medians of 10); with `--format '{{json .}}'` for ps: %s",
+				milli(v[0]), milli(v[1]), milli(v[2]), v[3], milli(v[4])), nil
+		}},
+	{What: "`up`'s memory budget check: `docker info` / `docker stats --no-stream` with 0, 5, 12 stand-in stacks running (medians of 5), and `sandbox:up -nowait` of one more with the check on / off (medians of 2)", Goal: "—",
+		Step: "e2e-budget", By: "BenchmarkBudgetCheckCost", Figure: func(o *output) (string, error) {
+			var parts []string
+			for _, n := range []string{"0", "5", "12"} {
+				v, err := ones(o, "BenchmarkBudgetCheckCost", "containers-"+n, "ms/info-"+n, "ms/stats-"+n, "ms/up-check-"+n, "ms/up-nocheck-"+n)
+				if err != nil {
+					return "", err
+				}
+				parts = append(parts, fmt.Sprintf("%s running (%.0f containers): info %s, stats **%s**; up %s / %s", n, v[0], milli(v[1]), milli(v[2]), seconds(v[3]), seconds(v[4])))
+			}
+			return strings.Join(parts, "; "), nil
 		}},
 	{What: "`go tool mage sandbox:url`, whole process, warm cache (median of 10)", Goal: "≤ 200 ms",
 		Step: "e2e-entry", By: "BenchmarkEntryPointOverhead", Figure: func(o *output) (string, error) {

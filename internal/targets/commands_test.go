@@ -247,18 +247,39 @@ func TestTargetExitCodes(t *testing.T) {
 			}
 			return Sandbox{}.Up(t.Context(), ptr(true), nil, nil, nil)
 		}, 4, "e2e-outside-net"},
+		{tUp, "not enough free memory", func(t *testing.T, w *world) error {
+			w.adopt(t, 9)
+			w.registerRunning(t, "big", 7)
+			write(t, filepath.Join(w.home, ".ktrdr", "sandbox", "config.json"), `{"min_free_memory": "1000GiB"}`)
+			w.docker.answer = engineWith(8<<30, 100<<20, []string{"ktrdr--big"})
+			return Sandbox{}.Up(t.Context(), ptr(true), nil, nil, nil)
+		}, 5, "ktrdr--big uses 900MiB"},
+		{tDown, "all stopped", func(t *testing.T, w *world) error {
+			w.registerRunning(t, "big", 7)
+			w.registerRunning(t, "small", 8)
+			w.docker.answer = engineWith(8<<30, 100<<20, []string{"ktrdr--big", "ktrdr--small"})
+			t.Chdir(w.main)
+			return Sandbox{}.Down(t.Context(), nil, ptr(true), nil)
+		}, 0, "Stopped 2 sandbox(es) (data kept)"},
+		{tDown, "all: one could not be stopped", func(t *testing.T, w *world) error {
+			w.registerRunning(t, "big", 7)
+			w.registerRunning(t, "small", 8)
+			w.docker.answer = engineWith(8<<30, 100<<20, []string{"ktrdr--big", "ktrdr--small"}, "ktrdr--big")
+			t.Chdir(w.main)
+			return Sandbox{}.Down(t.Context(), nil, ptr(true), nil)
+		}, 1, "could not stop 1 of 2 sandbox(es):\n  ktrdr--big"},
 		{tDown, "stopped", func(t *testing.T, w *world) error {
 			w.adopt(t, 9)
-			return Sandbox{}.Down(t.Context(), nil)
+			return Sandbox{}.Down(t.Context(), nil, nil, nil)
 		}, 0, "Stopped ktrdr--ktrdr2"},
 		{tDown, "compose failed", func(t *testing.T, w *world) error {
 			w.adopt(t, 9)
 			w.docker.answer = composeFails("down", 1)
-			return Sandbox{}.Down(t.Context(), nil)
+			return Sandbox{}.Down(t.Context(), nil, nil, nil)
 		}, 1, "compose says no"},
 		{tDown, "not a sandbox", func(t *testing.T, w *world) error {
 			t.Chdir(w.main)
-			return Sandbox{}.Down(t.Context(), nil)
+			return Sandbox{}.Down(t.Context(), nil, nil, nil)
 		}, 1, "not inside a sandbox"},
 		{tDestroy, "refused: uncommitted work", func(t *testing.T, w *world) error {
 			t.Chdir(w.main)

@@ -66,6 +66,12 @@ func eventText(e sandbox.Event) string {
 		return fmt.Sprintf("%s still waits for %s (%s), %s…", e.Service, e.Source, strings.TrimPrefix(e.Condition, "service_"), e.Elapsed)
 	case sandbox.EvOptionalDependencySkipped:
 		return fmt.Sprintf("Starting %s without its optional dependency %s, which %s", e.Service, e.Source, e.Err)
+	case sandbox.EvBudgetUnknown:
+		return fmt.Sprintf("Memory budget not checked: engine %s did not say how much memory it has free (%s)", e.Engine, e.Err)
+	case sandbox.EvStackStopped:
+		return fmt.Sprintf("Stopped %s (%s; data kept)", e.ID, e.Path)
+	case sandbox.EvStackStopFailed:
+		return fmt.Sprintf("Could not stop %s (%s): %s", e.ID, e.Path, e.Err)
 	default:
 		return fmt.Sprintf("%s %+v", e.Kind, e)
 	}

@@ -54,9 +54,9 @@ type exitCode struct {
 var exitCodes = map[string][]exitCode{
 	tCreate:     {{0, ""}, {1, "no slot / port conflict / unusable context"}, {2, "not a checkout of this project / worktree failed"}, {3, "folder exists"}},
 	tInit:       {{0, ""}, {1, "already a sandbox"}, {2, "not a checkout of this project"}, {3, "port conflict"}},
-	tUp:         {{0, ""}, {1, "compose failed"}, {2, "gate failed"}, {3, "port conflict"}, {4, "external network or volume missing"}},
+	tUp:         {{0, ""}, {1, "compose failed"}, {2, "gate failed"}, {3, "port conflict"}, {4, "external network or volume missing"}, {5, "not enough free memory"}},
 	tPorts:      {{0, ""}, {1, ""}},
-	tDown:       {{0, ""}, {1, ""}},
+	tDown:       {{0, ""}, {1, "failed (-all: any of them)"}},
 	tDestroy:    {{0, ""}, {1, "refused / failed"}},
 	tList:       {{0, ""}, {1, "registry damaged or unreadable"}},
 	tSync:       {{0, ""}, {1, ""}},
@@ -170,7 +170,14 @@ var rules = []rule{
 		return "a subnet the file sets serves one stack at a time: stop the stack that holds it, or remove network " + e.Network + "'s ipam section from the file so that each sandbox gets a subnet of its own from the suite's pool"
 	}).on(tUp),
 	is(2, "inspect with go tool mage sandbox:logs -service=<service>; fix, then run sandbox:up again", sandbox.ErrGateFailed).on(tUp),
+	typed(5, lowMemoryHint).on(tUp),
 	typed(1, fixed[*leftRunningError]("the stack was started and keeps running; go tool mage sandbox:up again re-runs the gate, sandbox:down stops it")).on(tUp),
+
+	// sandbox:down
+	typed(1, fixed[*allVolumesError]("-all stops every sandbox and keeps their data; to remove one sandbox's data run go tool mage sandbox:down -volumes in its folder (or sandbox:destroy -name=<name> to remove it for good)")).on(tDown),
+	typed(1, func(e *sandbox.DownAllError) string {
+		return "the others were stopped; stop each one named with go tool mage sandbox:down in its folder (or remove it with go tool mage sandbox:destroy -name=" + nameOf(e.Failed[0].ID) + "), or fix the cause and run sandbox:down -all again"
+	}).on(tDown),
 
 	// sandbox:destroy
 	typed(1, func(e *sandbox.WouldLoseError) string {
@@ -327,6 +334,8 @@ type (
 	acceptError   struct{ err error }
 	// leftRunningError: up was interrupted after compose started the stack.
 	leftRunningError struct{ err error }
+	// allVolumesError: sandbox:down -all -volumes, refused.
+	allVolumesError struct{}
 	// refusedMergeError: merge:apply refused, with the report it made.
 	refusedMergeError struct {
 		err    error
@@ -348,6 +357,9 @@ func (e *settingsError) Unwrap() error    { return e.err }
 func (e *acceptError) Error() string      { return e.err.Error() }
 func (e *acceptError) Unwrap() error      { return e.err }
 func (e *leftRunningError) Error() string { return e.err.Error() }
+func (e *allVolumesError) Error() string {
+	return "sandbox:down -all -volumes: refused; -all stops every running sandbox and keeps its data, it never removes the data of them all"
+}
 func (e *leftRunningError) Unwrap() error { return e.err }
 func (e *refusedMergeError) Error() string {
 	return e.err.Error()
@@ -381,6 +393,16 @@ func toolHint(e *driver.ExitError) string {
 	default:
 		return "docker failed (its message is above); is the engine running (docker info)?"
 	}
+}
+
+// lowMemoryHint is the remedy for up refused by the memory budget: stop
+// one of the sandboxes named, or all of them, or change the floor.
+func lowMemoryHint(e *sandbox.LowMemoryError) string {
+	floor := "min_free_memory in ~/.ktrdr/sandbox/config.json sets the floor (e.g. \"1GiB\"; 0 turns the check off)"
+	if len(e.Top) == 0 {
+		return "free memory on engine " + e.Engine + " (stop containers you do not need), or lower it: " + floor
+	}
+	return fmt.Sprintf("stop a sandbox you do not need now (data kept): cd %s && go tool mage sandbox:down, or every running sandbox with go tool mage sandbox:down -all; then run sandbox:up again. %s", e.Top[0].Path, floor)
 }
 
 // registryEntryHint is the remedy for one invalid registry entry.

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -12,6 +13,7 @@ import (
 	"github.com/magefile/mage/mg"
 
 	"github.com/ktrdr/sandboxkit/sandbox"
+	"github.com/ktrdr/sandboxkit/sandbox/driver"
 )
 
 // Sandbox holds the targets that manage isolated ktrdr stacks, one per checkout.
@@ -89,7 +91,8 @@ func (Sandbox) Init(ctx context.Context,
 
 // Up starts this checkout's stack, then waits for the startability gate. Exit 1 compose
 // failed (or no free subnet in the pool), 2 gate failed, 3 port conflict, 4 an external
-// network or volume is missing.
+// network or volume is missing, 5 not enough free memory on the engine (min_free_memory in
+// ~/.ktrdr/sandbox/config.json).
 func (Sandbox) Up(ctx context.Context,
 	nowait *bool, // do not wait for the startability gate
 	build *bool, // build images before starting (compose up --build; rebuilds the stand-in image)
@@ -135,18 +138,34 @@ func (Sandbox) Up(ctx context.Context,
 	return nil
 }
 
-// Down stops this checkout's stack; its data (volumes) is kept unless -volumes.
+// Down stops this checkout's stack; its data (volumes) is kept unless -volumes. With -all it
+// stops every running sandbox of the registry, from anywhere, two at a time (data kept).
+// Exit 1 failed (with -all: any of them, named).
 func (Sandbox) Down(ctx context.Context,
 	volumes *bool, // also remove the stack's volumes (database, metrics, dashboards)
+	all *bool, // stop every running sandbox of this registry, from anywhere (data kept; refused with -volumes)
+	json *bool, // print what was stopped as JSON; steps go to stderr
 ) (err error) {
 	defer exitAs(tDown, &err)
-	m, cwd, err := manager()
+	m, cwd, err := manager(json)
 	if err != nil {
 		return err
+	}
+	if deref(all) {
+		if deref(volumes) {
+			return &allVolumesError{}
+		}
+		return downAll(ctx, m, deref(json))
 	}
 	id, err := m.Down(ctx, sandbox.DownOptions{Dir: cwd, Volumes: deref(volumes), Out: verboseOut()})
 	if err != nil {
 		return err
+	}
+	if deref(json) {
+		return printJSON(struct {
+			ID             string `json:"id"`
+			VolumesRemoved bool   `json:"volumes_removed"`
+		}{id, deref(volumes)})
 	}
 	if deref(volumes) {
 		fmt.Fprintf(stdout, "Stopped %s and removed its volumes\n", id)
@@ -154,6 +173,34 @@ func (Sandbox) Down(ctx context.Context,
 		fmt.Fprintf(stdout, "Stopped %s (data kept; -volumes removes it)\n", id)
 	}
 	return nil
+}
+
+// downAll is sandbox:down -all: each sandbox is reported as it stops (on
+// stderr with -json), then what was done.
+func downAll(ctx context.Context, m *sandbox.Manager, jsonOut bool) error {
+	res, err := m.DownAll(ctx, sandbox.DownAllOptions{Out: verboseOut()})
+	if res == nil {
+		return err
+	}
+	if jsonOut {
+		if perr := printJSON(res); perr != nil {
+			return perr
+		}
+		return err
+	}
+	stopped := 0
+	for _, r := range res.Sandboxes {
+		if r.Stopped {
+			stopped++
+		}
+	}
+	switch {
+	case len(res.Sandboxes) == 0:
+		fmt.Fprintln(stdout, "No sandbox is running: nothing to stop")
+	case err == nil:
+		fmt.Fprintf(stdout, "Stopped %d sandbox(es) (data kept)\n", stopped)
+	}
+	return err
 }
 
 // Destroy removes this sandbox for good: its stack with volumes, its registry entry and
@@ -183,8 +230,8 @@ func (Sandbox) Destroy(ctx context.Context,
 	return nil
 }
 
-// List shows every sandbox: slot, state, API port, branch and path. Cleans stale
-// registry entries and reports unregistered stacks.
+// List shows every sandbox: slot, state, CPU and memory of running ones, API port, branch
+// and path. Cleans stale registry entries and reports unregistered stacks.
 func (Sandbox) List(ctx context.Context,
 	json *bool, // print JSON for scripts
 ) (err error) {
@@ -205,9 +252,10 @@ func (Sandbox) List(ctx context.Context,
 		fmt.Fprintln(stdout, "No sandboxes. Create one with: go tool mage sandbox:create <name>")
 	} else {
 		w := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(w, "INSTANCE\tSLOT\tSTATE\tENGINE\tAPI PORT\tBRANCH\tPATH")
+		fmt.Fprintln(w, "INSTANCE\tSLOT\tSTATE\tCPU\tMEM\tENGINE\tAPI PORT\tBRANCH\tPATH")
 		for _, e := range l.Instances {
-			fmt.Fprintf(w, "%s\t%d\t%s\t%s\t%d\t%s\t%s\n", e.ID, e.Slot, e.State, e.Engine, e.APIPort, orDash(e.Branch), e.Path)
+			cpu, mem := usageCells(e)
+			fmt.Fprintf(w, "%s\t%d\t%s\t%s\t%s\t%s\t%d\t%s\t%s\n", e.ID, e.Slot, e.State, cpu, mem, e.Engine, e.APIPort, orDash(e.Branch), e.Path)
 		}
 		w.Flush()
 	}
@@ -233,6 +281,9 @@ func (Sandbox) List(ctx context.Context,
 	}
 	for _, c := range slices.Sorted(maps.Keys(l.EngineErrors)) {
 		fmt.Fprintf(stderr, "warning: engine %s did not answer (its sandboxes' states are unknown): %s\n  hint: docker --context %s info\n", c, l.EngineErrors[c], c)
+	}
+	for _, name := range slices.Sorted(maps.Keys(l.StatsErrors)) {
+		fmt.Fprintf(stderr, "warning: engine %s did not say what its containers use (CPU and MEM not shown): %s\n", name, l.StatsErrors[name])
 	}
 	for _, o := range l.Orphans {
 		fmt.Fprintf(stdout, "Unregistered stack %s (%d containers); remove it with: %s\n", o.Project, o.Containers, orphanRemedy(o))
@@ -366,6 +417,19 @@ func (Sandbox) Ports(ctx context.Context,
 		fmt.Fprintf(stdout, "warning: service %s publishes the literal host port %s: every slot publishes it, so only one sandbox (or the main stack) at a time can run; use ${VAR:-%d} in the file\n", l.Service, l.Key, l.Slot0)
 	}
 	return nil
+}
+
+// usageCells are the CPU and MEM cells of a list row: "-" when not known
+// (a stopped sandbox, or an engine that did not say).
+func usageCells(e sandbox.ListEntry) (cpu, mem string) {
+	cpu, mem = "-", "-"
+	if e.CPUPercent != nil {
+		cpu = strconv.FormatFloat(*e.CPUPercent, 'f', 1, 64) + "%"
+	}
+	if e.MemoryBytes != nil {
+		mem = driver.FormatSize(*e.MemoryBytes)
+	}
+	return cpu, mem
 }
 
 // orphanRemedy is the command that removes an unregistered stack.

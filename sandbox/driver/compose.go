@@ -222,6 +222,7 @@ type StackState struct {
 	Project     string
 	WorkingDirs []string // the folders compose ran in (checkout roots), from the containers' labels
 	Services    map[string]ServiceState
+	RunningIDs  []string // the full ids of its running containers (to join docker stats with)
 }
 
 // Running counts the services whose container is running.
@@ -241,7 +242,7 @@ func (s *StackState) Running() int {
 // psStateFormat makes docker ps print one JSON object per container with
 // only the fields StackStates reads: {{json .}} renders every field and is
 // about five times slower.
-const psStateFormat = `{"Labels":{{json .Labels}},"State":{{json .State}},"Status":{{json .Status}}}`
+const psStateFormat = `{"ID":{{json .ID}},"Labels":{{json .Labels}},"State":{{json .State}},"Status":{{json .Status}}}`
 
 // StackStates returns the state of every compose project on the engine,
 // from one `docker ps` call.
@@ -264,6 +265,7 @@ func ParseDockerPS(out []byte, instanceLabel string) (map[string]*StackState, er
 			continue
 		}
 		var row struct {
+			ID     string
 			Labels string
 			State  string
 			Status string
@@ -293,6 +295,9 @@ func ParseDockerPS(out []byte, instanceLabel string) (map[string]*StackState, er
 			health = "unhealthy"
 		case strings.Contains(row.Status, "(health: starting)"):
 			health = "starting"
+		}
+		if row.State == "running" && row.ID != "" {
+			st.RunningIDs = append(st.RunningIDs, row.ID)
 		}
 		st.Services[svc] = ServiceState{Service: svc, State: row.State, Health: health, Status: row.Status, Instance: labels[instanceLabel]}
 	}

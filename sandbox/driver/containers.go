@@ -265,3 +265,12 @@ func shortIDs(ids []string) []string {
 	}
 	return out
 }
+
+// ProjectVolumes lists the names of the volumes compose made for project.
+func ProjectVolumes(ctx context.Context, r Runner, project string) ([]string, error) {
+	out, err := r.Run(ctx, Cmd{Name: "docker", Args: []string{"volume", "ls", "-q", "--filter", "label=com.docker.compose.project=" + project}})
+	if err != nil {
+		return nil, fmt.Errorf("list the volumes of %s: %w", project, err)
+	}
+	return strings.Fields(string(out)), nil
+}
