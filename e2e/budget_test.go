@@ -39,14 +39,6 @@ func (e *env) usage() map[string]usageEntry {
 	return out
 }
 
-// writeConfig writes the user's settings file.
-func (e *env) writeConfig(content string) {
-	e.t.Helper()
-	path := filepath.Join(e.Home, ".ktrdr", "sandbox", "config.json")
-	require.NoError(e.t, os.MkdirAll(filepath.Dir(path), 0o755))
-	require.NoError(e.t, os.WriteFile(path, []byte(content), 0o644))
-}
-
 // Two running sandboxes show what they use; a third up with a floor no
 // engine has is refused (exit 5) naming both, and starts nothing;
 // sandbox:down -all stops both and keeps their data.

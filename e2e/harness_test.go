@@ -371,3 +371,11 @@ func get(url string) (int, string) {
 func writeOverride(t testing.TB, root, content string) {
 	require.NoError(t, os.WriteFile(filepath.Join(root, "docker-compose.sandbox.override.yml"), []byte(content), 0o644))
 }
+
+// writeConfig writes the user's settings file.
+func (e *env) writeConfig(content string) {
+	e.t.Helper()
+	path := filepath.Join(e.Home, ".ktrdr", "sandbox", "config.json")
+	require.NoError(e.t, os.MkdirAll(filepath.Dir(path), 0o755))
+	require.NoError(e.t, os.WriteFile(path, []byte(content), 0o644))
+}

@@ -18,14 +18,6 @@ import (
 	"github.com/ktrdr/sandboxkit/sandbox"
 )
 
-// writeConfig writes the suite's settings file in the test's HOME.
-func (e *env) writeConfig(t testing.TB, content string) {
-	t.Helper()
-	path := filepath.Join(e.Home, ".ktrdr", "sandbox", "config.json")
-	require.NoError(t, os.MkdirAll(filepath.Dir(path), 0o755))
-	require.NoError(t, os.WriteFile(path, []byte(content), 0o644))
-}
-
 // inParallel runs run(0…n-1) on workers goroutines and returns the results
 // in order. run must not call t's FailNow.
 func inParallel(workers, n int, run func(i int) result) []result {
@@ -95,7 +87,7 @@ func TestThirtyFiveSandboxesAtOnceGetSubnetsFromThePool(t *testing.T) {
 	needDocker(t)
 	e := newEnv(t)
 	e.withShape(t, "subnets")
-	e.writeConfig(t, `{"max_slot": 35}`)
+	e.writeConfig(`{"max_slot": 35}`)
 	const n = 35
 	names := make([]string, n)
 	for i := range names {
@@ -180,7 +172,7 @@ func TestUpRefusesWhenTheSubnetPoolIsFull(t *testing.T) {
 	e := newEnv(t)
 	e.withShape(t, "subnets")
 	const tiny, wider = "10.213.77.0/27", "10.213.77.0/26"
-	e.writeConfig(t, `{"subnet_pool": "`+tiny+`"}`)
+	e.writeConfig(`{"subnet_pool": "` + tiny + `"}`)
 	name := namePrefix + "snfull"
 	id := "ktrdr--" + name
 	e.must(e.Main, "sandbox:create", name, "-standin")
@@ -196,7 +188,7 @@ func TestUpRefusesWhenTheSubnetPoolIsFull(t *testing.T) {
 	assert.Zero(t, c+v+n, "no container, volume or network was made")
 	assert.NoFileExists(t, filepath.Join(state, sandbox.SubnetsFile), "nothing recorded")
 
-	e.writeConfig(t, `{"subnet_pool": "`+wider+`"}`)
+	e.writeConfig(`{"subnet_pool": "` + wider + `"}`)
 	r = e.sbx(dir, "sandbox:up", "-json")
 	require.True(t, upPassed(r), r.String())
 	first := projectSubnets(t, id)
