@@ -10,13 +10,10 @@ import (
 	"maps"
 	"os"
 	"path/filepath"
-	"runtime"
 	"slices"
 	"sort"
 	"strings"
 	"time"
-
-	"github.com/gofrs/flock"
 )
 
 // RegistryVersion is the registry file format this package reads and writes.
@@ -170,41 +167,13 @@ func (r *Registry) write(rf *registryFile) error {
 	return WriteFileAtomic(r.Path, append(data, '\n'), 0o644)
 }
 
-// LockWait is how long a command waits for another one's registry lock.
-var LockWait = time.Minute
-
 // lock takes the registry's exclusive lock, creating the state folder. It
 // waits at most LockWait for another command to finish with it.
 func (r *Registry) lock(ctx context.Context) (unlock func(), err error) {
 	if err := os.MkdirAll(filepath.Dir(r.Path), 0o755); err != nil {
 		return nil, fmt.Errorf("create registry folder %s: %w", filepath.Dir(r.Path), err)
 	}
-	lockPath := r.Path + ".lock"
-	// A lock file that is a symlink (or a folder, a pipe…) was not made by
-	// this tool: opening it would create or touch its target.
-	if fi, err := os.Lstat(lockPath); err == nil && !fi.Mode().IsRegular() {
-		reason := describe(lockPath, fi)
-		if fi.IsDir() {
-			reason = "it is a folder"
-		}
-		return nil, &UnsafePathError{Op: "lock", Path: lockPath, Reason: reason}
-	}
-	flag := os.O_CREATE | os.O_RDONLY
-	switch runtime.GOOS {
-	case "aix", "solaris", "illumos": // as flock.New: these cannot write-lock a read-only file
-		flag = os.O_CREATE | os.O_RDWR
-	}
-	fl := flock.New(lockPath, flock.SetFlag(flag|oNoFollow))
-	wctx, cancel := context.WithTimeout(ctx, LockWait)
-	defer cancel()
-	ok, err := fl.TryLockContext(wctx, 10*time.Millisecond)
-	if err != nil || !ok {
-		if ctx.Err() == nil && wctx.Err() != nil {
-			return nil, fmt.Errorf("lock registry %s: another sandbox command has held %s.lock for over %s (a hung docker?); try again when it ends", r.Path, r.Path, LockWait)
-		}
-		return nil, fmt.Errorf("lock registry %s: %w", r.Path, errors.Join(err, ctx.Err()))
-	}
-	return func() { fl.Unlock() }, nil
+	return lockFile(ctx, r.Path+".lock", "registry "+r.Path, "another sandbox command")
 }
 
 // Instances returns a snapshot of every registered instance.

@@ -20,10 +20,8 @@ import (
 	"slices"
 	"sort"
 	"strings"
-	"time"
 
 	"github.com/compose-spec/compose-go/v2/types"
-	"github.com/gofrs/flock"
 
 	"github.com/ktrdr/sandboxkit/sandbox/driver"
 )
@@ -526,25 +524,7 @@ func (m *Manager) lockSubnets(ctx context.Context) (unlock func(), err error) {
 		return nil, err
 	}
 	path := filepath.Join(dir, subnetsLock)
-	if fi, err := os.Lstat(path); err == nil && !fi.Mode().IsRegular() {
-		return nil, &UnsafePathError{Op: "lock", Path: path, Reason: describe(path, fi)}
-	}
-	flag := os.O_CREATE | os.O_RDONLY
-	switch runtime.GOOS {
-	case "aix", "solaris", "illumos": // as flock.New: these cannot write-lock a read-only file
-		flag = os.O_CREATE | os.O_RDWR
-	}
-	fl := flock.New(path, flock.SetFlag(flag|oNoFollow))
-	wctx, cancel := context.WithTimeout(ctx, LockWait)
-	defer cancel()
-	ok, err := fl.TryLockContext(wctx, 10*time.Millisecond)
-	if err != nil || !ok {
-		if ctx.Err() == nil && wctx.Err() != nil {
-			return nil, fmt.Errorf("lock %s: another sandbox:up has held it for over %s (a hung docker?); try again when it ends", path, LockWait)
-		}
-		return nil, fmt.Errorf("lock %s: %w", path, errors.Join(err, ctx.Err()))
-	}
-	return func() { fl.Unlock() }, nil
+	return lockFile(ctx, path, path, "another sandbox:up")
 }
 
 // Held-subnet kinds, for the exhaustion report.

@@ -170,15 +170,7 @@ func writeGateReport(w io.Writer, res gate.Result, urls []sandbox.NamedURL, logs
 			return
 		}
 		shown[service] = true
-		lines := gateLastLines(logs[service], sandbox.GateLogLines)
-		if len(lines) == 0 {
-			fmt.Fprintf(w, "  no logs from %s\n", service)
-			return
-		}
-		fmt.Fprintf(w, "  last %d log lines of %s:\n", len(lines), service)
-		for _, l := range lines {
-			fmt.Fprintf(w, "    %s\n", l)
-		}
+		writeLogTail(w, "  ", service, logs[service])
 	}
 	if s := res.AbortedService; s != "" {
 		fmt.Fprintf(w, "\n✗ service %s\n", s)
@@ -225,14 +217,20 @@ func gateTruncate(s string, n int) string {
 // start (the dependency that failed), by service.
 func writeLogTails(w io.Writer, logs map[string]string) {
 	for _, service := range slices.Sorted(maps.Keys(logs)) {
-		lines := gateLastLines(logs[service], sandbox.GateLogLines)
-		if len(lines) == 0 {
-			fmt.Fprintf(w, "no logs from %s\n", service)
-			continue
-		}
-		fmt.Fprintf(w, "last %d log lines of %s:\n", len(lines), service)
-		for _, l := range lines {
-			fmt.Fprintf(w, "  %s\n", l)
-		}
+		writeLogTail(w, "", service, logs[service])
+	}
+}
+
+// writeLogTail prints the last sandbox.GateLogLines lines of one service's
+// logs, indented.
+func writeLogTail(w io.Writer, indent, service, logs string) {
+	lines := gateLastLines(logs, sandbox.GateLogLines)
+	if len(lines) == 0 {
+		fmt.Fprintf(w, "%sno logs from %s\n", indent, service)
+		return
+	}
+	fmt.Fprintf(w, "%slast %d log lines of %s:\n", indent, len(lines), service)
+	for _, l := range lines {
+		fmt.Fprintf(w, "%s  %s\n", indent, l)
 	}
 }
