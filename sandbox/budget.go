@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"maps"
+	"os"
 	"slices"
 	"strings"
 
@@ -141,16 +142,23 @@ func (m *Manager) checkBudget(ctx context.Context, states map[string]*driver.Sta
 	parent := ctx
 	ctx, cancel := context.WithTimeout(ctx, statsTimeout)
 	defer cancel()
+	info, fits, asked := m.fitsByCgroups(ctx, states, project, floor)
+	if fits {
+		return nil
+	}
 	var waitStats func() (map[string]driver.ContainerStats, error)
 	if slices.ContainsFunc(slices.Collect(maps.Values(states)), func(st *driver.StackState) bool { return st.Running() > 0 }) {
 		w, cancel := driver.StartStats(ctx, m.Runner)
 		defer cancel()
 		waitStats = w
 	}
-	info, err := driver.EngineInfo(ctx, m.Runner)
-	if err != nil {
-		return m.budgetUnknown(parent, ctx, err)
+	if !asked {
+		var err error
+		if info, err = driver.EngineInfo(ctx, m.Runner); err != nil {
+			return m.budgetUnknown(parent, ctx, err)
+		}
 	}
+	var err error
 	var stats map[string]driver.ContainerStats
 	switch {
 	case waitStats != nil:
@@ -162,17 +170,50 @@ func (m *Manager) checkBudget(ctx context.Context, states map[string]*driver.Sta
 	if err != nil {
 		return m.budgetUnknown(parent, ctx, err)
 	}
-	users, own := m.memoryUsers(states, stats, project)
-	others := make([]int64, len(users))
-	for i, u := range users {
-		others[i] = u.MemoryBytes
-	}
-	b := memoryBudget{Total: info.Total, Used: driver.Total(stats).MemoryBytes, Estimate: stackEstimate(others, own), Floor: floor}
+	b, users := m.judge(info, states, stats, project, floor)
 	if b.fits() {
 		return nil
 	}
 	return &LowMemoryError{ID: project, Engine: m.engine.Name(), Total: b.Total, Used: b.Used, Estimate: b.Estimate,
 		EstimateFrom: len(users), Floor: floor, Top: users[:min(budgetTop, len(users))]}
+}
+
+// judge weighs the engine's memory against what its containers use (stats)
+// and what the new stack is expected to take.
+func (m *Manager) judge(info driver.EngineMemory, states map[string]*driver.StackState, stats map[string]driver.ContainerStats, project string, floor int64) (memoryBudget, []MemoryUser) {
+	users, own := m.memoryUsers(states, stats, project)
+	others := make([]int64, len(users))
+	for i, u := range users {
+		others[i] = u.MemoryBytes
+	}
+	return memoryBudget{Total: info.Total, Used: driver.Total(stats).MemoryBytes, Estimate: stackEstimate(others, own), Floor: floor}, users
+}
+
+// fitsByCgroups is the quick way to a yes, for an engine on this host:
+// docker info, then every running container's memory read from the
+// host's control groups (driver.CgroupMemory), an upper bound of what
+// docker stats would say. When even that fits, docker stats (a second or
+// more with many containers) is not asked. Anything else (another engine,
+// a container not found there, one running outside compose, too little
+// memory) leaves the verdict to docker stats.
+func (m *Manager) fitsByCgroups(ctx context.Context, states map[string]*driver.StackState, project string, floor int64) (info driver.EngineMemory, fits, asked bool) {
+	if m.engine.Context != "" || os.Getenv("DOCKER_HOST") != "" {
+		return info, false, false
+	}
+	var ids []string
+	for _, st := range states {
+		ids = append(ids, st.RunningIDs...)
+	}
+	stats, ok := driver.CgroupMemory(ids)
+	if !ok {
+		return info, false, false
+	}
+	info, err := driver.EngineInfo(ctx, m.Runner)
+	if err != nil || info.ContainersRunning != len(ids) {
+		return info, false, err == nil
+	}
+	b, _ := m.judge(info, states, stats, project, floor)
+	return info, b.fits(), true
 }
 
 // budgetUnknown reports that the engine could not say (or not within

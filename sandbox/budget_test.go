@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -356,4 +358,38 @@ func TestBudgetCheckGivesUpOnASlowEngine(t *testing.T) {
 	require.Len(t, *events, 1)
 	assert.Equal(t, EvBudgetUnknown, (*events)[0].Kind)
 	assert.Contains(t, (*events)[0].Err, "did not answer docker info and docker stats within 50ms")
+}
+
+// On an engine of this host, the containers' memory read from the control
+// groups says yes without docker stats; a no is left to docker stats.
+func TestBudgetCheckReadsControlGroupsFirst(t *testing.T) {
+	root := t.TempDir()
+	old := driver.CgroupRoot
+	driver.CgroupRoot = root
+	t.Cleanup(func() { driver.CgroupRoot = old })
+	b := &budgetEngine{total: 16 * gib}
+	b.stack("ktrdr--a", 9, 100*mib)
+	for _, s := range KTRDR().Services {
+		p := filepath.Join(root, "memory", "docker", lcContainerID("ktrdr--a", s.Name), "memory.usage_in_bytes")
+		require.NoError(t, os.MkdirAll(filepath.Dir(p), 0o755))
+		require.NoError(t, os.WriteFile(p, fmt.Appendf(nil, "%d\n", 200*mib), 0o644))
+	}
+	t.Setenv("DOCKER_HOST", "")
+	asked := func(r *fakeRunner) []string {
+		var out []string
+		for _, c := range r.commands() {
+			out = append(out, strings.Fields(c)[1])
+		}
+		return out
+	}
+
+	m, r, _ := budgetManager(t, b, 2*gib, "ktrdr--a", "ktrdr--new")
+	require.NoError(t, m.checkBudget(t.Context(), b.states(t), "ktrdr--new", 2*gib))
+	assert.Equal(t, []string{"info"}, asked(r), "no docker stats")
+
+	m, r, _ = budgetManager(t, b, 15*gib, "ktrdr--a", "ktrdr--new")
+	var le *LowMemoryError
+	require.ErrorAs(t, m.checkBudget(t.Context(), b.states(t), "ktrdr--new", 15*gib), &le)
+	assert.Equal(t, []string{"info", "stats"}, asked(r), "the refusal is docker stats' figures")
+	assert.Equal(t, 9*100*mib, le.Used)
 }
