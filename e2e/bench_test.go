@@ -55,7 +55,11 @@ func benchStackOf(tb testing.TB, e *env, name string, withOverride bool) benchSt
 	s := benchStack{Project: "ktrdr--" + name, Dir: dir, EnvFile: filepath.Join(dir, ".env.sandbox"),
 		Files: []string{filepath.Join(dir, "docker-compose.sandbox.yml")}}
 	if withOverride {
-		s.Files = append(s.Files, filepath.Join(dir, "docker-compose.sandbox.override.yml"))
+		// The checkout's override, then the suite's own (its networks'
+		// subnets among them): without the latter compose would see the
+		// networks changed and try to make them again.
+		s.Files = append(s.Files, filepath.Join(dir, "docker-compose.sandbox.override.yml"),
+			filepath.Join(e.Home, ".ktrdr", "sandbox", "instances", s.Project, sandbox.OverrideFile))
 	}
 	ev, err := sandbox.KTRDR().ReadEnv(s.EnvFile)
 	require.NoError(tb, err)
