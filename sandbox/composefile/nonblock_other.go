@@ -1,0 +1,5 @@
+//go:build !unix
+
+package composefile
+
+const nonblock = 0
