@@ -92,10 +92,11 @@ func (u undo) run(ctx context.Context) {
 // engine of Docker context contextName (checked to answer), and a manager
 // whose docker calls go there.
 func (m *Manager) newSandboxStack(ctx context.Context, root, contextName string) (*Profile, Engine, *Manager, error) {
-	sp, _, err := m.stackOf(ctx, root, nil)
+	sp, sf, err := m.stackOf(ctx, root, nil)
 	if err != nil {
 		return nil, Engine{}, nil, err
 	}
+	m.warnStack(sf)
 	eng, err := ResolveEngine(ctx, m.Runner, contextName)
 	if err != nil {
 		return nil, Engine{}, nil, err

@@ -41,42 +41,28 @@ const unknownBase = 20000
 // ForStack returns a validated copy of p adapted to the stack file sf.
 func (p *Profile) ForStack(sf *StackFile) (*Profile, error) {
 	q := *p
+	chosen, err := q.planPorts(p, sf)
+	if err != nil {
+		return nil, err
+	}
+	q.planServices(p, sf)
+	db := q.planChecks(p, sf)
+	q.planEndpoints(p, chosen, db)
+	return NewProfile(q)
+}
+
+// planPorts gives every port variable of sf its rule (documented or
+// chosen) and lists the literal host ports. It returns the variables whose
+// rules were chosen here.
+func (q *Profile) planPorts(p *Profile, sf *StackFile) ([]PortVar, error) {
 	vars := sf.PortVars()
-	var known, unknown []PortVar
-	for _, v := range vars {
-		if _, ok := p.Rule(v.Key); ok {
-			known = append(known, v)
-		} else {
-			unknown = append(unknown, v)
-		}
+	if !slices.ContainsFunc(vars, func(v PortVar) bool { return v.Key == p.APIPortKey }) {
+		return nil, fmt.Errorf("%s publishes no port through ${%s}: the sandbox cannot know its API port", sf.Path, p.APIPortKey)
 	}
-	// Documented rules are taken in the profile's order: when two collide
-	// somewhere in the range, the earlier one (the API, the database) keeps
-	// its rule.
-	order := map[string]int{}
-	for i, r := range p.Ports {
-		order[r.Key] = i
-	}
-	slices.SortStableFunc(known, func(a, b PortVar) int { return order[a.Key] - order[b.Key] })
-	// Every slot-0 port is the main stack's: no sandbox may publish it.
-	defaults := map[int]string{}
-	for _, v := range vars {
-		defaults[v.Default] = v.Key
-	}
-	// So is a literal host port (every sandbox publishes it too: compose
-	// refuses the second; no rule may hand it out).
-	q.Literal = nil
-	for _, s := range sf.Services {
-		for _, fp := range s.Ports {
-			if fp.Var == "" && fp.Default != 0 {
-				defaults[fp.Default] = s.Name + " (literal)"
-				q.Literal = append(q.Literal, PortRule{Key: fmt.Sprintf("%d:%d", fp.Default, fp.Target), Service: s.Name,
-					Label: "literal port", Slot0: fp.Default, Base: fp.Default, Step: 0})
-			}
-		}
-	}
-	q.Ports = nil
+	defaults := q.planLiterals(sf, vars)
+	known, unknown := p.splitKnown(vars)
 	partial := map[string]int{} // documented rules that hold up to a slot
+	q.Ports = nil
 	for _, v := range known {
 		r, _ := p.Rule(v.Key)
 		r.Service = v.Service
@@ -97,9 +83,6 @@ func (p *Profile) ForStack(sf *StackFile) (*Profile, error) {
 			q.Ports = append(q.Ports, r)
 		}
 	}
-	if _, ok := p.Rule(p.APIPortKey); !ok || !slices.ContainsFunc(vars, func(v PortVar) bool { return v.Key == p.APIPortKey }) {
-		return nil, fmt.Errorf("%s publishes no port through ${%s}: the sandbox cannot know its API port", sf.Path, p.APIPortKey)
-	}
 	slices.SortFunc(unknown, func(a, b PortVar) int { return strings.Compare(a.Key, b.Key) })
 	for _, v := range unknown {
 		r, err := unknownRule(q.Ports, defaults, v)
@@ -108,21 +91,97 @@ func (p *Profile) ForStack(sf *StackFile) (*Profile, error) {
 		}
 		q.Ports = append(q.Ports, r)
 	}
+	if err := q.extendPartial(partial, defaults, sf.Path); err != nil {
+		return nil, err
+	}
+	q.sortPorts(p)
+	return unknown, nil
+}
+
+// splitKnown separates the variables whose rule the profile documents, in
+// the profile's order (when two collide somewhere in the range, the
+// earlier one, the API or the database, keeps its rule), from the others.
+func (p *Profile) splitKnown(vars []PortVar) (known, unknown []PortVar) {
+	for _, v := range vars {
+		if _, ok := p.Rule(v.Key); ok {
+			known = append(known, v)
+		} else {
+			unknown = append(unknown, v)
+		}
+	}
+	order := p.portOrder()
+	slices.SortStableFunc(known, func(a, b PortVar) int { return order[a.Key] - order[b.Key] })
+	return known, unknown
+}
+
+func (p *Profile) portOrder() map[string]int {
+	order := map[string]int{}
+	for i, r := range p.Ports {
+		order[r.Key] = i
+	}
+	return order
+}
+
+// planLiterals lists the host ports every sandbox publishes alike (literal
+// ports, each port of a literal range) as q.Literal, and returns every
+// slot-0 port of the file: the main stack's, which no rule may hand out.
+func (q *Profile) planLiterals(sf *StackFile, vars []PortVar) map[int]string {
+	defaults := map[int]string{}
+	for _, v := range vars {
+		defaults[v.Default] = v.Key
+	}
+	q.Literal = nil
+	for _, s := range sf.all() {
+		for _, fp := range s.Ports {
+			if fp.Var != "" || fp.Default == 0 {
+				continue
+			}
+			last, label := fp.Default, "literal port"
+			if fp.Range != "" {
+				_, last, _ = portRange(fp.Range)
+				label = "literal range " + fp.Range
+			}
+			for port := fp.Default; port <= last; port++ {
+				target := fp.Target + port - fp.Default
+				defaults[port] = s.Name + " (literal)"
+				q.Literal = append(q.Literal, PortRule{Key: fmt.Sprintf("%d:%d", port, target), Service: s.Name,
+					Label: label, Slot0: port, Base: port, Step: 0})
+			}
+		}
+		if s.HostNet {
+			// On the host's network its container ports are host ports.
+			for _, port := range s.Targets {
+				defaults[port] = s.Name + " (host network)"
+				q.Literal = append(q.Literal, PortRule{Key: fmt.Sprintf("%d (host network)", port), Service: s.Name,
+					Label: "host network", Slot0: port, Base: port, Step: 0})
+			}
+		}
+	}
+	return defaults
+}
+
+// extendPartial gives each documented rule that holds only up to a slot a
+// block of its own beyond it.
+func (q *Profile) extendPartial(partial map[string]int, defaults map[int]string, file string) error {
 	for i := range q.Ports {
 		until, ok := partial[q.Ports[i].Key]
 		if !ok {
 			continue
 		}
 		r := &q.Ports[i]
-		used := usedPorts(q.Ports, defaults)
-		base, err := freeBlock(used, until+1, RuleSlots, 0)
+		base, err := freeBlock(usedPorts(q.Ports, defaults), until+1, RuleSlots, 0)
 		if err != nil {
-			return nil, fmt.Errorf("%s: ${%s}: %w", sf.Path, r.Key, err)
+			return fmt.Errorf("%s: ${%s}: %w", file, r.Key, err)
 		}
 		r.Until, r.Then = until, base
 	}
-	// Keep the env file's order stable: the documented keys first, as the
-	// profile lists them, then the chosen ones by name.
+	return nil
+}
+
+// sortPorts keeps the env file's order stable: the documented keys first,
+// as the profile lists them, then the chosen ones by name.
+func (q *Profile) sortPorts(p *Profile) {
+	order := p.portOrder()
 	slices.SortStableFunc(q.Ports, func(a, b PortRule) int {
 		ia, oka := order[a.Key]
 		ib, okb := order[b.Key]
@@ -136,17 +195,15 @@ func (p *Profile) ForStack(sf *StackFile) (*Profile, error) {
 		}
 		return strings.Compare(a.Key, b.Key)
 	})
+}
 
+// planServices lists the default-profile services, the profile's order
+// for those it names (status lists them so), then the others by name.
+func (q *Profile) planServices(p *Profile, sf *StackFile) {
 	q.Services = nil
-	workers := 0
 	for _, s := range sf.Services {
 		q.Services = append(q.Services, Service{Name: s.Name, Worker: s.WorkerType != ""})
-		if s.WorkerType != "" {
-			workers++
-		}
 	}
-	// The profile's order for the services it names (status lists them so),
-	// then the others by name.
 	rank := map[string]int{}
 	for i, s := range p.Services {
 		rank[s.Name] = i + 1
@@ -163,19 +220,55 @@ func (p *Profile) ForStack(sf *StackFile) (*Profile, error) {
 		}
 		return strings.Compare(a.Name, b.Name)
 	})
+}
 
+// planChecks derives the gate from the file: the database's handshake,
+// the API's health, the workers registered (when the file has workers)
+// and the Jaeger UI where a service publishes it. It returns the database
+// service (zero when none).
+func (q *Profile) planChecks(p *Profile, sf *StackFile) FileService {
 	q.Checks = nil
-	var dbUser, dbPass, dbName string
-	apiService := ""
-	for _, v := range vars {
-		if v.Key == p.APIPortKey {
-			apiService = v.Service
+	vars := sf.PortVars()
+	api, _ := q.Rule(p.APIPortKey)
+	db := databaseService(sf, api.Service)
+	if db.Name != "" {
+		for _, fp := range db.Ports {
+			if fp.Var != "" && (fp.Target == 5432 || len(db.Ports) == 1) {
+				q.Checks = append(q.Checks, Check{Name: "Database ready", Service: db.Name, Kind: CheckPostgres, PortKey: fp.Var, User: db.PGUser, Database: db.PGDatabase})
+				break
+			}
 		}
 	}
+	workers := slices.ContainsFunc(sf.Services, func(s FileService) bool { return s.WorkerType != "" })
+	for _, c := range p.Checks {
+		switch {
+		case c.Kind == CheckPostgres:
+			// From the file (above).
+		case c.Kind == CheckJSONArray && c.MinItems == 0:
+			if workers {
+				c.Service = api.Service
+				q.Checks = append(q.Checks, c)
+			}
+		case c.PortKey == p.APIPortKey:
+			c.Service = api.Service
+			q.Checks = append(q.Checks, c)
+		}
+	}
+	for _, v := range vars {
+		if v.Target == 16686 && slices.ContainsFunc(sf.Services, func(s FileService) bool { return s.Name == v.Service }) {
+			q.Checks = append(q.Checks, Check{Name: "Observability ready", Service: v.Service, Kind: CheckHTTP, PortKey: v.Key, Path: "/", Status: 200})
+			break
+		}
+	}
+	return db
+}
+
+// databaseService is the PostgreSQL server the gate checks: a
+// default-profile service with POSTGRES_* in its environment (clients set
+// such variables too, so never the API's service) that publishes its port
+// through a variable, the one publishing container port 5432 first.
+func databaseService(sf *StackFile, apiService string) FileService {
 	dbs := slices.Clone(sf.Services)
-	// The database is a PostgreSQL server: a service with POSTGRES_* in its
-	// environment (clients set such variables too, so never the API's
-	// service), the one publishing container port 5432 first.
 	slices.SortStableFunc(dbs, func(a, b FileService) int {
 		pa, pb := slices.Contains(a.Targets, 5432), slices.Contains(b.Targets, 5432)
 		switch {
@@ -192,57 +285,36 @@ func (p *Profile) ForStack(sf *StackFile) (*Profile, error) {
 		}
 		for _, fp := range s.Ports {
 			if fp.Var != "" && (fp.Target == 5432 || len(s.Ports) == 1) {
-				q.Checks = append(q.Checks, Check{Name: "Database ready", Service: s.Name, Kind: CheckPostgres, PortKey: fp.Var, User: s.PGUser, Database: s.PGDatabase})
-				dbUser, dbPass, dbName = s.PGUser, s.PGPassword, s.PGDatabase
-				break
+				return s
 			}
 		}
-		if dbUser != "" {
-			break
-		}
 	}
-	api, _ := q.Rule(p.APIPortKey)
-	for _, c := range p.Checks {
-		switch {
-		case c.Kind == CheckPostgres:
-			// From the file (above).
-		case c.Kind == CheckJSONArray && c.MinItems == 0:
-			if workers > 0 {
-				c.Service = api.Service
-				q.Checks = append(q.Checks, c)
-			}
-		case c.PortKey == p.APIPortKey:
-			c.Service = api.Service
-			q.Checks = append(q.Checks, c)
-		}
-	}
-	for _, v := range vars {
-		if v.Target == 16686 {
-			q.Checks = append(q.Checks, Check{Name: "Observability ready", Service: v.Service, Kind: CheckHTTP, PortKey: v.Key, Path: "/", Status: 200})
-			break
-		}
-	}
+	return FileService{}
+}
 
+// planEndpoints keeps the profile's endpoints whose port the file has (the
+// database's with its user, password and database) and adds one for each
+// chosen variable.
+func (q *Profile) planEndpoints(p *Profile, chosen []PortVar, db FileService) {
 	q.Endpoints = nil
 	for _, e := range p.Endpoints {
 		if _, ok := q.Rule(e.PortKey); !ok {
 			continue
 		}
-		if e.Scheme == "postgresql" && dbUser != "" {
-			e.UserInfo = dbUser
-			if dbPass != "" {
-				e.UserInfo += ":" + dbPass
+		if e.Scheme == "postgresql" && db.PGUser != "" {
+			e.UserInfo = db.PGUser
+			if db.PGPassword != "" {
+				e.UserInfo += ":" + db.PGPassword
 			}
-			e.Path = "/" + dbName
+			e.Path = "/" + db.PGDatabase
 		}
 		q.Endpoints = append(q.Endpoints, e)
 	}
-	for _, v := range unknown {
+	for _, v := range chosen {
 		if !slices.ContainsFunc(q.Endpoints, func(e Endpoint) bool { return e.PortKey == v.Key }) {
 			q.Endpoints = append(q.Endpoints, Endpoint{Label: v.Service + " (" + v.Key + ")", PortKey: v.Key, Scheme: "http"})
 		}
 	}
-	return NewProfile(q)
 }
 
 // unknownRule chooses the rule of a variable the profile does not know:

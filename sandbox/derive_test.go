@@ -180,18 +180,6 @@ func TestForStackWideRangeMovesNoEarlierPort(t *testing.T) {
 	}
 }
 
-func FuzzPortVariable(f *testing.F) {
-	for _, s := range []string{"${KTRDR_API_PORT:-8000}:8000", "${HOST_IP:-0.0.0.0}:${A_PORT:-5010}:5010", "8000:8000", "${X}", "${:-}", "$$"} {
-		f.Add(s, 8000)
-	}
-	f.Fuzz(func(t *testing.T, entry string, published int) {
-		v, _ := portVariable(entry, published)
-		if v != "" && !strings.Contains(entry, v) {
-			t.Fatalf("entry %q: variable %q is not in it", entry, v)
-		}
-	})
-}
-
 func TestLiteralHostPortsAreKnownAndChecked(t *testing.T) {
 	dir := t.TempDir()
 	l, err := net.Listen("tcp4", "0.0.0.0:0")

@@ -30,6 +30,7 @@ const (
 	EvBudgetUnknown             EventKind = "budget_unknown"              // Engine, Err: up goes on without the memory budget check
 	EvStackStopped              EventKind = "stack_stopped"               // ID, Path, Engine (down -all)
 	EvStackStopFailed           EventKind = "stack_stop_failed"           // ID, Path, Engine, Err (down -all)
+	EvStackWarning              EventKind = "stack_warning"               // Source (the stack file), Service, Err (what every sandbox shares: a literal port, a named volume …)
 )
 
 // Event is one step of a long operation (create, up, destroy …), reported

@@ -12,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/ktrdr/sandboxkit/sandbox/composefile"
 	"github.com/ktrdr/sandboxkit/sandbox/driver"
 
 	"github.com/ktrdr/sandboxkit/sandbox/envfile"
@@ -158,9 +159,10 @@ func (m *Manager) locate(dir string) (located, error) {
 		return located{}, err
 	}
 	root := filepath.Dir(path)
-	// Compose will read the compose file: only the checkout's own.
+	// Compose will read the compose files and what they name: only the
+	// checkout's own.
 	if _, err := os.Lstat(filepath.Join(root, m.Profile.SandboxCompose)); err == nil {
-		if _, _, err := checkCheckoutFile(root, m.Profile.SandboxCompose, MaxCheckoutFile); err != nil {
+		if err := m.checkStackFiles(root, filepath.Join(root, m.Profile.EnvFile)); err != nil {
 			return located{}, err
 		}
 	}
@@ -195,7 +197,7 @@ func (e *ElsewhereError) Error() string {
 // with vals (the env file's values; nil: the file's defaults), and adapts
 // the profile to it (ForStack).
 func (m *Manager) stackOf(ctx context.Context, root string, vals map[string]string) (*Profile, *StackFile, error) {
-	sf, err := LoadStackFile(ctx, filepath.Join(root, m.Profile.SandboxCompose), driver.InterpolationEnv(vals, m.Profile.EnvPrefix))
+	sf, err := LoadStack(ctx, m.stackSource(root, vals))
 	if err != nil {
 		return nil, nil, err
 	}
@@ -251,6 +253,28 @@ func (m *Manager) locatedStack(ctx context.Context, l *located) (*Profile, *Stac
 	return sp, sf, nil
 }
 
+// stackSource is the checkout's stack as compose reads it: the sandbox
+// compose file and the checkout's override, with the env file's values
+// (vals; nil for a new sandbox).
+func (m *Manager) stackSource(root string, vals map[string]string) composefile.Source {
+	if abs, err := filepath.Abs(root); err == nil {
+		root = abs
+	}
+	return composefile.Source{Root: root, Files: m.Profile.StackFor("", root).Files, Env: driver.InterpolationEnv(vals, m.Profile.EnvPrefix)}
+}
+
+// checkStackFiles proves that compose, given the stack files at root and
+// the env file at envPath, reads nothing but the checkout's own regular
+// files (composefile.Check).
+func (m *Manager) checkStackFiles(root, envPath string) error {
+	vals, err := m.Profile.EnvValues(envPath)
+	if err != nil {
+		return err
+	}
+	_, err = composefile.Check(context.Background(), m.stackSource(root, vals))
+	return err
+}
+
 // stack returns the compose stack of a located sandbox.
 func (m *Manager) stack(l located) driver.Stack { return m.Profile.StackFor(l.Env.InstanceID, l.Root) }
 
@@ -268,6 +292,18 @@ func (m *Manager) teardownStack(id string, in Instance) (driver.Stack, bool) {
 			return driver.Stack{}, false
 		}
 		st := m.Profile.StackFor(id, root)
+		st.Files = st.Files[:1]
+		return st, true
+	}
+	if err := m.checkStackFiles(root, filepath.Join(root, m.Profile.EnvFile)); err != nil {
+		// Compose must not read what the checkout's files now name: the copy
+		// kept at create describes the stack.
+		dir, ok := m.keptDir(id)
+		if !ok || !regularFile(filepath.Join(dir, m.Profile.EnvFile)) || !regularFile(filepath.Join(dir, m.Profile.SandboxCompose)) ||
+			m.checkStackFiles(dir, filepath.Join(dir, m.Profile.EnvFile)) != nil {
+			return driver.Stack{}, false
+		}
+		st := m.Profile.StackFor(id, dir)
 		st.Files = st.Files[:1]
 		return st, true
 	}

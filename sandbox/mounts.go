@@ -3,21 +3,20 @@ package sandbox
 import (
 	"context"
 	"fmt"
-	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 
 	"github.com/ktrdr/sandboxkit/sandbox/driver"
 
-	"github.com/compose-spec/compose-go/v2/loader"
 	"github.com/compose-spec/compose-go/v2/types"
+	"github.com/ktrdr/sandboxkit/sandbox/composefile"
 	"github.com/ktrdr/sandboxkit/sandbox/envfile"
 )
 
 // checkoutMounts returns the folders inside root that the sandbox's stack
 // bind-mounts, as compose resolves its files with the sandbox's env file
-// (every profile). When the files cannot be read that way, it falls back to
+// (every profile; composefile.Load). When the files cannot be read that way, it falls back to
 // the profile's shared folders (./data, ./models, …) that the env file
 // leaves inside the checkout.
 func (m *Manager) checkoutMounts(ctx context.Context, root string) []string {
@@ -32,35 +31,16 @@ func (m *Manager) checkoutMounts(ctx context.Context, root string) []string {
 			dirs = append(dirs, p)
 		}
 	}
-	st := m.Profile.StackFor("mounts", root)
-	var cfg []types.ConfigFile
-	for _, f := range st.Files {
-		data, err := readRegularFile(f, maxComposeFileSize)
-		if err != nil {
-			cfg = nil
-			break
-		}
-		cfg = append(cfg, types.ConfigFile{Filename: f, Content: data})
-	}
-	if len(cfg) > 0 {
-		p, err := loader.LoadWithContext(ctx, types.ConfigDetails{WorkingDir: root, ConfigFiles: cfg, Environment: types.Mapping(env)},
-			func(o *loader.Options) {
-				o.SetProjectName("mounts", true)
-				o.ResolvePaths = true
-				o.SkipValidation = true
-				o.SkipResolveEnvironment = true
-				o.Profiles = []string{"*"}
-			})
-		if err == nil {
-			for _, s := range p.Services {
-				for _, v := range s.Volumes {
-					if v.Type == types.VolumeTypeBind {
-						add(v.Source)
-					}
+	vals, _ := m.Profile.EnvValues(filepath.Join(root, m.Profile.EnvFile))
+	if p, err := composefile.Load(ctx, m.stackSource(root, vals), "mounts", composefile.Every); err == nil {
+		for _, s := range p.Services {
+			for _, v := range s.Volumes {
+				if v.Type == types.VolumeTypeBind {
+					add(v.Source)
 				}
 			}
-			return dirs
 		}
+		return dirs
 	}
 	for _, sd := range m.Profile.Shared {
 		if v := env[sd.Key]; v != "" {
@@ -70,25 +50,6 @@ func (m *Manager) checkoutMounts(ctx context.Context, root string) []string {
 		}
 	}
 	return dirs
-}
-
-// maxComposeFileSize bounds what is read from a compose file of a checkout.
-const maxComposeFileSize = 4 << 20
-
-// readRegularFile reads path when it is a regular file (not a link, a
-// device or a fifo) of at most limit bytes.
-func readRegularFile(path string, limit int64) ([]byte, error) {
-	fi, err := os.Lstat(path)
-	if err != nil {
-		return nil, err
-	}
-	if !fi.Mode().IsRegular() {
-		return nil, fmt.Errorf("%s is not a regular file", path)
-	}
-	if fi.Size() > limit {
-		return nil, fmt.Errorf("%s is larger than %d bytes", path, limit)
-	}
-	return os.ReadFile(path)
 }
 
 // ignoredInMounts lists the files git ignores inside the folders the stack

@@ -3,7 +3,7 @@ package sandbox
 import (
 	"errors"
 	"fmt"
-	"io"
+	"github.com/ktrdr/sandboxkit/sandbox/composefile"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -27,7 +27,7 @@ import (
 
 // MaxCheckoutFile is the largest checkout file (env file, compose file) the
 // suite reads or keeps a copy of.
-const MaxCheckoutFile = 1 << 20
+const MaxCheckoutFile = composefile.MaxFile
 
 // UnsafePathError refuses to write to, delete or lock a path of the suite's
 // own state that it did not make the way it makes it: a symlink, or a file
@@ -42,17 +42,11 @@ func (e *UnsafePathError) Error() string {
 	return fmt.Sprintf("refused to %s %s: %s; the sandbox tool never writes or deletes through a path it did not make", e.Op, e.Path, e.Reason)
 }
 
-// CheckoutFileError refuses a file of a checkout that the suite would read:
-// a symlink whose target is outside the checkout, something that is not a
-// regular file, or a file larger than MaxCheckoutFile. Nothing was read.
-type CheckoutFileError struct {
-	Path   string
-	Reason string
-}
-
-func (e *CheckoutFileError) Error() string {
-	return fmt.Sprintf("refused to read %s: %s", e.Path, e.Reason)
-}
+// CheckoutFileError refuses a file of a checkout that the suite would read
+// or let compose read: outside the checkout (directly, through a symlink,
+// or named by an include, extends, env_file or label_file), not a regular
+// file, or larger than MaxCheckoutFile. Nothing was read.
+type CheckoutFileError = composefile.FileError
 
 // validStateName reports whether name can be one folder below the state
 // folder: one path element, not "." or "..".
@@ -178,72 +172,14 @@ func readOwnFile(path string, limit int64) ([]byte, error) {
 // file of at most limit bytes. A symlink is followed only when its target is
 // inside the checkout. It returns the content and the file's permission bits.
 func readCheckoutFile(root, name string, limit int64) ([]byte, fs.FileMode, error) {
-	real, fi, err := checkCheckoutFile(root, name, limit)
-	if err != nil {
-		return nil, 0, err
-	}
-	path := filepath.Join(root, name)
-	data, err := readRegular(real, fi, limit, func(reason string) error { return &CheckoutFileError{Path: path, Reason: reason} })
-	if err != nil {
-		return nil, 0, err
-	}
-	return data, fi.Mode().Perm(), nil
-}
-
-// checkCheckoutFile proves that root/name may be read (see readCheckoutFile)
-// without reading it; it returns the real path and what it is.
-func checkCheckoutFile(root, name string, limit int64) (string, fs.FileInfo, error) {
-	path := filepath.Join(root, name)
-	realRoot, err := filepath.EvalSymlinks(root)
-	if err != nil {
-		return "", nil, fmt.Errorf("read %s: %w", path, err)
-	}
-	real, err := filepath.EvalSymlinks(path)
-	if err != nil {
-		return "", nil, fmt.Errorf("read %s: %w", path, err)
-	}
-	if !within(realRoot, real) {
-		return "", nil, &CheckoutFileError{Path: path, Reason: fmt.Sprintf("it is a symlink to %s, outside the checkout %s", real, root)}
-	}
-	fi, err := os.Stat(real)
-	if err != nil {
-		return "", nil, fmt.Errorf("read %s: %w", path, err)
-	}
-	if !fi.Mode().IsRegular() {
-		return "", nil, &CheckoutFileError{Path: path, Reason: fmt.Sprintf("it is not a regular file (%v)", fi.Mode().Type())}
-	}
-	if fi.Size() > limit {
-		return "", nil, &CheckoutFileError{Path: path, Reason: fmt.Sprintf("it has %d bytes, more than the %d a sandbox file may have", fi.Size(), limit)}
-	}
-	return real, fi, nil
+	return composefile.ReadFile(root, name, limit)
 }
 
 // readRegular reads the regular file at path, checked as fi, refusing it
 // with bad when it was replaced meanwhile or has grown beyond limit.
 func readRegular(path string, fi fs.FileInfo, limit int64, bad func(reason string) error) ([]byte, error) {
-	if fi.Size() > limit {
-		return nil, bad(fmt.Sprintf("it has %d bytes, more than the %d a sandbox file may have", fi.Size(), limit))
-	}
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, fmt.Errorf("read %s: %w", path, err)
-	}
-	defer f.Close()
-	if now, err := f.Stat(); err != nil || !os.SameFile(fi, now) {
-		return nil, bad("it was replaced while it was read")
-	}
-	data, err := io.ReadAll(io.LimitReader(f, limit+1))
-	if err != nil {
-		return nil, fmt.Errorf("read %s: %w", path, err)
-	}
-	if int64(len(data)) > limit {
-		return nil, bad(fmt.Sprintf("it has more than the %d bytes a sandbox file may have", limit))
-	}
-	return data, nil
+	return composefile.ReadRegular(path, fi, limit, bad)
 }
 
 // within reports whether path is below dir (both clean and absolute).
-func within(dir, path string) bool {
-	rel, err := filepath.Rel(dir, path)
-	return err == nil && rel != "." && rel != ".." && !strings.HasPrefix(rel, ".."+string(filepath.Separator)) && !filepath.IsAbs(rel)
-}
+func within(dir, path string) bool { return composefile.Within(dir, path) }

@@ -17,6 +17,12 @@ type PortPlan struct {
 	// same in every slot, so only one sandbox (or the main stack) at a time
 	// can publish each.
 	Literal []PortPlanLine `json:"literal,omitempty"`
+	// SharedVolumes are volumes the file names: every sandbox and the main
+	// stack share them.
+	SharedVolumes []SharedVolume `json:"shared_volumes,omitempty"`
+	// Warnings name what every sandbox shares (literal ports and ranges,
+	// the host's network, named volumes).
+	Warnings []StackWarning `json:"warnings,omitempty"`
 }
 
 // PortPlanLine is one variable of a PortPlan.
@@ -55,7 +61,7 @@ func (m *Manager) Ports(ctx context.Context, o PortsOptions) (*PortPlan, error) 
 	if slot != 0 && (slot < sp.MinSlot || slot > sp.MaxSlot) {
 		return nil, &SlotError{Slot: slot, Reason: fmt.Sprintf("out of range %d–%d", sp.MinSlot, sp.MaxSlot)}
 	}
-	plan := &PortPlan{File: sf.Path, MinSlot: sp.MinSlot, MaxSlot: sp.MaxSlot}
+	plan := &PortPlan{File: sf.Path, MinSlot: sp.MinSlot, MaxSlot: sp.MaxSlot, SharedVolumes: sf.SharedVolumes, Warnings: sf.Warnings}
 	for _, r := range sp.Ports {
 		line := PortPlanLine{Key: r.Key, Service: r.Service, Label: r.Label, Chosen: r.Chosen, Slot0: r.Slot0,
 			Rule: ruleText(r), Slots: map[int]int{}}

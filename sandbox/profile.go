@@ -218,7 +218,7 @@ func (e *PortCollisionError) Error() string {
 
 // NewProfile validates p and returns it: names are set, slots are in range,
 // and every port of every slot from 0 to MaxSlot is distinct and within
-// 1024–65535. A colliding rule set is refused with a *PortCollisionError
+// 1024–65535 (slot 0, the main checkout's file defaults: 1–65535). A colliding rule set is refused with a *PortCollisionError
 // naming both (slot, port) pairs.
 func NewProfile(p Profile) (*Profile, error) {
 	if p.App == "" || p.EnvFile == "" || p.SandboxCompose == "" || p.APIPortKey == "" || p.InstanceLabel == "" || p.StandinKey == "" {
@@ -250,8 +250,10 @@ func NewProfile(p Profile) (*Profile, error) {
 	for slot := 0; slot <= p.MaxSlot; slot++ {
 		for _, r := range p.Ports {
 			port := r.Port(slot)
-			if port < 1024 || port > 65535 {
-				return nil, fmt.Errorf("profile %s: slot %d %s gets port %d, outside 1024–65535", p.App, slot, r.Key, port)
+			// Slot 0 is the main checkout's: its port is the file's default,
+			// whatever it is (80 too); a sandbox's is never privileged.
+			if lo := minPort(slot); port < lo || port > 65535 {
+				return nil, fmt.Errorf("profile %s: slot %d %s gets port %d, outside %d–65535", p.App, slot, r.Key, port, lo)
 			}
 			if o, dup := seen[port]; dup {
 				return nil, &PortCollisionError{Port: port, SlotA: o.slot, KeyA: o.key, SlotB: slot, KeyB: r.Key}
@@ -261,6 +263,14 @@ func NewProfile(p Profile) (*Profile, error) {
 	}
 	pp := p
 	return &pp, nil
+}
+
+// minPort is the lowest port slot may get.
+func minPort(slot int) int {
+	if slot == 0 {
+		return 1
+	}
+	return 1024
 }
 
 // WithSlots returns a validated copy of p whose sandboxes use slots min–max.

@@ -98,13 +98,13 @@ func wideProfile(max int) (*Profile, error) {
 
 func TestProfileValidation(t *testing.T) {
 	cases := map[string]func(*Profile){
-		"port below 1024":   func(p *Profile) { p.Ports[0].Slot0 = 80 },
-		"port above 65535":  func(p *Profile) { p.Ports[0].Base = 65530; p.Ports[0].Step = 1 },
-		"duplicate key":     func(p *Profile) { p.Ports = append(p.Ports, p.Ports[0]) },
-		"empty slot range":  func(p *Profile) { p.MinSlot, p.MaxSlot = 3, 2 },
-		"no API rule":       func(p *Profile) { p.APIPortKey = "NOPE" },
-		"no instance label": func(p *Profile) { p.InstanceLabel = "" },
-		"no stand-in key":   func(p *Profile) { p.StandinKey = "" },
+		"sandbox port below 1024": func(p *Profile) { p.Ports[0].Base = 80 },
+		"port above 65535":        func(p *Profile) { p.Ports[0].Base = 65530; p.Ports[0].Step = 1 },
+		"duplicate key":           func(p *Profile) { p.Ports = append(p.Ports, p.Ports[0]) },
+		"empty slot range":        func(p *Profile) { p.MinSlot, p.MaxSlot = 3, 2 },
+		"no API rule":             func(p *Profile) { p.APIPortKey = "NOPE" },
+		"no instance label":       func(p *Profile) { p.InstanceLabel = "" },
+		"no stand-in key":         func(p *Profile) { p.StandinKey = "" },
 		"check on unknown port": func(p *Profile) {
 			p.Checks = append(p.Checks, Check{Name: "x", PortKey: "NOPE"})
 		},

@@ -66,6 +66,7 @@ func (m *Manager) Up(ctx context.Context, o UpOptions) (*UpResult, error) {
 	if err != nil {
 		return nil, err
 	}
+	m.warnStack(sf)
 	return m.upStack(ctx, sp, sf, l.Env, m.stack(l), l.Root, o)
 }
 

@@ -3,6 +3,7 @@ package targets
 import (
 	"fmt"
 	"io"
+	"path/filepath"
 	"strings"
 
 	"github.com/ktrdr/sandboxkit/sandbox"
@@ -72,6 +73,8 @@ func eventText(e sandbox.Event) string {
 		return fmt.Sprintf("Stopped %s (%s; data kept)", e.ID, e.Path)
 	case sandbox.EvStackStopFailed:
 		return fmt.Sprintf("Could not stop %s (%s): %s", e.ID, e.Path, e.Err)
+	case sandbox.EvStackWarning:
+		return "Warning: " + stackWarningText(sandbox.StackWarning{Service: e.Service, Text: e.Err}) + " (" + filepath.Base(e.Source) + ")"
 	default:
 		return fmt.Sprintf("%s %+v", e.Kind, e)
 	}

@@ -410,13 +410,24 @@ func (Sandbox) Ports(ctx context.Context,
 		}
 		fmt.Fprintf(w, "%s\t%s\t%s\t%d\t%s\n", l.Key, l.Service, rule, l.Slot0, strings.Join(ports, " "))
 	}
+	for _, l := range plan.Literal {
+		fmt.Fprintf(w, "%s\t%s\t%s\t%d\t%s\n", l.Key, l.Service, l.Label, l.Slot0, "the same in every slot")
+	}
 	if err := w.Flush(); err != nil {
 		return err
 	}
-	for _, l := range plan.Literal {
-		fmt.Fprintf(stdout, "warning: service %s publishes the literal host port %s: every slot publishes it, so only one sandbox (or the main stack) at a time can run; use ${VAR:-%d} in the file\n", l.Service, l.Key, l.Slot0)
+	for _, warn := range plan.Warnings {
+		fmt.Fprintln(stdout, "warning: "+stackWarningText(warn))
 	}
 	return nil
+}
+
+// stackWarningText is one warning about a stack file, for a person.
+func stackWarningText(w sandbox.StackWarning) string {
+	if w.Service == "" {
+		return w.Text
+	}
+	return "service " + w.Service + " " + w.Text
 }
 
 // usageCells are the CPU and MEM cells of a list row: "-" when not known

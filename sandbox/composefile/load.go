@@ -7,6 +7,7 @@ import (
 	"slices"
 
 	"github.com/compose-spec/compose-go/v2/loader"
+	"github.com/compose-spec/compose-go/v2/template"
 	"github.com/compose-spec/compose-go/v2/types"
 )
 
@@ -66,11 +67,12 @@ func LoadModel(ctx context.Context, src Source, name string) (map[string]any, er
 }
 
 func (s Source) details(ctx context.Context) (types.ConfigDetails, error) {
+	s = s.abs()
 	if _, err := Check(ctx, s); err != nil {
 		return types.ConfigDetails{}, err
 	}
 	var files []types.ConfigFile
-	for _, f := range s.abs() {
+	for _, f := range s.Files {
 		data, _, err := ReadFile(s.Root, f, MaxFile)
 		if err != nil {
 			return types.ConfigDetails{}, err
@@ -88,8 +90,20 @@ func (s Source) details(ctx context.Context) (types.ConfigDetails, error) {
 // environment or label file merged in (Check proved them readable; their
 // values are the containers', not the plan's).
 func common(o *loader.Options, name string) {
+	quiet(o)
 	o.SetProjectName(name, true)
 	o.ResolvePaths = true
 	o.SkipResolveEnvironment = true
 	o.SkipResolveLabels = true
+}
+
+// quiet interpolates as compose does, without compose-go's warning on
+// standard error for a variable that is not set (compose prints it itself
+// when it runs; the suite's probes unset variables on purpose).
+func quiet(o *loader.Options) {
+	if o.Interpolate != nil {
+		o.Interpolate.Substitute = func(s string, m template.Mapping) (string, error) {
+			return template.SubstituteWithOptions(s, m, template.WithoutLogging)
+		}
+	}
 }

@@ -31,26 +31,32 @@ const MaxFiles = 256
 // would refuse is a *FileError naming what referred to it. Nothing refused
 // is opened.
 func Check(ctx context.Context, src Source) ([]string, error) {
+	src = src.abs()
 	w := &walker{root: src.Root, seen: map[string]bool{}}
 	env := types.Mapping(src.Env)
-	files := src.abs()
-	for _, f := range files {
-		if err := w.project(ctx, f, filepath.Dir(files[0]), env, ""); err != nil {
+	for _, f := range src.Files {
+		if err := w.project(ctx, f, filepath.Dir(src.Files[0]), env, ""); err != nil {
 			return nil, err
 		}
 	}
 	return w.files, nil
 }
 
-func (s Source) abs() []string {
-	out := make([]string, len(s.Files))
+// abs is s with an absolute root and absolute files (a relative file is
+// in the root).
+func (s Source) abs() Source {
+	if r, err := filepath.Abs(s.Root); err == nil {
+		s.Root = r
+	}
+	files := make([]string, len(s.Files))
 	for i, f := range s.Files {
 		if !filepath.IsAbs(f) {
 			f = filepath.Join(s.Root, f)
 		}
-		out[i] = filepath.Clean(f)
+		files[i] = filepath.Clean(f)
 	}
-	return out
+	s.Files = files
+	return s
 }
 
 type walker struct {
@@ -123,6 +129,7 @@ func model(ctx context.Context, path string, data []byte, dir string, env types.
 
 // opts parse one file and nothing it names.
 func opts(o *loader.Options) {
+	quiet(o)
 	o.SetProjectName("check", true)
 	o.SkipInclude = true
 	o.SkipExtends = true
