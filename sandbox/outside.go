@@ -34,8 +34,8 @@ import (
 // engine: a bind mount's source or a build context.
 type sentFolder struct {
 	Service string
-	Kind    string // "bind mount", "build context", "additional build context <name>"
-	Folder  string // absolute, as the loaded file says
+	Kind    string // "bind mount", "build context", "Dockerfile", "additional build context <name>"
+	Folder  string // absolute, as the loaded file says (a Dockerfile: the file)
 }
 
 // sentFolders lists the bind mount sources and build contexts of every
@@ -72,6 +72,16 @@ func sentFolders(sf *StackFile) []sentFolder {
 		if filepath.IsAbs(s.Build.Context) {
 			out = append(out, sentFolder{Service: name, Kind: "build context", Folder: s.Build.Context})
 		}
+		// The Dockerfile is sent with the context; one outside it counts
+		// on its own.
+		if df := s.Build.Dockerfile; df != "" {
+			if !filepath.IsAbs(df) && filepath.IsAbs(s.Build.Context) {
+				df = filepath.Join(s.Build.Context, df)
+			}
+			if filepath.IsAbs(df) && !atOrBelow(filepath.Clean(s.Build.Context), df) {
+				out = append(out, sentFolder{Service: name, Kind: "Dockerfile", Folder: df})
+			}
+		}
 		for _, k := range slices.Sorted(func(yield func(string) bool) {
 			for k := range s.Build.AdditionalContexts {
 				if !yield(k) {
@@ -91,7 +101,7 @@ func sentFolders(sf *StackFile) []sentFolder {
 // it lies outside the checkout and the shared root.
 type OutsideFolder struct {
 	Folder   string   `json:"folder"`   // as the file names it, absolute
-	Kind     string   `json:"kind"`     // "bind mount", "build context", "additional build context <name>"
+	Kind     string   `json:"kind"`     // "bind mount", "build context", "Dockerfile", "additional build context <name>"
 	Services []string `json:"services"` // the services that mount or build it, by name
 	Resolved string   `json:"resolved"` // where it leads after its links: the path to allow ("" when that cannot be told)
 	Reason   string   `json:"reason"`

@@ -162,10 +162,19 @@ func TestSentFoldersEveryProfile(t *testing.T) {
   builder:
     build:
       context: ../elsewhere
+      dockerfile: /opt/Dockerfile.tools
       additional_contexts:
         extra: /opt/extra
         img: docker-image://alpine
     profiles: [tools]
+  app:
+    build:
+      context: .
+      dockerfile: docker/app.Dockerfile
+  escape:
+    build:
+      context: ./sub
+      dockerfile: ../../Dockerfile.escape
   remote:
     build: https://github.com/example/repo.git
 volumes:
@@ -175,12 +184,16 @@ volumes:
 	require.NoError(t, err)
 	got := sentFolders(sf)
 	assert.Equal(t, []sentFolder{
+		{Service: "app", Kind: "build context", Folder: l.checkout},
 		{Service: "backend", Kind: "bind mount", Folder: filepath.Join(l.checkout, "data")},
 		{Service: "backend", Kind: "bind mount", Folder: filepath.Join(l.home, ".ssh")},
 		{Service: "backend", Kind: "bind mount", Folder: "/var/run/docker.sock"},
 		{Service: "builder", Kind: "build context", Folder: filepath.Join(l.base, "elsewhere")},
+		{Service: "builder", Kind: "Dockerfile", Folder: "/opt/Dockerfile.tools"},
 		{Service: "builder", Kind: "additional build context extra", Folder: "/opt/extra"},
 		{Service: "debug", Kind: "bind mount", Folder: l.base},
+		{Service: "escape", Kind: "build context", Folder: filepath.Join(l.checkout, "sub")},
+		{Service: "escape", Kind: "Dockerfile", Folder: filepath.Join(l.base, "Dockerfile.escape")},
 	}, got)
 }
 
