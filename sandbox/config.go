@@ -33,11 +33,18 @@ import (
 // on (budget.go): bytes as a number, or a string with a unit ("2GiB",
 // "512MB", "2g"); absent is DefaultMinFreeMemory (2 GiB), 0 turns the
 // check off.
+//
+// AllowSync lists folders outside the checkout and the shared root that a
+// sandbox on another engine may still send there (outside.go), e.g.
+// {"allow_sync": ["/srv/ktrdr-data"]}: absolute paths, each allowing
+// exactly that folder (where it leads after its links), not what lies
+// below it.
 type Config struct {
 	MaxSlot       int        `json:"max_slot,omitempty"`
 	SubnetPool    SubnetPool `json:"subnet_pool,omitempty"`
 	SubnetPrefix  int        `json:"subnet_prefix,omitempty"`
 	MinFreeMemory *ByteSize  `json:"min_free_memory,omitempty"`
+	AllowSync     []string   `json:"allow_sync,omitempty"`
 }
 
 // ByteSize is a size in bytes that the settings file may write as a number
@@ -121,5 +128,9 @@ func LoadManager(home string) (*Manager, error) {
 	if c.MinFreeMemory != nil {
 		m.MinFreeMemory = int64(*c.MinFreeMemory)
 	}
+	if err := ValidateAllowSync(c.AllowSync); err != nil {
+		return nil, fmt.Errorf("settings %s: allow_sync: %w", m.Profile.ConfigPath(home), err)
+	}
+	m.AllowSync = c.AllowSync
 	return m, nil
 }

@@ -110,3 +110,34 @@ func TestLoadManagerMinFreeMemory(t *testing.T) {
 		})
 	}
 }
+
+func TestLoadManagerAllowSync(t *testing.T) {
+	tests := []struct {
+		content string
+		want    []string
+		wantErr string
+	}{
+		{`{}`, nil, ""},
+		{`{"allow_sync": ["/srv/ktrdr-data", "/mnt/big/models"]}`, []string{"/srv/ktrdr-data", "/mnt/big/models"}, ""},
+		{`{"allow_sync": ["data"]}`, nil, `allow_sync: allow sync of "data": not an absolute path`},
+		{`{"allow_sync": "/srv"}`, nil, "cannot unmarshal"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.content, func(t *testing.T) {
+			home := t.TempDir()
+			path := KTRDR().ConfigPath(home)
+			require.NoError(t, os.MkdirAll(filepath.Dir(path), 0o755))
+			require.NoError(t, os.WriteFile(path, []byte(tt.content), 0o644))
+			m, err := LoadManager(home)
+			if tt.wantErr != "" {
+				require.Error(t, err)
+				assert.Contains(t, err.Error(), tt.wantErr)
+				assert.Contains(t, err.Error(), "config.json")
+				return
+			}
+			require.NoError(t, err)
+			assert.Equal(t, tt.want, m.AllowSync)
+			assert.Equal(t, tt.want, m.on(Engine{Context: "big", Host: "big"}).AllowSync, "a manager for another engine keeps the list")
+		})
+	}
+}

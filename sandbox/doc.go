@@ -15,7 +15,9 @@
 // A sandbox may run on another machine's Docker engine, reached through a
 // Docker context (engine.go): its calls carry --context, its URLs, gate and
 // port checks use that engine's host, and its local folders reach the
-// stack as volumes filled from here (sync.go).
+// stack as volumes filled from here (sync.go): only folders of the
+// checkout and the shared root, or ones the user allows exactly
+// (outside.go); anything else is refused before anything is made there.
 //
 // # Packages
 //

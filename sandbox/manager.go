@@ -33,6 +33,10 @@ type Manager struct {
 	// refuses to start a stack that would leave less (budget.go). 0 turns
 	// the check off; NewManager sets DefaultMinFreeMemory.
 	MinFreeMemory int64
+	// AllowSync lists folders outside the checkout and the shared root that
+	// a sandbox on another engine may still send there (outside.go): each
+	// exactly, not what lies below it. config.json's allow_sync.
+	AllowSync []string
 
 	engine Engine        // the engine Runner's docker calls go to (see on)
 	base   driver.Runner // the runner without a context (nil: Runner)

@@ -11,6 +11,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 
@@ -228,6 +229,10 @@ type SyncResult struct {
 type SyncOptions struct {
 	Dir    string // a folder of the sandbox
 	Mirror bool   // delete what only the volumes hold
+	// AllowSync: folders outside the checkout and the shared root that may
+	// go to the engine this time, each exactly (besides the manager's
+	// AllowSync; outside.go).
+	AllowSync []string
 }
 
 // Sync pushes the local folders of the sandbox that holds dir to its
@@ -250,6 +255,10 @@ func (m *Manager) Sync(ctx context.Context, o SyncOptions) (*SyncResult, error) 
 		return nil, err
 	}
 	rm := m.on(l.Env.Engine)
+	// Only the checkout's and the shared root's folders go there (outside.go).
+	if err := rm.checkSent(sf, l.Root, l.Env, slices.Concat(m.AllowSync, o.AllowSync), false); err != nil {
+		return nil, err
+	}
 	// The helper container runs the stand-in image: the engine needs it.
 	if err := rm.ensureStandinImage(ctx, l.Root, false); err != nil {
 		return nil, err

@@ -28,6 +28,10 @@ type UpOptions struct {
 	Timeout  time.Duration    // gate timeout; 0 means the gate's default
 	Progress func(gate.State) // live gate progress (optional)
 	Output   io.Writer        // compose's own output (optional)
+	// AllowSync: folders outside the checkout and the shared root that may
+	// go to another engine this time, each exactly (besides the manager's
+	// AllowSync; outside.go).
+	AllowSync []string
 }
 
 // UpResult says what Up did.
@@ -74,6 +78,11 @@ func (m *Manager) Up(ctx context.Context, o UpOptions) (*UpResult, error) {
 // the suite's override, then runs the gate.
 func (m *Manager) upStack(ctx context.Context, p *Profile, sf *StackFile, env Env, stack driver.Stack, root string, o UpOptions) (*UpResult, error) {
 	res := &UpResult{ID: env.InstanceID, Slot: env.Slot, URLs: p.URLsOn(m.engine, env.Ports)}
+	// On another engine, only the checkout's and the shared root's folders
+	// go there (outside.go): refused before anything else runs.
+	if err := m.checkSent(sf, root, env, slices.Concat(m.AllowSync, o.AllowSync), !env.Standin); err != nil {
+		return nil, err
+	}
 	// Nothing is made before every check passed. The checks only read, so
 	// they run at once, the port and external checks too although a stack
 	// that already runs needs neither (the first error in this order wins).

@@ -79,7 +79,7 @@ func TestUpRefusedForMemory(t *testing.T) {
 	write(t, filepath.Join(w.home, ".ktrdr", "sandbox", "config.json"), `{"min_free_memory": "6GiB"}`)
 	// 8 GiB in all; big and small use 9 × 100 MiB each; one more such stack leaves 5.4 GiB.
 	w.docker.answer = engineWith(8<<30, 100<<20, []string{"ktrdr--big", "ktrdr--small"})
-	err := Sandbox{}.Up(t.Context(), ptr(true), nil, nil, nil)
+	err := Sandbox{}.Up(t.Context(), ptr(true), nil, nil, nil, nil)
 	t.Logf("stdout:\n%s\nstderr:\n%s", w.out, w.errOut)
 	require.Error(t, err)
 	assert.Equal(t, 5, mg.ExitStatus(err))
@@ -96,7 +96,7 @@ func TestUpRefusedForMemory(t *testing.T) {
 	// Turned off: the same engine starts it.
 	write(t, filepath.Join(w.home, ".ktrdr", "sandbox", "config.json"), `{"min_free_memory": 0}`)
 	w.out.Reset()
-	require.NoError(t, Sandbox{}.Up(t.Context(), ptr(true), nil, nil, nil))
+	require.NoError(t, Sandbox{}.Up(t.Context(), ptr(true), nil, nil, nil, nil))
 	assert.Contains(t, w.out.String(), "Started ktrdr--ktrdr2 without waiting")
 }
 

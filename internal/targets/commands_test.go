@@ -216,21 +216,21 @@ func TestTargetExitCodes(t *testing.T) {
 		}, 3, "8007"},
 		{tUp, "started without waiting", func(t *testing.T, w *world) error {
 			w.adopt(t, 9)
-			return Sandbox{}.Up(t.Context(), ptr(true), nil, nil, nil)
+			return Sandbox{}.Up(t.Context(), ptr(true), nil, nil, nil, nil)
 		}, 0, "Started ktrdr--ktrdr2 without waiting"},
 		{tUp, "compose failed", func(t *testing.T, w *world) error {
 			w.adopt(t, 9)
 			w.docker.answer = composeFails("up", 1)
-			return Sandbox{}.Up(t.Context(), ptr(true), nil, nil, nil)
+			return Sandbox{}.Up(t.Context(), ptr(true), nil, nil, nil, nil)
 		}, 1, "compose says no"},
 		{tUp, "gate failed", func(t *testing.T, w *world) error {
 			w.adopt(t, 9)
-			return Sandbox{}.Up(t.Context(), nil, nil, ptr(time.Second), nil)
+			return Sandbox{}.Up(t.Context(), nil, nil, ptr(time.Second), nil, nil)
 		}, 2, "gate"},
 		{tUp, "port conflict", func(t *testing.T, w *world) error {
 			w.adopt(t, 9)
 			hold(t, 9)
-			return Sandbox{}.Up(t.Context(), ptr(true), nil, nil, nil)
+			return Sandbox{}.Up(t.Context(), ptr(true), nil, nil, nil, nil)
 		}, 3, "8009"},
 		{tUp, "external network missing", func(t *testing.T, w *world) error {
 			w.adopt(t, 9)
@@ -245,15 +245,19 @@ func TestTargetExitCodes(t *testing.T) {
 				}
 				return nil, nil, false
 			}
-			return Sandbox{}.Up(t.Context(), ptr(true), nil, nil, nil)
+			return Sandbox{}.Up(t.Context(), ptr(true), nil, nil, nil, nil)
 		}, 4, "e2e-outside-net"},
 		{tUp, "not enough free memory", func(t *testing.T, w *world) error {
 			w.adopt(t, 9)
 			w.registerRunning(t, "big", 7)
 			write(t, filepath.Join(w.home, ".ktrdr", "sandbox", "config.json"), `{"min_free_memory": "1000GiB"}`)
 			w.docker.answer = engineWith(8<<30, 100<<20, []string{"ktrdr--big"})
-			return Sandbox{}.Up(t.Context(), ptr(true), nil, nil, nil)
+			return Sandbox{}.Up(t.Context(), ptr(true), nil, nil, nil, nil)
 		}, 5, "ktrdr--big uses 900MiB"},
+		{tUp, "-allowSync names a relative folder", func(t *testing.T, w *world) error {
+			w.adopt(t, 9)
+			return Sandbox{}.Up(t.Context(), ptr(true), nil, nil, nil, ptr("/srv/data, data"))
+		}, 1, `allow sync of "data": not an absolute path`},
 		{tDown, "all stopped", func(t *testing.T, w *world) error {
 			w.registerRunning(t, "big", 7)
 			w.registerRunning(t, "small", 8)
@@ -320,11 +324,11 @@ func TestTargetExitCodes(t *testing.T) {
 		}, 1, "not inside a sandbox"},
 		{tSync, "local engine: nothing to sync", func(t *testing.T, w *world) error {
 			w.adopt(t, 9)
-			return Sandbox{}.Sync(t.Context(), nil, nil)
+			return Sandbox{}.Sync(t.Context(), nil, nil, nil)
 		}, 0, "nothing to sync"},
 		{tSync, "not a sandbox", func(t *testing.T, w *world) error {
 			t.Chdir(w.main)
-			return Sandbox{}.Sync(t.Context(), nil, nil)
+			return Sandbox{}.Sync(t.Context(), nil, nil, nil)
 		}, 1, "not inside a sandbox"},
 		{tPorts, "plan", func(t *testing.T, w *world) error {
 			t.Chdir(w.main)

@@ -54,7 +54,7 @@ type exitCode struct {
 var exitCodes = map[string][]exitCode{
 	tCreate:     {{0, ""}, {1, "no slot / port conflict / unusable context"}, {2, "not a checkout of this project / worktree failed"}, {3, "folder exists"}},
 	tInit:       {{0, ""}, {1, "already a sandbox"}, {2, "not a checkout of this project"}, {3, "port conflict"}},
-	tUp:         {{0, ""}, {1, "compose failed"}, {2, "gate failed"}, {3, "port conflict"}, {4, "external network or volume missing"}, {5, "not enough free memory"}},
+	tUp:         {{0, ""}, {1, "compose failed / a folder outside the checkout (another engine)"}, {2, "gate failed"}, {3, "port conflict"}, {4, "external network or volume missing"}, {5, "not enough free memory"}},
 	tPorts:      {{0, ""}, {1, ""}},
 	tDown:       {{0, ""}, {1, "failed (-all: any of them)"}},
 	tDestroy:    {{0, ""}, {1, "refused / failed"}},
@@ -171,7 +171,11 @@ var rules = []rule{
 	}).on(tUp),
 	is(2, "inspect with go tool mage sandbox:logs -service=<service>; fix, then run sandbox:up again", sandbox.ErrGateFailed).on(tUp),
 	typed(5, lowMemoryHint).on(tUp),
+	typed(1, func(e *sandbox.OutsideFolderError) string { return outsideHint(tUp, e) }).on(tUp),
 	typed(1, fixed[*leftRunningError]("the stack was started and keeps running; go tool mage sandbox:up again re-runs the gate, sandbox:down stops it")).on(tUp),
+
+	// sandbox:sync
+	typed(1, func(e *sandbox.OutsideFolderError) string { return outsideHint(tSync, e) }).on(tSync),
 
 	// sandbox:down
 	typed(1, fixed[*allVolumesError]("-all stops every sandbox and keeps their data; to remove one sandbox's data run go tool mage sandbox:down -volumes in its folder (or sandbox:destroy -name=<name> to remove it for good)")).on(tDown),
@@ -244,6 +248,7 @@ var rules = []rule{
 	// Every sandbox target.
 	is(1, "interrupted; the registry, env file and worktree are consistent: run the command again to finish", context.Canceled),
 	typed(1, fixed[*sandbox.InvalidNameError]("")),
+	typed(1, fixed[*sandbox.AllowSyncError]("-allowSync and allow_sync in ~/.ktrdr/sandbox/config.json take absolute folders, e.g. -allowSync=/srv/ktrdr-data,/mnt/big/models")),
 	typed(1, fixed[*sandbox.BranchNameError]("")),
 	typed(1, func(e *sandbox.ContextError) string {
 		return "list the contexts with docker context ls, or create this one: docker context create " + e.Context + " --docker host=ssh://you@host (or host=tcp://host:2375)"
@@ -420,4 +425,20 @@ func nameOf(id string) string {
 		return n
 	}
 	return id
+}
+
+// outsideHint is the remedy for folders refused on another engine: mount
+// folders of the checkout or the shared root, or allow exactly these.
+func outsideHint(target string, e *sandbox.OutsideFolderError) string {
+	hint := "nothing was made on engine " + e.Engine + ". Mount folders inside the checkout or the shared root instead (go tool mage sandbox:initShared fills ~/.ktrdr/shared), or run the sandbox on the local engine"
+	allowed := e.Allowed()
+	if len(allowed) == 0 {
+		return hint
+	}
+	quoted := make([]string, len(allowed))
+	for i, a := range allowed {
+		quoted[i] = strconv.Quote(a)
+	}
+	return fmt.Sprintf("%s. If engine %s may hold a copy of exactly these folders: go tool mage %s -allowSync=%s, or for good \"allow_sync\": [%s] in ~/.ktrdr/sandbox/config.json (each allows that folder only, not what lies below it)",
+		hint, e.Engine, target, strings.Join(allowed, ","), strings.Join(quoted, ", "))
 }

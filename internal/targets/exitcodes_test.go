@@ -120,6 +120,10 @@ func TestRulesGiveDeclaredCodes(t *testing.T) {
 // classify, error category by category: the code and the hint a person reads.
 func TestClassify(t *testing.T) {
 	portErr := &sandbox.PortInUseError{Slot: 2}
+	outside := &sandbox.OutsideFolderError{Engine: "big", Checkout: "/dev/ktrdr--a", Folders: []sandbox.OutsideFolder{
+		{Folder: "/etc", Kind: "bind mount", Services: []string{"backend"}, Resolved: "/etc", Reason: "lies outside them"},
+		{Folder: "/dev/ktrdr--a/x", Kind: "bind mount", Services: []string{"backend"}, Resolved: "/srv/x", Reason: "leads to /srv/x, outside them"},
+	}}
 	tests := []struct {
 		target   string
 		err      error
@@ -145,6 +149,10 @@ func TestClassify(t *testing.T) {
 		{tUp, &sandbox.SubnetConflictError{Network: "back"}, 1, "remove network back's ipam section", false},
 		{tUp, &leftRunningError{context.Canceled}, 1, "keeps running", false},
 		{tUp, &sandbox.ComposeError{Err: errors.New("boom")}, 1, "-v", false},
+		{tUp, fmt.Errorf("up: %w", outside), 1, `nothing was made on engine big. Mount folders inside the checkout or the shared root instead (go tool mage sandbox:initShared fills ~/.ktrdr/shared), or run the sandbox on the local engine. If engine big may hold a copy of exactly these folders: go tool mage sandbox:up -allowSync=/etc,/srv/x, or for good "allow_sync": ["/etc", "/srv/x"] in ~/.ktrdr/sandbox/config.json (each allows that folder only, not what lies below it)`, false},
+		{tSync, outside, 1, "go tool mage sandbox:sync -allowSync=/etc,", false},
+		{tSync, &sandbox.OutsideFolderError{Engine: "big", Folders: []sandbox.OutsideFolder{{Folder: "/x", Reason: "cannot be followed"}}}, 1, "run the sandbox on the local engine", false},
+		{tUp, &sandbox.AllowSyncError{Folder: "data"}, 1, "take absolute folders", false},
 		{tDown, &sandbox.NotSandboxError{Dir: "/tmp"}, 1, "sandbox:create", false},
 		{tUp, fmt.Errorf("up: %w", &sandbox.LowMemoryError{ID: "ktrdr--c", Engine: "local", Top: []sandbox.MemoryUser{{ID: "ktrdr--a", Path: "/dev/ktrdr--a"}}}), 5, "cd /dev/ktrdr--a && go tool mage sandbox:down, or every running sandbox with go tool mage sandbox:down -all", false},
 		{tUp, &sandbox.LowMemoryError{ID: "ktrdr--c", Engine: "big"}, 5, "free memory on engine big", false},

@@ -90,16 +90,22 @@ func (Sandbox) Init(ctx context.Context,
 }
 
 // Up starts this checkout's stack, then waits for the startability gate. Exit 1 compose
-// failed (or no free subnet in the pool), 2 gate failed, 3 port conflict, 4 an external
-// network or volume is missing, 5 not enough free memory on the engine (min_free_memory in
+// failed (or no free subnet in the pool, or on another engine a folder outside the checkout
+// and the shared root), 2 gate failed, 3 port conflict, 4 an external network or volume is
+// missing, 5 not enough free memory on the engine (min_free_memory in
 // ~/.ktrdr/sandbox/config.json).
 func (Sandbox) Up(ctx context.Context,
 	nowait *bool, // do not wait for the startability gate
 	build *bool, // build images before starting (compose up --build; rebuilds the stand-in image)
 	timeout *time.Duration, // how long the gate may wait (default 2m0s)
 	json *bool, // print the result (gate checks, URLs) as JSON; progress goes to stderr
+	allowSync *string, // on another engine, also send these folders outside the checkout and the shared root (absolute, comma separated; each exactly, not what lies below it)
 ) (err error) {
 	defer exitAs(tUp, &err)
+	allowed, err := allowList(allowSync)
+	if err != nil {
+		return err
+	}
 	m, cwd, err := manager(json)
 	if err != nil {
 		return err
@@ -110,7 +116,7 @@ func (Sandbox) Up(ctx context.Context,
 	}
 	tty := isTerminal(progressOut)
 	update, stop := newGateProgress(progressOut, tty)
-	opts := sandbox.UpOptions{Dir: cwd, NoWait: deref(nowait), Build: deref(build), Timeout: deref(timeout), Progress: update}
+	opts := sandbox.UpOptions{Dir: cwd, NoWait: deref(nowait), Build: deref(build), Timeout: deref(timeout), Progress: update, AllowSync: allowed}
 	if mg.Verbose() {
 		opts.Output = stderr
 	}
@@ -351,17 +357,23 @@ func (Sandbox) Logs(ctx context.Context,
 }
 
 // Sync pushes this sandbox's local folders (./data, the shared folders, every folder its
-// stack mounts) again to its volumes on another Docker engine; nothing is copied back.
+// stack mounts) again to its volumes on another Docker engine; nothing is copied back. A
+// folder outside the checkout and the shared root is refused unless allowed.
 func (Sandbox) Sync(ctx context.Context,
 	mirror *bool, // also delete what only the volumes hold (files deleted here, and what containers wrote there)
 	json *bool, // print what was synced as JSON
+	allowSync *string, // also send these folders outside the checkout and the shared root (absolute, comma separated; each exactly, not what lies below it)
 ) (err error) {
 	defer exitAs(tSync, &err)
+	allowed, err := allowList(allowSync)
+	if err != nil {
+		return err
+	}
 	m, cwd, err := manager(json)
 	if err != nil {
 		return err
 	}
-	res, err := m.Sync(ctx, sandbox.SyncOptions{Dir: cwd, Mirror: deref(mirror)})
+	res, err := m.Sync(ctx, sandbox.SyncOptions{Dir: cwd, Mirror: deref(mirror), AllowSync: allowed})
 	if err != nil {
 		return err
 	}
@@ -463,4 +475,15 @@ func listingJSON(l *sandbox.Listing) any {
 		*sandbox.Listing
 		Orphans []orphan `json:"orphans"`
 	}{l, orphans}
+}
+
+// allowList is the value of -allowSync: absolute folders, comma separated.
+func allowList(flag *string) ([]string, error) {
+	var out []string
+	for _, f := range strings.Split(deref(flag), ",") {
+		if f = strings.TrimSpace(f); f != "" {
+			out = append(out, f)
+		}
+	}
+	return out, sandbox.ValidateAllowSync(out)
 }
