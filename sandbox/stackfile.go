@@ -87,6 +87,14 @@ func LoadStackFile(ctx context.Context, path string, env map[string]string) (*St
 	if err != nil {
 		return nil, fmt.Errorf("read the port variables of %s: %w", path, err)
 	}
+	return StackFileOf(path, project, raw), nil
+}
+
+// StackFileOf builds the StackFile of a compose file that the caller loaded
+// itself: project is the file loaded and interpolated (its services are the
+// stack), raw its model before interpolation (LoadModel with interpolation,
+// validation and normalization skipped), which names the port variables.
+func StackFileOf(path string, project *types.Project, raw map[string]any) *StackFile {
 	sf := &StackFile{Path: path, project: project}
 	rawServices, _ := raw["services"].(map[string]any)
 	for _, name := range slices.Sorted(func(yield func(string) bool) {
@@ -151,7 +159,7 @@ func LoadStackFile(ctx context.Context, path string, env map[string]string) (*St
 	}
 	sort.Strings(sf.ExternalNetworks)
 	sort.Strings(sf.ExternalVolumes)
-	return sf, nil
+	return sf
 }
 
 func orName(name, key string) string {

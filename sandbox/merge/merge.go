@@ -98,6 +98,11 @@ type Options struct {
 	// up on the standard ports, checks it and brings it down.
 	Live func(ctx context.Context) error
 	Now  func() time.Time // nil means time.Now
+	// Environ is the environment docker compose in the main checkout would
+	// run in ("KEY=value" entries, as os.Environ): with the checkout's .env
+	// under it, it interpolates both files the compatibility item compares.
+	// nil means os.Environ().
+	Environ []string
 }
 
 func (opts Options) withDefaults() (Options, error) {
@@ -132,6 +137,9 @@ func (opts Options) withDefaults() (Options, error) {
 	}
 	if o.Now == nil {
 		o.Now = time.Now
+	}
+	if o.Environ == nil {
+		o.Environ = os.Environ()
 	}
 	return o, nil
 }
