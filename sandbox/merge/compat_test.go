@@ -284,30 +284,3 @@ func TestParseAccept(t *testing.T) {
 		assert.Equal(t, tt.want, got, tt.in)
 	}
 }
-
-// The comparison resolves the files as `docker compose up` in the main
-// checkout would with no variables: a shell's COMPOSE_PROJECT_NAME,
-// COMPOSE_PROFILES or a variable the file reads play no part.
-func TestCompareIgnoresTheProcessEnvironment(t *testing.T) {
-	t.Setenv("COMPOSE_PROJECT_NAME", "hijacked")
-	t.Setenv("COMPOSE_PROFILES", "full")
-	t.Setenv("KTRDR_DB_PASSWORD", "from-the-shell")
-	m := mutations[1] // backend behind a profile
-	dir, from, _ := compatRepo(t, m)
-	o := opts(dir)
-	o.From = from
-	res, err := Apply(t.Context(), o)
-	require.Error(t, err)
-	assert.Contains(t, err.Error(), "backend.profiles: (none) → [full]")
-
-	m = mutations[4] // top-level name: the derived name is the folder's
-	dir, from, _ = compatRepo(t, m)
-	o = opts(dir)
-	o.From = from
-	res, err = Apply(t.Context(), o)
-	require.Error(t, err)
-	assert.Contains(t, err.Error(), "name: ktrdr → renamed")
-	assert.Contains(t, err.Error(), "volumes: postgres_data (name ktrdr_postgres_data) → postgres_data (name renamed_postgres_data)")
-	assert.NotContains(t, err.Error(), "from-the-shell")
-	_ = res
-}
