@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -17,6 +18,16 @@ func TestMergeApplyVerifyLiveRollback(t *testing.T) {
 	needDocker(t)
 	e := newEnv(t)
 	legacy, composePath := withLegacyCompose(t, e)
+
+	// The harness's shell exports KTRDR_API_PORT=9999: docker compose in the
+	// main checkout would publish the merged file's API there, while the
+	// legacy file's literal 8000 ignored it. Refused, naming the variable.
+	exported := e.sbx(e.Main, "merge:apply", "-accept="+legacyAccept)
+	assert.Equal(t, 1, exported.Code, exported.String())
+	assert.Contains(t, exported.Stdout, "backend.ports: [8000:8000/tcp] → [9999:8000/tcp]")
+	assert.Contains(t, exported.Stdout, "KTRDR_API_PORT (set by the environment)")
+	assertMergeLeftNothing(t, e, legacy, composePath)
+	e.Env = withoutShellPorts(e.Env)
 
 	// The legacy file has no sandbox variables nor healthchecks: merging
 	// changes both on purpose, and says so.
@@ -32,7 +43,7 @@ func TestMergeApplyVerifyLiveRollback(t *testing.T) {
 	live := e.run(e.Main, "bash", "scripts/verify-sandbox-merge.sh", "-live", "-standin")
 	require.Equal(t, 0, live.Code, live.String())
 	assert.Contains(t, live.Stdout, "✓ live: main stack on the standard ports")
-	assert.Contains(t, live.Stdout, "✓ with no variables, the same main stack as the pre-merge file")
+	assert.Contains(t, live.Stdout, "✓ as the main checkout runs it (every profile, its .env, this environment), the same main stack as the pre-merge file")
 	c, v, n := projectResources("ktrdr-main-check")
 	assert.Zero(t, c+v+n, "the live check brought its stack down")
 
@@ -57,6 +68,7 @@ func TestMergeApplyVerifyLiveRollback(t *testing.T) {
 // nothing.
 func TestMergeApplyRefusesABrokenFile(t *testing.T) {
 	e := newEnv(t)
+	e.Env = withoutShellPorts(e.Env)
 	legacy, composePath := withLegacyCompose(t, e)
 	broken := bytes.Replace(mustRead(t, filepath.Join(e.Main, "docker-compose.sandbox.yml")),
 		[]byte(`"${KTRDR_API_PORT:-8000}:8000"`), []byte(`"${KTRDR_API_PORT:-8080}:8000"`), 1)
@@ -94,6 +106,19 @@ func TestMergeApplyRefusesAChangeToTheMainStack(t *testing.T) {
 	assert.Equal(t, 0, v.Code, "verify knows what apply accepted: %s", v)
 	e.must(e.Main, "merge:rollback")
 	assert.Equal(t, before, mustRead(t, composePath), "byte for byte")
+}
+
+// withoutShellPorts drops the harness's exported port variables: merging
+// into a file with literal ports, they would move the main stack (the
+// comparison uses the environment merge:apply runs in, as compose would).
+func withoutShellPorts(env []string) []string {
+	var out []string
+	for _, kv := range env {
+		if !strings.HasPrefix(kv, "KTRDR_API_PORT=") && !strings.HasPrefix(kv, "KTRDR_DB_PORT=") {
+			out = append(out, kv)
+		}
+	}
+	return out
 }
 
 // legacyAccept accepts what merging the sandbox file into the legacy file

@@ -16,8 +16,9 @@ var Every = []string{"*"}
 
 func sortStrings(s []string) { slices.Sort(s) }
 
-// Load checks src (Check) and loads it with compose-go as the project name,
-// with the given profiles active (nil: the default profile only; Every:
+// Load checks src (Check) and loads it with compose-go as project name (""
+// : compose's own rule, the file's name: or else its folder's), with the
+// given profiles active (nil: the default profile only; Every:
 // all). It is the one way the suite reads a checkout's compose model.
 func Load(ctx context.Context, src Source, name string, profiles []string) (*types.Project, error) {
 	details, err := src.details(ctx)
@@ -26,7 +27,7 @@ func Load(ctx context.Context, src Source, name string, profiles []string) (*typ
 	}
 	return guard(details, func() (*types.Project, error) {
 		return loader.LoadWithContext(ctx, details, func(o *loader.Options) {
-			common(o, name)
+			common(o, name, details.WorkingDir)
 			o.Profiles = profiles
 		})
 	})
@@ -58,7 +59,7 @@ func LoadModel(ctx context.Context, src Source, name string) (map[string]any, er
 	}
 	return guard(details, func() (map[string]any, error) {
 		return loader.LoadModelWithContext(ctx, details, func(o *loader.Options) {
-			common(o, name)
+			common(o, name, details.WorkingDir)
 			o.SkipInterpolation = true
 			o.SkipValidation = true
 			o.SkipNormalization = true
@@ -73,9 +74,12 @@ func (s Source) details(ctx context.Context) (types.ConfigDetails, error) {
 	}
 	var files []types.ConfigFile
 	for _, f := range s.Files {
-		data, _, err := ReadFile(s.Root, f, MaxFile)
-		if err != nil {
-			return types.ConfigDetails{}, err
+		data, ok := s.Contents[f]
+		if !ok {
+			var err error
+			if data, _, err = ReadFile(s.Root, f, MaxFile); err != nil {
+				return types.ConfigDetails{}, err
+			}
 		}
 		files = append(files, types.ConfigFile{Filename: f, Content: data})
 	}
@@ -89,9 +93,14 @@ func (s Source) details(ctx context.Context) (types.ConfigDetails, error) {
 // common are the options of every load: paths resolved; no service
 // environment or label file merged in (Check proved them readable; their
 // values are the containers', not the plan's).
-func common(o *loader.Options, name string) {
+func common(o *loader.Options, name, dir string) {
 	quiet(o)
-	o.SetProjectName(name, true)
+	if name != "" {
+		o.SetProjectName(name, true)
+	} else {
+		// compose's own rule: the file's name:, else the folder's name.
+		o.SetProjectName(loader.NormalizeProjectName(filepath.Base(dir)), false)
+	}
 	o.ResolvePaths = true
 	o.SkipResolveEnvironment = true
 	o.SkipResolveLabels = true

@@ -20,6 +20,9 @@ type Source struct {
 	Root  string            // the checkout: every file read must be inside it
 	Files []string          // the compose files, in order; relative ones are in Root
 	Env   map[string]string // the only variables (never the process environment)
+	// Contents holds what some of Files will hold but do not yet (a merge
+	// not yet written), by absolute path: read from here, not the disk.
+	Contents map[string][]byte
 }
 
 // MaxFiles bounds how many files one project may read (includes, extends,
@@ -32,7 +35,7 @@ const MaxFiles = 256
 // is opened.
 func Check(ctx context.Context, src Source) ([]string, error) {
 	src = src.abs()
-	w := &walker{root: src.Root, seen: map[string]bool{}}
+	w := &walker{root: src.Root, seen: map[string]bool{}, contents: src.Contents}
 	env := types.Mapping(src.Env)
 	for _, f := range src.Files {
 		if err := w.project(ctx, f, filepath.Dir(src.Files[0]), env, ""); err != nil {
@@ -60,9 +63,10 @@ func (s Source) abs() Source {
 }
 
 type walker struct {
-	root  string
-	seen  map[string]bool
-	files []string
+	root     string
+	seen     map[string]bool
+	files    []string
+	contents map[string][]byte
 }
 
 // read checks and reads one compose file named by via.
@@ -71,9 +75,12 @@ func (w *walker) read(path, via string) ([]byte, bool, error) {
 	if w.seen[path] {
 		return nil, false, nil
 	}
-	data, _, err := ReadFile(w.root, path, MaxFile)
-	if err != nil {
-		return nil, false, withVia(err, via)
+	data, ok := w.contents[path]
+	if !ok {
+		var err error
+		if data, _, err = ReadFile(w.root, path, MaxFile); err != nil {
+			return nil, false, withVia(err, via)
+		}
 	}
 	w.seen[path] = true
 	w.files = append(w.files, path)
@@ -84,13 +91,14 @@ func (w *walker) read(path, via string) ([]byte, bool, error) {
 }
 
 // check checks one file compose opens but that is not a compose file (an
-// env or label file). A missing optional file is not read.
-func (w *walker) check(path, via string, optional bool) error {
+// env or label file). A missing file inside the checkout is not read (when
+// it is required, compose says so itself).
+func (w *walker) check(path, via string) error {
 	path = filepath.Clean(path)
 	if w.seen[path] {
 		return nil
 	}
-	if optional && Within(filepath.Clean(w.root), path) {
+	if Within(filepath.Clean(w.root), path) {
 		if _, err := os.Lstat(path); errors.Is(err, fs.ErrNotExist) {
 			return nil
 		}
@@ -236,7 +244,7 @@ func (w *walker) includes(ctx context.Context, v any, dir string, env types.Mapp
 			}
 		}
 		for _, f := range envFiles {
-			if err := w.check(f, "env_file of an include of "+file, false); err != nil {
+			if err := w.check(f, "env_file of an include of "+file); err != nil {
 				return err
 			}
 		}
@@ -285,31 +293,28 @@ func (w *walker) spec(ctx context.Context, spec map[string]any, dir string, env 
 	}
 	switch ef := spec["env_file"].(type) {
 	case string:
-		if err := w.check(resolve(dir, ef), "env_file of "+what, false); err != nil {
+		if err := w.check(resolve(dir, ef), "env_file of "+what); err != nil {
 			return err
 		}
 	case []any:
 		for _, e := range ef {
-			path, optional := "", false
+			path := ""
 			switch x := e.(type) {
 			case string:
 				path = x
 			case map[string]any:
 				path, _ = x["path"].(string)
-				if r, ok := x["required"].(bool); ok && !r {
-					optional = true
-				}
 			}
 			if path == "" {
 				continue
 			}
-			if err := w.check(resolve(dir, path), "env_file of "+what, optional); err != nil {
+			if err := w.check(resolve(dir, path), "env_file of "+what); err != nil {
 				return err
 			}
 		}
 	}
 	for _, lf := range strings_(spec["label_file"]) {
-		if err := w.check(resolve(dir, lf), "label_file of "+what, false); err != nil {
+		if err := w.check(resolve(dir, lf), "label_file of "+what); err != nil {
 			return err
 		}
 	}

@@ -79,12 +79,14 @@ func (c *differ) entries(service, field string, old, new map[string]string) {
 }
 
 // compareProjects reports every difference between the main stack old
-// describes and the one cur describes: the services that run with the
-// default profiles (in either file) field by field, every service of old
-// that cur lacks (whatever its profiles: a merge must not remove a service
-// definition), then the project name and the top-level volumes, networks,
-// secrets and configs. labels named in ignore (the suite's own) are not
-// compared.
+// describes and the one cur describes: every service of either file field
+// by field, whichever profiles it is behind (the callers load both with
+// every profile active: a service behind a profile runs in the main
+// checkout as soon as someone enables that profile), every service of old
+// that cur lacks (a merge must not remove a service definition), every
+// service cur adds, then the project name and the top-level volumes,
+// networks, secrets and configs. labels named in ignore (the suite's own)
+// are not compared.
 func compareProjects(old, cur *types.Project, dir string, ignore ...string) []Difference {
 	c := &differ{dir: dir, ignore: ignore}
 	oldAll, curAll := old.AllServices(), cur.AllServices()
@@ -107,7 +109,7 @@ func compareProjects(old, cur *types.Project, dir string, ignore ...string) []Di
 		case !inCur:
 			c.add(n, "service", definedString(o), none)
 		case !inOld:
-			c.add(n, "service", none, "defined")
+			c.add(n, "service", none, definedString(s))
 		default:
 			c.service(n, o, s)
 		}

@@ -298,7 +298,7 @@ func TestOwnPortVariablesCountAsParameterised(t *testing.T) {
 				"assessment-agent →5020 ${KTRDR_ASSESSMENT_AGENT_PORT:-5020}, design-agent →5010 ${KTRDR_DESIGN_AGENT_PORT:-5010}",
 			slotNNot: "not parameterised"},
 		{name: "fixed ports", agents: agentsMain,
-			slot0: "design-agent →5010 publishes 5010, which is no slot-0 port of the profile",
+			slot0: "design-agent →5010 publishes 5010, which is no slot-0 port of the stack model",
 			slotN: "slot 1: design-agent →5010 publishes 5010 as in slot 0: not parameterised"},
 		{name: "one of each", agents: strings.Replace(agentsParam, "${KTRDR_ASSESSMENT_AGENT_PORT:-5020}", "5020", 1),
 			slot0:    "assessment-agent →5020 publishes 5020, which is no slot-0 port",

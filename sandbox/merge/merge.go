@@ -12,23 +12,32 @@
 //     passes is written: Apply tags HEAD as the rollback point
 //     (sandbox-merge/pre-<UTC time>), backs up the current file with its
 //     SHA-256, records the merge state and writes the merged file atomically.
-//   - Backward compatible means the same main stack: loaded with no
-//     variables, the default profiles and the project name compose derives
-//     (the folder's name unless the file sets name:), the merged file must
-//     resolve to the same services, field by field (image, build, command,
-//     entrypoint, environment, env_file, healthcheck, depends_on, profiles,
-//     ports, mounts, networks, restart, user, working_dir, extra_hosts,
-//     labels other than the suite's own instance label, and every other key
-//     of the service), the same project name, and the same top-level
-//     volumes, networks, secrets and configs as the pre-merge file. A change
-//     is allowed only if it is accepted by name (Options.Accept:
+//   - Backward compatible means the same main stack as the main checkout
+//     runs it: both files are loaded with every profile active (a service
+//     behind a profile runs as soon as someone enables it), interpolated
+//     with the checkout's .env overridden by the environment Apply runs in
+//     (Options.Environ), as docker compose gives the environment precedence,
+//     and the project name compose derives from the folder (unless the file
+//     sets name:). The merged file must resolve to the same services, every
+//     one and field by field (image, build, command, entrypoint,
+//     environment, env_file, healthcheck, depends_on, profiles, ports,
+//     mounts, networks, restart, user, working_dir, extra_hosts, labels
+//     other than the suite's own instance label, and every other key of the
+//     service), the same project name, and the same top-level volumes,
+//     networks, secrets and configs as the pre-merge file. A change is
+//     allowed only if it is accepted by name (Options.Accept:
 //     <service>.<field>, *.<field>, or a top-level key); the merge state
-//     records what was accepted.
+//     records what was accepted. The report lists every variable the merged
+//     file reads that the pre-merge file did not, and whether .env or the
+//     environment sets it (Report.NewVariables).
 //   - The other items: with no variables the file publishes the slot-0 ports
-//     and mounts ./data, ./models, ./strategies; every host port and shared
-//     mount follows the slot variables; no container_name; the same
-//     services as the merge source. Every load uses an explicit variable map
-//     (never the process environment).
+//     of the checkout's own stack model (Profile.ForStack of its sandbox
+//     compose file, else of the merged file: its port variables and their
+//     defaults, not a compiled-in list of services) and mounts ./data,
+//     ./models, ./strategies; every host port and shared mount follows the
+//     slot variables; no container_name; the same services as the merge
+//     source. These loads use an explicit variable map (never the process
+//     environment). Every compose file goes through one function, load.
 //   - Rollback restores the backup (or, if that is gone or damaged, the file
 //     at the rollback tag), checks the SHA-256, records that it rolled back
 //     and removes the backup, which it no longer needs. It runs no compose
@@ -98,6 +107,11 @@ type Options struct {
 	// up on the standard ports, checks it and brings it down.
 	Live func(ctx context.Context) error
 	Now  func() time.Time // nil means time.Now
+	// Environ is the environment docker compose in the main checkout would
+	// run in ("KEY=value" entries, as os.Environ): with the checkout's .env
+	// under it, it interpolates both files the compatibility item compares.
+	// nil means os.Environ().
+	Environ []string
 }
 
 func (opts Options) withDefaults() (Options, error) {
@@ -132,6 +146,9 @@ func (opts Options) withDefaults() (Options, error) {
 	}
 	if o.Now == nil {
 		o.Now = time.Now
+	}
+	if o.Environ == nil {
+		o.Environ = os.Environ()
 	}
 	return o, nil
 }

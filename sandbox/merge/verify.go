@@ -13,17 +13,18 @@ import (
 	"strings"
 
 	"github.com/ktrdr/sandboxkit/internal/text"
+	"github.com/ktrdr/sandboxkit/sandbox"
 
-	"github.com/compose-spec/compose-go/v2/loader"
 	"github.com/compose-spec/compose-go/v2/template"
 	"github.com/compose-spec/compose-go/v2/types"
+	"github.com/ktrdr/sandboxkit/sandbox/composefile"
 )
 
 // The checklist item names, in the order Verify reports them.
 const (
 	ItemParses     = "merged file parses"
 	ItemSlot0      = "no variables: slot-0 ports and ./data, ./models, ./strategies mounts"
-	ItemCompatible = "with no variables, the same main stack as the pre-merge file"
+	ItemCompatible = "as the main checkout runs it (every profile, its .env, this environment), the same main stack as the pre-merge file"
 	ItemSlotN      = "every host port and shared mount follows the slot variables"
 	ItemNoName     = "no container_name"
 	ItemServices   = "same services as the merge source"
@@ -58,6 +59,10 @@ type Report struct {
 	// file, each marked if it is accepted; empty if there is no pre-merge
 	// file to compare with.
 	Differences []Difference
+	// NewVariables are the variables the merged file reads that the
+	// pre-merge file did not, and where the main checkout sets them; empty
+	// if there is no pre-merge file to compare with.
+	NewVariables []Variable
 }
 
 // Unaccepted returns the differences no -accept entry covers.
@@ -188,7 +193,7 @@ func stateFor(ctx context.Context, o Options) (*loaded, error) {
 func checklist(ctx context.Context, o Options, subj subject) Report {
 	rep := Report{File: o.mainPath()}
 	add := func(it Item) { rep.Items = append(rep.Items, it) }
-	cur, err := loadBytes(ctx, o, o.mainPath(), subj.merged, nil)
+	cur, err := load(ctx, o.Dir, o.mainPath(), subj.merged, nil, every)
 	if err != nil {
 		add(Item{Name: ItemParses, Reason: err.Error()})
 		for _, n := range []string{ItemSlot0, ItemCompatible, ItemSlotN, ItemNoName, ItemServices} {
@@ -198,66 +203,60 @@ func checklist(ctx context.Context, o Options, subj subject) Report {
 	}
 	add(Item{Name: ItemParses, OK: true})
 	own := ownPortVars(ctx, o, subj.merged, cur)
-	add(checkSlot0(o, cur, own))
-	it, diffs := checkCompatible(ctx, o, subj)
-	rep.Differences = diffs
+	add(checkSlot0(o, stackModel(ctx, o, subj), cur, own))
+	it, diffs, vars := checkCompatible(ctx, o, subj)
+	rep.Differences, rep.NewVariables = diffs, vars
 	add(it)
 	add(checkSlotN(ctx, o, subj.merged, cur, own))
-	add(checkNoContainerName(cur))
-	add(checkServices(ctx, o, subj, cur))
+	add(checkNoContainerName(cur.Project))
+	add(checkServices(ctx, o, subj, cur.Project))
 	return rep
 }
 
-// loadBytes parses and interpolates one compose file with compose-go, every
-// profile enabled. The variables are exactly env, never the process
-// environment; relative paths resolve against the checkout root; images
-// are not pulled or checked.
-func loadBytes(ctx context.Context, o Options, path string, content []byte, env map[string]string) (*types.Project, error) {
-	return load(ctx, o, path, content, env, func(lo *loader.Options) {
-		lo.SetProjectName("ktrdr-merge-verify", true)
-		lo.Profiles = []string{"*"}
-	})
+// composeFile is a compose file as this package reads it: loaded and
+// interpolated, and its model before interpolation (which variables it
+// reads, and how its ports use them).
+type composeFile struct {
+	*types.Project
+	raw map[string]any
 }
 
-// loadStack loads a compose file the way `docker compose up` in the main
-// checkout does with no variables set: the default profiles only, and the
-// project name compose derives (the file's name:, else the checkout's
-// folder name; COMPOSE_PROJECT_NAME and the like in this process's
-// environment play no part). Unless strict, it skips compose's consistency
-// check (a service that depends on one its profile disabled), so that such
-// a file can still be compared field by field.
-func loadStack(ctx context.Context, o Options, path string, content []byte, strict bool) (*types.Project, error) {
-	return load(ctx, o, path, content, nil, func(lo *loader.Options) {
-		lo.SetProjectName(loader.NormalizeProjectName(filepath.Base(o.Dir)), false)
-		lo.Profiles = nil
-		lo.SkipConsistencyCheck = !strict
-	})
-}
+// every activates every profile: each service of a file, whichever
+// profiles it is behind.
+var every = []string{"*"}
 
-func load(ctx context.Context, o Options, path string, content []byte, env map[string]string, opt func(*loader.Options)) (*types.Project, error) {
-	m := types.Mapping{}
-	for k, v := range env {
-		m[k] = v
-	}
-	details := types.ConfigDetails{
-		WorkingDir:  o.Dir,
-		ConfigFiles: []types.ConfigFile{{Filename: path, Content: content}},
-		Environment: m,
-	}
-	p, err := loader.LoadWithContext(ctx, details, func(lo *loader.Options) {
-		lo.ResolvePaths = true
-		lo.SkipResolveEnvironment = true
-		lo.SkipResolveLabels = true
-		opt(lo)
-	})
+// load is the one place this package loads a compose file: content, which
+// is the file at path, with relative paths resolved against dir (the
+// checkout root), interpolated with exactly env (nil: no variables; never
+// the process environment unless the caller put it there), with profiles
+// active (every: all services; nil: the default ones). The project name is
+// the one compose derives in dir: the file's name:, else the folder's
+// name. Images are not pulled or checked; compose's consistency check
+// applies (with nil profiles, a default service that depends on a service
+// behind a profile is refused, as docker compose up refuses it).
+func load(ctx context.Context, dir, path string, content []byte, env map[string]string, profiles []string) (composeFile, error) {
+	src := composefile.Source{Root: dir, Files: []string{path}, Env: env, Contents: map[string][]byte{path: content}}
+	p, err := composefile.Load(ctx, src, "", profiles)
 	if err != nil {
-		return nil, fmt.Errorf("load %s: %w", o.rel(path), err)
+		return composeFile{}, fmt.Errorf("load %s: %w", relTo(dir, path), err)
 	}
-	return p, nil
+	raw, err := composefile.LoadModel(ctx, src, p.Name)
+	if err != nil {
+		return composeFile{}, fmt.Errorf("load %s: read its variables: %w", relTo(dir, path), err)
+	}
+	return composeFile{Project: p, raw: raw}, nil
 }
 
-func (o Options) rel(path string) string {
-	if r, err := filepath.Rel(o.Dir, path); err == nil && !strings.HasPrefix(r, "..") {
+// variables returns every variable the file reads, with its default.
+func (f composeFile) variables() map[string]template.Variable {
+	return template.ExtractVariables(f.raw, template.DefaultPattern)
+}
+
+func (o Options) rel(path string) string { return relTo(o.Dir, path) }
+
+// relTo shows path relative to dir (./x) when it is inside it.
+func relTo(dir, path string) string {
+	if r, err := filepath.Rel(dir, path); err == nil && !strings.HasPrefix(r, "..") {
 		if r == "." {
 			return "."
 		}
@@ -343,8 +342,8 @@ const firstProbePort = 61000
 // that is not a slot variable and has a numeric default set to a distinct
 // probe port, and keeps the ports that move to their variable's probe.
 // A file whose variables cannot be read has none.
-func ownPortVars(ctx context.Context, o Options, merged []byte, p0 *types.Project) map[portKey]portVar {
-	pub0 := published(p0)
+func ownPortVars(ctx context.Context, o Options, merged []byte, p0 composeFile) map[portKey]portVar {
+	pub0 := published(p0.Project)
 	uncovered := false
 	for k, v := range pub0 {
 		if ruleFor(o, k, v) < 0 {
@@ -352,22 +351,6 @@ func ownPortVars(ctx context.Context, o Options, merged []byte, p0 *types.Projec
 		}
 	}
 	if !uncovered {
-		return nil
-	}
-	model, err := loader.LoadModelWithContext(ctx, types.ConfigDetails{
-		WorkingDir:  o.Dir,
-		ConfigFiles: []types.ConfigFile{{Filename: o.mainPath(), Content: merged}},
-		Environment: types.Mapping{},
-	}, func(lo *loader.Options) {
-		lo.SetProjectName("ktrdr-merge-verify", true)
-		lo.SkipInterpolation = true
-		lo.SkipValidation = true
-		lo.SkipNormalization = true
-		lo.SkipConsistencyCheck = true
-		lo.SkipResolveEnvironment = true
-		lo.Profiles = []string{"*"}
-	})
-	if err != nil {
 		return nil
 	}
 	taken := map[string]bool{}
@@ -380,7 +363,7 @@ func ownPortVars(ctx context.Context, o Options, merged []byte, p0 *types.Projec
 	for _, v := range pub0 {
 		taken[v] = true
 	}
-	vars := template.ExtractVariables(model, template.DefaultPattern)
+	vars := p0.variables()
 	probe := map[string]string{} // variable → probe port
 	byProbe := map[string]portVar{}
 	next := firstProbePort
@@ -402,12 +385,12 @@ func ownPortVars(ctx context.Context, o Options, merged []byte, p0 *types.Projec
 	if len(probe) == 0 {
 		return nil
 	}
-	pp, err := loadBytes(ctx, o, o.mainPath(), merged, probe)
+	pp, err := load(ctx, o.Dir, o.mainPath(), merged, probe, every)
 	if err != nil {
 		return nil
 	}
 	out := map[portKey]portVar{}
-	for k, got := range published(pp) {
+	for k, got := range published(pp.Project) {
 		if v, ok := byProbe[got]; ok && ruleFor(o, k, pub0[k]) < 0 && v.Default == pub0[k] {
 			out[k] = v
 		}
@@ -415,23 +398,32 @@ func ownPortVars(ctx context.Context, o Options, merged []byte, p0 *types.Projec
 	return out
 }
 
-// checkSlot0: with no variables the file publishes exactly the slot-0 port of
-// every rule on its service, and mounts ./<shared> for every shared folder.
-// A port no rule covers is allowed only if a variable of its own sets it
-// (own); the compatibility item checks it keeps the main file's port.
-func checkSlot0(o Options, p *types.Project, own map[portKey]portVar) Item {
+// checkSlot0: with no variables the file publishes exactly the slot-0 port
+// of every port rule of the checkout's stack model on its service, every
+// port it publishes is one of them, and it mounts ./<shared> for every
+// shared folder. A port no rule covers is allowed only if a variable of its
+// own sets it (own); the compatibility item checks it keeps the main
+// file's port.
+func checkSlot0(o Options, m slotModel, p composeFile, own map[portKey]portVar) Item {
+	name := ItemSlot0
+	if m.from != "" {
+		name = fmt.Sprintf("%s (port plan of %s)", ItemSlot0, m.from)
+	}
+	if m.err != nil {
+		return Item{Name: name, Reason: m.err.Error()}
+	}
 	var problems []string
-	pub := published(p)
+	pub := published(p.Project)
 	type sp struct{ service, port string }
 	want := map[sp]string{} // → rule key
-	for _, r := range o.Profile.Ports {
+	for _, r := range m.profile.Ports {
 		want[sp{r.Service, strconv.Itoa(r.Slot0)}] = r.Key
 	}
 	got := map[sp]portKey{}
 	for _, k := range sortedKeys(pub, portKey.String) {
 		got[sp{k.service, pub[k]}] = k
 	}
-	for _, r := range o.Profile.Ports {
+	for _, r := range m.profile.Ports {
 		if _, ok := got[sp{r.Service, strconv.Itoa(r.Slot0)}]; ok {
 			continue
 		}
@@ -449,15 +441,53 @@ func checkSlot0(o Options, p *types.Project, own map[portKey]portVar) Item {
 			continue
 		}
 		if _, ok := want[sp{k.service, pub[k]}]; !ok {
-			problems = append(problems, fmt.Sprintf("%s publishes %s, which is no slot-0 port of the profile", k, pub[k]))
+			problems = append(problems, fmt.Sprintf("%s publishes %s, which is no slot-0 port of the stack model (no ${VAR:-%s} of its service sets it there)", k, pub[k], pub[k]))
 		}
 	}
-	for _, sd := range o.Profile.Shared {
-		if len(sharedMounts(o, p, filepath.Join(o.Dir, sd.Name))) == 0 {
+	for _, sd := range m.profile.Shared {
+		if len(sharedMounts(p.Project, filepath.Join(o.Dir, sd.Name))) == 0 {
 			problems = append(problems, fmt.Sprintf("no service mounts ./%s (the %s fallback)", sd.Name, sd.Key))
 		}
 	}
-	return itemOf(ItemSlot0, problems)
+	it := itemOf(ItemSlot0, problems)
+	it.Name = name
+	return it
+}
+
+// slotModel is the port plan the slot-0 item holds the merged file to.
+type slotModel struct {
+	profile *sandbox.Profile // the profile adapted to the stack (ForStack)
+	from    string           // the compose file it was built from
+	err     error            // it could not be built
+}
+
+// stackModel is the checkout's own stack model, the one its sandboxes run
+// by (Profile.ForStack): built from the checkout's sandbox compose file,
+// every profile active and no variables set, or from the merged file if
+// the checkout has no sandbox compose file. Only the port rules (which
+// variable publishes which port of which service, its default the slot-0
+// port) and the shared folders come from it, never a compiled-in list of
+// services.
+func stackModel(ctx context.Context, o Options, subj subject) slotModel {
+	path, content := o.sandboxPath(), []byte(nil)
+	data, err := readInCheckout(o.Dir, o.Profile.SandboxCompose, sandbox.MaxCheckoutFile)
+	switch {
+	case err != nil:
+		return slotModel{from: o.rel(path), err: fmt.Errorf("the checkout's stack model: %w", err)}
+	case data != nil:
+		content = data
+	default:
+		path, content = o.mainPath(), subj.merged
+	}
+	sf, err := sandbox.LoadStack(ctx, composefile.Source{Root: o.Dir, Files: []string{path}, Contents: map[string][]byte{path: content}})
+	if err != nil {
+		return slotModel{from: o.rel(path), err: fmt.Errorf("the checkout's stack model: %w", err)}
+	}
+	sp, err := o.Profile.ForStack(sf)
+	if err != nil {
+		return slotModel{from: o.rel(path), err: fmt.Errorf("the checkout's stack model: %w", err)}
+	}
+	return slotModel{profile: sp, from: o.rel(path)}
 }
 
 // mountKey is one mount point of a service.
@@ -466,7 +496,7 @@ type mountKey struct{ service, target string }
 func (k mountKey) String() string { return k.service + ":" + k.target }
 
 // sharedMounts returns the bind mounts of p whose source is source.
-func sharedMounts(o Options, p *types.Project, source string) []mountKey {
+func sharedMounts(p *types.Project, source string) []mountKey {
 	var out []mountKey
 	for _, name := range serviceNames(p) {
 		for _, v := range p.Services[name].Volumes {
@@ -512,9 +542,9 @@ func verifySlots(o Options) []int {
 // A port that no rule covers but that a variable of its own sets (own, such
 // as "${DESIGN_AGENT_PORT:-5010}:5010") is parameterised: it passes, and the
 // item notes that sandboxes leave such a variable at its default.
-func checkSlotN(ctx context.Context, o Options, merged []byte, p0 *types.Project, own map[portKey]portVar) Item {
+func checkSlotN(ctx context.Context, o Options, merged []byte, p0 composeFile, own map[portKey]portVar) Item {
 	var problems []string
-	pub0 := published(p0)
+	pub0 := published(p0.Project)
 	rules := map[portKey]int{} // → index in Profile.Ports
 	for _, k := range sortedKeys(pub0, portKey.String) {
 		if i := ruleFor(o, k, pub0[k]); i >= 0 {
@@ -524,12 +554,12 @@ func checkSlotN(ctx context.Context, o Options, merged []byte, p0 *types.Project
 	slots := verifySlots(o)
 	for _, n := range slots {
 		env := slotEnv(o, n)
-		pn, err := loadBytes(ctx, o, o.mainPath(), merged, env)
+		pn, err := load(ctx, o.Dir, o.mainPath(), merged, env, every)
 		if err != nil {
 			problems = append(problems, fmt.Sprintf("slot %d: %v", n, err))
 			continue
 		}
-		pubN := published(pn)
+		pubN := published(pn.Project)
 		for _, k := range sortedKeys(pub0, portKey.String) {
 			i, ok := rules[k]
 			got, present := pubN[k]
@@ -561,8 +591,8 @@ func checkSlotN(ctx context.Context, o Options, merged []byte, p0 *types.Project
 		}
 		for _, sd := range o.Profile.Shared {
 			want := env[sd.Key]
-			for _, mk := range sharedMounts(o, p0, filepath.Join(o.Dir, sd.Name)) {
-				if !slices.Contains(sharedMounts(o, pn, want), mk) {
+			for _, mk := range sharedMounts(p0.Project, filepath.Join(o.Dir, sd.Name)) {
+				if !slices.Contains(sharedMounts(pn.Project, want), mk) {
 					problems = append(problems, fmt.Sprintf("slot %d: %s does not mount $%s: use ${%s:-./%s}", n, mk, sd.Key, sd.Key, sd.Name))
 				}
 			}
@@ -614,12 +644,14 @@ func checkServices(ctx context.Context, o Options, subj subject, p *types.Projec
 	case subj.source == nil:
 		return Item{Name: name, OK: true, Skipped: true, Reason: "skipped: " + subj.sourceNote}
 	}
-	sb, err := loadBytes(ctx, o, subj.sourceName, subj.source, nil)
+	// Read as the merged file will be: in the main checkout, where its
+	// relative paths lead.
+	sb, err := load(ctx, o.Dir, o.mainPath(), subj.source, nil, every)
 	if err != nil {
-		return Item{Name: name, Reason: err.Error()}
+		return Item{Name: name, Reason: fmt.Sprintf("%s, read in place of %s: %v", subj.sourceName, o.Profile.MainCompose, err)}
 	}
 	var problems []string
-	for _, n := range serviceNames(sb) {
+	for _, n := range serviceNames(sb.Project) {
 		if _, ok := p.Services[n]; !ok {
 			problems = append(problems, fmt.Sprintf("%s is in %s but not in %s", n, subj.sourceName, o.Profile.MainCompose))
 		}
@@ -689,29 +721,37 @@ func preMerge(ctx context.Context, o Options, mf mainFile, st *loaded, serr erro
 	return b, "tag " + st.Tag, "", nil
 }
 
-// checkCompatible: loaded as `docker compose up` in the main checkout loads
-// it, the merged file runs the same main stack as the pre-merge file, but
-// for the differences accepted by name.
-func checkCompatible(ctx context.Context, o Options, subj subject) (Item, []Difference) {
+// checkCompatible: loaded as `docker compose` in the main checkout loads
+// it (every profile active, interpolated with the checkout's .env under the
+// process environment), the merged file runs the same main stack as the
+// pre-merge file, every service and every field, but for the differences
+// accepted by name. It also lists the variables the merged file reads that
+// the pre-merge file did not.
+func checkCompatible(ctx context.Context, o Options, subj subject) (Item, []Difference, []Variable) {
 	name := ItemCompatible
 	if subj.preFrom != "" {
 		name = fmt.Sprintf("%s (%s)", ItemCompatible, subj.preFrom)
 	}
 	switch {
 	case subj.preErr != nil:
-		return Item{Name: name, Reason: subj.preErr.Error()}, nil
+		return Item{Name: name, Reason: subj.preErr.Error()}, nil, nil
 	case subj.pre == nil:
-		return Item{Name: name, OK: true, Skipped: true, Reason: "skipped: " + subj.preNote}, nil
+		return Item{Name: name, OK: true, Skipped: true, Reason: "skipped: " + subj.preNote}, nil, nil
 	}
-	prev, err := loadStack(ctx, o, o.mainPath(), subj.pre, false)
+	env, err := loadMainEnv(o)
 	if err != nil {
-		return Item{Name: name, Reason: "the pre-merge file does not load: " + err.Error()}, nil
+		return Item{Name: name, Reason: err.Error()}, nil, nil
 	}
-	cur, err := loadStack(ctx, o, o.mainPath(), subj.merged, false)
+	prev, err := load(ctx, o.Dir, o.mainPath(), subj.pre, env.vars, every)
 	if err != nil {
-		return Item{Name: name, Reason: err.Error()}, nil
+		return Item{Name: name, Reason: "the pre-merge file does not load: " + err.Error()}, nil, nil
 	}
-	diffs := compareProjects(prev, cur, o.Dir, o.Profile.InstanceLabel)
+	cur, err := load(ctx, o.Dir, o.mainPath(), subj.merged, env.vars, every)
+	if err != nil {
+		return Item{Name: name, Reason: err.Error()}, nil, nil
+	}
+	vars := newVariables(prev, cur, env)
+	diffs := compareProjects(prev.Project, cur.Project, o.Dir, o.Profile.InstanceLabel)
 	unused := applyAccept(diffs, o.Accept, subj.recorded)
 	var refused, accepted, dropped []string
 	for _, d := range diffs {
@@ -739,15 +779,25 @@ func checkCompatible(ctx context.Context, o Options, subj subject) (Item, []Diff
 		}
 		problems = append(problems, msg)
 	}
-	if _, err := loadStack(ctx, o, o.mainPath(), subj.merged, true); err != nil {
+	if _, err := load(ctx, o.Dir, o.mainPath(), subj.merged, env.vars, nil); err != nil {
 		problems = append(problems, "docker compose up would refuse the main stack: "+err.Error())
 	}
+	var notes []string
+	if len(vars) > 0 {
+		list := make([]string, len(vars))
+		for i, v := range vars {
+			list[i] = v.String()
+		}
+		notes = append(notes, fmt.Sprintf("the merged file reads %s the pre-merge file did not: %s",
+			text.Plural(len(vars), "a variable", "variables"), strings.Join(list, ", ")))
+	}
 	if len(problems) > 0 {
-		return Item{Name: name, Reason: strings.Join(problems, "\n  ")}, diffs
+		return Item{Name: name, Reason: strings.Join(append(problems, notes...), "\n  ")}, diffs, vars
 	}
 	it := Item{Name: name, OK: true}
 	if len(accepted) > 0 {
-		it.Reason = fmt.Sprintf("%d accepted %s:\n    %s", len(accepted), text.Plural(len(accepted), "change", "changes"), strings.Join(accepted, "\n    "))
+		notes = append([]string{fmt.Sprintf("%d accepted %s:\n    %s", len(accepted), text.Plural(len(accepted), "change", "changes"), strings.Join(accepted, "\n    "))}, notes...)
 	}
-	return it, diffs
+	it.Reason = strings.Join(notes, "\n  ")
+	return it, diffs, vars
 }
