@@ -50,7 +50,7 @@ func (e *WouldLoseError) Error() string {
 		fmt.Fprintf(&b, "\n  commit on no other branch or remote: %s", c)
 	}
 	for _, c := range e.Ignored {
-		fmt.Fprintf(&b, "\n  ignored by git, in a folder the stack mounts: %s", c)
+		fmt.Fprintf(&b, "\n  ignored by git, in a mounted or shared-data folder: %s", c)
 	}
 	return b.String()
 }
