@@ -265,28 +265,65 @@ func TestDestroyProvesTheFolderIsTheInstances(t *testing.T) {
 	})
 }
 
-func TestDestroyRefusesToLoseIgnoredFilesInMountedFolders(t *testing.T) {
+// Files git ignores in the checkout's data folders are named and refused
+// without -force: in the folders the stack mounts, and in data/, models/
+// and strategies/ also when the stack mounts the shared folders instead.
+func TestDestroyRefusesToLoseIgnoredFilesInDataFolders(t *testing.T) {
+	cases := []struct {
+		name   string
+		shared bool // the shared folders exist when the sandbox is made
+	}{
+		{"the stack mounts the checkout's folders", false},
+		{"the stack mounts the shared folders", true},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			e := lcSetup(t)
+			if c.shared {
+				for _, d := range []string{"data", "models", "strategies"} {
+					require.NoError(t, os.MkdirAll(filepath.Join(e.home, ".ktrdr", "shared", d), 0o755))
+				}
+			}
+			lcWrite(t, filepath.Join(e.main, ".gitignore"), ".env.sandbox\n/data/\n/models/\n/strategies/\n*.log\n")
+			lcGit(t, e.main, "commit", "-q", "-am", "ignore data")
+			cr := e.create(t, CreateOptions{Name: "feat-a"})
+			env, err := e.m.Profile.ReadEnv(filepath.Join(cr.Path, ".env.sandbox"))
+			require.NoError(t, err)
+			require.Equal(t, c.shared, env.SharedRoot != "", "the sandbox mounts the shared folders")
+			lcGit(t, cr.Path, "push", "-q", ".", "HEAD:refs/heads/kept") // its commits are elsewhere too
+			lcWrite(t, filepath.Join(cr.Path, "data", "eurusd.csv"), "1,2,3\n")
+			lcWrite(t, filepath.Join(cr.Path, "models", "m.pt"), "weights\n")
+			lcWrite(t, filepath.Join(cr.Path, "strategies", "s.yaml"), "name: s\n")
+			lcWrite(t, filepath.Join(cr.Path, "build.log"), "not in a data folder\n")
+			before := lcFiles(t, cr.Path)
+
+			_, err = e.m.Destroy(t.Context(), DestroyOptions{Name: "feat-a"})
+			var we *WouldLoseError
+			require.ErrorAs(t, err, &we)
+			assert.Equal(t, []string{"data/eurusd.csv", "models/m.pt", "strategies/s.yaml"}, we.Ignored)
+			assert.Empty(t, we.Changes)
+			assert.Contains(t, err.Error(), "ignored by git, in a mounted or shared-data folder: data/eurusd.csv")
+			assert.Equal(t, before, lcFiles(t, cr.Path), "nothing is deleted")
+			assert.Contains(t, e.registry(t), "ktrdr--feat-a")
+
+			_, err = e.m.Destroy(t.Context(), DestroyOptions{Name: "feat-a", Force: true})
+			require.NoError(t, err)
+			assert.NoDirExists(t, cr.Path)
+		})
+	}
+}
+
+// Without ignored files in them, the data folders do not hold a destroy up.
+func TestDestroyWithEmptyDataFoldersNeedsNoForce(t *testing.T) {
 	e := lcSetup(t)
-	lcWrite(t, filepath.Join(e.main, ".gitignore"), ".env.sandbox\n/data/\n/models/\n*.log\n")
-	lcGit(t, e.main, "commit", "-q", "-am", "ignore data")
-	c := e.create(t, CreateOptions{Name: "feat-a"})
-	lcGit(t, c.Path, "push", "-q", ".", "HEAD:refs/heads/kept") // its commits are elsewhere too
-	lcWrite(t, filepath.Join(c.Path, "data", "eurusd.csv"), "1,2,3\n")
-	lcWrite(t, filepath.Join(c.Path, "models", "m.pt"), "weights\n")
-	lcWrite(t, filepath.Join(c.Path, "build.log"), "not in a mounted folder\n")
-	before := lcFiles(t, c.Path)
-
+	for _, d := range []string{"data", "models", "strategies"} {
+		require.NoError(t, os.MkdirAll(filepath.Join(e.home, ".ktrdr", "shared", d), 0o755))
+	}
+	cr := e.create(t, CreateOptions{Name: "feat-a"})
+	lcGit(t, cr.Path, "push", "-q", ".", "HEAD:refs/heads/kept")
 	_, err := e.m.Destroy(t.Context(), DestroyOptions{Name: "feat-a"})
-	var we *WouldLoseError
-	require.ErrorAs(t, err, &we)
-	assert.Equal(t, []string{"data/eurusd.csv", "models/m.pt"}, we.Ignored)
-	assert.Empty(t, we.Changes)
-	assert.Contains(t, err.Error(), "data/eurusd.csv")
-	assert.Equal(t, before, lcFiles(t, c.Path), "nothing is deleted")
-
-	_, err = e.m.Destroy(t.Context(), DestroyOptions{Name: "feat-a", Force: true})
 	require.NoError(t, err)
-	assert.NoDirExists(t, c.Path)
+	assert.NoDirExists(t, cr.Path)
 }
 
 func TestConcurrentCreatesTakeDistinctSlots(t *testing.T) {

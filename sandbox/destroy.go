@@ -50,7 +50,7 @@ func (e *WouldLoseError) Error() string {
 		fmt.Fprintf(&b, "\n  commit on no other branch or remote: %s", c)
 	}
 	for _, c := range e.Ignored {
-		fmt.Fprintf(&b, "\n  ignored by git, in a folder the stack mounts: %s", c)
+		fmt.Fprintf(&b, "\n  ignored by git, in a mounted or shared-data folder: %s", c)
 	}
 	return b.String()
 }
@@ -80,223 +80,341 @@ func (e *NotRegisteredError) Error() string {
 // worktree) and unregisters it. It acts on the registry's record, works
 // when the worktree is already gone, and is harmless when run twice.
 func (m *Manager) Destroy(ctx context.Context, o DestroyOptions) (*Destroyed, error) {
-	p := m.Profile
-	reg := m.Registry()
-	var id string
-	if o.Name != "" {
-		if err := ValidateName(o.Name); err != nil {
-			return nil, err
-		}
-		id = p.InstanceID(o.Name)
-	} else {
-		l, err := m.locate(o.Dir)
-		if err != nil {
-			return nil, err
-		}
-		id = l.Env.InstanceID
+	id, err := m.destroyID(o)
+	if err != nil {
+		return nil, err
 	}
 	work, err := m.lockWork(ctx, id)
 	if err != nil {
 		return nil, err
 	}
 	defer work.unlock()
-	instances, err := reg.Instances()
+	instances, err := m.Registry().Instances()
 	if err != nil {
 		return nil, err
 	}
 	in, ok := instances[id]
 	if !ok {
-		if o.Name != "" {
-			// A destroy killed after it removed the entry may have left the
-			// teardown copy: it is this suite's own folder, keyed by the name.
-			m.removeInstanceDir(id)
-			return &Destroyed{ID: id, AlreadyGone: true}, nil
-		}
-		return nil, &NotRegisteredError{ID: id}
+		return m.destroyUnregistered(id, o)
 	}
-	res := &Destroyed{ID: id, Path: in.Path}
-	mt := m.readMeta(id)
-	exists := dirExists(in.Path)
-	removeTree := in.IsWorktree && !o.KeepWorktree
-
-	// What git knows of the folder, and the proof that it is this
-	// instance's: a worktree of the registered repository that holds this
-	// instance's env file, or one that a create or destroy of this instance,
-	// killed half-way, recorded before git acted.
-	var wt worktreeEntry
-	listed, dropped := false, false
-	if removeTree && dirExists(in.ParentRepo) {
-		wt, listed, err = m.worktreeAt(ctx, in.ParentRepo, in.Path)
-		if err != nil && mt.Phase == phaseCreating {
-			// git cannot even list worktrees when `git worktree add` was
-			// killed while it wrote the record (an empty commondir): drop
-			// that record of this create's folder, then ask again.
-			var derr error
-			if dropped, derr = m.dropHalfAddedRecord(ctx, in.ParentRepo, in.Path); derr != nil {
-				return nil, derr
-			} else if dropped {
-				wt, listed, err = m.worktreeAt(ctx, in.ParentRepo, in.Path)
-			}
-		}
-		if err != nil {
+	d := m.newDestruction(id, in, o)
+	defer d.unlockRepo()
+	for _, step := range []func(context.Context) error{
+		d.askGitAboutTheFolder,
+		d.proveTheFolderIsOurs,
+		d.refuseToLoseWork,
+		d.removeStack,
+		d.markDestroying,
+		d.lockRepo,
+		d.removeCheckout,
+		d.clearLocksOfKilledGit,
+		d.deleteBranch,
+		d.removeRecords,
+	} {
+		if err := step(ctx); err != nil {
 			return nil, err
 		}
 	}
-	unfinished := mt.Phase == phaseCreating || mt.Phase == phaseDestroying
-	if removeTree && exists {
-		switch {
-		case listed && (m.holdsInstance(in.Path, id) || unfinished):
-			// Git knows it as this repository's worktree, and it holds this
-			// instance's env file, or a run of this instance was killed while
-			// making or removing it.
-		case mt.Phase == phaseCreating && dropped:
-			// git's record of it, which this instance's killed create was
-			// writing, named it (and is now removed).
-		case mt.Phase == phaseCreating && (mt.FolderMade || madeByGitAdd(in.Path)):
-			// A create killed after it made the folder itself, or one whose
-			// folder holds nothing but what git writes first.
-		default:
-			return nil, &NotProvenError{ID: id, Path: in.Path, Repo: in.ParentRepo, Listed: listed}
-		}
-	}
+	return d.res, nil
+}
 
-	if removeTree && !o.Force {
-		var lose WouldLose
-		if exists {
-			if lose, err = m.wouldLose(ctx, in.Path, mt.Branch); err != nil {
-				return nil, err
-			}
-			if !mt.BranchCreated {
-				lose.Commits = nil // the branch stays: its commits are not lost
-			}
-			if lose.Ignored, err = m.ignoredInMounts(ctx, in.Path); err != nil {
-				return nil, err
-			}
+// destroyID is the instance id that o names: by name, or by the env file
+// of the sandbox that holds o.Dir.
+func (m *Manager) destroyID(o DestroyOptions) (string, error) {
+	if o.Name != "" {
+		if err := ValidateName(o.Name); err != nil {
+			return "", err
 		}
-		if mt.BranchCreated && mt.Branch != "" {
-			// The branch is deleted too: whatever only it holds is lost, also
-			// when the folder is gone or HEAD moved to another branch.
-			commits, err := m.unsharedCommits(ctx, in.ParentRepo, "refs/heads/"+mt.Branch, mt.Branch)
-			if err != nil {
-				return nil, err
-			}
-			lose.Commits = mergeLines(lose.Commits, commits)
-		}
-		if !lose.Empty() {
-			return nil, &WouldLoseError{Path: in.Path, WouldLose: lose}
+		return m.Profile.InstanceID(o.Name), nil
+	}
+	l, err := m.locate(o.Dir)
+	if err != nil {
+		return "", err
+	}
+	return l.Env.InstanceID, nil
+}
+
+// destroyUnregistered answers a destroy of an instance the registry does
+// not know: by name it is already gone; from a folder it is an error.
+func (m *Manager) destroyUnregistered(id string, o DestroyOptions) (*Destroyed, error) {
+	if o.Name == "" {
+		return nil, &NotRegisteredError{ID: id}
+	}
+	// A destroy killed after it removed the entry may have left the
+	// teardown copy: it is this suite's own folder, keyed by the name.
+	m.removeInstanceDir(id)
+	return &Destroyed{ID: id, AlreadyGone: true}, nil
+}
+
+// destruction is one run of Destroy of a registered instance: what it read
+// before it began, what it learns on the way, and what it did (res). Its
+// methods are Destroy's steps, in order.
+type destruction struct {
+	m          *Manager
+	o          DestroyOptions
+	id         string
+	in         Instance
+	mt         meta
+	exists     bool // the registered folder exists
+	removeTree bool // a worktree to remove (not an adopted clone, not -keepWorktree)
+	unfinished bool // a create or destroy of this instance was killed half-way
+	// What git knows of the folder.
+	wt      worktreeEntry
+	listed  bool // git lists the folder as a worktree of the registered repository
+	dropped bool // git's half-written record of a killed create was removed
+	unlock  func()
+	res     *Destroyed
+}
+
+func (m *Manager) newDestruction(id string, in Instance, o DestroyOptions) *destruction {
+	mt := m.readMeta(id)
+	return &destruction{
+		m: m, o: o, id: id, in: in, mt: mt,
+		exists:     dirExists(in.Path),
+		removeTree: in.IsWorktree && !o.KeepWorktree,
+		unfinished: mt.Phase == phaseCreating || mt.Phase == phaseDestroying,
+		res:        &Destroyed{ID: id, Path: in.Path},
+	}
+}
+
+// askGitAboutTheFolder finds git's record of the worktree. Git cannot even
+// list worktrees when `git worktree add` was killed while it wrote the
+// record (an empty commondir): that record of this create's folder is
+// dropped, then git is asked again.
+func (d *destruction) askGitAboutTheFolder(ctx context.Context) error {
+	if !d.removeTree || !dirExists(d.in.ParentRepo) {
+		return nil
+	}
+	var err error
+	d.wt, d.listed, err = d.m.worktreeAt(ctx, d.in.ParentRepo, d.in.Path)
+	if err != nil && d.mt.Phase == phaseCreating {
+		var derr error
+		if d.dropped, derr = d.m.dropHalfAddedRecord(ctx, d.in.ParentRepo, d.in.Path); derr != nil {
+			return derr
+		} else if d.dropped {
+			d.wt, d.listed, err = d.m.worktreeAt(ctx, d.in.ParentRepo, d.in.Path)
 		}
 	}
-	// 1. The stack, after proving it is ours, on the engine it runs on; on
-	// another engine also the volumes its folders were synced to.
+	return err
+}
+
+// proveTheFolderIsOurs refuses a folder that is not shown to be this
+// instance's: a worktree of the registered repository that holds this
+// instance's env file, or one that a create or destroy of this instance,
+// killed half-way, recorded before git acted.
+func (d *destruction) proveTheFolderIsOurs(context.Context) error {
+	if !d.removeTree || !d.exists {
+		return nil
+	}
+	switch {
+	case d.listed && (d.m.holdsInstance(d.in.Path, d.id) || d.unfinished):
+		// Git knows it as this repository's worktree, and it holds this
+		// instance's env file, or a run of this instance was killed while
+		// making or removing it.
+	case d.mt.Phase == phaseCreating && d.dropped:
+		// git's record of it, which this instance's killed create was
+		// writing, named it (and is now removed).
+	case d.mt.Phase == phaseCreating && (d.mt.FolderMade || madeByGitAdd(d.in.Path)):
+		// A create killed after it made the folder itself, or one whose
+		// folder holds nothing but what git writes first.
+	default:
+		return &NotProvenError{ID: d.id, Path: d.in.Path, Repo: d.in.ParentRepo, Listed: d.listed}
+	}
+	return nil
+}
+
+// refuseToLoseWork refuses, without -force, to delete uncommitted changes,
+// files git ignores in the data folders, and commits that only the
+// worktree's branch (deleted with it) holds.
+func (d *destruction) refuseToLoseWork(ctx context.Context) error {
+	if !d.removeTree || d.o.Force {
+		return nil
+	}
+	var lose WouldLose
+	var err error
+	if d.exists {
+		if lose, err = d.m.wouldLose(ctx, d.in.Path, d.mt.Branch); err != nil {
+			return err
+		}
+		if !d.mt.BranchCreated {
+			lose.Commits = nil // the branch stays: its commits are not lost
+		}
+		if lose.Ignored, err = d.m.ignoredInMounts(ctx, d.in.Path); err != nil {
+			return err
+		}
+	}
+	if d.mt.BranchCreated && d.mt.Branch != "" {
+		// The branch is deleted too: whatever only it holds is lost, also
+		// when the folder is gone or HEAD moved to another branch.
+		commits, err := d.m.unsharedCommits(ctx, d.in.ParentRepo, "refs/heads/"+d.mt.Branch, d.mt.Branch)
+		if err != nil {
+			return err
+		}
+		lose.Commits = mergeLines(lose.Commits, commits)
+	}
+	if !lose.Empty() {
+		return &WouldLoseError{Path: d.in.Path, WouldLose: lose}
+	}
+	return nil
+}
+
+// removeStack tears the stack down, after proving it is ours, on the
+// engine it runs on; on another engine also the volumes its folders were
+// synced to. With -force, an engine that no longer answers is left, and
+// the commands that remove what stays there are recorded.
+func (d *destruction) removeStack(ctx context.Context) error {
+	m, id, in := d.m, d.id, d.in
 	em := m.on(in.Engine)
-	err = em.teardown(ctx, id, in)
+	err := em.teardown(ctx, id, in)
 	if err == nil && in.Engine.Remote() {
 		err = em.removeSyncVolumes(ctx, id)
 	}
 	var unreachable *EngineUnreachableError
 	switch {
-	case err != nil && o.Force && in.Engine.Context != "" && errors.As(err, &unreachable):
+	case err != nil && d.o.Force && in.Engine.Context != "" && errors.As(err, &unreachable):
 		// The engine is gone for good (a decommissioned host): forget the
 		// sandbox here, and say what stays there.
-		res.LeftOnEngine = fmt.Sprintf("docker --context %s compose -p %s down --volumes; docker --context %s volume rm $(docker --context %s volume ls -q --filter label=%s=%s)",
+		d.res.LeftOnEngine = fmt.Sprintf("docker --context %s compose -p %s down --volumes; docker --context %s volume rm $(docker --context %s volume ls -q --filter label=%s=%s)",
 			in.Engine.Context, id, in.Engine.Context, in.Engine.Context, m.Profile.InstanceLabel, id)
 		m.emit(Event{Kind: EvEngineUnreachable, ID: id, Engine: in.Engine.Name(), Err: unreachable.Err.Error()})
 	case err != nil:
-		return nil, err
+		return err
 	default:
-		res.StackRemoved = true
+		d.res.StackRemoved = true
 		m.emit(Event{Kind: EvStackRemoved, ID: id})
 	}
 	if err := ctx.Err(); err != nil {
-		return nil, fmt.Errorf("destroy %s: %w", id, err)
+		return fmt.Errorf("destroy %s: %w", id, err)
 	}
+	return nil
+}
 
-	// 2. The checkout. From here on a killed run is finished by the next
-	// destroy (a record of a killed create keeps its own phase).
-	if removeTree && (exists || listed) && mt.Phase == "" {
-		mt.Phase = phaseDestroying
-		if err := m.writeMeta(id, mt); err != nil {
-			return nil, err
-		}
+// markDestroying records the destroy before the checkout goes: from here
+// on a killed run is finished by the next destroy (a record of a killed
+// create keeps its own phase).
+func (d *destruction) markDestroying(context.Context) error {
+	if !d.removeTree || !(d.exists || d.listed) || d.mt.Phase != "" {
+		return nil
 	}
-	envPath := filepath.Join(in.Path, p.EnvFile)
-	if removeTree && dirExists(in.ParentRepo) {
-		unlock, err := m.lockRepo(ctx, in.ParentRepo)
-		if err != nil {
-			return nil, err
-		}
-		defer unlock()
+	d.mt.Phase = phaseDestroying
+	return d.m.writeMeta(d.id, d.mt)
+}
+
+// lockRepo takes the repository lock (released by unlockRepo when Destroy
+// returns) before git's worktrees and branches change.
+func (d *destruction) lockRepo(ctx context.Context) error {
+	if !d.removeTree || !dirExists(d.in.ParentRepo) {
+		return nil
 	}
+	unlock, err := d.m.lockRepo(ctx, d.in.ParentRepo)
+	if err != nil {
+		return err
+	}
+	d.unlock = unlock
+	return nil
+}
+
+func (d *destruction) unlockRepo() {
+	if d.unlock != nil {
+		d.unlock()
+	}
+}
+
+// removeCheckout removes the worktree and git's record of it, or lets git
+// forget a worktree already gone, or, for a checkout that stays, removes
+// only this instance's env file.
+func (d *destruction) removeCheckout(ctx context.Context) error {
+	m, in := d.m, d.in
 	switch {
-	case removeTree && (exists || listed):
-		if err := m.removeProvenWorktree(ctx, in, wt, listed, o.Force, mt.Phase == phaseCreating); err != nil {
-			return nil, err
+	case d.removeTree && (d.exists || d.listed):
+		if err := m.removeProvenWorktree(ctx, in, d.wt, d.listed, d.o.Force, d.mt.Phase == phaseCreating); err != nil {
+			return err
 		}
-		res.WorktreeRemoved = exists
+		d.res.WorktreeRemoved = d.exists
 		m.emit(Event{Kind: EvWorktreeRemoved, Path: in.Path})
-		if mt.Phase == phaseCreating {
+		if d.mt.Phase == phaseCreating {
 			// A record git began but had not given a path yet names no
 			// folder: prune keeps it (it is locked). It bears the folder's
 			// name: drop it too.
 			if _, err := m.dropHalfAddedRecord(ctx, in.ParentRepo, in.Path); err != nil {
-				return nil, err
+				return err
 			}
 		}
-	case removeTree:
+	case d.removeTree:
 		m.git(ctx, in.ParentRepo, "worktree", "prune")
 		m.emit(Event{Kind: EvWorktreeAlreadyGone, Path: in.Path})
 	default:
-		res.KeptCheckout = true
-		if e, err := p.ReadEnv(envPath); err == nil && e.InstanceID == id {
+		d.res.KeptCheckout = true
+		envPath := filepath.Join(in.Path, m.Profile.EnvFile)
+		if e, err := m.Profile.ReadEnv(envPath); err == nil && e.InstanceID == d.id {
 			if err := os.Remove(envPath); err != nil {
-				return nil, fmt.Errorf("remove %s: %w", envPath, err)
+				return fmt.Errorf("remove %s: %w", envPath, err)
 			}
 		}
-		m.emit(Event{Kind: EvCheckoutKept, Path: in.Path, Source: p.EnvFile})
+		m.emit(Event{Kind: EvCheckoutKept, Path: in.Path, Source: m.Profile.EnvFile})
 	}
-	if removeTree && mt.BranchCreated && mt.Branch != "" && dirExists(in.ParentRepo) && unfinished {
-		// A git killed while it wrote the branch leaves the ref's lock file,
-		// which would refuse this name to every later create; one killed
-		// while it deleted the branch may leave packed-refs.lock, which
-		// refuses every ref deletion in the repository.
-		if err := m.clearRefLock(ctx, in.ParentRepo, mt.Branch); err != nil {
-			return nil, err
-		}
-		if err := m.clearPackedRefsLock(ctx, in.ParentRepo, m.metaTime(id)); err != nil {
-			return nil, err
-		}
+	return nil
+}
+
+// ownBranch reports whether the sandbox created its branch, which goes
+// with its worktree.
+func (d *destruction) ownBranch() bool {
+	return d.removeTree && d.mt.BranchCreated && d.mt.Branch != "" && dirExists(d.in.ParentRepo)
+}
+
+// clearLocksOfKilledGit removes, after a killed run, the lock files its
+// git left: a git killed while it wrote the branch leaves the ref's lock
+// file, which would refuse this name to every later create; one killed
+// while it deleted the branch may leave packed-refs.lock, which refuses
+// every ref deletion in the repository.
+func (d *destruction) clearLocksOfKilledGit(ctx context.Context) error {
+	if !d.ownBranch() || !d.unfinished {
+		return nil
 	}
-	if removeTree && mt.BranchCreated && mt.Branch != "" && dirExists(in.ParentRepo) && mt.Phase == phaseCreating && mt.Head != "" {
+	if err := d.m.clearRefLock(ctx, d.in.ParentRepo, d.mt.Branch); err != nil {
+		return err
+	}
+	return d.m.clearPackedRefsLock(ctx, d.in.ParentRepo, d.m.metaTime(d.id))
+}
+
+// deleteBranch deletes the branch the sandbox created.
+func (d *destruction) deleteBranch(ctx context.Context) error {
+	if !d.ownBranch() {
+		return nil
+	}
+	m, repo, branch := d.m, d.in.ParentRepo, d.mt.Branch
+	if d.mt.Phase == phaseCreating && d.mt.Head != "" {
 		// A create killed before it finished may not have made the branch:
 		// only one still at the commit it would have been made from is its.
 		// A branch git still cannot delete ends the run here, naming git's
 		// reason, so that the entry and the record that make the next
 		// destroy delete the branch stay.
-		if err := m.deleteBranchAt(ctx, in.ParentRepo, mt.Branch, mt.Head); err != nil {
-			return nil, fmt.Errorf("delete branch %s, which the interrupted create made: %w", mt.Branch, err)
+		if err := m.deleteBranchAt(ctx, repo, branch, d.mt.Head); err != nil {
+			return fmt.Errorf("delete branch %s, which the interrupted create made: %w", branch, err)
 		}
-		if ok, _ := m.branchExists(ctx, in.ParentRepo, mt.Branch); !ok {
-			res.BranchDeleted = mt.Branch
+		if ok, _ := m.branchExists(ctx, repo, branch); !ok {
+			d.res.BranchDeleted = branch
 		}
-	} else if removeTree && mt.BranchCreated && mt.Branch != "" && dirExists(in.ParentRepo) {
-		if ok, err := m.branchExists(ctx, in.ParentRepo, mt.Branch); err == nil && ok {
-			if _, err := m.git(ctx, in.ParentRepo, "branch", "-D", mt.Branch); err != nil {
-				return nil, fmt.Errorf("delete branch %s, which this sandbox created: %w", mt.Branch, err)
-			}
-			res.BranchDeleted = mt.Branch
-			m.emit(Event{Kind: EvBranchDeleted, Branch: mt.Branch})
-		}
+		return nil
 	}
+	if ok, err := m.branchExists(ctx, repo, branch); err == nil && ok {
+		if _, err := m.git(ctx, repo, "branch", "-D", branch); err != nil {
+			return fmt.Errorf("delete branch %s, which this sandbox created: %w", branch, err)
+		}
+		d.res.BranchDeleted = branch
+		m.emit(Event{Kind: EvBranchDeleted, Branch: branch})
+	}
+	return nil
+}
 
-	// 3. The records: the teardown copy, then the entry, so that a run
-	// killed in between leaves an entry that the next destroy removes.
-	if err := m.removeInstanceDir(id); err != nil {
-		return nil, fmt.Errorf("remove %s: %w", m.instanceDir(id), err)
+// removeRecords removes the teardown copy, then the registry entry, so that
+// a run killed in between leaves an entry that the next destroy removes.
+func (d *destruction) removeRecords(ctx context.Context) error {
+	if err := d.m.removeInstanceDir(d.id); err != nil {
+		return fmt.Errorf("remove %s: %w", d.m.instanceDir(d.id), err)
 	}
-	if _, err := reg.Unregister(ctx, id); err != nil {
-		return nil, err
-	}
-	return res, nil
+	_, err := d.m.Registry().Unregister(ctx, d.id)
+	return err
 }
 
 // removeProvenWorktree removes the worktree folder of in and git's record

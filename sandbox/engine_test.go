@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -215,4 +216,48 @@ func TestOverrideReplacesBindMountsWithSyncedVolumes(t *testing.T) {
 	for _, sv := range plan {
 		assert.Contains(t, s, `"name": "`+sv.Name+`"`)
 	}
+}
+
+// Loading the local stand-in image into another engine that held an older
+// build of it removes that build there when no container uses it.
+func TestRemoteStandinLoadRemovesTheReplacedBuild(t *testing.T) {
+	const local, old = "sha256:10ca1", "sha256:01d"
+	remote := old
+	f := &fakeRunner{handle: func(c driver.Cmd) ([]byte, error) {
+		args, onRemote := c.Args, len(c.Args) > 1 && c.Args[0] == "--context"
+		if onRemote {
+			require.Equal(t, "big", args[1])
+			args = args[2:]
+		}
+		switch {
+		case args[0] == "version":
+			return []byte(runtime.GOARCH + "\n"), nil
+		case args[0] == "image" && args[1] == "inspect" && args[3] == "{{.Id}}" && onRemote:
+			return []byte(remote + "\n"), nil
+		case args[0] == "image" && args[1] == "inspect" && args[3] == "{{.Id}}":
+			return []byte(local + "\n"), nil
+		case args[0] == "save":
+			_, err := c.Stdout.Write([]byte("image tar"))
+			return nil, err
+		case args[0] == "load":
+			_, err := io.ReadAll(c.Stdin)
+			remote = local
+			return nil, err
+		case args[0] == "image" && args[1] == "inspect" && args[4] == old && onRemote:
+			return []byte(`{"Id":"` + old + `","RepoTags":[],"Config":{"Labels":{"sandbox.standin":"1"}}}`), nil
+		case args[0] == "ps" && onRemote:
+			return nil, nil
+		case args[0] == "image" && args[1] == "rm" && onRemote:
+			return nil, nil
+		}
+		return nil, errors.New("unexpected " + strings.Join(c.Args, " "))
+	}}
+	var log bytes.Buffer
+	m := &Manager{Profile: KTRDR(), Home: t.TempDir(), Runner: f, Log: &log}
+	require.NoError(t, m.on(Engine{Context: "big", Host: "10.1.2.3"}).ensureStandinImage(t.Context(), t.TempDir(), false))
+	cmds := f.commands()
+	assert.Contains(t, cmds, "docker --context big load --quiet")
+	assert.Contains(t, cmds, "docker --context big ps -a -q --no-trunc --filter ancestor="+old)
+	assert.Equal(t, "docker --context big image rm "+old, cmds[len(cmds)-1])
+	assert.Contains(t, log.String(), "removed image "+old)
 }

@@ -165,18 +165,27 @@ func FuzzReadEnv(f *testing.F) {
 		if err != nil {
 			return
 		}
-		// Whatever parses must be usable: every port in range, a slot, an id.
+		// Whatever parses must be usable: an id, a slot, the API port, and
+		// every port it read in range. Only the API port is required: the
+		// other keys are those of the stack file the sandbox was made from
+		// (up adds a key the file gained since).
 		require.NotEmpty(t, e.InstanceID)
-		for _, r := range p.Ports {
-			port := e.Ports[r.Key]
-			require.True(t, port >= 1 && port <= 65535, "%s=%d", r.Key, port)
+		require.Contains(t, e.Ports, p.APIPortKey)
+		for k, port := range e.Ports {
+			require.True(t, port >= 1 && port <= 65535, "%s=%d", k, port)
 		}
-		// Numbers are canonical: they read back exactly as they are written.
+		// Numbers are canonical: they read back exactly as they are written,
+		// and no port key of the profile that the file holds is left unread.
 		vals, err := envfile.Read(path)
 		require.NoError(t, err)
 		require.Equal(t, vals[KeySlot], strconv.Itoa(e.Slot))
+		for k, port := range e.Ports {
+			require.Equal(t, vals[k], strconv.Itoa(port), k)
+		}
 		for _, r := range p.Ports {
-			require.Equal(t, vals[r.Key], strconv.Itoa(e.Ports[r.Key]), r.Key)
+			if _, ok := vals[r.Key]; ok {
+				require.Contains(t, e.Ports, r.Key)
+			}
 		}
 		url, err := p.Resolver().Resolve("", 0, filepath.Dir(path))
 		if err != nil {

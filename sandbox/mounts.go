@@ -52,11 +52,27 @@ func (m *Manager) checkoutMounts(ctx context.Context, root string) []string {
 	return dirs
 }
 
-// ignoredInMounts lists the files git ignores inside the folders the stack
-// bind-mounts (relative to root): what a container wrote there, or data put
-// there by hand, that removing the worktree would delete unseen.
-func (m *Manager) ignoredInMounts(ctx context.Context, root string) ([]string, error) {
+// dataFolders returns the folders inside root that may hold data nobody
+// committed: those the stack bind-mounts (checkoutMounts), and the places of
+// the profile's shared folders in the checkout (./data, ./models, …) also
+// when the stack mounts the shared root instead. A sandbox made before the
+// shared folders existed, or data copied in by hand, leaves files there
+// that git ignores.
+func (m *Manager) dataFolders(ctx context.Context, root string) []string {
 	dirs := m.checkoutMounts(ctx, root)
+	for _, sd := range m.Profile.Shared {
+		if d := filepath.Join(root, sd.Name); !slices.Contains(dirs, d) {
+			dirs = append(dirs, d)
+		}
+	}
+	return dirs
+}
+
+// ignoredInMounts lists the files git ignores inside the checkout's data
+// folders (dataFolders), relative to root: what a container wrote there, or
+// data put there by hand, that removing the worktree would delete unseen.
+func (m *Manager) ignoredInMounts(ctx context.Context, root string) ([]string, error) {
+	dirs := m.dataFolders(ctx, root)
 	if len(dirs) == 0 {
 		return nil, nil
 	}
@@ -67,7 +83,7 @@ func (m *Manager) ignoredInMounts(ctx context.Context, root string) ([]string, e
 	}
 	out, err := m.Runner.Run(ctx, driver.Cmd{Name: "git", Args: args})
 	if err != nil {
-		return nil, fmt.Errorf("list files git ignores in the mounted folders of %s: %w", root, err)
+		return nil, fmt.Errorf("list files git ignores in the mounted and shared-data folders of %s: %w", root, err)
 	}
 	var files []string
 	for _, f := range strings.Split(string(out), "\x00") {

@@ -315,11 +315,19 @@ func (m *Manager) ensureRemoteStandinImage(ctx context.Context, root string, reb
 	if err != nil {
 		return err
 	}
-	if have, err := driver.ImageID(ctx, m.Runner, p.StandinImage); err != nil || have == want {
+	have, err := driver.ImageID(ctx, m.Runner, p.StandinImage)
+	if err != nil || have == want {
 		return err
 	}
 	m.emit(Event{Kind: EvImageLoading, Image: p.StandinImage, Engine: m.engine.Name()})
-	return copyImage(ctx, m.base, p.StandinImage, m.engine.Context)
+	if err := copyImage(ctx, m.base, p.StandinImage, m.engine.Context); err != nil {
+		return err
+	}
+	// The build it replaced there is left over unless a container uses it.
+	if err := driver.RemoveReplacedStandin(ctx, m.Runner, p.StandinImage, have, m.log()); err != nil {
+		fmt.Fprintf(m.log(), "note: %v\n", err)
+	}
+	return nil
 }
 
 // copyImage streams image from the local engine into the engine of Docker

@@ -101,7 +101,7 @@ func (m *Manager) branchExists(ctx context.Context, repo, branch string) (bool, 
 type WouldLose struct {
 	Changes []string // `git status --porcelain` lines
 	Commits []string // `git log --oneline` lines
-	Ignored []string // files git ignores in the folders the stack mounts (data a container wrote, say)
+	Ignored []string // files git ignores in the folders the stack mounts or the shared folders' places (data a container wrote, say)
 }
 
 // Empty reports whether nothing would be lost.

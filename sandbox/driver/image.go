@@ -4,6 +4,7 @@ import (
 	"archive/tar"
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -41,6 +42,8 @@ func StandinImageExists(ctx context.Context, r Runner, image string) (bool, erro
 // /usr/bin/pg_isready, /usr/bin/sh and /bin/sh and an empty /tmp (mode
 // 1777), and pipes that tar to
 // `docker import` with ENTRYPOINT ["/standin"] and LABEL sandbox.standin=1.
+// The image the tag named before is removed when nothing uses it
+// (RemoveReplacedStandin), so that rebuilds leave no <none> images behind.
 // progress, when not nil, receives one line per step and the tools' output.
 func BuildStandinImage(ctx context.Context, r Runner, repoRoot, pkg, image string, progress io.Writer) error {
 	return BuildStandinImageFor(ctx, r, repoRoot, pkg, image, "", progress)
@@ -76,12 +79,17 @@ func BuildStandinImageFor(ctx context.Context, r Runner, repoRoot, pkg, image, g
 		return fmt.Errorf("build stand-in image %s: pack %s: %w", image, bin, err)
 	}
 
+	before, err := ImageID(ctx, r, image)
+	if err != nil {
+		return fmt.Errorf("build stand-in image %s: %w", image, err)
+	}
+
 	fmt.Fprintf(progress, "importing %s (%d bytes)\n", image, len(layer))
 	imp := Cmd{
 		Name: "docker",
 		Args: []string{"import",
 			"--change", `ENTRYPOINT ["/standin"]`,
-			"--change", "LABEL sandbox.standin=1",
+			"--change", "LABEL " + StandinLabel + "=1",
 			"-", image},
 		Stdin:  bytes.NewReader(layer),
 		Stdout: progress,
@@ -91,6 +99,79 @@ func BuildStandinImageFor(ctx context.Context, r Runner, repoRoot, pkg, image, g
 		return fmt.Errorf("build stand-in image %s: docker import of the %s binary: %w", image, pkg, err)
 	}
 	fmt.Fprintf(progress, "built %s\n", image)
+	if err := RemoveReplacedStandin(ctx, r, image, before, progress); err != nil {
+		// The new image stands: the old one is only left over.
+		fmt.Fprintf(progress, "note: %v\n", err)
+	}
+	return nil
+}
+
+// StandinLabel marks the images this package builds (LABEL sandbox.standin=1).
+const StandinLabel = "sandbox.standin"
+
+// RemoveReplacedStandin removes the stand-in image old, which tag named
+// before a build or a load gave the tag another image, when it is left
+// over: the tag names another image now, no tag names old, it carries
+// StandinLabel (this package built it), and no container, running or
+// stopped, was made from it. It never forces: Docker itself refuses an image
+// a container uses. Each image kept and why, or removed, is a line on
+// progress; an error says which step failed.
+func RemoveReplacedStandin(ctx context.Context, r Runner, tag, old string, progress io.Writer) error {
+	if progress == nil {
+		progress = io.Discard
+	}
+	if old == "" {
+		return nil
+	}
+	now, err := ImageID(ctx, r, tag)
+	if err != nil || now == old {
+		return err // the tag still names it: nothing was replaced
+	}
+	out, err := r.Run(ctx, Cmd{Name: "docker", Args: []string{"image", "inspect", "--format", "{{json .}}", old}})
+	if err != nil {
+		var ee *ExitError
+		if errors.As(err, &ee) && strings.Contains(strings.ToLower(ee.Stderr), "no such image") {
+			return nil // already gone
+		}
+		return fmt.Errorf("look up image %s, which %s named before: %w", old, tag, err)
+	}
+	var img struct {
+		RepoTags []string
+		Config   struct{ Labels map[string]string }
+	}
+	if err := json.Unmarshal(out, &img); err != nil {
+		return fmt.Errorf("read docker's description of image %s: %w", old, err)
+	}
+	switch {
+	case len(img.RepoTags) > 0:
+		fmt.Fprintf(progress, "kept image %s, which %s named before: %s names it\n", old, tag, strings.Join(img.RepoTags, ", "))
+		return nil
+	case img.Config.Labels[StandinLabel] != "1":
+		fmt.Fprintf(progress, "kept image %s, which %s named before: it lacks the label %s=1, so this suite did not build it\n", old, tag, StandinLabel)
+		return nil
+	}
+	out, err = r.Run(ctx, Cmd{Name: "docker", Args: []string{"ps", "-a", "-q", "--no-trunc", "--filter", "ancestor=" + old}})
+	if err != nil {
+		return fmt.Errorf("list the containers made from image %s, which %s named before: %w", old, tag, err)
+	}
+	if users := strings.Fields(string(out)); len(users) > 0 {
+		which, use, them := "container", "uses", "it is"
+		if len(users) > 1 {
+			which, use, them = "containers", "use", "they are"
+		}
+		fmt.Fprintf(progress, "kept image %s, which %s named before: %s %s %s it (docker image rm %s removes it once %s gone)\n",
+			old, tag, which, strings.Join(shortIDs(users), ", "), use, old, them)
+		return nil
+	}
+	if _, err := r.Run(ctx, Cmd{Name: "docker", Args: []string{"image", "rm", old}}); err != nil {
+		var ee *ExitError
+		if errors.As(err, &ee) && strings.Contains(ee.Stderr, "conflict") {
+			fmt.Fprintf(progress, "kept image %s, which %s named before: %s\n", old, tag, strings.TrimSpace(ee.Stderr))
+			return nil
+		}
+		return fmt.Errorf("remove image %s, which %s named before: %w", old, tag, err)
+	}
+	fmt.Fprintf(progress, "removed image %s, which %s named before (no container used it)\n", old, tag)
 	return nil
 }
 

@@ -56,6 +56,9 @@ func TestStandinImageBuildCommands(t *testing.T) {
 			out := c.Args[len(c.Args)-2]
 			return nil, os.WriteFile(out, []byte("fake binary"), 0o755)
 		case "docker":
+			if c.Stdin == nil {
+				return nil, nil // image inspect: the tag names nothing yet
+			}
 			var err error
 			layer, err = io.ReadAll(c.Stdin)
 			return nil, err
@@ -65,13 +68,14 @@ func TestStandinImageBuildCommands(t *testing.T) {
 	var progress bytes.Buffer
 	require.NoError(t, BuildStandinImage(t.Context(), f, "/repo", "./cmd/standin", "ktrdr-standin:x", &progress))
 
-	require.Len(t, f.calls, 2)
+	require.Len(t, f.calls, 3)
 	build := f.calls[0]
 	assert.Equal(t, "/repo", build.Dir)
 	assert.Contains(t, build.Env, "CGO_ENABLED=0")
 	assert.Equal(t, []string{"build", "-trimpath", "-ldflags=-s -w", "-o"}, build.Args[:4])
 	assert.Equal(t, "./cmd/standin", build.Args[len(build.Args)-1])
-	assert.Equal(t, []string{"import", "--change", `ENTRYPOINT ["/standin"]`, "--change", "LABEL sandbox.standin=1", "-", "ktrdr-standin:x"}, f.calls[1].Args)
+	assert.Equal(t, "docker image inspect --format {{.Id}} ktrdr-standin:x", f.calls[1].String(), "what the tag named before")
+	assert.Equal(t, []string{"import", "--change", `ENTRYPOINT ["/standin"]`, "--change", "LABEL sandbox.standin=1", "-", "ktrdr-standin:x"}, f.calls[2].Args)
 	_, err := os.Stat(filepath.Dir(build.Args[4]))
 	assert.True(t, os.IsNotExist(err), "the temp build folder is removed")
 
@@ -112,6 +116,141 @@ func TestStandinImageBuildErrorsNameInput(t *testing.T) {
 	for _, want := range []string{"img:1", "./cmd/nothing", "/repo", "no Go files"} {
 		assert.Contains(t, err.Error(), want)
 	}
+}
+
+// imageEngine is a fake engine for the replaced-image cleanup: one tag,
+// one older image with its tags, label and containers.
+type imageEngine struct {
+	tagID      string // what the tag names ("" none)
+	old        string // the older image's id ("" gone)
+	oldTags    []string
+	oldLabel   string   // its sandbox.standin label
+	users      []string // containers made from it
+	psErr      error
+	rmErr      error
+	removed    []string
+	importedID string // what the tag names after docker import
+}
+
+func (e *imageEngine) run(c Cmd) ([]byte, error) {
+	if c.Name == "go" {
+		return nil, os.WriteFile(c.Args[len(c.Args)-2], []byte("fake binary"), 0o755)
+	}
+	notFound := func(what string) error {
+		return &ExitError{Cmd: c.String(), Code: 1, Stderr: "Error: No such image: " + what + "\n"}
+	}
+	args := c.Args
+	switch {
+	case args[0] == "import":
+		_, _ = io.Copy(io.Discard, c.Stdin)
+		e.tagID = e.importedID
+		return []byte(e.importedID + "\n"), nil
+	case args[0] == "image" && args[1] == "inspect" && args[3] == "{{.Id}}":
+		if e.tagID == "" {
+			return nil, notFound(args[4])
+		}
+		return []byte(e.tagID + "\n"), nil
+	case args[0] == "image" && args[1] == "inspect" && args[3] == "{{json .}}":
+		if e.old == "" || args[4] != e.old {
+			return nil, notFound(args[4])
+		}
+		img := map[string]any{"Id": e.old, "RepoTags": e.oldTags, "Config": map[string]any{"Labels": map[string]string{"sandbox.standin": e.oldLabel}}}
+		if e.oldLabel == "" {
+			img["Config"] = map[string]any{"Labels": nil}
+		}
+		return json.Marshal(img)
+	case args[0] == "ps":
+		if e.psErr != nil {
+			return nil, e.psErr
+		}
+		return []byte(strings.Join(e.users, "\n") + "\n"), nil
+	case args[0] == "image" && args[1] == "rm":
+		if e.rmErr != nil {
+			return nil, e.rmErr
+		}
+		e.removed = append(e.removed, args[2:]...)
+		return nil, nil
+	}
+	return nil, errors.New("fake engine: unexpected " + c.String())
+}
+
+func TestRemoveReplacedStandin(t *testing.T) {
+	const old, newer = "sha256:0ld0000000000000000000000000000000000000000000000000000000000000", "sha256:new"
+	user := "3a4b5c6d7e8f90123456789abcdef0123456789abcdef0123456789abcdef012"
+	cases := []struct {
+		name        string
+		engine      imageEngine
+		previous    string
+		wantRemoved bool
+		wantErr     string
+		wantLine    string // on progress
+	}{
+		{name: "the tag named nothing before", engine: imageEngine{tagID: newer}},
+		{name: "the tag still names it", engine: imageEngine{tagID: old, old: old, oldLabel: "1"}, previous: old},
+		{name: "unused: removed", engine: imageEngine{tagID: newer, old: old, oldLabel: "1"}, previous: old, wantRemoved: true,
+			wantLine: "removed image " + old + ", which ktrdr-standin:dev named before (no container used it)"},
+		{name: "already gone", engine: imageEngine{tagID: newer}, previous: old},
+		{name: "another tag names it", engine: imageEngine{tagID: newer, old: old, oldLabel: "1", oldTags: []string{"ktrdr-standin:keep"}}, previous: old,
+			wantLine: "ktrdr-standin:keep names it"},
+		{name: "not built by this suite", engine: imageEngine{tagID: newer, old: old}, previous: old,
+			wantLine: "lacks the label sandbox.standin=1"},
+		{name: "a stopped container uses it", engine: imageEngine{tagID: newer, old: old, oldLabel: "1", users: []string{user}}, previous: old,
+			wantLine: "container 3a4b5c6d7e8f uses it (docker image rm " + old + " removes it once it is gone)"},
+		{name: "two containers use it", engine: imageEngine{tagID: newer, old: old, oldLabel: "1", users: []string{user, "b" + user[1:]}}, previous: old,
+			wantLine: "containers 3a4b5c6d7e8f, ba4b5c6d7e8f use it (docker image rm " + old + " removes it once they are gone)"},
+		{name: "docker refuses: a container made meanwhile", previous: old,
+			engine:   imageEngine{tagID: newer, old: old, oldLabel: "1", rmErr: &ExitError{Cmd: "docker image rm", Code: 1, Stderr: "Error response from daemon: conflict: unable to delete 0ld000000000 (must be forced) - image is being used by stopped container 3a4b5c6d7e8f\n"}},
+			wantLine: "image is being used by stopped container 3a4b5c6d7e8f"},
+		{name: "the containers cannot be listed", previous: old,
+			engine:  imageEngine{tagID: newer, old: old, oldLabel: "1", psErr: &ExitError{Cmd: "docker ps", Code: 1, Stderr: "Cannot connect to the Docker daemon"}},
+			wantErr: "list the containers made from image " + old + ", which ktrdr-standin:dev named before"},
+		{name: "removing fails", previous: old,
+			engine:  imageEngine{tagID: newer, old: old, oldLabel: "1", rmErr: &ExitError{Cmd: "docker image rm", Code: 1, Stderr: "Cannot connect to the Docker daemon"}},
+			wantErr: "remove image " + old},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			e := c.engine
+			f := &fakeRunner{handle: e.run}
+			var progress bytes.Buffer
+			err := RemoveReplacedStandin(t.Context(), f, "ktrdr-standin:dev", c.previous, &progress)
+			if c.wantErr != "" {
+				require.Error(t, err)
+				assert.Contains(t, err.Error(), c.wantErr)
+			} else {
+				require.NoError(t, err)
+			}
+			if c.wantRemoved {
+				assert.Equal(t, []string{old}, e.removed)
+			} else {
+				assert.Empty(t, e.removed)
+			}
+			for _, call := range f.calls {
+				assert.NotContains(t, call.Args, "-f", "never forced: %s", call)
+				assert.NotContains(t, call.Args, "--force", "never forced: %s", call)
+			}
+			if c.wantLine != "" {
+				assert.Contains(t, progress.String(), c.wantLine)
+			}
+		})
+	}
+}
+
+// A rebuild removes the build it replaced; the first build has none.
+func TestStandinImageRebuildRemovesTheReplacedImage(t *testing.T) {
+	const old = "sha256:1111111111111111111111111111111111111111111111111111111111111111"
+	e := &imageEngine{tagID: old, old: old, oldLabel: "1", importedID: "sha256:2222222222222222222222222222222222222222222222222222222222222222"}
+	var progress bytes.Buffer
+	require.NoError(t, BuildStandinImage(t.Context(), &fakeRunner{handle: e.run}, "/repo", "./cmd/standin", "ktrdr-standin:dev", &progress))
+	assert.Equal(t, []string{old}, e.removed)
+	assert.Contains(t, progress.String(), "removed image "+old)
+
+	// The cleanup's failure leaves the new image standing and says so.
+	e = &imageEngine{tagID: old, old: old, oldLabel: "1", importedID: "sha256:3", psErr: errors.New("engine gone")}
+	progress.Reset()
+	require.NoError(t, BuildStandinImage(t.Context(), &fakeRunner{handle: e.run}, "/repo", "./cmd/standin", "ktrdr-standin:dev", &progress))
+	assert.Empty(t, e.removed)
+	assert.Contains(t, progress.String(), "note: list the containers made from image "+old)
 }
 
 // pgTestDocker skips (laptop) or fails (CI) without a Docker engine.
