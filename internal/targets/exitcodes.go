@@ -273,7 +273,12 @@ var rules = []rule{
 	typed(1, func(e *sandbox.UnsafePathError) string {
 		return fmt.Sprintf("the sandbox tool did not make %s: look at what it is, move it aside (mv %s %s.bad), then run the command again", e.Path, e.Path, e.Path)
 	}),
-	typed(1, fixed[*sandbox.CheckoutFileError]("the checkout's own regular file is needed here (a symlink may point only inside the checkout): restore it (git checkout -- <file>, or copy the file the link points to in its place), then run the command again")),
+	typed(1, func(e *sandbox.CheckoutFileError) string {
+		if e.Via != "" {
+			return "compose files may make compose read only the checkout's own regular files (at most 1 MiB): change the " + strings.Fields(e.Via)[0] + " that names it, or copy the file into the checkout and name that copy; nothing was read from it"
+		}
+		return "the checkout's own regular file is needed here (a symlink may point only inside the checkout): restore it (git checkout -- <file>, or copy the file the link points to in its place), then run the command again"
+	}),
 	is(1, "a sandbox's .env.sandbox is written by sandbox:create and sandbox:init, never linked: remove the symlink, then run go tool mage sandbox:init in the checkout if it is to be a sandbox", sandbox.ErrEnvSymlink),
 	typed(1, func(e *sandbox.RegistryCorruptError) string {
 		return fmt.Sprintf("inspect it and fix it by hand, or move it aside (mv %s %s.bad) and run go tool mage sandbox:init in each sandbox's folder (sandbox:create makes them beside the main checkout as ktrdr--<name>; adopted clones are where you adopted them): init registers each again from its .env.sandbox", e.Path, e.Path)
