@@ -1,8 +1,12 @@
 // Package sandbox runs several isolated copies of one application's Docker
 // Compose stack on one machine, one per git checkout, and tells with
 // certainty when a copy is ready. The stack is the one the checkout's own
-// sandbox compose file describes (LoadStackFile, Profile.ForStack): its
-// services, port variables, workers and database, read with compose-go;
+// sandbox compose file describes (LoadStack, Profile.ForStack): its
+// services, port variables, workers and database, read with compose-go
+// through package composefile, which treats the files as the untrusted
+// input they are (nothing outside the checkout is read; stackports.go
+// derives which host port follows which variable from what compose
+// resolves, not from the text);
 // the default Profile (KTRDR) keeps only what a file cannot say (the
 // documented slot rules of the known ktrdr ports, labels for people, the
 // API's paths). What the suite adds to a stack (its instance label, stand-in
@@ -27,6 +31,9 @@
 // when; package driver runs it. It returns data, typed errors and Events; it prints nothing.
 // Around it, leaf packages each own one responsibility:
 //
+//	sandbox/composefile  a checkout's compose files as untrusted input: the
+//	                 one loader, which reads nothing outside the checkout
+//	                 (includes, extends, env and label files, every profile)
 //	sandbox/envfile  the env file's one form, which this tool, godotenv and
 //	                 compose read alike (standard library only)
 //	sandbox/apiurl   the API URL rule the ktrdr CLI shares (standard
