@@ -65,13 +65,26 @@ func loadPortModels(ctx context.Context, src composefile.Source) (*portModels, e
 	if n := src.Env["COMPOSE_PROJECT_NAME"]; n != "" {
 		name = n
 	}
-	actual, err := composefile.Load(ctx, src, name, composefile.Every)
+	opened, err := composefile.Open(ctx, src)
 	if err != nil {
 		return nil, err
 	}
-	raw, err := composefile.LoadModel(ctx, src, name)
+	actual, err := opened.Load(ctx, name, composefile.Every)
 	if err != nil {
 		return nil, err
+	}
+	raw, err := opened.Model(ctx, name)
+	if err != nil {
+		return nil, err
+	}
+	// load reads the same files with other variables (the walk is done
+	// again only if a path uses one of them).
+	load := func(env map[string]string, name string) (*types.Project, error) {
+		o, err := opened.WithEnv(ctx, env)
+		if err != nil {
+			return nil, err
+		}
+		return o.Load(ctx, name, composefile.Every)
 	}
 	vars := portVariableNames(raw)
 	base := maps.Clone(src.Env)
@@ -80,7 +93,7 @@ func loadPortModels(ctx context.Context, src composefile.Source) (*portModels, e
 	}
 	slot0 := actual
 	if len(vars) > 0 {
-		if slot0, err = composefile.Load(ctx, composefile.Source{Root: src.Root, Files: src.Files, Env: base}, name, composefile.Every); err != nil {
+		if slot0, err = load(base, name); err != nil {
 			return nil, err
 		}
 	}
@@ -103,7 +116,7 @@ func loadPortModels(ctx context.Context, src composefile.Source) (*portModels, e
 		probeEnv[v] = strconv.Itoa(next)
 		next++
 	}
-	if pm.probe, err = composefile.Load(ctx, composefile.Source{Root: src.Root, Files: src.Files, Env: probeEnv}, "sandbox-probe", composefile.Every); err != nil {
+	if pm.probe, err = load(probeEnv, "sandbox-probe"); err != nil {
 		return nil, &PortPlanError{File: src.Files[0], Reason: fmt.Sprintf("with its port variables (%s) set to other ports, compose refuses it (%v): a port variable must set exactly one host port", strings.Join(vars, ", "), err)}
 	}
 	return pm, nil

@@ -170,3 +170,19 @@ func proto(p types.ServicePortConfig) string {
 	}
 	return p.Protocol
 }
+
+// BenchmarkLoadStack is the cost of reading a stack (the walk, the three
+// readings and the uninterpolated model) for the January and April shapes.
+func BenchmarkLoadStack(b *testing.B) {
+	for _, shape := range []string{"january", "april"} {
+		b.Run(shape, func(b *testing.B) {
+			path, err := filepath.Abs(filepath.Join("..", "e2e", "testdata", shape, "docker-compose.sandbox.yml"))
+			require.NoError(b, err)
+			for b.Loop() {
+				if _, err := LoadStackFile(b.Context(), path, nil); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}

@@ -10,8 +10,10 @@ import (
 	"strings"
 
 	"github.com/compose-spec/compose-go/v2/dotenv"
+	interp "github.com/compose-spec/compose-go/v2/interpolation"
 	"github.com/compose-spec/compose-go/v2/loader"
 	"github.com/compose-spec/compose-go/v2/paths"
+	"github.com/compose-spec/compose-go/v2/template"
 	"github.com/compose-spec/compose-go/v2/types"
 )
 
@@ -34,15 +36,22 @@ const MaxFiles = 256
 // would refuse is a *FileError naming what referred to it. Nothing refused
 // is opened.
 func Check(ctx context.Context, src Source) ([]string, error) {
-	src = src.abs()
-	w := &walker{root: src.Root, seen: map[string]bool{}, contents: src.Contents}
+	w, err := check(ctx, src.abs())
+	if err != nil {
+		return nil, err
+	}
+	return w.files, nil
+}
+
+func check(ctx context.Context, src Source) (*walker, error) {
+	w := &walker{root: src.Root, seen: map[string]bool{}, contents: src.Contents, vars: map[string]bool{}}
 	env := types.Mapping(src.Env)
 	for _, f := range src.Files {
 		if err := w.project(ctx, f, filepath.Dir(src.Files[0]), env, ""); err != nil {
 			return nil, err
 		}
 	}
-	return w.files, nil
+	return w, nil
 }
 
 // abs is s with an absolute root and absolute files (a relative file is
@@ -63,6 +72,7 @@ func (s Source) abs() Source {
 }
 
 type walker struct {
+	vars     map[string]bool // the variables that any path walked uses
 	root     string
 	seen     map[string]bool
 	files    []string
@@ -124,21 +134,76 @@ func withVia(err error, via string) error {
 	return err
 }
 
-// model parses one file as compose-go does (interpolated with env), without
-// following anything it names.
-func model(ctx context.Context, path string, data []byte, dir string, env types.Mapping) (map[string]any, error) {
+// model parses one file as compose-go does, without interpolation and
+// without following anything it names.
+func (w *walker) model(ctx context.Context, path string, data []byte, dir string, env types.Mapping) (map[string]any, error) {
 	details := types.ConfigDetails{
 		WorkingDir:  dir,
 		ConfigFiles: []types.ConfigFile{{Filename: path, Content: data}},
 		Environment: env,
 	}
-	return guard(details, func() (map[string]any, error) { return loader.LoadModelWithContext(ctx, details, opts) })
+	m, err := guard(details, func() (map[string]any, error) { return loader.LoadModelWithContext(ctx, details, opts) })
+	if err != nil {
+		return nil, err
+	}
+	return namedFiles(m, env, w.vars)
+}
+
+// namedFiles is the part of a file's model that names other files (include,
+// and each service's, job's and pre_start hook's env_file, label_file and
+// extends), interpolated as compose interpolates it. Interpolating only
+// this part is what makes the walk cheap.
+// The names of the variables it uses are added to vars.
+func namedFiles(m map[string]any, env types.Mapping, vars map[string]bool) (map[string]any, error) {
+	pick := func(spec map[string]any) map[string]any {
+		out := map[string]any{}
+		for _, k := range []string{"env_file", "label_file", "extends"} {
+			if v, ok := spec[k]; ok {
+				out[k] = v
+			}
+		}
+		if hooks, ok := spec["pre_start"].([]any); ok {
+			var hs []any
+			for _, h := range hooks {
+				hm, _ := h.(map[string]any)
+				hs = append(hs, map[string]any{"env_file": hm["env_file"], "label_file": hm["label_file"]})
+			}
+			out["pre_start"] = hs
+		}
+		return out
+	}
+	sub := map[string]any{}
+	if inc, ok := m["include"]; ok {
+		sub["include"] = inc
+	}
+	for _, section := range []string{"services", "jobs"} {
+		specs, _ := m[section].(map[string]any)
+		if len(specs) == 0 {
+			continue
+		}
+		picked := map[string]any{}
+		for name, spec := range specs {
+			sm, _ := spec.(map[string]any)
+			picked[name] = pick(sm)
+		}
+		sub[section] = picked
+	}
+	for name := range template.ExtractVariables(sub, template.DefaultPattern) {
+		vars[name] = true
+	}
+	return interp.Interpolate(sub, interp.Options{
+		LookupValue: func(k string) (string, bool) { v, ok := env[k]; return v, ok },
+		Substitute: func(s string, m template.Mapping) (string, error) {
+			return template.SubstituteWithOptions(s, m, template.WithoutLogging)
+		},
+	})
 }
 
 // opts parse one file and nothing it names.
 func opts(o *loader.Options) {
 	quiet(o)
 	o.SetProjectName("check", true)
+	o.SkipInterpolation = true // only the paths are interpolated (expand): the rest is not read
 	o.SkipInclude = true
 	o.SkipExtends = true
 	o.SkipValidation = true
@@ -155,7 +220,7 @@ func (w *walker) project(ctx context.Context, path, dir string, env types.Mappin
 	if err != nil || !fresh {
 		return err
 	}
-	m, err := model(ctx, path, data, dir, env)
+	m, err := w.model(ctx, path, data, dir, env)
 	if err != nil {
 		return err
 	}
@@ -174,7 +239,7 @@ func (w *walker) extended(ctx context.Context, path string, env types.Mapping, v
 		return err
 	}
 	dir := filepath.Dir(path)
-	m, err := model(ctx, path, data, dir, env)
+	m, err := w.model(ctx, path, data, dir, env)
 	if err != nil {
 		return err
 	}

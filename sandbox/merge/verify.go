@@ -236,11 +236,15 @@ var every = []string{"*"}
 // behind a profile is refused, as docker compose up refuses it).
 func load(ctx context.Context, dir, path string, content []byte, env map[string]string, profiles []string) (composeFile, error) {
 	src := composefile.Source{Root: dir, Files: []string{path}, Env: env, Contents: map[string][]byte{path: content}}
-	p, err := composefile.Load(ctx, src, "", profiles)
+	opened, err := composefile.Open(ctx, src)
 	if err != nil {
 		return composeFile{}, fmt.Errorf("load %s: %w", relTo(dir, path), err)
 	}
-	raw, err := composefile.LoadModel(ctx, src, p.Name)
+	p, err := opened.Load(ctx, "", profiles)
+	if err != nil {
+		return composeFile{}, fmt.Errorf("load %s: %w", relTo(dir, path), err)
+	}
+	raw, err := opened.Model(ctx, p.Name)
 	if err != nil {
 		return composeFile{}, fmt.Errorf("load %s: read its variables: %w", relTo(dir, path), err)
 	}
