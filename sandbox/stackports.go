@@ -91,8 +91,8 @@ func loadPortModels(ctx context.Context, src composefile.Source) (*portModels, e
 	for _, v := range vars {
 		delete(base, v)
 	}
-	slot0 := actual
-	if len(vars) > 0 {
+	slot0 := actual // when no port variable is set (a new sandbox), actual is slot 0
+	if len(base) != len(src.Env) {
 		if slot0, err = load(base, name); err != nil {
 			return nil, err
 		}

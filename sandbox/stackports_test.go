@@ -171,18 +171,25 @@ func proto(p types.ServicePortConfig) string {
 	return p.Protocol
 }
 
-// BenchmarkLoadStack is the cost of reading a stack (the walk, the three
-// readings and the uninterpolated model) for the January and April shapes.
+// BenchmarkLoadStack is the cost of reading a stack (the walk, the
+// readings and the uninterpolated model) for the January and April shapes:
+// new (no variables set: create, ports) and in slot 1 (up: one reading more).
 func BenchmarkLoadStack(b *testing.B) {
+	slot1 := map[string]string{"KTRDR_API_PORT": "8001", "KTRDR_DB_PORT": "5433", "KTRDR_WORKER_PORT_1": "5010"}
 	for _, shape := range []string{"january", "april"} {
-		b.Run(shape, func(b *testing.B) {
-			path, err := filepath.Abs(filepath.Join("..", "e2e", "testdata", shape, "docker-compose.sandbox.yml"))
-			require.NoError(b, err)
-			for b.Loop() {
-				if _, err := LoadStackFile(b.Context(), path, nil); err != nil {
-					b.Fatal(err)
+		for _, c := range []struct {
+			name string
+			env  map[string]string
+		}{{"new", nil}, {"slot1", slot1}} {
+			b.Run(shape+"/"+c.name, func(b *testing.B) {
+				path, err := filepath.Abs(filepath.Join("..", "e2e", "testdata", shape, "docker-compose.sandbox.yml"))
+				require.NoError(b, err)
+				for b.Loop() {
+					if _, err := LoadStackFile(b.Context(), path, c.env); err != nil {
+						b.Fatal(err)
+					}
 				}
-			}
-		})
+			})
+		}
 	}
 }

@@ -49,6 +49,7 @@ var steps = []step{
 	{ID: "unit-envfile", Pkg: "./sandbox/envfile/", Args: []string{"-run", "^$", "-bench", "^(BenchmarkParse|BenchmarkGodotenvFullParse)$", "-benchmem", "-count", "5"}},
 	{ID: "unit-core", Pkg: "./sandbox/", Args: []string{"-run", "^$", "-bench",
 		"^(BenchmarkRegisterWith100Instances|BenchmarkPreflight)$", "-benchmem", "-count", "5"}},
+	{ID: "unit-stack", Pkg: "./sandbox/", Args: []string{"-run", "^$", "-bench", "^BenchmarkLoadStack$", "-benchtime", "20x", "-count", "3"}},
 	{ID: "unit-gate", Pkg: "./sandbox/gate/", Args: []string{"-run", "^$", "-bench", "^BenchmarkGateDetectionLatency$", "-benchtime", "20x"}},
 	{ID: "unit-rollback", Pkg: "./sandbox/merge/", Args: []string{"-run", "^$", "-bench", "^BenchmarkRollback$", "-benchtime", "500x"}},
 	{ID: "e2e-rollback", E2E: true, Args: e2eBench("BenchmarkMergeRollbackWholeProcess")},

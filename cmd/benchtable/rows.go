@@ -43,6 +43,8 @@ var rows = []row{
 			}
 			return fmt.Sprintf("**%s** (%s–%s over %d runs)", milli(s.Median/1e6), milli(s.Min/1e6), milli(s.Max/1e6), n), nil
 		}},
+	loadStackRow("january/new", "reading a new sandbox's stack, January file (`sandbox:create`, `sandbox:ports`): the walk of every file it names, the readings of compose for the sandbox and with each port variable probed, the uninterpolated model"),
+	loadStackRow("january/slot1", "reading a sandbox's stack in slot 1, January file (`sandbox:up`): as above, plus the reading of the main checkout's defaults"),
 	{What: "gate detection latency, fake services (httptest), real clock: last service ready → gate passed", Goal: "< 300 ms",
 		Step: "unit-gate", By: "BenchmarkGateDetectionLatency (./sandbox/gate)", Figure: func(o *output) (string, error) {
 			const name = "BenchmarkGateDetectionLatency"
@@ -453,4 +455,16 @@ func render(w io.Writer, machine string, results map[string]*ran, ran []step, to
 		fmt.Fprintf(w, "| %s | `%s` | %s | %s | %s → %s | %s |\n", s.ID, cell(cmd), res.Took.Round(time.Second), wait, res.Load[0], res.Load[1], status)
 	}
 	return missing
+}
+
+// loadStackRow is one case of BenchmarkLoadStack.
+func loadStackRow(name, what string) row {
+	bench := "BenchmarkLoadStack/" + name
+	return row{What: what, Goal: "—", Step: "unit-stack", By: bench, Figure: func(o *output) (string, error) {
+		s, n, err := spreadMetric(o, bench, "ns/op")
+		if err != nil {
+			return "", err
+		}
+		return fmt.Sprintf("**%s** (%s–%s over %d runs)", milli(s.Median/1e6), milli(s.Min/1e6), milli(s.Max/1e6), n), nil
+	}}
 }
