@@ -45,6 +45,8 @@ type Config struct {
 	SubnetPrefix  int        `json:"subnet_prefix,omitempty"`
 	MinFreeMemory *ByteSize  `json:"min_free_memory,omitempty"`
 	AllowSync     []string   `json:"allow_sync,omitempty"`
+	// Hooks are the user's steps after start, for every sandbox (hooks.go).
+	Hooks []HookSpec `json:"hooks,omitempty"`
 }
 
 // ByteSize is a size in bytes that the settings file may write as a number
@@ -132,5 +134,11 @@ func LoadManager(home string) (*Manager, error) {
 		return nil, fmt.Errorf("settings %s: allow_sync: %w", m.Profile.ConfigPath(home), err)
 	}
 	m.AllowSync = c.AllowSync
+	for _, h := range c.Hooks {
+		if h.Name == "" || h.Service == "" || len(h.Command) == 0 {
+			return nil, fmt.Errorf("settings %s: each of hooks needs a name, a service and a command", m.Profile.ConfigPath(home))
+		}
+	}
+	m.Hooks = c.Hooks
 	return m, nil
 }

@@ -37,6 +37,8 @@ type Manager struct {
 	// a sandbox on another engine may still send there (outside.go): each
 	// exactly, not what lies below it. config.json's allow_sync.
 	AllowSync []string
+	// Hooks are the user's steps after start (config.json; hooks.go).
+	Hooks []HookSpec
 
 	engine Engine        // the engine Runner's docker calls go to (see on)
 	base   driver.Runner // the runner without a context (nil: Runner)

@@ -43,6 +43,9 @@ type UpResult struct {
 	Gate           *gate.Result      `json:"gate,omitempty"`
 	URLs           []NamedURL        `json:"urls"`
 	Logs           map[string]string `json:"logs,omitempty"` // log tails of the services behind failed checks
+	// Hooks are the steps after start that ran (or were to run) before the
+	// gate could pass, each a check of Gate named "Hook <name> (<service>)".
+	Hooks []Hook `json:"hooks,omitempty"`
 }
 
 // ErrGateFailed is returned by Up when the stack started but the gate failed.
@@ -78,6 +81,11 @@ func (m *Manager) Up(ctx context.Context, o UpOptions) (*UpResult, error) {
 // the suite's override, then runs the gate.
 func (m *Manager) upStack(ctx context.Context, p *Profile, sf *StackFile, env Env, stack driver.Stack, root string, o UpOptions) (*UpResult, error) {
 	res := &UpResult{ID: env.InstanceID, Slot: env.Slot, URLs: p.URLsOn(m.engine, env.Ports)}
+	hooks, err := stackHooks(p, sf, root, m.Hooks)
+	if err != nil {
+		return nil, err
+	}
+	res.Hooks = hooks
 	// On another engine, only the checkout's and the shared root's folders
 	// go there (outside.go): refused before anything else runs.
 	if err := m.checkSent(sf, root, env, slices.Concat(m.AllowSync, o.AllowSync), !env.Standin); err != nil {
@@ -179,8 +187,9 @@ func (m *Manager) upStack(ctx context.Context, p *Profile, sf *StackFile, env En
 	if o.NoWait {
 		return res, nil
 	}
+	checks := p.GateChecks(m.engine.ProbeHost(), env.Ports)
 	g := &gate.Gate{
-		Checks:   p.GateChecks(m.engine.ProbeHost(), env.Ports),
+		Checks:   append(checks, hookChecks(c, stack, sf, checks, hooks)...),
 		Timeout:  o.Timeout,
 		Watch:    m.watch(p, stack.Project),
 		Progress: o.Progress,

@@ -14,6 +14,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 )
@@ -44,6 +45,12 @@ type Check struct {
 	Name    string // "Database ready"
 	Service string // the compose service behind it, whose logs explain a failure
 	Probe   Probe
+	// Once makes the check a step rather than a poll (a hook after start:
+	// a migration): its probe runs once, after every check named in Needs
+	// has passed, bounded by the gate's timeout only; its failure ends the
+	// gate at once, failed, with the probe's error as the reason.
+	Once  bool
+	Needs []string // names of the checks that must pass before a Once check runs
 }
 
 // Gate is the startability gate: it runs every check concurrently, each
@@ -159,8 +166,38 @@ func (g *Gate) Run(ctx context.Context) Result {
 	deadline := clock.After(timeout)
 	runCtx, cancel := context.WithCancel(ctx)
 	var wg sync.WaitGroup
-	events := make(chan event) // unbuffered: an attempt is recorded before its prober waits again
+	events := make(chan event)                     // unbuffered: an attempt is recorded before its prober waits again
+	passed := make([]chan struct{}, len(g.Checks)) // closed when check i passes
+	index := map[string]int{}
 	for i, c := range g.Checks {
+		passed[i] = make(chan struct{})
+		index[c.Name] = i
+	}
+	for i, c := range g.Checks {
+		if c.Once {
+			wg.Go(func() {
+				for _, n := range c.Needs {
+					j, ok := index[n]
+					if !ok {
+						continue
+					}
+					select {
+					case <-passed[j]:
+					case <-runCtx.Done():
+						return
+					}
+				}
+				err := c.Probe(runCtx)
+				if runCtx.Err() != nil {
+					return
+				}
+				select {
+				case events <- event{idx: i, err: err, at: clock.Now()}:
+				case <-runCtx.Done():
+				}
+			})
+			continue
+		}
 		wg.Go(func() {
 			wait := interval
 			for {
@@ -215,6 +252,7 @@ func (g *Gate) Run(ctx context.Context) Result {
 				cr.Passed = true
 				cr.LastError = ""
 				cr.ReadyAfter = ev.at.Sub(start)
+				close(passed[ev.idx])
 				pending--
 				progress(false)
 				continue
@@ -222,6 +260,12 @@ func (g *Gate) Run(ctx context.Context) Result {
 			if msg := ev.err.Error(); msg != cr.LastError {
 				cr.LastError = msg
 				progress(false)
+			}
+			if c := g.Checks[ev.idx]; c.Once {
+				// A step that failed does not get better by waiting.
+				res.Aborted = fmt.Sprintf("%s failed: %s", c.Name, firstLine(ev.err.Error()))
+				res.AbortedService = c.Service
+				break
 			}
 			continue
 		case err := <-watchErr:
@@ -247,6 +291,12 @@ func (g *Gate) Run(ctx context.Context) Result {
 	res.Elapsed = clock.Now().Sub(start)
 	progress(true)
 	return res
+}
+
+// firstLine is s up to its first newline.
+func firstLine(s string) string {
+	line, _, _ := strings.Cut(s, "\n")
+	return line
 }
 
 func orDefault(d, def time.Duration) time.Duration {
