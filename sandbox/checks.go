@@ -15,9 +15,25 @@ import (
 func (p *Profile) GateChecks(host string, ports map[string]int) []gate.Check {
 	out := make([]gate.Check, 0, len(p.Checks))
 	for _, c := range p.Checks {
-		out = append(out, gate.Check{Name: c.Name, Service: c.Service, Probe: p.probeFor(c, host, ports)})
+		probe := p.probeFor(c, host, ports)
+		if c.Kind == CheckPostgres && c.Password != "" {
+			// The gate authenticates; the start's readiness (below) only
+			// asks whether the server accepts connections, as pg_isready.
+			probe = p.authProbe(c, host, ports)
+		}
+		out = append(out, gate.Check{Name: c.Name, Service: c.Service, Probe: probe})
 	}
 	return out
+}
+
+// authProbe is the database check that logs in with the file's user and
+// password.
+func (p *Profile) authProbe(c Check, host string, ports map[string]int) gate.Probe {
+	port, ok := ports[c.PortKey]
+	if !ok || port <= 0 {
+		return p.probeFor(c, host, ports)
+	}
+	return gate.PostgresAuthProbe(net.JoinHostPort(host, strconv.Itoa(port)), c.User, c.Password, c.Database)
 }
 
 func (p *Profile) probeFor(c Check, host string, ports map[string]int) gate.Probe {

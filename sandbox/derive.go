@@ -234,7 +234,7 @@ func (q *Profile) planChecks(p *Profile, sf *StackFile) FileService {
 	if db.Name != "" {
 		for _, fp := range db.Ports {
 			if fp.Var != "" && (fp.Target == 5432 || len(db.Ports) == 1) {
-				q.Checks = append(q.Checks, Check{Name: "Database ready", Service: db.Name, Kind: CheckPostgres, PortKey: fp.Var, User: db.PGUser, Database: db.PGDatabase})
+				q.Checks = append(q.Checks, Check{Name: "Database ready", Service: db.Name, Kind: CheckPostgres, PortKey: fp.Var, User: db.PGUser, Database: db.PGDatabase, Password: db.PGPassword})
 				break
 			}
 		}

@@ -66,6 +66,10 @@ type Check struct {
 	MinItems int       // for CheckJSONArray; 0 means the number of worker services
 	User     string    // for CheckPostgres
 	Database string    // for CheckPostgres
+	// Password, for CheckPostgres, is the file's POSTGRES_PASSWORD: the gate
+	// then authenticates (a volume kept from an earlier start may not
+	// accept it). Never printed or saved.
+	Password string `json:"-"`
 }
 
 // Endpoint is a URL that status prints for a person.

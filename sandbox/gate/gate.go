@@ -45,6 +45,9 @@ type Check struct {
 	Name    string // "Database ready"
 	Service string // the compose service behind it, whose logs explain a failure
 	Probe   Probe
+	// A probe error with a Permanent() method that returns true ends the
+	// gate at once, failed (waiting does not cure it).
+	//
 	// Once makes the check a step rather than a poll (a hook after start:
 	// a migration): its probe runs once, after every check named in Needs
 	// has passed, bounded by the gate's timeout only; its failure ends the
@@ -261,8 +264,10 @@ func (g *Gate) Run(ctx context.Context) Result {
 				cr.LastError = msg
 				progress(false)
 			}
-			if c := g.Checks[ev.idx]; c.Once {
-				// A step that failed does not get better by waiting.
+			var perm interface{ Permanent() bool }
+			if c := g.Checks[ev.idx]; c.Once || errors.As(ev.err, &perm) && perm.Permanent() {
+				// A step that failed, or a refusal such as credentials the
+				// database does not accept, does not get better by waiting.
 				res.Aborted = fmt.Sprintf("%s failed: %s", c.Name, firstLine(ev.err.Error()))
 				res.AbortedService = c.Service
 				break
