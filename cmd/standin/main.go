@@ -134,6 +134,8 @@ func runTool(ctx context.Context, name string, args []string, getenv func(string
 		return pgIsReadyMain(ctx, args, getenv, stdout, stderr), true
 	case "sh":
 		return shMain(ctx, args, getenv, stdout, stderr), true
+	case "alembic":
+		return alembicMain(ctx, args, getenv, stdout, stderr), true
 	}
 	return 0, false
 }
@@ -145,6 +147,8 @@ const usage = `usage:
   standin fs untar [--clean] DIR   (tar stream on stdin; --clean mirrors deletions)
   standin fs tar DIR               (tar stream on stdout)
   standin curl|wget|pg_isready ARGS…   (also selected by argv[0])
+  standin alembic upgrade head         (/app/.venv/bin/alembic: records the head of the
+                                        mounted alembic/versions in the database's alembic_version)
   standin sh -c STRING [NAME [ARG…]]   (also selected by argv[0], e.g. /bin/sh)
 environment: KTRDR_STANDIN_PORTS=P1,P2,… adds ports answering 200 JSON on any path;
   the worker reads WORKER_TYPE|KTRDR_WORKER_TYPE, WORKER_ID|KTRDR_WORKER_ID, WORKER_PORT|KTRDR_WORKER_PORT,

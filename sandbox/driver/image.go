@@ -19,7 +19,7 @@ import (
 // its binary, so healthchecks written for the real images (curl, wget,
 // pg_isready, and /bin/sh for ["CMD-SHELL", …]) run unchanged in a
 // FROM-scratch image.
-var standinToolLinks = []string{"usr/bin/curl", "usr/bin/wget", "usr/bin/pg_isready", "usr/bin/sh", "bin/sh"}
+var standinToolLinks = []string{"usr/bin/curl", "usr/bin/wget", "usr/bin/pg_isready", "usr/bin/sh", "bin/sh", "app/.venv/bin/alembic"}
 
 // StandinImageExists reports whether the image (e.g. "ktrdr-standin:dev") is
 // present in the local Docker engine, using `docker image inspect`.
@@ -210,6 +210,9 @@ func standinLayer(bin string) ([]byte, error) {
 		{Typeflag: tar.TypeDir, Name: "bin/", Mode: 0o755},
 		{Typeflag: tar.TypeDir, Name: "usr/", Mode: 0o755},
 		{Typeflag: tar.TypeDir, Name: "usr/bin/", Mode: 0o755},
+		{Typeflag: tar.TypeDir, Name: "app/", Mode: 0o755},
+		{Typeflag: tar.TypeDir, Name: "app/.venv/", Mode: 0o755},
+		{Typeflag: tar.TypeDir, Name: "app/.venv/bin/", Mode: 0o755},
 	}
 	for _, l := range standinToolLinks {
 		hdrs = append(hdrs, &tar.Header{Typeflag: tar.TypeLink, Name: l, Linkname: "standin", Mode: 0o755})
