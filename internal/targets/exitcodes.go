@@ -54,7 +54,7 @@ type exitCode struct {
 var exitCodes = map[string][]exitCode{
 	tCreate:     {{0, ""}, {1, "no slot / port conflict / unusable context"}, {2, "not a checkout of this project / worktree failed"}, {3, "folder exists"}},
 	tInit:       {{0, ""}, {1, "already a sandbox"}, {2, "not a checkout of this project"}, {3, "port conflict"}},
-	tUp:         {{0, ""}, {1, "compose failed / a folder outside the checkout (another engine)"}, {2, "gate failed"}, {3, "port conflict"}, {4, "external network or volume missing"}, {5, "not enough free memory"}},
+	tUp:         {{0, ""}, {1, "compose failed / a folder outside the checkout (another engine)"}, {2, "gate failed (a hook too)"}, {3, "port conflict"}, {4, "external network or volume missing"}, {5, "not enough free memory"}},
 	tPorts:      {{0, ""}, {1, ""}},
 	tDown:       {{0, ""}, {1, "failed (-all: any of them)"}},
 	tDestroy:    {{0, ""}, {1, "refused / failed"}},
