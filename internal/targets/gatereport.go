@@ -182,7 +182,8 @@ func writeGateReport(w io.Writer, res gate.Result, urls []sandbox.NamedURL, logs
 		}
 		fmt.Fprintf(w, "\n✗ %s (service %s, %d attempts)\n", c.Name, c.Service, c.Attempts)
 		if c.LastError != "" {
-			fmt.Fprintf(w, "  last error: %s\n", c.LastError)
+			// A hook's error carries its output's last lines: indented under it.
+			fmt.Fprintf(w, "  last error: %s\n", strings.ReplaceAll(c.LastError, "\n", "\n    "))
 		} else {
 			fmt.Fprintf(w, "  no attempt finished\n")
 		}
