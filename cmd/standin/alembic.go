@@ -119,7 +119,12 @@ func alembicHead(dir string) (string, error) {
 
 func alembicDSN(getenv func(string) string) (string, error) {
 	if u := getenv("DATABASE_URL"); u != "" {
-		return strings.Replace(u, "postgresql+psycopg2://", "postgres://", 1), nil
+		// SQLAlchemy's "postgresql+asyncpg://…": the driver is not the server's.
+		if scheme, rest, ok := strings.Cut(u, "://"); ok {
+			scheme, _, _ = strings.Cut(scheme, "+")
+			u = scheme + "://" + rest
+		}
+		return u, nil
 	}
 	first := func(keys ...string) string {
 		for _, k := range keys {
@@ -133,7 +138,7 @@ func alembicDSN(getenv func(string) string) (string, error) {
 	if host == "" {
 		return "", fmt.Errorf("no database: set DATABASE_URL or DB_HOST (and DB_PORT, DB_NAME, DB_USER, DB_PASSWORD)")
 	}
-	port := first("DB_PORT", "KTRDR_DB_PORT_INTERNAL", "POSTGRES_PORT")
+	port := first("DB_PORT", "KTRDR_DB_PORT", "POSTGRES_PORT")
 	if port == "" {
 		port = "5432"
 	}

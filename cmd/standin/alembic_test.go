@@ -80,3 +80,22 @@ func TestAlembicUpgradeHeadRecordsTheHead(t *testing.T) {
 	assert.Contains(t, errb.String(), "connect to the database")
 	assert.NotContains(t, errb.String(), "wrong", "the password is not echoed")
 }
+
+func TestAlembicDSN(t *testing.T) {
+	for name, c := range map[string]struct {
+		env  map[string]string
+		want string
+	}{
+		"SQLAlchemy URL":          {map[string]string{"DATABASE_URL": "postgresql+asyncpg://u:p@db:5432/k"}, "postgresql://u:p@db:5432/k"},
+		"ktrdr's KTRDR_DB_*":      {map[string]string{"KTRDR_DB_HOST": "db", "KTRDR_DB_PORT": "5432", "KTRDR_DB_USER": "k", "KTRDR_DB_PASSWORD": "p w", "KTRDR_DB_NAME": "kt"}, "postgres://k:p%20w@db:5432/kt?sslmode=disable"},
+		"January's DB_*, no port": {map[string]string{"DB_HOST": "db", "DB_USER": "k", "DB_NAME": "kt"}, "postgres://k:@db:5432/kt?sslmode=disable"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			got, err := alembicDSN(func(k string) string { return c.env[k] })
+			require.NoError(t, err)
+			assert.Equal(t, c.want, got)
+		})
+	}
+	_, err := alembicDSN(func(string) string { return "" })
+	assert.ErrorContains(t, err, "no database")
+}
