@@ -141,3 +141,16 @@ func TestLoadManagerAllowSync(t *testing.T) {
 		})
 	}
 }
+
+func TestLoadManagerHooks(t *testing.T) {
+	home := t.TempDir()
+	write(t, home, `{"hooks": [{"name": "seed", "service": "backend", "command": ["python", "seed.py"], "timeout": "2m"}]}`)
+	m, err := LoadManager(home)
+	require.NoError(t, err)
+	require.Len(t, m.Hooks, 1)
+	assert.Equal(t, "seed", m.Hooks[0].Name)
+
+	write(t, home, `{"hooks": [{"name": "seed", "service": "backend"}]}`)
+	_, err = LoadManager(home)
+	assert.ErrorContains(t, err, "each of hooks needs a name, a service and a command")
+}
