@@ -144,6 +144,11 @@ func TestLoadManagerAllowSync(t *testing.T) {
 
 func TestLoadManagerHooks(t *testing.T) {
 	home := t.TempDir()
+	write := func(t *testing.T, home, content string) {
+		path := KTRDR().ConfigPath(home)
+		require.NoError(t, os.MkdirAll(filepath.Dir(path), 0o755))
+		require.NoError(t, os.WriteFile(path, []byte(content), 0o644))
+	}
 	write(t, home, `{"hooks": [{"name": "seed", "service": "backend", "command": ["python", "seed.py"], "timeout": "2m"}]}`)
 	m, err := LoadManager(home)
 	require.NoError(t, err)
