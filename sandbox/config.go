@@ -39,12 +39,18 @@ import (
 // {"allow_sync": ["/srv/ktrdr-data"]}: absolute paths, each allowing
 // exactly that folder (where it leads after its links), not what lies
 // below it.
+//
+// SecretsCommand prints the stack's secrets in the env file's form (see
+// secrets.go): an argument list run without a shell, e.g.
+// {"secrets_command": ["op", "inject", "-i", "/home/me/ktrdr-secrets.tpl"]}.
 type Config struct {
 	MaxSlot       int        `json:"max_slot,omitempty"`
 	SubnetPool    SubnetPool `json:"subnet_pool,omitempty"`
 	SubnetPrefix  int        `json:"subnet_prefix,omitempty"`
 	MinFreeMemory *ByteSize  `json:"min_free_memory,omitempty"`
 	AllowSync     []string   `json:"allow_sync,omitempty"`
+	// SecretsCommand is nil when absent; present, it may not be empty.
+	SecretsCommand []string `json:"secrets_command,omitempty"`
 }
 
 // ByteSize is a size in bytes that the settings file may write as a number
@@ -132,5 +138,9 @@ func LoadManager(home string) (*Manager, error) {
 		return nil, fmt.Errorf("settings %s: allow_sync: %w", m.Profile.ConfigPath(home), err)
 	}
 	m.AllowSync = c.AllowSync
+	if err := ValidateSecretsCommand(c.SecretsCommand); err != nil {
+		return nil, fmt.Errorf("settings %s: secrets_command: %w", m.Profile.ConfigPath(home), err)
+	}
+	m.SecretsCommand = c.SecretsCommand
 	return m, nil
 }
