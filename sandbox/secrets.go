@@ -86,11 +86,11 @@ type SecretsCommandError struct {
 }
 
 func (e *SecretsCommandError) Error() string {
-	msg := fmt.Sprintf("secrets_command %s %s: refused, nothing was started", driver.Cmd{Name: e.Argv[0], Args: e.Argv[1:]}, e.Reason)
+	msg := fmt.Sprintf("secrets_command %s %s", driver.Cmd{Name: e.Argv[0], Args: e.Argv[1:]}, e.Reason)
 	if s := strings.TrimSpace(e.Stderr); s != "" {
 		msg += ": " + s
 	}
-	return msg
+	return msg + "\n  (refused: nothing was started)"
 }
 
 // Secrets are a stack's secret variables, in memory only.
@@ -367,6 +367,8 @@ func (m *Manager) runSecretsCommand(ctx context.Context, known *Secrets) (map[st
 	// What it printed, even when cut short, is masked in what it said.
 	mask := newSecrets(known.vals, valuesIn(out.Bytes())...)
 	fail := func(code int, reason, stderr string) error {
+		lines := strings.Split(strings.TrimSpace(stderr), "\n")
+		stderr = strings.Join(lines[max(0, len(lines)-6):], "\n") // where tools put the reason
 		return &SecretsCommandError{Argv: argv, ExitCode: code, Reason: mask.Mask(reason), Stderr: mask.Mask(stderr)}
 	}
 	var ee *driver.ExitError
@@ -403,19 +405,23 @@ func valuesIn(data []byte) []string {
 }
 
 // limitedBuffer keeps up to max bytes and fails the write that goes over.
+// It has only Write (no ReadFrom or WriteString that would pass the limit).
 type limitedBuffer struct {
-	bytes.Buffer
+	buf  []byte
 	max  int
 	over bool
 }
 
 func (b *limitedBuffer) Write(p []byte) (int, error) {
-	if b.Len()+len(p) > b.max {
+	if len(b.buf)+len(p) > b.max {
 		b.over = true
 		return 0, errors.New("output limit reached")
 	}
-	return b.Buffer.Write(p)
+	b.buf = append(b.buf, p...)
+	return len(p), nil
 }
+
+func (b *limitedBuffer) Bytes() []byte { return b.buf }
 
 // ValidateSecretsCommand checks config.json's secrets_command: absent, or
 // a non-empty argument list whose first element is a program name (looked
