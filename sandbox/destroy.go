@@ -643,7 +643,7 @@ func (m *Manager) teardown(ctx context.Context, id string, in Instance) error {
 		}
 		return errors.New("cannot stop the stack of " + id + ": neither its checkout nor the kept copy has its env and compose files")
 	}
-	sec := m.teardownSecrets(ctx)
+	sec := m.bestEffortSecrets(ctx)
 	return sec.MaskError(c.Down(ctx, withSecrets(stack, sec), true, nil))
 }
 

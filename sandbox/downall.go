@@ -207,7 +207,7 @@ func (m *Manager) stopRegistered(ctx context.Context, id string, in Instance, ou
 	if err != nil {
 		return err
 	}
-	sec := em.teardownSecrets(ctx)
+	sec := em.bestEffortSecrets(ctx)
 	if err := c.Down(ctx, withSecrets(stack, sec), false, out); err != nil {
 		return sec.MaskError(&ComposeError{Err: err})
 	}

@@ -478,12 +478,12 @@ func (mw *maskingWriter) flush() {
 	}
 }
 
-// teardownSecrets is what compose commands that stop or read a stack
-// (down, logs, destroy) get: compose interpolates the whole file for them
-// too, and a ${VAR:?} without its secret would stop it. They are loaded
+// bestEffortSecrets are the secrets of the commands that stop or read a
+// stack (down, logs, destroy, status): compose interpolates the whole file
+// for them too, and a ${VAR:?} without its secret would stop it. They are loaded
 // once per command; when they cannot be, the command goes on without them
 // (a note goes to Log), so that a sandbox can always be stopped.
-func (m *Manager) teardownSecrets(ctx context.Context) *Secrets {
+func (m *Manager) bestEffortSecrets(ctx context.Context) *Secrets {
 	load := func() *Secrets {
 		sec, err := m.loadSecrets(ctx, nil)
 		if err != nil {

@@ -401,7 +401,7 @@ func (m *Manager) Down(ctx context.Context, o DownOptions) (string, error) {
 			return l.Env.InstanceID, err
 		}
 	}
-	sec := m.teardownSecrets(ctx)
+	sec := m.bestEffortSecrets(ctx)
 	if err := c.Down(ctx, withSecrets(m.stack(l), sec), volumes, out); err != nil {
 		return l.Env.InstanceID, sec.MaskError(&ComposeError{Err: err})
 	}
@@ -432,7 +432,7 @@ func (m *Manager) Logs(ctx context.Context, o LogsOptions) error {
 	if err != nil {
 		return err
 	}
-	sec := m.teardownSecrets(ctx)
+	sec := m.bestEffortSecrets(ctx)
 	return sec.MaskError(c.Logs(ctx, withSecrets(m.stack(l), sec), o.Service, o.Follow, 0, o.Out))
 }
 
