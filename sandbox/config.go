@@ -39,6 +39,10 @@ import (
 // {"allow_sync": ["/srv/ktrdr-data"]}: absolute paths, each allowing
 // exactly that folder (where it leads after its links), not what lies
 // below it.
+//
+// SecretsCommand prints the stack's secrets in the env file's form (see
+// secrets.go): an argument list run without a shell, e.g.
+// {"secrets_command": ["op", "inject", "-i", "/home/me/ktrdr-secrets.tpl"]}.
 type Config struct {
 	MaxSlot       int        `json:"max_slot,omitempty"`
 	SubnetPool    SubnetPool `json:"subnet_pool,omitempty"`
@@ -47,6 +51,8 @@ type Config struct {
 	AllowSync     []string   `json:"allow_sync,omitempty"`
 	// Hooks are the user's steps after start, for every sandbox (hooks.go).
 	Hooks []HookSpec `json:"hooks,omitempty"`
+	// SecretsCommand is nil when absent; present, it may not be empty.
+	SecretsCommand []string `json:"secrets_command,omitempty"`
 }
 
 // ByteSize is a size in bytes that the settings file may write as a number
@@ -140,5 +146,9 @@ func LoadManager(home string) (*Manager, error) {
 		}
 	}
 	m.Hooks = c.Hooks
+	if err := ValidateSecretsCommand(c.SecretsCommand); err != nil {
+		return nil, fmt.Errorf("settings %s: secrets_command: %w", m.Profile.ConfigPath(home), err)
+	}
+	m.SecretsCommand = c.SecretsCommand
 	return m, nil
 }

@@ -643,7 +643,8 @@ func (m *Manager) teardown(ctx context.Context, id string, in Instance) error {
 		}
 		return errors.New("cannot stop the stack of " + id + ": neither its checkout nor the kept copy has its env and compose files")
 	}
-	return c.Down(ctx, stack, true, nil)
+	sec := m.bestEffortSecrets(ctx)
+	return sec.MaskError(c.Down(ctx, withSecrets(stack, sec), true, nil))
 }
 
 // ownedStates returns every stack's state after checking that each

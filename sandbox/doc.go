@@ -170,7 +170,9 @@
 //
 // Docker, Compose and git run through a driver.Runner (exec with
 // arguments, never a shell string). Compose always gets -p <project>, --env-file <absolute
-// path> and absolute -f paths. Up runs the gate (package gate) with the
+// path> and absolute -f paths; the stack's secrets (secrets.go) only as one
+// more --env-file that has no path on disk, never written anywhere the
+// suite keeps, and masked in every text it returns. Up runs the gate (package gate) with the
 // profile's checks (checks.go: PostgreSQL handshake, HTTP status, JSON array
 // length, TCP). Long operations report their steps to Manager.Events and
 // the output of the tools they run to Manager.Log; every operation takes a

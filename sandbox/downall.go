@@ -207,8 +207,9 @@ func (m *Manager) stopRegistered(ctx context.Context, id string, in Instance, ou
 	if err != nil {
 		return err
 	}
-	if err := c.Down(ctx, stack, false, out); err != nil {
-		return &ComposeError{Err: err}
+	sec := em.bestEffortSecrets(ctx)
+	if err := c.Down(ctx, withSecrets(stack, sec), false, out); err != nil {
+		return sec.MaskError(&ComposeError{Err: err})
 	}
 	return nil
 }

@@ -141,7 +141,7 @@ func (m *Manager) on(e Engine) *Manager {
 	if base == nil {
 		base = m.Runner
 	}
-	n := &Manager{Profile: m.Profile, Home: m.Home, Events: m.Events, Log: m.Log, Now: m.Now, Subnets: m.Subnets, MinFreeMemory: m.MinFreeMemory, AllowSync: m.AllowSync, engine: e, base: base, Runner: base, startProbe: m.startProbe}
+	n := &Manager{Profile: m.Profile, Home: m.Home, Events: m.Events, Log: m.Log, Now: m.Now, Subnets: m.Subnets, MinFreeMemory: m.MinFreeMemory, AllowSync: m.AllowSync, SecretsCommand: m.SecretsCommand, lazySecrets: m.lazySecrets, engine: e, base: base, Runner: base, startProbe: m.startProbe}
 	if e.Context != "" {
 		n.Runner = driver.ContextRunner{Runner: base, Context: e.Context}
 	}

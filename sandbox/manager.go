@@ -39,6 +39,10 @@ type Manager struct {
 	AllowSync []string
 	// Hooks are the user's steps after start (config.json; hooks.go).
 	Hooks []HookSpec
+	// SecretsCommand is config.json's secrets_command: an argument list,
+	// run without a shell, that prints the stack's secrets (secrets.go).
+	SecretsCommand []string
+	lazySecrets    *lazySecrets // the teardown commands' secrets, shared by on's copies
 
 	engine Engine        // the engine Runner's docker calls go to (see on)
 	base   driver.Runner // the runner without a context (nil: Runner)
@@ -52,7 +56,7 @@ type Manager struct {
 
 // NewManager returns a Manager for the ktrdr profile with the real runner.
 func NewManager(home string) *Manager {
-	return &Manager{Profile: KTRDR(), Home: home, Runner: driver.ExecRunner{}, Now: time.Now, MinFreeMemory: DefaultMinFreeMemory}
+	return &Manager{Profile: KTRDR(), Home: home, Runner: driver.ExecRunner{}, Now: time.Now, MinFreeMemory: DefaultMinFreeMemory, lazySecrets: &lazySecrets{}}
 }
 
 // log is where the output of the tools the manager runs goes.
@@ -147,8 +151,9 @@ func (e *NotSandboxError) Error() string {
 
 // located is a sandbox found from a folder.
 type located struct {
-	Root string
-	Env  Env
+	Root    string
+	Env     Env
+	Secrets *Secrets // the stack's secrets, when the command needs them (up)
 }
 
 // locate finds the sandbox that holds dir: the nearest env file above it.
@@ -224,7 +229,7 @@ func (m *Manager) locatedStack(ctx context.Context, l *located) (*Profile, *Stac
 	if err != nil {
 		return nil, nil, err
 	}
-	sp, sf, err := m.stackOf(ctx, l.Root, vals)
+	sp, sf, err := m.stackOf(ctx, l.Root, l.Secrets.with(vals))
 	if err != nil {
 		return nil, nil, err
 	}
@@ -252,7 +257,7 @@ func (m *Manager) locatedStack(ctx context.Context, l *located) (*Profile, *Stac
 		if vals, err = m.Profile.EnvValues(envPath); err != nil {
 			return nil, nil, err
 		}
-		if sp, sf, err = m.stackOf(ctx, l.Root, vals); err != nil {
+		if sp, sf, err = m.stackOf(ctx, l.Root, l.Secrets.with(vals)); err != nil {
 			return nil, nil, err
 		}
 	}
@@ -281,7 +286,8 @@ func (m *Manager) checkStackFiles(root, envPath string) error {
 	return err
 }
 
-// stack returns the compose stack of a located sandbox.
+// stack returns the compose stack of a located sandbox (without its
+// secrets: the caller that loaded them sets Stack.Secrets).
 func (m *Manager) stack(l located) driver.Stack { return m.Profile.StackFor(l.Env.InstanceID, l.Root) }
 
 // teardownStack returns the stack of id from its checkout when the files are

@@ -40,15 +40,25 @@ func (m *Manager) Status(ctx context.Context, o StatusOptions) (*Status, error) 
 	// the env file's own view.
 	p := m.Profile
 	var fileWarning string
+	// A file may require a secret (${VAR:?}): read it with them, in memory;
+	// what Status returns is masked.
+	sec := m.bestEffortSecrets(ctx)
+	l.Secrets = sec
 	if sp, _, err := m.locatedStack(ctx, &l); err == nil {
 		p = sp
 	} else {
-		fileWarning = err.Error()
+		fileWarning = sec.Mask(err.Error())
 	}
 	id := l.Env.InstanceID
 	m = m.on(l.Env.Engine)
 	s := &Status{ID: id, Slot: l.Env.Slot, Path: l.Root, Branch: readBranch(l.Root), Ports: l.Env.Ports, Engine: l.Env.Engine.Name(),
 		URLs: p.URLsOn(l.Env.Engine, l.Env.Ports), Services: []driver.ServiceState{}, LastGate: m.lastGate(id)}
+	for i := range s.URLs {
+		s.URLs[i].URL = sec.Mask(s.URLs[i].URL)
+	}
+	if s.LastGate != nil {
+		sec.maskGate(&s.LastGate.Result)
+	}
 	if _, in, ok, err := m.Registry().Lookup(l.Root); err != nil {
 		return nil, err
 	} else if ok {

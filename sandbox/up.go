@@ -69,17 +69,40 @@ func (m *Manager) Up(ctx context.Context, o UpOptions) (*UpResult, error) {
 	}
 	m = m.on(l.Env.Engine)
 	go m.Compose(ctx) // found while the stack file is read
-	sp, sf, err := m.locatedStack(ctx, &l)
+	// The stack's secrets (secrets.go): in memory only. The stack is read
+	// with them, compose gets them as one more --env-file, and every text
+	// Up returns is masked.
+	decided, err := m.Profile.EnvValues(filepath.Join(l.Root, m.Profile.EnvFile))
 	if err != nil {
 		return nil, err
 	}
+	if l.Secrets, err = m.loadSecrets(ctx, decided); err != nil {
+		return nil, err
+	}
+	sec := l.Secrets
+	sp, sf, err := m.locatedStack(ctx, &l)
+	if err != nil {
+		return nil, sec.MaskError(err)
+	}
 	m.warnStack(sf)
-	return m.upStack(ctx, sp, sf, l.Env, m.stack(l), l.Root, o)
+	stack := m.stack(l)
+	if stack.Secrets, err = sec.env(); err != nil {
+		return nil, err
+	}
+	o.Progress = sec.maskProgress(o.Progress)
+	if o.Output != nil && sec.Len() > 0 {
+		mw := &maskingWriter{w: o.Output, s: sec}
+		defer mw.Flush()
+		o.Output = mw
+	}
+	res, err := m.upStack(ctx, sp, sf, l.Env, stack, l.Root, o, sec)
+	sec.maskResult(res)
+	return res, sec.MaskError(err)
 }
 
 // upStack starts the stack of the stack file sf (adapted profile sp) with
 // the suite's override, then runs the gate.
-func (m *Manager) upStack(ctx context.Context, p *Profile, sf *StackFile, env Env, stack driver.Stack, root string, o UpOptions) (*UpResult, error) {
+func (m *Manager) upStack(ctx context.Context, p *Profile, sf *StackFile, env Env, stack driver.Stack, root string, o UpOptions, sec *Secrets) (*UpResult, error) {
 	res := &UpResult{ID: env.InstanceID, Slot: env.Slot, URLs: p.URLsOn(m.engine, env.Ports)}
 	hooks, err := stackHooks(p, sf, root, m.Hooks)
 	if err != nil {
@@ -200,6 +223,7 @@ func (m *Manager) upStack(ctx context.Context, p *Profile, sf *StackFile, env En
 		res.Interrupted = true
 		return res, fmt.Errorf("startability gate of %s: interrupted after %s: %w", stack.Project, gr.Elapsed.Round(time.Millisecond), context.Cause(ctx))
 	}
+	sec.maskGate(&gr)
 	res.Gate = &gr
 	m.saveGate(stack.Project, gr)
 	if !gr.Passed {
@@ -386,8 +410,9 @@ func (m *Manager) Down(ctx context.Context, o DownOptions) (string, error) {
 			return l.Env.InstanceID, err
 		}
 	}
-	if err := c.Down(ctx, m.stack(l), volumes, out); err != nil {
-		return l.Env.InstanceID, &ComposeError{Err: err}
+	sec := m.bestEffortSecrets(ctx)
+	if err := c.Down(ctx, withSecrets(m.stack(l), sec), volumes, out); err != nil {
+		return l.Env.InstanceID, sec.MaskError(&ComposeError{Err: err})
 	}
 	if volumes && m.engine.Remote() {
 		if err := m.removeSyncVolumes(ctx, l.Env.InstanceID); err != nil {
@@ -416,7 +441,8 @@ func (m *Manager) Logs(ctx context.Context, o LogsOptions) error {
 	if err != nil {
 		return err
 	}
-	return c.Logs(ctx, m.stack(l), o.Service, o.Follow, 0, o.Out)
+	sec := m.bestEffortSecrets(ctx)
+	return sec.MaskError(c.Logs(ctx, withSecrets(m.stack(l), sec), o.Service, o.Follow, 0, o.Out))
 }
 
 // concurrently runs fns at once and returns the error of the first of them

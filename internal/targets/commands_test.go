@@ -254,6 +254,16 @@ func TestTargetExitCodes(t *testing.T) {
 			w.docker.answer = engineWith(8<<30, 100<<20, []string{"ktrdr--big"})
 			return Sandbox{}.Up(t.Context(), ptr(true), nil, nil, nil, nil)
 		}, 5, "ktrdr--big uses 900MiB"},
+		{tUp, "secrets file others may read", func(t *testing.T, w *world) error {
+			w.adopt(t, 9)
+			path := filepath.Join(w.home, ".ktrdr", "sandbox", "secrets.env")
+			require.NoError(t, os.WriteFile(path, []byte("KTRDR_AUTH_JWT_SECRET=s3cret-value\n"), 0o644))
+			err := Sandbox{}.Up(t.Context(), ptr(true), nil, nil, nil, nil)
+			require.Error(t, err)
+			assert.Contains(t, err.Error(), "hint: nothing was started: chmod 600 "+path)
+			assert.NotContains(t, err.Error()+w.out.String()+w.errOut.String(), "s3cret-value")
+			return err
+		}, 6, "may be read or written by others (mode 0644)"},
 		{tUp, "-allowSync names a relative folder", func(t *testing.T, w *world) error {
 			w.adopt(t, 9)
 			return Sandbox{}.Up(t.Context(), ptr(true), nil, nil, nil, ptr("/srv/data, data"))

@@ -54,7 +54,7 @@ type exitCode struct {
 var exitCodes = map[string][]exitCode{
 	tCreate:     {{0, ""}, {1, "no slot / port conflict / unusable context"}, {2, "not a checkout of this project / worktree failed"}, {3, "folder exists"}},
 	tInit:       {{0, ""}, {1, "already a sandbox"}, {2, "not a checkout of this project"}, {3, "port conflict"}},
-	tUp:         {{0, ""}, {1, "compose failed / a folder outside the checkout (another engine)"}, {2, "gate failed (a hook too)"}, {3, "port conflict"}, {4, "external network or volume missing"}, {5, "not enough free memory"}},
+	tUp:         {{0, ""}, {1, "compose failed / a folder outside the checkout (another engine)"}, {2, "gate failed (a hook too)"}, {3, "port conflict"}, {4, "external network or volume missing"}, {5, "not enough free memory"}, {6, "secrets refused (file not private / secrets_command failed)"}},
 	tPorts:      {{0, ""}, {1, ""}},
 	tDown:       {{0, ""}, {1, "failed (-all: any of them)"}},
 	tDestroy:    {{0, ""}, {1, "refused / failed"}},
@@ -171,6 +171,15 @@ var rules = []rule{
 	}).on(tUp),
 	is(2, "inspect with go tool mage sandbox:logs -service=<service>; fix, then run sandbox:up again", sandbox.ErrGateFailed).on(tUp),
 	typed(5, lowMemoryHint).on(tUp),
+	typed(6, func(e *sandbox.SecretsFileError) string {
+		if e.Fix == "" {
+			return "nothing was started; fix the secrets file, then run sandbox:up again"
+		}
+		return "nothing was started: " + e.Fix + ", then run sandbox:up again"
+	}).on(tUp),
+	typed(6, func(e *sandbox.SecretsCommandError) string {
+		return "nothing was started; run the secrets_command of ~/.ktrdr/sandbox/config.json yourself (its standard output must be KEY=value lines, what ~/.ktrdr/sandbox/secrets.env holds), fix it, then run sandbox:up again"
+	}).on(tUp),
 	typed(1, func(e *sandbox.OutsideFolderError) string { return outsideHint(tUp, e) }).on(tUp),
 	typed(1, fixed[*leftRunningError]("the stack was started and keeps running; go tool mage sandbox:up again re-runs the gate, sandbox:down stops it")).on(tUp),
 

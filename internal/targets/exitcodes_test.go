@@ -156,6 +156,8 @@ func TestClassify(t *testing.T) {
 		{tDown, &sandbox.NotSandboxError{Dir: "/tmp"}, 1, "sandbox:create", false},
 		{tUp, fmt.Errorf("up: %w", &sandbox.LowMemoryError{ID: "ktrdr--c", Engine: "local", Top: []sandbox.MemoryUser{{ID: "ktrdr--a", Path: "/dev/ktrdr--a"}}}), 5, "cd /dev/ktrdr--a && go tool mage sandbox:down, or every running sandbox with go tool mage sandbox:down -all", false},
 		{tUp, &sandbox.LowMemoryError{ID: "ktrdr--c", Engine: "big"}, 5, "free memory on engine big", false},
+		{tUp, &sandbox.SecretsFileError{Path: "/h/.ktrdr/sandbox/secrets.env", Reason: "may be read or written by others (mode 0644)", Fix: "chmod 600 /h/.ktrdr/sandbox/secrets.env"}, 6, "nothing was started: chmod 600 /h/.ktrdr/sandbox/secrets.env, then run sandbox:up again", false},
+		{tUp, fmt.Errorf("up: %w", &sandbox.SecretsCommandError{Argv: []string{"op", "inject"}, ExitCode: 1, Reason: "failed with exit status 1"}), 6, "run the secrets_command of ~/.ktrdr/sandbox/config.json yourself", false},
 		{tDown, &sandbox.DownAllError{Failed: []sandbox.StopResult{{ID: "ktrdr--b"}}, Of: 2}, 1, "sandbox:destroy -name=b", false},
 		{tDown, &allVolumesError{}, 1, "sandbox:down -volumes in its folder", false},
 		{tPorts, &sandbox.NotProjectError{Dir: "/tmp"}, 1, "checkout of the ktrdr project", false},

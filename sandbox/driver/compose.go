@@ -56,28 +56,47 @@ type Stack struct {
 	Dir     string   // project directory: relative paths in the files resolve here
 	Files   []string // compose files, absolute
 	EnvFile string   // absolute path of the env file
+	// Secrets, if any, reach compose as one more --env-file that has no
+	// path on disk where it can be avoided (SecretEnv); nothing else of
+	// the stack names them.
+	Secrets *SecretEnv
 }
 
-func (c *Compose) cmd(s Stack, args ...string) (Cmd, error) {
+// cmd is the compose command for args on stack s, and the function that
+// releases what it holds (the secrets' file) once the command returned.
+func (c *Compose) cmd(s Stack, args ...string) (Cmd, func(), error) {
 	if s.Project == "" || s.EnvFile == "" || len(s.Files) == 0 {
-		return Cmd{}, fmt.Errorf("compose %s: project, env file and compose files are required", strings.Join(args, " "))
+		return Cmd{}, nil, fmt.Errorf("compose %s: project, env file and compose files are required", strings.Join(args, " "))
 	}
 	if !filepath.IsAbs(s.Dir) {
-		return Cmd{}, fmt.Errorf("compose: project directory %q is not absolute", s.Dir)
+		return Cmd{}, nil, fmt.Errorf("compose: project directory %q is not absolute", s.Dir)
 	}
 	if !filepath.IsAbs(s.EnvFile) {
-		return Cmd{}, fmt.Errorf("compose: env file %q is not absolute", s.EnvFile)
+		return Cmd{}, nil, fmt.Errorf("compose: env file %q is not absolute", s.EnvFile)
 	}
 	full := append([]string{}, c.Command[1:]...)
-	full = append(full, "-p", s.Project, "--env-file", s.EnvFile, "--project-directory", s.Dir)
+	full = append(full, "-p", s.Project)
+	cmd := Cmd{Name: c.Command[0], Dir: s.Dir, Env: composeEnv(s.EnvFile, c.Scrub, s.Secrets.Keys())}
+	release := func() {}
+	if s.Secrets != nil {
+		// Before the sandbox's own file: where both set a key, it wins.
+		var path string
+		var err error
+		if cmd, path, release, err = s.Secrets.attach(cmd); err != nil {
+			return Cmd{}, nil, fmt.Errorf("compose %s: %w", strings.Join(args, " "), err)
+		}
+		full = append(full, "--env-file", path)
+	}
+	full = append(full, "--env-file", s.EnvFile, "--project-directory", s.Dir)
 	for _, f := range s.Files {
 		if !filepath.IsAbs(f) {
-			return Cmd{}, fmt.Errorf("compose: file %q is not absolute", f)
+			release()
+			return Cmd{}, nil, fmt.Errorf("compose: file %q is not absolute", f)
 		}
 		full = append(full, "-f", f)
 	}
-	full = append(full, args...)
-	return Cmd{Name: c.Command[0], Args: full, Dir: s.Dir, Env: composeEnv(s.EnvFile, c.Scrub)}, nil
+	cmd.Args = append(full, args...)
+	return cmd, release, nil
 }
 
 // InterpolationEnv is what compose interpolates a sandbox's files with: the
@@ -101,9 +120,13 @@ func InterpolationEnv(vals map[string]string, prefix string) map[string]string {
 }
 
 // composeEnv is the caller's environment without the variables that the
-// env file decides, and without COMPOSE_* settings that would redirect compose.
-func composeEnv(envFile, prefix string) []string {
+// env file and the secrets decide, and without COMPOSE_* settings that
+// would redirect compose.
+func composeEnv(envFile, prefix string, secretKeys []string) []string {
 	decided := map[string]bool{}
+	for _, k := range secretKeys {
+		decided[k] = true
+	}
 	if data, err := os.ReadFile(envFile); err == nil {
 		for _, line := range strings.Split(string(data), "\n") {
 			line = strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(line), "export "))
@@ -124,10 +147,11 @@ func composeEnv(envFile, prefix string) []string {
 }
 
 func (c *Compose) Exec(ctx context.Context, s Stack, out io.Writer, args ...string) ([]byte, error) {
-	cmd, err := c.cmd(s, args...)
+	cmd, release, err := c.cmd(s, args...)
 	if err != nil {
 		return nil, err
 	}
+	defer release()
 	cmd.Stdout, cmd.Stderr = out, out
 	if out == nil {
 		cmd.Stdout, cmd.Stderr = nil, nil

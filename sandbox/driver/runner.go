@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"os"
 	"os/exec"
 	"strings"
 	"syscall"
@@ -21,6 +22,9 @@ type Cmd struct {
 	Stdin  io.Reader // optional
 	Stdout io.Writer // optional: stream output here instead of capturing it
 	Stderr io.Writer // optional: stream errors here instead of capturing them
+	// ExtraFiles are open files the command inherits as descriptors 3, 4, …
+	// (exec.Cmd.ExtraFiles): how secrets reach compose without a path on disk.
+	ExtraFiles []*os.File
 }
 
 // String renders the command for messages and logs.
@@ -70,6 +74,7 @@ func (ExecRunner) Run(ctx context.Context, c Cmd) ([]byte, error) {
 		cmd.Env = c.Env
 	}
 	cmd.Stdin = c.Stdin
+	cmd.ExtraFiles = c.ExtraFiles
 	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGINT) }
 	cmd.WaitDelay = 10 * time.Second
 	var out, errb bytes.Buffer
