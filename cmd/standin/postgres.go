@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"os"
 	"os/exec"
+	"os/signal"
 	"os/user"
 	"path/filepath"
 	"strconv"
@@ -30,9 +31,13 @@ import (
 //     $POSTGRES_DB (default: the user's name) in single-user mode. A data
 //     folder that already holds a cluster is used as it is: the variables
 //     no longer matter, as with the usual images.
-//   - It then replaces itself with `postgres -D $PGDATA -c
-//     listen_addresses=*` and the arguments it was given (a compose file's
-//     `command: postgres -c …` reaches the server).
+//   - It then runs `postgres -D $PGDATA -c listen_addresses=*` with the
+//     arguments it was given (a compose file's `command: postgres -c …`
+//     reaches the server), passes signals on and exits with the server's
+//     status. SIGTERM, docker stop's signal, reaches the server as SIGINT,
+//     its fast shut-down (the usual images set STOPSIGNAL SIGINT, which
+//     docker import cannot): with SIGTERM the server would wait for every
+//     client to leave.
 //
 // POSTGRES_PASSWORD may be empty only with POSTGRES_HOST_AUTH_METHOD=trust
 // (every TCP connection is then trusted), as with the usual images.
@@ -141,12 +146,12 @@ type pgSystem struct {
 	WriteFile   func(path string, data []byte, perm fs.FileMode) error
 	AppendFile  func(path string, data []byte) error
 	Remove      func(path string) error
-	Exec        func(argv []string) error // replaces the process; returns only on failure
+	Serve       func(argv []string, stdout, stderr io.Writer) (int, error) // runs the server to its end
 	TempDir     string
 }
 
-// pgEntrypoint prepares the data folder and starts the server through
-// sys.Exec. It returns the exit status when it cannot.
+// pgEntrypoint prepares the data folder and runs the server through
+// sys.Serve. It returns the server's exit status, or 1 when it cannot run it.
 func pgEntrypoint(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer, sys pgSystem) int {
 	fail := func(format string, a ...any) int {
 		fmt.Fprintf(stderr, "standin postgres: "+format+"\n", a...)
@@ -200,8 +205,11 @@ func pgEntrypoint(ctx context.Context, args []string, getenv func(string) string
 		}
 	}
 	argv := pgServerArgs(c, args)
-	err = sys.Exec(argv)
-	return fail("start the server (%s): %v", strings.Join(argv, " "), err)
+	code, err := sys.Serve(argv, stdout, stderr)
+	if err != nil {
+		return fail("run the server (%s): %v", strings.Join(argv, " "), err)
+	}
+	return code
 }
 
 // pgFindBin is the folder of initdb: the PATH entry holding it, else
@@ -271,7 +279,7 @@ func osPGSystem() pgSystem {
 			return f.Close()
 		},
 		Remove:  os.Remove,
-		Exec:    func(argv []string) error { return syscall.Exec(argv[0], argv, os.Environ()) },
+		Serve:   pgServe,
 		TempDir: os.TempDir(),
 	}
 }
@@ -307,4 +315,38 @@ func pgPrepareDirs(uid, gid int, dirs ...string) error {
 		}
 	}
 	return nil
+}
+
+// pgServe runs the server as a child, passing on the signals docker and
+// compose send (SIGTERM as SIGINT, the fast shut-down), and returns its
+// exit status.
+func pgServe(argv []string, stdout, stderr io.Writer) (int, error) {
+	cmd := exec.Command(argv[0], argv[1:]...)
+	cmd.Stdout, cmd.Stderr = stdout, stderr
+	sigs := make(chan os.Signal, 4)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGQUIT, syscall.SIGHUP)
+	defer signal.Stop(sigs)
+	if err := cmd.Start(); err != nil {
+		return 1, err
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	for {
+		select {
+		case sig := <-sigs:
+			if sig == syscall.SIGTERM {
+				sig = syscall.SIGINT
+			}
+			_ = cmd.Process.Signal(sig)
+		case err := <-done:
+			var ee *exec.ExitError
+			if errors.As(err, &ee) {
+				return ee.ExitCode(), nil
+			}
+			if err != nil {
+				return 1, err
+			}
+			return 0, nil
+		}
+	}
 }

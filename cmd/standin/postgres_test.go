@@ -24,6 +24,7 @@ type fakePG struct {
 	appended map[string]string
 	runErr   error
 	exec     []string
+	code     int
 }
 
 func (f *fakePG) system(tmp string) pgSystem {
@@ -54,10 +55,10 @@ func (f *fakePG) system(tmp string) pgSystem {
 			return nil
 		},
 		Remove: func(p string) error { delete(f.files, p); return nil },
-		Exec: func(argv []string) error {
-			f.calls = append(f.calls, "exec")
+		Serve: func(argv []string, _, _ io.Writer) (int, error) {
+			f.calls = append(f.calls, "serve")
 			f.exec = argv
-			return errors.New("exec is faked")
+			return f.code, nil
 		},
 		TempDir: tmp,
 	}
@@ -82,7 +83,7 @@ func TestPGEntrypointFirstStartAndExistingCluster(t *testing.T) {
 			uid:  0,
 			env:  map[string]string{"POSTGRES_USER": "ktrdr", "POSTGRES_PASSWORD": "localdev", "POSTGRES_DB": "ktrdr"},
 			wantCalls: []string{"lookup postgres", "prepare DATA /var/run/postgresql", "drop",
-				"run initdb", "append pg_hba.conf", "run create database ktrdr", "exec"},
+				"run initdb", "append pg_hba.conf", "run create database ktrdr", "serve"},
 			wantInitdb: []string{"-U", "ktrdr", "--encoding=UTF8", "--locale=C", "--auth-local=trust", "--auth-host=scram-sha-256", "--pwfile=TMP/ktrdr-pg-password"},
 			wantSQL:    "CREATE DATABASE \"ktrdr\";\n",
 		},
@@ -90,14 +91,14 @@ func TestPGEntrypointFirstStartAndExistingCluster(t *testing.T) {
 			name:       "first start with defaults as postgres: no database to create",
 			uid:        999,
 			env:        map[string]string{"POSTGRES_PASSWORD": "pw"},
-			wantCalls:  []string{"run initdb", "append pg_hba.conf", "exec"},
+			wantCalls:  []string{"run initdb", "append pg_hba.conf", "serve"},
 			wantInitdb: []string{"-U", "postgres", "--encoding=UTF8", "--locale=C", "--auth-local=trust", "--auth-host=scram-sha-256", "--pwfile=TMP/ktrdr-pg-password"},
 		},
 		{
 			name:       "the database defaults to the user's name, which is quoted",
 			uid:        999,
 			env:        map[string]string{"POSTGRES_USER": `od"d`, "POSTGRES_PASSWORD": "pw"},
-			wantCalls:  []string{"run initdb", "append pg_hba.conf", "run create database od\"d", "exec"},
+			wantCalls:  []string{"run initdb", "append pg_hba.conf", "run create database od\"d", "serve"},
 			wantInitdb: []string{"-U", `od"d`, "--encoding=UTF8", "--locale=C", "--auth-local=trust", "--auth-host=scram-sha-256", "--pwfile=TMP/ktrdr-pg-password"},
 			wantSQL:    "CREATE DATABASE \"od\"\"d\";\n",
 		},
@@ -105,7 +106,7 @@ func TestPGEntrypointFirstStartAndExistingCluster(t *testing.T) {
 			name:       "trust without a password",
 			uid:        999,
 			env:        map[string]string{"POSTGRES_HOST_AUTH_METHOD": "trust"},
-			wantCalls:  []string{"run initdb", "append pg_hba.conf", "exec"},
+			wantCalls:  []string{"run initdb", "append pg_hba.conf", "serve"},
 			wantInitdb: []string{"-U", "postgres", "--encoding=UTF8", "--locale=C", "--auth-local=trust", "--auth-host=trust"},
 		},
 		{
@@ -113,7 +114,7 @@ func TestPGEntrypointFirstStartAndExistingCluster(t *testing.T) {
 			uid:        0,
 			env:        map[string]string{"POSTGRES_USER": "ktrdr", "POSTGRES_PASSWORD": "changed", "POSTGRES_DB": "other"},
 			cluster:    true,
-			wantCalls:  []string{"lookup postgres", "prepare DATA /var/run/postgresql", "drop", "exec"},
+			wantCalls:  []string{"lookup postgres", "prepare DATA /var/run/postgresql", "drop", "serve"},
 			extra:      []string{"postgres", "-c", "max_connections=50"},
 			wantServer: []string{"-c", "max_connections=50"},
 		},
@@ -128,11 +129,11 @@ func TestPGEntrypointFirstStartAndExistingCluster(t *testing.T) {
 			for k, v := range tt.env {
 				env[k] = v
 			}
-			f := &fakePG{uid: tt.uid}
+			f := &fakePG{uid: tt.uid, code: 3}
 			var out, errOut bytes.Buffer
 			code := pgEntrypoint(context.Background(), tt.extra, envOf(env), &out, &errOut, f.system(tmp))
-			assert.Equal(t, 1, code, "only a failed exec returns")
-			assert.Contains(t, errOut.String(), "exec is faked")
+			assert.Equal(t, 3, code, "the server's exit status")
+			assert.Empty(t, errOut.String())
 			for i := range f.calls {
 				f.calls[i] = strings.ReplaceAll(f.calls[i], data, "DATA")
 			}

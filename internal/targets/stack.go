@@ -15,7 +15,8 @@ import (
 // Stack holds targets for the bundled stand-in stack.
 type Stack mg.Namespace
 
-// Images builds the stand-in image (ktrdr-standin:dev) from ./cmd/standin with no registry.
+// Images builds the stand-in image (ktrdr-standin:dev) from ./cmd/standin and stand-in
+// mode's database (ktrdr-postgres:dev) from the host's PostgreSQL packages, with no registry.
 func (Stack) Images(ctx context.Context) (err error) {
 	defer exitAs(tImages, &err)
 	p := sandbox.KTRDR()
@@ -27,5 +28,11 @@ func (Stack) Images(ctx context.Context) (err error) {
 		return err
 	}
 	fmt.Fprintf(stdout, "Built %s\n", p.StandinImage)
+	if p.StandinDBImage != "" {
+		if err := driver.BuildPostgresImage(ctx, runner, cwd, p.StandinSource, p.StandinDBImage, stdout); err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "Built %s\n", p.StandinDBImage)
+	}
 	return nil
 }
