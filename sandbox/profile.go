@@ -297,3 +297,12 @@ func (p *Profile) MaxCollisionFreeSlot(limit int) int {
 	}
 	return best
 }
+
+// standinImageFor is the image stand-in mode gives the image variable key:
+// the database's is StandinDBImage when there is one.
+func (p *Profile) standinImageFor(key string) string {
+	if key == p.DBImageKey && p.StandinDBImage != "" {
+		return p.StandinDBImage
+	}
+	return p.StandinImage
+}
