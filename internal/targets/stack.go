@@ -12,6 +12,9 @@ import (
 	"github.com/ktrdr/sandboxkit/sandbox"
 )
 
+// pgHostRoot is where stack:images looks for the host's PostgreSQL ("" is /; tests change it).
+var pgHostRoot = ""
+
 // Stack holds targets for the bundled stand-in stack.
 type Stack mg.Namespace
 
@@ -29,7 +32,7 @@ func (Stack) Images(ctx context.Context) (err error) {
 	}
 	fmt.Fprintf(stdout, "Built %s\n", p.StandinImage)
 	if p.StandinDBImage != "" {
-		if err := driver.BuildPostgresImage(ctx, runner, cwd, p.StandinSource, p.StandinDBImage, stdout); err != nil {
+		if err := driver.BuildPostgresImageFrom(ctx, runner, pgHostRoot, cwd, p.StandinSource, p.StandinDBImage, stdout); err != nil {
 			return err
 		}
 		fmt.Fprintf(stdout, "Built %s\n", p.StandinDBImage)

@@ -88,10 +88,19 @@ func FindHostPostgres(root string) (HostPostgres, error) {
 // images ask for with STOPSIGNAL, which docker import does not take). The build the tag named
 // before goes when nothing uses it (RemoveReplacedStandin).
 func BuildPostgresImage(ctx context.Context, r Runner, repoRoot, pkg, image string, progress io.Writer) error {
+	return BuildPostgresImageFrom(ctx, r, "", repoRoot, pkg, image, progress)
+}
+
+// errImportEnded stops the writing of the tar once docker import returned.
+var errImportEnded = errors.New("docker import ended")
+
+// BuildPostgresImageFrom is BuildPostgresImage with the host's files read
+// under root ("" is /).
+func BuildPostgresImageFrom(ctx context.Context, r Runner, root, repoRoot, pkg, image string, progress io.Writer) error {
 	if progress == nil {
 		progress = io.Discard
 	}
-	pg, err := FindHostPostgres("")
+	pg, err := FindHostPostgres(root)
 	if err != nil {
 		return fmt.Errorf("build PostgreSQL image %s: %w", image, err)
 	}
@@ -105,7 +114,7 @@ func BuildPostgresImage(ctx context.Context, r Runner, repoRoot, pkg, image stri
 		return fmt.Errorf("build PostgreSQL image %s: %w", image, err)
 	}
 	fmt.Fprintf(progress, "collecting PostgreSQL %d from %s and %s with the libraries it needs\n", pg.Version, pg.Lib, pg.Share)
-	entries, err := pgImageEntries(pg, bin, "")
+	entries, err := pgImageEntries(pg, bin, root)
 	if err != nil {
 		return fmt.Errorf("build PostgreSQL image %s: %w", image, err)
 	}
@@ -139,11 +148,14 @@ func BuildPostgresImage(ctx context.Context, r Runner, repoRoot, pkg, image stri
 	}
 	fmt.Fprintf(progress, "importing %s (%d files)\n", image, len(entries))
 	_, err = r.Run(ctx, imp)
-	pr.CloseWithError(errors.New("docker import ended"))
-	if werr := <-written; werr != nil && err == nil {
-		return fmt.Errorf("build PostgreSQL image %s: write its files: %w", image, werr)
-	}
-	if err != nil {
+	pr.CloseWithError(errImportEnded)
+	// An import that succeeded took the whole image (it may leave the
+	// tar's trailing padding unread); one that failed may have failed
+	// because the tar could not be written.
+	if werr := <-written; err != nil {
+		if werr != nil && !errors.Is(werr, errImportEnded) {
+			return fmt.Errorf("build PostgreSQL image %s: write its files: %w", image, werr)
+		}
 		return fmt.Errorf("build PostgreSQL image %s: docker import of PostgreSQL %d: %w", image, pg.Version, err)
 	}
 	fmt.Fprintf(progress, "built %s (%d MB of files)\n", image, size>>20)
