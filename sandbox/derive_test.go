@@ -136,6 +136,7 @@ func TestOverrideForStandinAprilShape(t *testing.T) {
 			Labels      map[string]string `json:"labels"`
 			Image       string            `json:"image"`
 			PullPolicy  string            `json:"pull_policy"`
+			Entrypoint  []string          `json:"entrypoint"`
 			Command     []string          `json:"command"`
 			Environment map[string]string `json:"environment"`
 			Healthcheck map[string]any    `json:"healthcheck"`
@@ -146,11 +147,19 @@ func TestOverrideForStandinAprilShape(t *testing.T) {
 	roles := map[string]string{}
 	for name, s := range doc.Services {
 		assert.Equal(t, "ktrdr--x", s.Labels["org.ktrdr.sandbox.instance"], name)
-		assert.Equal(t, "ktrdr-standin:dev", s.Image, name)
 		assert.Equal(t, "never", s.PullPolicy, name)
+		if name == "db" {
+			// A real PostgreSQL: its own entrypoint; the file's command and environment stay.
+			assert.Equal(t, "ktrdr-postgres:dev", s.Image)
+			assert.Equal(t, []string{"/standin", "pg-entrypoint"}, s.Entrypoint)
+			assert.Nil(t, s.Command)
+			assert.Nil(t, s.Environment)
+			continue
+		}
+		assert.Equal(t, "ktrdr-standin:dev", s.Image, name)
 		roles[name] = s.Command[0]
 	}
-	assert.Equal(t, map[string]string{"db": "db", "backend": "backend", "backtest-worker-1": "worker", "backtest-worker-2": "worker",
+	assert.Equal(t, map[string]string{"backend": "backend", "backtest-worker-1": "worker", "backtest-worker-2": "worker",
 		"training-worker-1": "worker", "training-worker-2": "worker", "design-agent-1": "worker", "assessment-agent-1": "worker", "mcp-local": "http"}, roles)
 	assert.Equal(t, "agent_design", doc.Services["design-agent-1"].Environment["WORKER_TYPE"])
 	assert.Equal(t, "http://ktrdr--x-backend-1:8000", doc.Services["design-agent-1"].Environment["KTRDR_API_URL"], "a container name: unique on a shared network")
@@ -160,6 +169,14 @@ func TestOverrideForStandinAprilShape(t *testing.T) {
 		assert.Nil(t, svc.Healthcheck, "%s keeps the file's own healthcheck and cadence", name)
 	}
 	assert.False(t, strings.Contains(string(data), "${"), "nothing left for compose to interpolate")
+
+	// Without a database image the stand-in plays the db too.
+	sp.StandinDBImage = ""
+	data, err = overrideDoc(sp, sf, "ktrdr--x", true, nil, nil)
+	require.NoError(t, err)
+	require.NoError(t, json.Unmarshal(data, &doc))
+	assert.Equal(t, "ktrdr-standin:dev", doc.Services["db"].Image)
+	assert.Equal(t, []string{"db"}, doc.Services["db"].Command)
 }
 
 // Widening the range to 100 slots moves no port of the usual slots, and

@@ -78,7 +78,8 @@
 // COMPOSE_PROJECT_NAME, SLOT_NUMBER, the eleven port keys, KTRDR_SHARED_DIR,
 // KTRDR_DATA_DIR/MODELS_DIR/STRATEGIES_DIR, CREATED_AT (RFC 3339 UTC),
 // SANDBOX_VERSION=1 and, for stand-in stacks, KTRDR_STANDIN=1 with the image
-// variables. It is written atomically, in the one form package envfile
+// variables (KTRDR_DB_IMAGE names the PostgreSQL image, ktrdr-postgres:dev,
+// the others the stand-in). It is written atomically, in the one form package envfile
 // defines (refused everywhere otherwise, so this tool, the CLI and compose
 // never disagree about it); it is never loaded into the process
 // environment, and compose receives it with --env-file.

@@ -261,3 +261,62 @@ func TestRemoteStandinLoadRemovesTheReplacedBuild(t *testing.T) {
 	assert.Equal(t, "docker --context big image rm "+old, cmds[len(cmds)-1])
 	assert.Contains(t, log.String(), "removed image "+old)
 }
+
+// Stand-in mode's database image goes to another engine of this machine's
+// architecture as the stand-in does (loaded when it lacks this build); an
+// engine of another architecture cannot run the host's PostgreSQL, which
+// the error says, unless it holds the image already.
+func TestRemoteDBImage(t *testing.T) {
+	tests := []struct {
+		name     string
+		arch     string
+		remote   string // the image's id on the engine ("": it lacks it)
+		wantErr  string
+		wantLoad bool
+	}{
+		{name: "same architecture, image missing there: loaded", arch: runtime.GOARCH, wantLoad: true},
+		{name: "same architecture, same build there: nothing to do", arch: runtime.GOARCH, remote: "sha256:10ca1"},
+		{name: "another architecture: refused", arch: "s390x", wantErr: "built from this machine's PostgreSQL, which is " + runtime.GOARCH},
+		{name: "another architecture holding one: kept", arch: "s390x", remote: "sha256:e15e"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			remote := tt.remote
+			f := &fakeRunner{handle: func(c driver.Cmd) ([]byte, error) {
+				args, onRemote := c.Args, len(c.Args) > 1 && c.Args[0] == "--context"
+				if onRemote {
+					args = args[2:]
+				}
+				switch {
+				case args[0] == "version":
+					return []byte(tt.arch + "\n"), nil
+				case args[0] == "image" && args[1] == "inspect" && onRemote:
+					if remote == "" {
+						return nil, &driver.ExitError{Cmd: "docker image inspect", Code: 1, Stderr: "Error: No such image: ktrdr-postgres:dev"}
+					}
+					return []byte(remote + "\n"), nil
+				case args[0] == "image" && args[1] == "inspect":
+					return []byte("sha256:10ca1\n"), nil
+				case args[0] == "save":
+					_, err := c.Stdout.Write([]byte("image tar"))
+					return nil, err
+				case args[0] == "load":
+					_, err := io.ReadAll(c.Stdin)
+					remote = "sha256:10ca1"
+					return nil, err
+				}
+				return nil, errors.New("unexpected " + strings.Join(c.Args, " "))
+			}}
+			m := &Manager{Profile: KTRDR(), Home: t.TempDir(), Runner: f, Log: io.Discard}
+			err := m.on(Engine{Context: "big", Host: "10.1.2.3"}).ensureDBImage(t.Context(), t.TempDir(), false)
+			if tt.wantErr != "" {
+				require.Error(t, err)
+				assert.ErrorContains(t, err, tt.wantErr)
+				assert.ErrorContains(t, err, "ktrdr-postgres:dev")
+				return
+			}
+			require.NoError(t, err)
+			assert.Equal(t, tt.wantLoad, slices.Contains(f.commands(), "docker --context big load --quiet"), "%q", f.commands())
+		})
+	}
+}

@@ -84,7 +84,7 @@ func (p *Profile) Values(e Env) map[string]string {
 	if e.Standin {
 		m[p.StandinKey] = "1"
 		for _, k := range p.ImageKeys {
-			m[k] = p.StandinImage
+			m[k] = p.standinImageFor(k)
 		}
 	}
 	return m

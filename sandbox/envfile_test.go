@@ -40,6 +40,7 @@ func TestEnvRoundTrip(t *testing.T) {
 	assert.Equal(t, "2026-11-28T10:30:00Z", vals["CREATED_AT"])
 	assert.Equal(t, "/home/u/.ktrdr/shared/data", vals["KTRDR_DATA_DIR"])
 	assert.Equal(t, "ktrdr-standin:dev", vals["KTRDR_BACKEND_IMAGE"])
+	assert.Equal(t, "ktrdr-postgres:dev", vals["KTRDR_DB_IMAGE"], "the database is a real PostgreSQL")
 
 	entries, err := os.ReadDir(dir)
 	require.NoError(t, err)

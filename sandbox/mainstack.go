@@ -37,9 +37,12 @@ func (m *Manager) CheckMainStack(ctx context.Context, root string, standin bool,
 	env.WriteString("# Only the images: every other value is the main compose file's default.\n")
 	if standin {
 		for _, k := range p.ImageKeys {
-			fmt.Fprintf(&env, "%s=%s\n", k, p.StandinImage)
+			fmt.Fprintf(&env, "%s=%s\n", k, p.standinImageFor(k))
 		}
 		if err := m.ensureStandinImage(ctx, root, false); err != nil {
+			return nil, err
+		}
+		if err := m.ensureDBImage(ctx, root, false); err != nil {
 			return nil, err
 		}
 	}

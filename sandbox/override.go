@@ -21,7 +21,9 @@ import (
 //     its containers whatever the file labels;
 //   - in stand-in mode, for every service: the stand-in image (never
 //     pulled, never built), its entrypoint, and the role it plays, chosen
-//     by kind: db (a PostgreSQL service), backend (the API's service),
+//     by kind: db (a PostgreSQL service; with the profile's StandinDBImage
+//     it runs that image instead, a real PostgreSQL with its own
+//     entrypoint, the file's environment, command and volumes), backend (the API's service),
 //     worker (a service that registers with the backend, agents included),
 //     jaeger/prometheus/grafana (a service publishing their UI port), and
 //     http for anything else (it answers 200 on every port the service
@@ -73,7 +75,14 @@ func overrideDoc(sp *Profile, sf *StackFile, id string, standin bool, synced map
 		if len(mounts) > 0 {
 			o["volumes"] = mounts
 		}
-		if standin {
+		if standin && sp.StandinDBImage != "" && standinRole(sp, fs) == "db" {
+			// A real PostgreSQL (driver.BuildPostgresImage): its own
+			// entrypoint reads the file's POSTGRES_* and keeps its data in
+			// the file's volume; the file's command reaches the server.
+			o["image"] = sp.StandinDBImage
+			o["pull_policy"] = "never"
+			o["entrypoint"] = []string{"/standin", "pg-entrypoint"}
+		} else if standin {
 			role := standinRole(sp, fs)
 			env := map[string]string{"KTRDR_STANDIN_ROLE": role}
 			if len(fs.Targets) > 0 {

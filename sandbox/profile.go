@@ -131,11 +131,16 @@ type Profile struct {
 	MinSlot        int         // lowest sandbox slot (slot 0 is the main checkout)
 	MaxSlot        int         // highest sandbox slot
 	StandinImage   string      // the locally built stand-in image
-	ImageKeys      []string    // compose variables that choose each service's image
-	StandinSource  string      // the Go package of the stand-in, relative to the checkout root
-	StandinKey     string      // the env-file key that marks a stand-in sandbox
-	EnvPrefix      string      // the app's variables: scrubbed from compose's environment
-	InstanceLabel  string      // container label naming the instance (set by the compose file)
+	// StandinDBImage is stand-in mode's database: a real PostgreSQL built
+	// locally from the host's Debian packages (driver.BuildPostgresImage);
+	// "" runs the stand-in's db role instead.
+	StandinDBImage string
+	ImageKeys      []string // compose variables that choose each service's image
+	DBImageKey     string   // the one of ImageKeys that chooses the database's image
+	StandinSource  string   // the Go package of the stand-in, relative to the checkout root
+	StandinKey     string   // the env-file key that marks a stand-in sandbox
+	EnvPrefix      string   // the app's variables: scrubbed from compose's environment
+	InstanceLabel  string   // container label naming the instance (set by the compose file)
 	// Literal are host ports the stack file publishes without a variable
 	// (set by ForStack): every sandbox publishes them, so only one at a
 	// time can run; the preflight checks them too.
@@ -295,4 +300,13 @@ func (p *Profile) MaxCollisionFreeSlot(limit int) int {
 		best = n
 	}
 	return best
+}
+
+// standinImageFor is the image stand-in mode gives the image variable key:
+// the database's is StandinDBImage when there is one.
+func (p *Profile) standinImageFor(key string) string {
+	if key == p.DBImageKey && p.StandinDBImage != "" {
+		return p.StandinDBImage
+	}
+	return p.StandinImage
 }

@@ -160,6 +160,11 @@ func (m *Manager) upStack(ctx context.Context, p *Profile, sf *StackFile, env En
 			}
 		}
 		if env.Standin {
+			if err := m.ensureDBImage(ctx, root, o.Build); err != nil {
+				return nil, err
+			}
+		}
+		if env.Standin {
 			build = false // -build rebuilt the stand-in image; the file's builds never run in stand-in mode
 		}
 		var synced map[string]string
@@ -361,6 +366,59 @@ func (m *Manager) ensureRemoteStandinImage(ctx context.Context, root string, reb
 		fmt.Fprintf(m.log(), "note: %v\n", err)
 	}
 	return nil
+}
+
+// ensureDBImage gives the engine stand-in mode's database image
+// (Profile.StandinDBImage) when the profile has one: built here from the
+// host's PostgreSQL when it is missing (or always with rebuild), and on
+// another engine loaded there when it lacks this build. An engine on
+// another CPU architecture cannot run the host's PostgreSQL: that is an
+// error saying so.
+func (m *Manager) ensureDBImage(ctx context.Context, root string, rebuild bool) error {
+	p := m.Profile
+	if p.StandinDBImage == "" {
+		return nil
+	}
+	if m.engine.Context != "" {
+		out, err := m.Runner.Run(ctx, driver.Cmd{Name: "docker", Args: []string{"version", "--format", "{{.Server.Arch}}"}})
+		if err != nil {
+			return fmt.Errorf("ask engine %s for its architecture: %w", m.engine.Name(), err)
+		}
+		if arch := strings.TrimSpace(string(out)); arch != "" && arch != runtime.GOARCH {
+			if id, err := driver.ImageID(ctx, m.Runner, p.StandinDBImage); err != nil || id != "" {
+				return err
+			}
+			return fmt.Errorf("give engine %s (%s) the database image %s: it is built from this machine's PostgreSQL, which is %s", m.engine.Name(), arch, p.StandinDBImage, runtime.GOARCH)
+		}
+		local := m.on(Engine{})
+		if err := local.ensureDBImage(ctx, root, rebuild); err != nil {
+			return err
+		}
+		want, err := driver.ImageID(ctx, local.Runner, p.StandinDBImage)
+		if err != nil {
+			return err
+		}
+		have, err := driver.ImageID(ctx, m.Runner, p.StandinDBImage)
+		if err != nil || have == want {
+			return err
+		}
+		m.emit(Event{Kind: EvImageLoading, Image: p.StandinDBImage, Engine: m.engine.Name()})
+		if err := copyImage(ctx, m.base, p.StandinDBImage, m.engine.Context); err != nil {
+			return err
+		}
+		if err := driver.RemoveReplacedStandin(ctx, m.Runner, p.StandinDBImage, have, m.log()); err != nil {
+			fmt.Fprintf(m.log(), "note: %v\n", err)
+		}
+		return nil
+	}
+	if !rebuild {
+		ok, err := driver.StandinImageExists(ctx, m.Runner, p.StandinDBImage)
+		if err != nil || ok {
+			return err
+		}
+	}
+	m.emit(Event{Kind: EvImageBuilding, Image: p.StandinDBImage, Source: "the host's PostgreSQL packages"})
+	return driver.BuildPostgresImage(ctx, m.Runner, root, p.StandinSource, p.StandinDBImage, m.log())
 }
 
 // copyImage streams image from the local engine into the engine of Docker

@@ -17,6 +17,8 @@
 //	                               then remove what the stream does not hold); see untar.go
 //	standin fs tar DIR             write a tar stream of DIR to stdout
 //	standin sh -c STRING           the small shell (also curl, wget, pg_isready)
+//	standin pg-entrypoint [ARG…]   the PostgreSQL image's entrypoint: first-start
+//	                               set-up, then the real server (postgres.go)
 //
 // Invoked as curl, wget, pg_isready or sh (hardlinks in the image, /bin/sh
 // among them), it behaves enough like those tools for container
@@ -91,6 +93,10 @@ func runProcess(ctx context.Context, args []string, getenv func(string) string, 
 			return 0
 		case "fs":
 			return fsMain(rest[1:], os.Stdin, stdout, stderr)
+		case "pg-entrypoint":
+			// The PostgreSQL image's entrypoint (postgres.go): whatever
+			// KTRDR_STANDIN_ROLE the file sets, this runs the real server.
+			return pgEntrypoint(ctx, rest[1:], getenv, stdout, stderr, osPGSystem())
 		case "help", "-h", "--help":
 			fmt.Fprint(stdout, usage)
 			return 0
@@ -150,6 +156,7 @@ const usage = `usage:
   standin alembic upgrade head         (/app/.venv/bin/alembic: records the head of the
                                         mounted alembic/versions in the database's alembic_version)
   standin sh -c STRING [NAME [ARG…]]   (also selected by argv[0], e.g. /bin/sh)
+  standin pg-entrypoint [postgres] [-c NAME=VALUE]…   (the PostgreSQL image's entrypoint)
 environment: KTRDR_STANDIN_PORTS=P1,P2,… adds ports answering 200 JSON on any path;
   the worker reads WORKER_TYPE|KTRDR_WORKER_TYPE, WORKER_ID|KTRDR_WORKER_ID, WORKER_PORT|KTRDR_WORKER_PORT,
   WORKER_ENDPOINT_URL|KTRDR_WORKER_PUBLIC_URL, KTRDR_API_URL|KTRDR_BACKEND_URL; more in config.go

@@ -364,10 +364,21 @@ func TestTargetExitCodes(t *testing.T) {
 			return Sandbox{}.URL(nil, nil)
 		}, 1, "+8001"},
 		{tImages, "built", func(t *testing.T, w *world) error {
+			if _, err := driver.FindHostPostgres(""); err != nil {
+				t.Skipf("the database image needs the host's PostgreSQL: %v", err)
+			}
 			w.docker.answer = fakeGoBuild(nil)
 			t.Chdir(w.main)
 			return Stack{}.Images(t.Context())
-		}, 0, "Built ktrdr-standin:dev"},
+		}, 0, "Built ktrdr-postgres:dev"},
+		{tImages, "no PostgreSQL on the host", func(t *testing.T, w *world) error {
+			old := pgHostRoot
+			pgHostRoot = t.TempDir()
+			t.Cleanup(func() { pgHostRoot = old })
+			w.docker.answer = fakeGoBuild(nil)
+			t.Chdir(w.main)
+			return Stack{}.Images(t.Context())
+		}, 1, "apt-get install postgresql"},
 		{tImages, "docker refused the image", func(t *testing.T, w *world) error {
 			w.docker.answer = fakeGoBuild(&driver.ExitError{Cmd: "docker import", Code: 1, Stderr: "no space left"})
 			t.Chdir(w.main)

@@ -225,6 +225,7 @@ var rules = []rule{
 	anyError(1, "").on(tURL),
 
 	// stack:images
+	is(1, "stand-in mode's database is the PostgreSQL server of this machine's Debian packages, packed into an image: install it with apt-get install postgresql (its service need not run), then run the command again", driver.ErrNoHostPostgres).on(tImages, tUp, tVerify),
 	anyError(1, "run it from the repository root; it needs Go and a running Docker engine").on(tImages),
 
 	// merge:apply, merge:verify, merge:rollback

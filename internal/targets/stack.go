@@ -12,10 +12,14 @@ import (
 	"github.com/ktrdr/sandboxkit/sandbox"
 )
 
+// pgHostRoot is where stack:images looks for the host's PostgreSQL ("" is /; tests change it).
+var pgHostRoot = ""
+
 // Stack holds targets for the bundled stand-in stack.
 type Stack mg.Namespace
 
-// Images builds the stand-in image (ktrdr-standin:dev) from ./cmd/standin with no registry.
+// Images builds the stand-in image (ktrdr-standin:dev) from ./cmd/standin and stand-in
+// mode's database (ktrdr-postgres:dev) from the host's PostgreSQL packages, with no registry.
 func (Stack) Images(ctx context.Context) (err error) {
 	defer exitAs(tImages, &err)
 	p := sandbox.KTRDR()
@@ -27,5 +31,11 @@ func (Stack) Images(ctx context.Context) (err error) {
 		return err
 	}
 	fmt.Fprintf(stdout, "Built %s\n", p.StandinImage)
+	if p.StandinDBImage != "" {
+		if err := driver.BuildPostgresImageFrom(ctx, runner, pgHostRoot, cwd, p.StandinSource, p.StandinDBImage, stdout); err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "Built %s\n", p.StandinDBImage)
+	}
 	return nil
 }

@@ -62,17 +62,8 @@ func BuildStandinImageFor(ctx context.Context, r Runner, repoRoot, pkg, image, g
 	defer os.RemoveAll(tmp)
 	bin := filepath.Join(tmp, "standin")
 
-	fmt.Fprintf(progress, "building %s in %s (static linux binary)\n", pkg, repoRoot)
-	build := Cmd{
-		Name:   "go",
-		Args:   []string{"build", "-trimpath", "-ldflags=-s -w", "-o", bin, pkg},
-		Dir:    repoRoot,
-		Env:    append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH="+orString(goarch, runtime.GOARCH)),
-		Stdout: progress,
-		Stderr: progress,
-	}
-	if _, err := r.Run(ctx, build); err != nil {
-		return fmt.Errorf("build stand-in image %s: compile %s in %s: %w", image, pkg, repoRoot, err)
+	if err := compileStandin(ctx, r, repoRoot, pkg, bin, goarch, progress); err != nil {
+		return fmt.Errorf("build stand-in image %s: %w", image, err)
 	}
 	layer, err := standinLayer(bin)
 	if err != nil {
@@ -102,6 +93,24 @@ func BuildStandinImageFor(ctx context.Context, r Runner, repoRoot, pkg, image, g
 	if err := RemoveReplacedStandin(ctx, r, image, before, progress); err != nil {
 		// The new image stands: the old one is only left over.
 		fmt.Fprintf(progress, "note: %v\n", err)
+	}
+	return nil
+}
+
+// compileStandin compiles pkg in repoRoot as the static Linux binary bin
+// for goarch ("" is this machine's).
+func compileStandin(ctx context.Context, r Runner, repoRoot, pkg, bin, goarch string, progress io.Writer) error {
+	fmt.Fprintf(progress, "building %s in %s (static linux binary)\n", pkg, repoRoot)
+	build := Cmd{
+		Name:   "go",
+		Args:   []string{"build", "-trimpath", "-ldflags=-s -w", "-o", bin, pkg},
+		Dir:    repoRoot,
+		Env:    append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH="+orString(goarch, runtime.GOARCH)),
+		Stdout: progress,
+		Stderr: progress,
+	}
+	if _, err := r.Run(ctx, build); err != nil {
+		return fmt.Errorf("compile %s in %s: %w", pkg, repoRoot, err)
 	}
 	return nil
 }
