@@ -16,12 +16,13 @@
 //	standin fs untar [--clean] DIR extract a tar stream from stdin under DIR (--clean:
 //	                               then remove what the stream does not hold); see untar.go
 //	standin fs tar DIR             write a tar stream of DIR to stdout
-//	standin sh -c STRING           the small shell (also curl, wget, pg_isready)
+//	standin sh [-c STRING]         a POSIX shell (also curl, wget, pg_isready, grep, cat)
 //
-// Invoked as curl, wget, pg_isready or sh (hardlinks in the image, /bin/sh
-// among them), it behaves enough like those tools for container
-// healthchecks written for the real images, ["CMD", …] and
-// ["CMD-SHELL", …] alike: see clients.go and sh.go.
+// Invoked as curl, wget, pg_isready, grep, cat or sh (hardlinks in the
+// image, /bin/sh among them), it behaves enough like those tools for
+// container healthchecks written for the real images, ["CMD", …] and
+// ["CMD-SHELL", …] alike, and for `docker exec -it … sh`: see clients.go,
+// text.go and sh.go.
 //
 // As a container's main process (PID 1, or the child of compose's init)
 // with KTRDR_STANDIN_ROLE set, every argument but a role name, version,
@@ -43,6 +44,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime"
+	"strings"
 	"syscall"
 )
 
@@ -51,15 +53,22 @@ var version = "dev"
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
-	code := runProcess(ctx, os.Args, os.Getenv, os.Stdout, os.Stderr, containerMainProcess())
+	code := runProcess(ctx, os.Args, os.Getenv, os.Environ(), os.Stdin, os.Stdout, os.Stderr, containerMainProcess())
 	stop()
 	os.Exit(code)
 }
 
 // run is main without the process: tests call it with their own arguments,
-// environment and writers. It returns the exit status.
+// environment and writers, and an empty stdin. It returns the exit status.
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) int {
-	return runProcess(ctx, args, getenv, stdout, stderr, false)
+	return runIO(ctx, args, getenv, nil, strings.NewReader(""), stdout, stderr)
+}
+
+// runIO is run with a stdin and environ, the "NAME=value" pairs that the
+// shell lists (for background commands and pipes, export -p); nil lists
+// none, while getenv still answers.
+func runIO(ctx context.Context, args []string, getenv func(string) string, environ []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	return runProcess(ctx, args, getenv, environ, stdin, stdout, stderr, false)
 }
 
 // containerMainProcess reports whether this process is a container's main
@@ -75,11 +84,11 @@ func containerMainProcess() bool {
 // are the real image's command and never a tool to run (a real
 // `command: ["sh", "-c", "alembic upgrade head && uvicorn …"]` must start
 // the role, while `docker exec … /standin sh -c …` runs the shell).
-func runProcess(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer, mainProcess bool) int {
+func runProcess(ctx context.Context, args []string, getenv func(string) string, environ []string, stdin io.Reader, stdout, stderr io.Writer, mainProcess bool) int {
 	if len(args) == 0 {
 		args = []string{"standin"}
 	}
-	if code, ok := runTool(ctx, filepath.Base(args[0]), args[1:], getenv, stdout, stderr); ok {
+	if code, ok := runTool(ctx, filepath.Base(args[0]), args[1:], getenv, environ, stdin, stdout, stderr); ok {
 		return code
 	}
 	rest := args[1:]
@@ -90,13 +99,13 @@ func runProcess(ctx context.Context, args []string, getenv func(string) string, 
 			fmt.Fprintf(stdout, "standin %s %s %s/%s\n", version, runtime.Version(), runtime.GOOS, runtime.GOARCH)
 			return 0
 		case "fs":
-			return fsMain(rest[1:], os.Stdin, stdout, stderr)
+			return fsMain(rest[1:], stdin, stdout, stderr)
 		case "help", "-h", "--help":
 			fmt.Fprint(stdout, usage)
 			return 0
 		}
 		if !mainProcess || role == "" {
-			if code, ok := runTool(ctx, rest[0], rest[1:], getenv, stdout, stderr); ok {
+			if code, ok := runTool(ctx, rest[0], rest[1:], getenv, environ, stdin, stdout, stderr); ok {
 				return code
 			}
 		}
@@ -123,8 +132,8 @@ func runProcess(ctx context.Context, args []string, getenv func(string) string, 
 	return runRole(ctx, cfg, stdout)
 }
 
-// runTool runs the curl, wget, pg_isready and sh personalities.
-func runTool(ctx context.Context, name string, args []string, getenv func(string) string, stdout, stderr io.Writer) (int, bool) {
+// runTool runs the curl, wget, pg_isready, grep, cat and sh personalities.
+func runTool(ctx context.Context, name string, args []string, getenv func(string) string, environ []string, stdin io.Reader, stdout, stderr io.Writer) (int, bool) {
 	switch name {
 	case "curl":
 		return curlMain(ctx, args, stdout, stderr), true
@@ -132,8 +141,12 @@ func runTool(ctx context.Context, name string, args []string, getenv func(string
 		return wgetMain(ctx, args, stdout, stderr), true
 	case "pg_isready":
 		return pgIsReadyMain(ctx, args, getenv, stdout, stderr), true
+	case "grep":
+		return grepMain(ctx, args, stdin, stdout, stderr), true
+	case "cat":
+		return catMain(ctx, args, stdin, stdout, stderr), true
 	case "sh":
-		return shMain(ctx, args, getenv, stdout, stderr), true
+		return shMain(ctx, args, getenv, environ, stdin, stdout, stderr), true
 	}
 	return 0, false
 }
@@ -144,8 +157,8 @@ const usage = `usage:
   standin fs write PATH CONTENT | fs read PATH | fs ls DIR
   standin fs untar [--clean] DIR   (tar stream on stdin; --clean mirrors deletions)
   standin fs tar DIR               (tar stream on stdout)
-  standin curl|wget|pg_isready ARGS…   (also selected by argv[0])
-  standin sh -c STRING [NAME [ARG…]]   (also selected by argv[0], e.g. /bin/sh)
+  standin curl|wget|pg_isready|grep|cat ARGS…   (also selected by argv[0])
+  standin sh [-c STRING [NAME [ARG…]] | FILE [ARG…]]   (stdin without either; also by argv[0], e.g. /bin/sh)
 environment: KTRDR_STANDIN_PORTS=P1,P2,… adds ports answering 200 JSON on any path;
   the worker reads WORKER_TYPE|KTRDR_WORKER_TYPE, WORKER_ID|KTRDR_WORKER_ID, WORKER_PORT|KTRDR_WORKER_PORT,
   WORKER_ENDPOINT_URL|KTRDR_WORKER_PUBLIC_URL, KTRDR_API_URL|KTRDR_BACKEND_URL; more in config.go
