@@ -10,6 +10,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"os/exec"
@@ -198,13 +199,25 @@ func (e *env) sbx(dir string, args ...string) result {
 	return e.run(dir, filepath.Join(binDir, "sbx"), args...)
 }
 
+// sbxIn is sbx with stdin (a pipe, not a terminal).
+func (e *env) sbxIn(dir, stdin string, args ...string) result {
+	e.t.Helper()
+	return e.runIn(dir, strings.NewReader(stdin), filepath.Join(binDir, "sbx"), args...)
+}
+
 func (e *env) run(dir, name string, args ...string) result {
+	e.t.Helper()
+	return e.runIn(dir, nil, name, args...)
+}
+
+func (e *env) runIn(dir string, stdin io.Reader, name string, args ...string) result {
 	e.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, name, args...)
 	cmd.Dir = dir
 	cmd.Env = e.Env
+	cmd.Stdin = stdin
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	r, err := resultOf(cmd.Run(), out.String(), errb.String())

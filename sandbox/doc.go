@@ -27,7 +27,7 @@
 //
 // This package is the core: the model (Profile, slots and port rules), the
 // registry, the env file's meaning, and the lifecycle (Create, Init, Up,
-// Down, Destroy, List, Status, Logs, Sync, Ports): what to run, where and
+// Down, Destroy, List, Status, Logs, Shell, Sync, Ports): what to run, where and
 // when; package driver runs it. It returns data, typed errors and Events; it prints nothing.
 // Around it, leaf packages each own one responsibility:
 //

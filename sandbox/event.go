@@ -31,6 +31,7 @@ const (
 	EvStackStopped              EventKind = "stack_stopped"               // ID, Path, Engine (down -all)
 	EvStackStopFailed           EventKind = "stack_stop_failed"           // ID, Path, Engine, Err (down -all)
 	EvStackWarning              EventKind = "stack_warning"               // Source (the stack file), Service, Err (what every sandbox shares: a literal port, a named volume …)
+	EvShellStarting             EventKind = "shell_starting"              // ID, Service, Source (the shell: bash, or sh where the image has no bash)
 )
 
 // Event is one step of a long operation (create, up, destroy …), reported

@@ -176,7 +176,7 @@ func curlMain(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	}
 	out := stdout
 	if output != "" && output != "-" {
-		f, err := os.Create(output)
+		f, err := os.Create(toolPath(ctx, output))
 		if err != nil {
 			return report(23, "Failure writing output to destination: %v", err)
 		}
@@ -328,7 +328,7 @@ func wgetMain(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	case output == "-":
 		out = stdout
 	case output != "":
-		f, err := os.Create(output)
+		f, err := os.Create(toolPath(ctx, output))
 		if err != nil {
 			return fail("can't open '%s': %v", output, err)
 		}

@@ -16,14 +16,15 @@
 //	standin fs untar [--clean] DIR extract a tar stream from stdin under DIR (--clean:
 //	                               then remove what the stream does not hold); see untar.go
 //	standin fs tar DIR             write a tar stream of DIR to stdout
-//	standin sh -c STRING           the small shell (also curl, wget, pg_isready)
+//	standin sh [-c STRING]         a POSIX shell (also curl, wget, pg_isready, grep, cat)
 //	standin pg-entrypoint [ARG…]   the PostgreSQL image's entrypoint: first-start
 //	                               set-up, then the real server (postgres.go)
 //
-// Invoked as curl, wget, pg_isready or sh (hardlinks in the image, /bin/sh
-// among them), it behaves enough like those tools for container
-// healthchecks written for the real images, ["CMD", …] and
-// ["CMD-SHELL", …] alike: see clients.go and sh.go.
+// Invoked as curl, wget, pg_isready, grep, cat or sh (hardlinks in the
+// image, /bin/sh among them), it behaves enough like those tools for
+// container healthchecks written for the real images, ["CMD", …] and
+// ["CMD-SHELL", …] alike, and for `docker exec -it … sh`: see clients.go,
+// text.go and sh.go.
 //
 // As a container's main process (PID 1, or the child of compose's init)
 // with KTRDR_STANDIN_ROLE set, every argument but a role name, version,
@@ -45,6 +46,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime"
+	"strings"
 	"syscall"
 )
 
@@ -53,15 +55,22 @@ var version = "dev"
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
-	code := runProcess(ctx, os.Args, os.Getenv, os.Stdout, os.Stderr, containerMainProcess())
+	code := runProcess(ctx, os.Args, os.Getenv, os.Environ(), os.Stdin, os.Stdout, os.Stderr, containerMainProcess())
 	stop()
 	os.Exit(code)
 }
 
 // run is main without the process: tests call it with their own arguments,
-// environment and writers. It returns the exit status.
+// environment and writers, and an empty stdin. It returns the exit status.
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) int {
-	return runProcess(ctx, args, getenv, stdout, stderr, false)
+	return runIO(ctx, args, getenv, nil, strings.NewReader(""), stdout, stderr)
+}
+
+// runIO is run with a stdin and environ, the "NAME=value" pairs that the
+// shell lists (for background commands and pipes, export -p); nil lists
+// none, while getenv still answers.
+func runIO(ctx context.Context, args []string, getenv func(string) string, environ []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	return runProcess(ctx, args, getenv, environ, stdin, stdout, stderr, false)
 }
 
 // containerMainProcess reports whether this process is a container's main
@@ -77,11 +86,11 @@ func containerMainProcess() bool {
 // are the real image's command and never a tool to run (a real
 // `command: ["sh", "-c", "alembic upgrade head && uvicorn …"]` must start
 // the role, while `docker exec … /standin sh -c …` runs the shell).
-func runProcess(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer, mainProcess bool) int {
+func runProcess(ctx context.Context, args []string, getenv func(string) string, environ []string, stdin io.Reader, stdout, stderr io.Writer, mainProcess bool) int {
 	if len(args) == 0 {
 		args = []string{"standin"}
 	}
-	if code, ok := runTool(ctx, filepath.Base(args[0]), args[1:], getenv, stdout, stderr); ok {
+	if code, ok := runTool(ctx, filepath.Base(args[0]), args[1:], getenv, environ, stdin, stdout, stderr); ok {
 		return code
 	}
 	rest := args[1:]
@@ -92,7 +101,7 @@ func runProcess(ctx context.Context, args []string, getenv func(string) string, 
 			fmt.Fprintf(stdout, "standin %s %s %s/%s\n", version, runtime.Version(), runtime.GOOS, runtime.GOARCH)
 			return 0
 		case "fs":
-			return fsMain(rest[1:], os.Stdin, stdout, stderr)
+			return fsMain(rest[1:], stdin, stdout, stderr)
 		case "pg-entrypoint":
 			// The PostgreSQL image's entrypoint (postgres.go): whatever
 			// KTRDR_STANDIN_ROLE the file sets, this runs the real server.
@@ -102,7 +111,7 @@ func runProcess(ctx context.Context, args []string, getenv func(string) string, 
 			return 0
 		}
 		if !mainProcess || role == "" {
-			if code, ok := runTool(ctx, rest[0], rest[1:], getenv, stdout, stderr); ok {
+			if code, ok := runTool(ctx, rest[0], rest[1:], getenv, environ, stdin, stdout, stderr); ok {
 				return code
 			}
 		}
@@ -129,8 +138,8 @@ func runProcess(ctx context.Context, args []string, getenv func(string) string, 
 	return runRole(ctx, cfg, stdout)
 }
 
-// runTool runs the curl, wget, pg_isready and sh personalities.
-func runTool(ctx context.Context, name string, args []string, getenv func(string) string, stdout, stderr io.Writer) (int, bool) {
+// runTool runs the curl, wget, pg_isready, grep, cat and sh personalities.
+func runTool(ctx context.Context, name string, args []string, getenv func(string) string, environ []string, stdin io.Reader, stdout, stderr io.Writer) (int, bool) {
 	switch name {
 	case "curl":
 		return curlMain(ctx, args, stdout, stderr), true
@@ -138,8 +147,12 @@ func runTool(ctx context.Context, name string, args []string, getenv func(string
 		return wgetMain(ctx, args, stdout, stderr), true
 	case "pg_isready":
 		return pgIsReadyMain(ctx, args, getenv, stdout, stderr), true
+	case "grep":
+		return grepMain(ctx, args, stdin, stdout, stderr), true
+	case "cat":
+		return catMain(ctx, args, stdin, stdout, stderr), true
 	case "sh":
-		return shMain(ctx, args, getenv, stdout, stderr), true
+		return shMain(ctx, args, getenv, environ, stdin, stdout, stderr), true
 	case "alembic":
 		return alembicMain(ctx, args, getenv, stdout, stderr), true
 	}
@@ -152,10 +165,10 @@ const usage = `usage:
   standin fs write PATH CONTENT | fs read PATH | fs ls DIR
   standin fs untar [--clean] DIR   (tar stream on stdin; --clean mirrors deletions)
   standin fs tar DIR               (tar stream on stdout)
-  standin curl|wget|pg_isready ARGS…   (also selected by argv[0])
+  standin curl|wget|pg_isready|grep|cat ARGS…   (also selected by argv[0])
+  standin sh [-c STRING [NAME [ARG…]] | FILE [ARG…]]   (stdin without either; also by argv[0], e.g. /bin/sh)
   standin alembic upgrade head         (/app/.venv/bin/alembic: records the head of the
                                         mounted alembic/versions in the database's alembic_version)
-  standin sh -c STRING [NAME [ARG…]]   (also selected by argv[0], e.g. /bin/sh)
   standin pg-entrypoint [postgres] [-c NAME=VALUE]…   (the PostgreSQL image's entrypoint)
 environment: KTRDR_STANDIN_PORTS=P1,P2,… adds ports answering 200 JSON on any path;
   the worker reads WORKER_TYPE|KTRDR_WORKER_TYPE, WORKER_ID|KTRDR_WORKER_ID, WORKER_PORT|KTRDR_WORKER_PORT,

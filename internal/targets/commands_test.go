@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net"
 	"os"
 	"os/exec"
@@ -332,6 +333,22 @@ func TestTargetExitCodes(t *testing.T) {
 			t.Chdir(w.main)
 			return Sandbox{}.Logs(t.Context(), nil, nil)
 		}, 1, "not inside a sandbox"},
+		{tShell, "entered", func(t *testing.T, w *world) error {
+			w.shellSandbox(t, nil)
+			return Sandbox{}.Shell(t.Context(), nil)
+		}, 0, "hello from sh"},
+		{tShell, "the shell's status passes through", func(t *testing.T, w *world) error {
+			w.shellSandbox(t, &driver.ExitError{Code: 7})
+			return Sandbox{}.Shell(t.Context(), ptr("db"))
+		}, 7, "sh in service db of sandbox ktrdr--feat ended with exit status 7"},
+		{tShell, "no such service", func(t *testing.T, w *world) error {
+			w.shellSandbox(t, nil)
+			return Sandbox{}.Shell(t.Context(), ptr("nosuch"))
+		}, 1, `no service "nosuch"`},
+		{tShell, "not a sandbox", func(t *testing.T, w *world) error {
+			t.Chdir(w.main)
+			return Sandbox{}.Shell(t.Context(), nil)
+		}, 1, "not inside a sandbox"},
 		{tSync, "local engine: nothing to sync", func(t *testing.T, w *world) error {
 			w.adopt(t, 9)
 			return Sandbox{}.Sync(t.Context(), nil, nil, nil)
@@ -473,4 +490,28 @@ func TestListJSONNamesTheOrphansRemedy(t *testing.T) {
 	require.NoError(t, json.Unmarshal(out.Bytes(), &got))
 	assert.Equal(t, []map[string]any{{"project": "ktrdr--ghost", "containers": float64(2), "remedy": "docker compose -p ktrdr--ghost down --volumes"}}, got.Orphans)
 	assert.NotNil(t, got.Instances)
+}
+
+// shellSandbox registers sandbox feat (its folder holds the project's
+// compose file) with every service running, changes into it, and answers
+// compose exec as an image without bash whose sh prints a greeting on the
+// given stdout and ends with shellErr.
+func (w *world) shellSandbox(t *testing.T, shellErr error) {
+	t.Helper()
+	dir := w.registerRunning(t, "feat", 7)
+	data, err := os.ReadFile("../../docker-compose.sandbox.yml")
+	require.NoError(t, err)
+	write(t, filepath.Join(dir, "docker-compose.sandbox.yml"), string(data))
+	t.Chdir(dir)
+	engine := engineWith(8<<30, 100<<20, []string{"ktrdr--feat"})
+	w.docker.answer = func(c driver.Cmd) ([]byte, error, bool) {
+		switch {
+		case !isCompose(c, "exec"):
+			return engine(c)
+		case slices.Contains(c.Args, "bash"):
+			return nil, &driver.ExitError{Cmd: c.String(), Code: 126, Stderr: `exec: "bash": executable file not found in $PATH`}, true
+		}
+		fmt.Fprintln(c.Stdout, "hello from sh")
+		return nil, shellErr, true
+	}
 }

@@ -19,6 +19,7 @@ import (
 // The seams of the edge. Tests replace them; targets use them only through
 // manager, and print only to stdout and stderr.
 var (
+	stdin  io.Reader     = os.Stdin
 	stdout io.Writer     = os.Stdout
 	stderr io.Writer     = os.Stderr
 	runner driver.Runner = driver.ExecRunner{} // docker, compose and git
@@ -52,6 +53,12 @@ func manager(jsonOut ...*bool) (*sandbox.Manager, string, error) {
 // isTerminal reports whether w is a terminal.
 func isTerminal(w io.Writer) bool {
 	f, ok := w.(*os.File)
+	return ok && isatty.IsTerminal(f.Fd())
+}
+
+// readsTerminal reports whether r is a terminal.
+func readsTerminal(r io.Reader) bool {
+	f, ok := r.(*os.File)
 	return ok && isatty.IsTerminal(f.Fd())
 }
 

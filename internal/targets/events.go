@@ -73,6 +73,8 @@ func eventText(e sandbox.Event) string {
 		return fmt.Sprintf("Stopped %s (%s; data kept)", e.ID, e.Path)
 	case sandbox.EvStackStopFailed:
 		return fmt.Sprintf("Could not stop %s (%s): %s", e.ID, e.Path, e.Err)
+	case sandbox.EvShellStarting:
+		return fmt.Sprintf("%s in service %s of sandbox %s (exit to leave)", e.Source, e.Service, e.ID)
 	case sandbox.EvStackWarning:
 		return "Warning: " + stackWarningText(sandbox.StackWarning{Service: e.Service, Text: e.Err}) + " (" + filepath.Base(e.Source) + ")"
 	default:

@@ -31,6 +31,7 @@ const (
 	tSync       = "sandbox:sync"
 	tStatus     = "sandbox:status"
 	tLogs       = "sandbox:logs"
+	tShell      = "sandbox:shell"
 	tInitShared = "sandbox:initShared"
 	tURL        = "sandbox:url"
 	tImages     = "stack:images"
@@ -40,7 +41,8 @@ const (
 )
 
 // composeCode stands for the exit code of the compose command itself
-// (sandbox:logs passes it through).
+// (sandbox:logs passes it through; for sandbox:shell it is the shell's, as
+// compose exec passes that on).
 const composeCode = -1
 
 // exitCode is one exit code of a target and what it means to a person.
@@ -62,6 +64,7 @@ var exitCodes = map[string][]exitCode{
 	tSync:       {{0, ""}, {1, ""}},
 	tStatus:     {{0, ""}, {1, "not a sandbox"}},
 	tLogs:       {{composeCode, ""}, {1, "not a sandbox / compose did not run"}},
+	tShell:      {{composeCode, "(the shell's)"}, {1, "not a sandbox / no such service / service not running"}},
 	tInitShared: {{0, ""}, {1, ""}},
 	tURL:        {{0, ""}, {1, ""}},
 	tImages:     {{0, ""}, {1, ""}},
@@ -205,6 +208,15 @@ var rules = []rule{
 
 	// sandbox:logs: compose's own exit code.
 	typed(composeCode, fixed[*driver.ExitError](""), func(e *driver.ExitError) bool { return e.Code > 0 }).on(tLogs),
+
+	// sandbox:shell: the shell's own exit status, which compose exec passes on.
+	typed(1, func(e *sandbox.ShellServiceError) string {
+		if e.NotRunning {
+			return "start the stack with go tool mage sandbox:up (go tool mage sandbox:status shows what runs), or pick a running service with -service=S"
+		}
+		return "pick one of the services named above with -service=S"
+	}).on(tShell),
+	typed(composeCode, fixed[*driver.ExitError](""), func(e *driver.ExitError) bool { return e.Code > 0 }).on(tShell),
 
 	// sandbox:initShared
 	is(1, "interrupted: what this run had copied or created was removed again and replaced files were put back; run it again to copy", context.Canceled, context.DeadlineExceeded).on(tInitShared),

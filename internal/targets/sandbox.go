@@ -356,6 +356,24 @@ func (Sandbox) Logs(ctx context.Context,
 	return m.Logs(ctx, sandbox.LogsOptions{Dir: cwd, Service: deref(service), Follow: deref(follow), Out: stdout})
 }
 
+// Shell opens an interactive shell in a running service of this sandbox (default: the
+// API's, backend): bash where its image has it, else sh. With stdin not a terminal the
+// shell reads its commands from stdin. Exit: the shell's own status; 1 not a sandbox, no
+// such service, or the service is not running.
+func (Sandbox) Shell(ctx context.Context,
+	service *string, // the service to enter (default: the API's, e.g. backend)
+) (err error) {
+	defer exitAs(tShell, &err)
+	toStderr := true // steps go to stderr: stdout is the shell's
+	m, cwd, err := manager(&toStderr)
+	if err != nil {
+		return err
+	}
+	_, err = m.Shell(ctx, sandbox.ShellOptions{Dir: cwd, Service: deref(service), TTY: readsTerminal(stdin),
+		Stdin: stdin, Stdout: stdout, Stderr: stderr})
+	return err
+}
+
 // Sync pushes this sandbox's local folders (./data, the shared folders, every folder its
 // stack mounts) again to its volumes on another Docker engine; nothing is copied back. A
 // folder outside the checkout and the shared root is refused unless allowed.

@@ -159,6 +159,35 @@ func (c *Compose) Exec(ctx context.Context, s Stack, out io.Writer, args ...stri
 	return c.Runner.Run(ctx, cmd)
 }
 
+// Attach runs argv in the running container of service (docker compose
+// exec) with stdin, stdout and stderr passed through, e.g. an interactive
+// shell. tty asks compose for a terminal, which needs stdin to be one;
+// without it exec gets -T and stdin may be a pipe or a file. The command's
+// own exit status comes back as an *ExitError, as compose passes it on.
+func (c *Compose) Attach(ctx context.Context, s Stack, service string, tty bool, argv []string, stdin io.Reader, stdout, stderr io.Writer) error {
+	if service == "" || len(argv) == 0 {
+		return fmt.Errorf("compose exec in stack %s: a service and a command are required", s.Project)
+	}
+	args := []string{"exec"}
+	if !tty {
+		args = append(args, "-T")
+	}
+	cmd, release, err := c.cmd(s, append(append(args, service), argv...)...)
+	if err != nil {
+		return err
+	}
+	defer release()
+	if stdout == nil {
+		stdout = io.Discard
+	}
+	if stderr == nil {
+		stderr = io.Discard
+	}
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = stdin, stdout, stderr
+	_, err = c.Runner.Run(ctx, cmd)
+	return err
+}
+
 // Up starts the stack detached, building images when build is set.
 func (c *Compose) Up(ctx context.Context, s Stack, build bool, out io.Writer) error {
 	args := []string{"up", "-d", "--remove-orphans"}

@@ -17,9 +17,10 @@ import (
 
 // standinToolLinks are the names under which the stand-in image also offers
 // its binary, so healthchecks written for the real images (curl, wget,
-// pg_isready, and /bin/sh for ["CMD-SHELL", …]) run unchanged in a
-// FROM-scratch image.
-var standinToolLinks = []string{"usr/bin/curl", "usr/bin/wget", "usr/bin/pg_isready", "usr/bin/sh", "bin/sh", "app/.venv/bin/alembic"}
+// pg_isready, grep and cat in pipes, and /bin/sh for ["CMD-SHELL", …]) run
+// unchanged in a FROM-scratch image, and `docker exec … sh` finds a shell.
+var standinToolLinks = []string{"usr/bin/curl", "usr/bin/wget", "usr/bin/pg_isready", "usr/bin/grep", "usr/bin/cat",
+	"usr/bin/sh", "bin/sh", "bin/grep", "bin/cat", "app/.venv/bin/alembic"}
 
 // StandinImageExists reports whether the image (e.g. "ktrdr-standin:dev") is
 // present in the local Docker engine, using `docker image inspect`.
@@ -38,9 +39,9 @@ func StandinImageExists(ctx context.Context, r Runner, image string) (bool, erro
 // BuildStandinImage builds the stand-in image without a registry or a
 // Dockerfile: it compiles pkg (e.g. "./cmd/standin") in repoRoot as a
 // static Linux binary (CGO_ENABLED=0, -trimpath, -ldflags=-s -w), packs it
-// in memory as /standin with hardlinks /usr/bin/curl, /usr/bin/wget,
-// /usr/bin/pg_isready, /usr/bin/sh and /bin/sh and an empty /tmp (mode
-// 1777), and pipes that tar to
+// in memory as /standin with hardlinks (standinToolLinks: /usr/bin/curl,
+// /usr/bin/wget, /usr/bin/pg_isready, grep, cat and sh in /usr/bin and /bin)
+// and an empty /tmp (mode 1777), and pipes that tar to
 // `docker import` with ENTRYPOINT ["/standin"] and LABEL sandbox.standin=1.
 // The image the tag named before is removed when nothing uses it
 // (RemoveReplacedStandin), so that rebuilds leave no <none> images behind.

@@ -95,7 +95,8 @@ func TestStandinImageBuildCommands(t *testing.T) {
 	}
 	require.Contains(t, entries, "standin")
 	assert.Equal(t, int64(0o755), entries["standin"].Mode)
-	for _, l := range []string{"usr/bin/curl", "usr/bin/wget", "usr/bin/pg_isready", "usr/bin/sh", "bin/sh"} {
+	for _, l := range []string{"usr/bin/curl", "usr/bin/wget", "usr/bin/pg_isready", "usr/bin/grep", "usr/bin/cat",
+		"usr/bin/sh", "bin/sh", "bin/grep", "bin/cat"} {
 		require.Contains(t, entries, l)
 		assert.Equal(t, byte(tar.TypeLink), entries[l].Typeflag)
 		assert.Equal(t, "standin", entries[l].Linkname)
@@ -330,6 +331,19 @@ func TestStandinImageRealBuild(t *testing.T) {
 	require.True(t, errors.As(err, &ee), "want an exit error, got %v", err)
 	assert.Equal(t, 127, ee.Code)
 	assert.Contains(t, ee.Stderr, "sh: python: not found")
+
+	// A real shell: pipes and redirections in CMD-SHELL, and a session on
+	// stdin (docker exec -i … sh) that finds grep and cat on PATH too.
+	assert.Equal(t, "up", pgTestDockerRun(t, "exec", cid, "/bin/sh", "-c",
+		`curl -fsS http://localhost:8000/api/v1/health | grep -q '"status": *"ok"' && wget -q -O - http://localhost:8000/api/v1/health > /tmp/h 2>&1 && cat /tmp/h | grep -c ok > /dev/null && echo up`))
+	var session bytes.Buffer
+	_, err = r.Run(t.Context(), Cmd{Name: "docker", Args: []string{"exec", "-i", cid, "sh"},
+		Stdin: strings.NewReader("echo hello | cat\nexit 3\n"), Stdout: &session})
+	require.True(t, errors.As(err, &ee), "want an exit error, got %v", err)
+	assert.Equal(t, 3, ee.Code)
+	assert.Equal(t, "hello\n", session.String())
+	pgTestDockerRun(t, "exec", cid, "grep", "-q", "ok", "/tmp/h")
+	assert.Contains(t, pgTestDockerRun(t, "exec", cid, "cat", "/tmp/h"), "standin")
 
 	// The generic http role as the main process, given a real image's shell
 	// command, which it ignores, with and without an init at PID 1; Docker
