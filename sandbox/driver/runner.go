@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 )
@@ -86,6 +87,13 @@ func (ExecRunner) Run(ctx context.Context, c Cmd) ([]byte, error) {
 	if c.Stderr != nil {
 		cmd.Stderr = io.MultiWriter(c.Stderr, &errb)
 	}
+	if c.Stdout != nil && c.Stderr != nil {
+		// Both streams may go to one writer (a hook's output): exec copies
+		// each from its own goroutine, so their writes take turns.
+		var mu sync.Mutex
+		cmd.Stdout = &lockedWriter{mu: &mu, w: cmd.Stdout}
+		cmd.Stderr = &lockedWriter{mu: &mu, w: cmd.Stderr}
+	}
 	err := cmd.Run()
 	if err != nil {
 		if ctx.Err() != nil {
@@ -97,6 +105,18 @@ func (ExecRunner) Run(ctx context.Context, c Cmd) ([]byte, error) {
 		return out.Bytes(), fmt.Errorf("run %s: %w", c, err)
 	}
 	return out.Bytes(), nil
+}
+
+// lockedWriter writes to w holding mu, which it shares with another.
+type lockedWriter struct {
+	mu *sync.Mutex
+	w  io.Writer
+}
+
+func (l *lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
 }
 
 func tail(s string, n int) string {
