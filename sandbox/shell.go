@@ -105,7 +105,8 @@ func (m *Manager) Shell(ctx context.Context, o ShellOptions) (*ShellSession, err
 	if err != nil {
 		return nil, err
 	}
-	stack := m.stack(l)
+	// compose interpolates the whole file for exec too: the secrets go along.
+	stack := withSecrets(m.stack(l), m.bestEffortSecrets(ctx))
 	session := &ShellSession{ID: id, Service: service, Shell: "bash"}
 	if _, err := c.Exec(ctx, stack, nil, "exec", "-T", service, "bash", "--version"); err != nil {
 		var ee *driver.ExitError
