@@ -176,6 +176,19 @@ func (g *Gate) Run(ctx context.Context) Result {
 		passed[i] = make(chan struct{})
 		index[c.Name] = i
 	}
+	// attempt runs c's probe once and records it; done: the gate ended meanwhile.
+	attempt := func(i int, c Check) (ok, done bool) {
+		err := c.Probe(runCtx)
+		if runCtx.Err() != nil {
+			return false, true
+		}
+		select {
+		case events <- event{idx: i, err: err, at: clock.Now()}:
+			return err == nil, false
+		case <-runCtx.Done():
+			return false, true
+		}
+	}
 	for i, c := range g.Checks {
 		if c.Once {
 			wg.Go(func() {
@@ -190,30 +203,14 @@ func (g *Gate) Run(ctx context.Context) Result {
 						return
 					}
 				}
-				err := c.Probe(runCtx)
-				if runCtx.Err() != nil {
-					return
-				}
-				select {
-				case events <- event{idx: i, err: err, at: clock.Now()}:
-				case <-runCtx.Done():
-				}
+				attempt(i, c)
 			})
 			continue
 		}
 		wg.Go(func() {
 			wait := interval
 			for {
-				err := c.Probe(runCtx)
-				if runCtx.Err() != nil {
-					return
-				}
-				select {
-				case events <- event{idx: i, err: err, at: clock.Now()}:
-				case <-runCtx.Done():
-					return
-				}
-				if err == nil {
+				if ok, done := attempt(i, c); done || ok {
 					return
 				}
 				select {
