@@ -11,6 +11,7 @@ import (
 	"os/signal"
 	"os/user"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -124,6 +125,57 @@ func pgServerArgs(c pgConfig, extra []string) []string {
 // pgQuoteIdent quotes an SQL identifier.
 func pgQuoteIdent(s string) string { return `"` + strings.ReplaceAll(s, `"`, `""`) + `"` }
 
+// pgBuildDir is where a first start builds the cluster, inside the data
+// folder (the volume: the same file system, so moving is renaming).
+const pgBuildDir = ".sandbox-initdb"
+
+// pgResetBuild readies data for a first start. An empty folder is ready. A
+// folder holding pgBuildDir is what a first start stopped halfway left:
+// everything in it is that start's, and goes. Anything else was not made
+// here and is not touched: the start is refused.
+func pgResetBuild(data string) error {
+	entries, err := os.ReadDir(data)
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("read %s: %w", data, err)
+	}
+	if len(entries) == 0 {
+		return nil
+	}
+	if _, err := os.Stat(filepath.Join(data, pgBuildDir)); err != nil {
+		return fmt.Errorf("%s holds files but no cluster (no PG_VERSION), and no first start of this image made them: empty it (sandbox:down -volumes removes the volume)", data)
+	}
+	for _, e := range entries {
+		if err := os.RemoveAll(filepath.Join(data, e.Name())); err != nil {
+			return fmt.Errorf("remove what an interrupted first start left in %s: %w", data, err)
+		}
+	}
+	return nil
+}
+
+// pgPublish moves the cluster built in dir into data, PG_VERSION last (its
+// presence is what says a cluster is there), then removes dir.
+func pgPublish(dir, data string) error {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return fmt.Errorf("read the cluster built in %s: %w", dir, err)
+	}
+	slices.SortStableFunc(entries, func(a, b fs.DirEntry) int {
+		switch {
+		case a.Name() == "PG_VERSION":
+			return 1
+		case b.Name() == "PG_VERSION":
+			return -1
+		}
+		return 0
+	})
+	for _, e := range entries {
+		if err := os.Rename(filepath.Join(dir, e.Name()), filepath.Join(data, e.Name())); err != nil {
+			return fmt.Errorf("move the cluster into %s: %w", data, err)
+		}
+	}
+	return os.Remove(dir)
+}
+
 // pgInitialized reports whether dir already holds a cluster.
 func pgInitialized(dir string) (bool, error) {
 	_, err := os.Stat(filepath.Join(dir, "PG_VERSION"))
@@ -180,10 +232,21 @@ func pgEntrypoint(ctx context.Context, args []string, getenv func(string) string
 	if err != nil {
 		return fail("look for a cluster in %s: %v", c.Data, err)
 	}
+	// The first start builds the cluster in a folder of its own inside the
+	// data folder and moves it into place, PG_VERSION last: a start that is
+	// stopped halfway (an interrupted up) leaves that folder, never a
+	// half-made cluster that looks made.
+	building := filepath.Join(c.Data, pgBuildDir)
 	if done {
+		os.RemoveAll(building) // moved into place already; only the empty folder can be left
 		fmt.Fprintf(stdout, "standin postgres: %s holds a cluster already: starting it (POSTGRES_* are not read again)\n", c.Data)
 	} else {
-		fmt.Fprintf(stdout, "standin postgres: first start: creating the cluster in %s for user %s, database %s\n", c.Data, c.User, c.DB)
+		if err := pgResetBuild(c.Data); err != nil {
+			return fail("%v", err)
+		}
+		final := c
+		c.Data = building
+		fmt.Fprintf(stdout, "standin postgres: first start: creating the cluster in %s for user %s, database %s\n", final.Data, c.User, c.DB)
 		pwfile := filepath.Join(sys.TempDir, "ktrdr-pg-password")
 		if c.Password != "" {
 			if err := sys.WriteFile(pwfile, []byte(c.Password+"\n"), 0o600); err != nil {
@@ -203,6 +266,10 @@ func pgEntrypoint(ctx context.Context, args []string, getenv func(string) string
 				}
 			}
 		}
+		if err := pgPublish(building, final.Data); err != nil {
+			return fail("first start: %v", err)
+		}
+		c = final
 	}
 	argv := pgServerArgs(c, args)
 	code, err := sys.Serve(argv, stdout, stderr)

@@ -43,6 +43,13 @@ func (f *fakePG) system(tmp string) pgSystem {
 		Run: func(_ context.Context, s pgStep, _, _ io.Writer) error {
 			f.calls = append(f.calls, "run "+s.Name)
 			f.steps = append(f.steps, s)
+			if s.Name == "initdb" && f.runErr == nil {
+				// What initdb makes, as far as the entrypoint looks.
+				if err := os.MkdirAll(s.Args[2], 0o700); err != nil {
+					return err
+				}
+				return os.WriteFile(filepath.Join(s.Args[2], "PG_VERSION"), []byte("15\n"), 0o600)
+			}
 			return f.runErr
 		},
 		WriteFile: func(p string, data []byte, _ fs.FileMode) error {
@@ -147,7 +154,9 @@ func TestPGEntrypointFirstStartAndExistingCluster(t *testing.T) {
 			}
 			require.NotEmpty(t, f.steps)
 			initdb := f.steps[0].Args
-			assert.Equal(t, []string{"/pg/bin/initdb", "-D", data}, initdb[:3])
+			assert.Equal(t, []string{"/pg/bin/initdb", "-D", filepath.Join(data, pgBuildDir)}, initdb[:3])
+			assert.FileExists(t, filepath.Join(data, "PG_VERSION"), "the cluster was moved into place")
+			assert.NoDirExists(t, filepath.Join(data, pgBuildDir))
 			for i := range initdb {
 				initdb[i] = strings.ReplaceAll(initdb[i], tmp, "TMP")
 			}
@@ -156,10 +165,10 @@ func TestPGEntrypointFirstStartAndExistingCluster(t *testing.T) {
 			if tt.env["POSTGRES_HOST_AUTH_METHOD"] == "trust" {
 				method = "trust"
 			}
-			assert.Contains(t, f.appended[filepath.Join(data, "pg_hba.conf")], "\nhost all all all "+method+"\n")
+			assert.Contains(t, f.appended[filepath.Join(data, pgBuildDir, "pg_hba.conf")], "\nhost all all all "+method+"\n")
 			if tt.wantSQL != "" {
 				require.Len(t, f.steps, 2)
-				assert.Equal(t, []string{"/pg/bin/postgres", "--single", "-D", data, "-c", "listen_addresses=", "postgres"}, f.steps[1].Args)
+				assert.Equal(t, []string{"/pg/bin/postgres", "--single", "-D", filepath.Join(data, pgBuildDir), "-c", "listen_addresses=", "postgres"}, f.steps[1].Args)
 				assert.Equal(t, tt.wantSQL, f.steps[1].Stdin)
 			} else {
 				assert.Len(t, f.steps, 1)
@@ -220,4 +229,30 @@ func TestPGPrepareDirs(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, fs.FileMode(0o700), fi.Mode().Perm())
 	assert.DirExists(t, sock)
+}
+
+// A first start stopped halfway (an interrupted up) leaves its build
+// folder: the next start removes what it left and builds again; files it
+// did not make are refused, untouched.
+func TestPGEntrypointAfterAnInterruptedFirstStart(t *testing.T) {
+	data := t.TempDir()
+	require.NoError(t, os.MkdirAll(filepath.Join(data, pgBuildDir, "global"), 0o700))
+	require.NoError(t, os.WriteFile(filepath.Join(data, "postgresql.conf"), []byte("half moved"), 0o600))
+	f := &fakePG{uid: 999}
+	var out, errOut bytes.Buffer
+	code := pgEntrypoint(context.Background(), nil, envOf(map[string]string{"PGDATA": data, "KTRDR_PG_BIN": "/pg/bin", "POSTGRES_PASSWORD": "pw"}), &out, &errOut, f.system(t.TempDir()))
+	require.Equal(t, 0, code, errOut.String())
+	assert.Contains(t, f.calls, "run initdb")
+	assert.NoFileExists(t, filepath.Join(data, "postgresql.conf"), "what the stopped start left is gone")
+	assert.FileExists(t, filepath.Join(data, "PG_VERSION"))
+
+	foreign := t.TempDir()
+	require.NoError(t, os.WriteFile(filepath.Join(foreign, "notes.txt"), []byte("mine"), 0o600))
+	f = &fakePG{uid: 999}
+	errOut.Reset()
+	code = pgEntrypoint(context.Background(), nil, envOf(map[string]string{"PGDATA": foreign, "KTRDR_PG_BIN": "/pg/bin", "POSTGRES_PASSWORD": "pw"}), &out, &errOut, f.system(t.TempDir()))
+	assert.Equal(t, 1, code)
+	assert.Contains(t, errOut.String(), "holds files but no cluster")
+	assert.FileExists(t, filepath.Join(foreign, "notes.txt"))
+	assert.Nil(t, f.exec, "the server is not started")
 }
