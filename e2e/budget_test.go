@@ -45,7 +45,7 @@ func (e *env) usage() map[string]usageEntry {
 func TestHostWideViewAndBudget(t *testing.T) {
 	needDocker(t)
 	e := newEnv(t)
-	a, b, c := namePrefix+"bud-a", namePrefix+"bud-b", namePrefix+"bud-c"
+	a, b, c := namePrefix+"bgt-a", namePrefix+"bgt-b", namePrefix+"bgt-c"
 	for _, n := range []string{a, b, c} {
 		e.must(e.Main, "sandbox:create", n, "-standin")
 	}

@@ -208,7 +208,7 @@ func (m *Manager) stopRegistered(ctx context.Context, id string, in Instance, ou
 		return err
 	}
 	sec := em.bestEffortSecrets(ctx)
-	if err := c.Down(ctx, withSecrets(stack, sec), false, out); err != nil {
+	if err := c.Down(ctx, withSecrets(stack, sec), false, out); err != nil && !em.onlyNetworksLeft(ctx, id, err) {
 		return sec.MaskError(&ComposeError{Err: err})
 	}
 	return nil

@@ -30,6 +30,7 @@ const (
 	EvBudgetUnknown             EventKind = "budget_unknown"              // Engine, Err: up goes on without the memory budget check
 	EvStackStopped              EventKind = "stack_stopped"               // ID, Path, Engine (down -all)
 	EvStackStopFailed           EventKind = "stack_stop_failed"           // ID, Path, Engine, Err (down -all)
+	EvNetworkLeft               EventKind = "network_left"                // ID, Source (the network the engine would not remove: it counts an endpoint no container has)
 	EvStackWarning              EventKind = "stack_warning"               // Source (the stack file), Service, Err (what every sandbox shares: a literal port, a named volume …)
 	EvShellStarting             EventKind = "shell_starting"              // ID, Service, Source (the shell: bash, or sh where the image has no bash)
 )

@@ -470,7 +470,9 @@ func (m *Manager) Down(ctx context.Context, o DownOptions) (string, error) {
 	}
 	sec := m.bestEffortSecrets(ctx)
 	if err := c.Down(ctx, withSecrets(m.stack(l), sec), volumes, out); err != nil {
-		return l.Env.InstanceID, sec.MaskError(&ComposeError{Err: err})
+		if !m.onlyNetworksLeft(ctx, l.Env.InstanceID, err) {
+			return l.Env.InstanceID, sec.MaskError(&ComposeError{Err: err})
+		}
 	}
 	if volumes && m.engine.Remote() {
 		if err := m.removeSyncVolumes(ctx, l.Env.InstanceID); err != nil {

@@ -75,6 +75,8 @@ func eventText(e sandbox.Event) string {
 		return fmt.Sprintf("Could not stop %s (%s): %s", e.ID, e.Path, e.Err)
 	case sandbox.EvShellStarting:
 		return fmt.Sprintf("%s in service %s of sandbox %s (exit to leave)", e.Source, e.Service, e.ID)
+	case sandbox.EvNetworkLeft:
+		return fmt.Sprintf("Warning: %s is down, but the engine would not remove its network %s (it counts an endpoint that no container has; an engine fault): restart the Docker engine, then docker network rm %s", e.ID, e.Source, e.Source)
 	case sandbox.EvStackWarning:
 		return "Warning: " + stackWarningText(sandbox.StackWarning{Service: e.Service, Text: e.Err}) + " (" + filepath.Base(e.Source) + ")"
 	default:
