@@ -18,9 +18,9 @@ func TestOnlyNetworksLeft(t *testing.T) {
 		want       bool
 	}{
 		"the engine keeps a network with no container left": {leak, "", true},
-		"a container is left":                                {leak, "ktrdr--x\tdb\trunning\t\torg.ktrdr.sandbox.instance=ktrdr--x\n", false},
-		"another failure":                                    {&driver.ExitError{Code: 1, Stderr: "no such service"}, "", false},
-		"not compose's exit":                                 {errors.New("interrupted"), "", false},
+		"a container is left":                               {leak, "ktrdr--x\tdb\trunning\t\torg.ktrdr.sandbox.instance=ktrdr--x\n", false},
+		"another failure":                                   {&driver.ExitError{Code: 1, Stderr: "no such service"}, "", false},
+		"not compose's exit":                                {errors.New("interrupted"), "", false},
 	} {
 		t.Run(name, func(t *testing.T) {
 			var events []Event
