@@ -46,7 +46,7 @@ func TestAlembicHead(t *testing.T) {
 // The stand-in's `alembic upgrade head` records the head in a real
 // PostgreSQL server, again and again (it is idempotent, like a migration).
 func TestAlembicUpgradeHeadRecordsTheHead(t *testing.T) {
-	addr := pgtest.Start(t)
+	addr := pgtest.Start(t, pgtest.Options{Password: "pw"})
 	host, port, _ := net.SplitHostPort(addr)
 	dir := t.TempDir()
 	writeRevision(t, dir, "0001.py", "revision = 'a1'\ndown_revision = None\n")

@@ -1,62 +1,147 @@
 // Package pgtest starts a real PostgreSQL server for tests, from the host's
 // Debian packages (postgresql, which .ci/run installs): no image, no
-// registry. Tests only.
+// registry. Without the packages a test is skipped on a laptop and fails in
+// CI. Tests only.
 package pgtest
 
 import (
+	"context"
+	"errors"
+	"fmt"
 	"net"
 	"os"
 	"os/exec"
 	"os/user"
 	"path/filepath"
+	"sort"
 	"strconv"
-	"syscall"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 )
 
-// Start starts a throwaway PostgreSQL server from the host's
-// packages (Debian's postgresql, which .ci/run installs) with user ktrdr,
-// password pw and database ktrdr, password authentication over TCP. It
-// returns host:port. Without the packages it skips, except in CI.
-func Start(t testing.TB) string {
+// binDir finds the PostgreSQL server binaries (initdb, pg_ctl). Without
+// them the test is skipped on a laptop and fails in CI.
+func binDir(t testing.TB) string {
 	t.Helper()
-	bins, _ := filepath.Glob("/usr/lib/postgresql/*/bin/initdb")
-	pg, err := user.Lookup("postgres")
-	if len(bins) == 0 || err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatal("PostgreSQL's server packages are missing (apt-get install postgresql)")
-		}
-		t.Skip("no PostgreSQL server packages on this machine")
+	if p, err := exec.LookPath("initdb"); err == nil {
+		return filepath.Dir(p)
 	}
-	bin := filepath.Dir(bins[len(bins)-1])
-	uid, _ := strconv.Atoi(pg.Uid)
-	gid, _ := strconv.Atoi(pg.Gid)
-	dir, err := os.MkdirTemp("", "pgauth-")
-	require.NoError(t, err)
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	require.NoError(t, os.Chown(dir, uid, gid))
-	require.NoError(t, os.WriteFile(filepath.Join(dir, "pw"), []byte("pw\n"), 0o600))
-	require.NoError(t, os.Chown(filepath.Join(dir, "pw"), uid, gid))
-	as := func(name string, args ...string) *exec.Cmd {
-		cmd := exec.Command(filepath.Join(bin, name), args...)
-		if os.Getuid() == 0 {
-			cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}}
-		}
-		cmd.Env = []string{"PATH=" + bin + ":/usr/bin:/bin", "LC_ALL=C"}
-		return cmd
+	matches, _ := filepath.Glob("/usr/lib/postgresql/*/bin/initdb")
+	sort.Slice(matches, func(i, j int) bool { // highest major version last
+		vi, _ := strconv.Atoi(filepath.Base(filepath.Dir(filepath.Dir(matches[i]))))
+		vj, _ := strconv.Atoi(filepath.Base(filepath.Dir(filepath.Dir(matches[j]))))
+		return vi < vj
+	})
+	if len(matches) > 0 {
+		return filepath.Dir(matches[len(matches)-1])
 	}
-	data := filepath.Join(dir, "data")
-	out, err := as("initdb", "-D", data, "-U", "ktrdr", "--pwfile", filepath.Join(dir, "pw"), "--auth-local=trust", "--auth-host=scram-sha-256").CombinedOutput()
-	require.NoError(t, err, string(out))
-	l, err := net.Listen("tcp4", "127.0.0.1:0")
+	if os.Getenv("CI") != "" {
+		t.Fatal("PostgreSQL server binaries (initdb, pg_ctl) not found in PATH or /usr/lib/postgresql/*/bin; CI must install them (apt-get install postgresql)")
+	}
+	t.Skip("PostgreSQL server binaries (initdb, pg_ctl) not found; install postgresql to run this test")
+	return ""
+}
+
+func freePort(t testing.TB) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
-	port := l.Addr().(*net.TCPAddr).Port
-	l.Close()
-	out, err = as("pg_ctl", "-D", data, "-w", "-l", filepath.Join(dir, "log"), "-o",
-		"-p "+strconv.Itoa(port)+" -c listen_addresses=127.0.0.1 -k "+dir, "start").CombinedOutput()
-	require.NoError(t, err, string(out))
-	t.Cleanup(func() { _ = as("pg_ctl", "-D", data, "-m", "immediate", "stop").Run() })
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+// Options shape the server Start makes. The superuser is ktrdr.
+type Options struct {
+	// Standby makes a standby (standby.signal) with hot_standby off and no
+	// primary: it stays in recovery and answers every connection with
+	// SQLSTATE 57P03, a deterministic "starting up" state.
+	Standby bool
+	// Password, when set, is ktrdr's password, required over TCP
+	// (scram-sha-256); without it every connection is trusted.
+	Password string
+}
+
+// Start runs initdb and pg_ctl start for a throw-away server on 127.0.0.1
+// and a free port, and returns its address. PostgreSQL refuses to
+// run as root, so as root it runs as the postgres user (or nobody) through
+// runuser. The server is stopped and its files removed at cleanup, also on failure.
+func Start(t testing.TB, o Options) string {
+	t.Helper()
+	bin := binDir(t)
+	root, err := os.MkdirTemp("", "pgprobe-test-")
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = os.RemoveAll(root) })
+	require.NoError(t, os.Chmod(root, 0o755))
+	data, sock := filepath.Join(root, "data"), filepath.Join(root, "sock")
+	require.NoError(t, os.Mkdir(data, 0o700))
+	require.NoError(t, os.Mkdir(sock, 0o755))
+
+	var prefix []string
+	if os.Geteuid() == 0 {
+		name := "postgres"
+		u, err := user.Lookup(name)
+		if err != nil {
+			name = "nobody"
+			u, err = user.Lookup(name)
+		}
+		require.NoError(t, err, "as root, PostgreSQL needs a non-root user (postgres or nobody)")
+		uid, _ := strconv.Atoi(u.Uid)
+		gid, _ := strconv.Atoi(u.Gid)
+		for _, p := range []string{root, data, sock} {
+			require.NoError(t, os.Chown(p, uid, gid))
+		}
+		runuser, err := exec.LookPath("runuser")
+		require.NoError(t, err, "as root, the test needs runuser to start PostgreSQL as %s", name)
+		prefix = []string{runuser, "-u", name, "--"}
+	}
+	pg := func(timeout time.Duration, name string, args ...string) error {
+		ctx, cancel := context.WithTimeout(context.Background(), timeout)
+		defer cancel()
+		argv := append(append(append([]string{}, prefix...), filepath.Join(bin, name)), args...)
+		cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
+		cmd.Dir = root
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			return fmt.Errorf("%s: %w\n%s", strings.Join(argv, " "), err, out)
+		}
+		return nil
+	}
+
+	initdb := []string{"-D", data, "-U", "ktrdr", "-A", "trust", "-E", "UTF8", "--locale=C", "--no-sync"}
+	if o.Password != "" {
+		pw := filepath.Join(root, "pw")
+		require.NoError(t, os.WriteFile(pw, []byte(o.Password+"\n"), 0o644))
+		initdb = append(initdb, "--auth-host=scram-sha-256", "--pwfile="+pw)
+	}
+	require.NoError(t, pg(time.Minute, "initdb", initdb...))
+	port := freePort(t)
+	conf := fmt.Sprintf("\nport = %d\nlisten_addresses = '127.0.0.1'\nunix_socket_directories = '%s'\nfsync = off\n", port, sock)
+	if o.Standby {
+		conf += "hot_standby = off\n"
+		require.NoError(t, os.WriteFile(filepath.Join(data, "standby.signal"), nil, 0o600))
+	}
+	f, err := os.OpenFile(filepath.Join(data, "postgresql.conf"), os.O_APPEND|os.O_WRONLY, 0)
+	require.NoError(t, err)
+	_, err = f.WriteString(conf)
+	require.NoError(t, errors.Join(err, f.Close()))
+
+	logFile := filepath.Join(root, "server.log")
+	t.Cleanup(func() {
+		if err := pg(30*time.Second, "pg_ctl", "-D", data, "-m", "immediate", "-w", "stop"); err != nil {
+			t.Logf("stop PostgreSQL: %v", err)
+		}
+		if t.Failed() {
+			if b, err := os.ReadFile(logFile); err == nil {
+				t.Logf("PostgreSQL log:\n%s", b)
+			}
+		}
+	})
+	if err := pg(time.Minute, "pg_ctl", "-D", data, "-l", logFile, "-w", "-t", "50", "start"); err != nil {
+		b, _ := os.ReadFile(logFile)
+		t.Fatalf("start PostgreSQL: %v\nlog:\n%s", err, b)
+	}
 	return net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
 }

@@ -13,7 +13,7 @@ import (
 )
 
 func TestPostgresAuthProbeAgainstARealServer(t *testing.T) {
-	addr := pgtest.Start(t)
+	addr := pgtest.Start(t, pgtest.Options{Password: "pw"})
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	assert.NoError(t, PostgresAuthProbe(addr, "ktrdr", "pw", "postgres")(ctx), "the file's credentials")

@@ -4,137 +4,20 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
-	"fmt"
 	"io"
 	"net"
-	"os"
-	"os/exec"
-	"os/user"
-	"path/filepath"
-	"sort"
 	"strconv"
-	"strings"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/ktrdr/sandboxkit/internal/pgtest"
 )
 
-// --- a real PostgreSQL server -------------------------------------------
-
-// pgTestBinDir finds the PostgreSQL server binaries (initdb, pg_ctl). Without
-// them the test is skipped on a laptop and fails in CI.
-func pgTestBinDir(t *testing.T) string {
-	t.Helper()
-	if p, err := exec.LookPath("initdb"); err == nil {
-		return filepath.Dir(p)
-	}
-	matches, _ := filepath.Glob("/usr/lib/postgresql/*/bin/initdb")
-	sort.Slice(matches, func(i, j int) bool { // highest major version last
-		vi, _ := strconv.Atoi(filepath.Base(filepath.Dir(filepath.Dir(matches[i]))))
-		vj, _ := strconv.Atoi(filepath.Base(filepath.Dir(filepath.Dir(matches[j]))))
-		return vi < vj
-	})
-	if len(matches) > 0 {
-		return filepath.Dir(matches[len(matches)-1])
-	}
-	if os.Getenv("CI") != "" {
-		t.Fatal("PostgreSQL server binaries (initdb, pg_ctl) not found in PATH or /usr/lib/postgresql/*/bin; CI must install them (apt-get install postgresql)")
-	}
-	t.Skip("PostgreSQL server binaries (initdb, pg_ctl) not found; install postgresql to run this test")
-	return ""
-}
-
-func pgTestFreePort(t *testing.T) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
-}
-
-// pgTestStartServer runs initdb and pg_ctl start for a throw-away server on
-// 127.0.0.1 and a free port, and returns its address. PostgreSQL refuses to
-// run as root, so as root it runs as the postgres user (or nobody) through
-// runuser. With standby, the server is a standby (standby.signal) with
-// hot_standby off and no primary: it stays in recovery and answers every
-// connection with SQLSTATE 57P03, a deterministic "starting up" state. The
-// server is stopped and its files removed at cleanup, also on failure.
-func pgTestStartServer(t *testing.T, standby bool) string {
-	t.Helper()
-	bin := pgTestBinDir(t)
-	root, err := os.MkdirTemp("", "pgprobe-test-")
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = os.RemoveAll(root) })
-	require.NoError(t, os.Chmod(root, 0o755))
-	data, sock := filepath.Join(root, "data"), filepath.Join(root, "sock")
-	require.NoError(t, os.Mkdir(data, 0o700))
-	require.NoError(t, os.Mkdir(sock, 0o755))
-
-	var prefix []string
-	if os.Geteuid() == 0 {
-		name := "postgres"
-		u, err := user.Lookup(name)
-		if err != nil {
-			name = "nobody"
-			u, err = user.Lookup(name)
-		}
-		require.NoError(t, err, "as root, PostgreSQL needs a non-root user (postgres or nobody)")
-		uid, _ := strconv.Atoi(u.Uid)
-		gid, _ := strconv.Atoi(u.Gid)
-		for _, p := range []string{root, data, sock} {
-			require.NoError(t, os.Chown(p, uid, gid))
-		}
-		runuser, err := exec.LookPath("runuser")
-		require.NoError(t, err, "as root, the test needs runuser to start PostgreSQL as %s", name)
-		prefix = []string{runuser, "-u", name, "--"}
-	}
-	pg := func(timeout time.Duration, name string, args ...string) error {
-		ctx, cancel := context.WithTimeout(context.Background(), timeout)
-		defer cancel()
-		argv := append(append(append([]string{}, prefix...), filepath.Join(bin, name)), args...)
-		cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
-		cmd.Dir = root
-		out, err := cmd.CombinedOutput()
-		if err != nil {
-			return fmt.Errorf("%s: %w\n%s", strings.Join(argv, " "), err, out)
-		}
-		return nil
-	}
-
-	require.NoError(t, pg(time.Minute, "initdb", "-D", data, "-U", "ktrdr", "-A", "trust", "-E", "UTF8", "--locale=C", "--no-sync"))
-	port := pgTestFreePort(t)
-	conf := fmt.Sprintf("\nport = %d\nlisten_addresses = '127.0.0.1'\nunix_socket_directories = '%s'\nfsync = off\n", port, sock)
-	if standby {
-		conf += "hot_standby = off\n"
-		require.NoError(t, os.WriteFile(filepath.Join(data, "standby.signal"), nil, 0o600))
-	}
-	f, err := os.OpenFile(filepath.Join(data, "postgresql.conf"), os.O_APPEND|os.O_WRONLY, 0)
-	require.NoError(t, err)
-	_, err = f.WriteString(conf)
-	require.NoError(t, errors.Join(err, f.Close()))
-
-	logFile := filepath.Join(root, "server.log")
-	t.Cleanup(func() {
-		if err := pg(30*time.Second, "pg_ctl", "-D", data, "-m", "immediate", "-w", "stop"); err != nil {
-			t.Logf("stop PostgreSQL: %v", err)
-		}
-		if t.Failed() {
-			if b, err := os.ReadFile(logFile); err == nil {
-				t.Logf("PostgreSQL log:\n%s", b)
-			}
-		}
-	})
-	if err := pg(time.Minute, "pg_ctl", "-D", data, "-l", logFile, "-w", "-t", "50", "start"); err != nil {
-		b, _ := os.ReadFile(logFile)
-		t.Fatalf("start PostgreSQL: %v\nlog:\n%s", err, b)
-	}
-	return net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
-}
-
 func TestProbePostgresRealServerUp(t *testing.T) {
-	addr := pgTestStartServer(t, false)
+	addr := pgtest.Start(t, pgtest.Options{})
 	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
 	defer cancel()
 	assert.NoError(t, ProbePostgres(ctx, addr, "ktrdr", "ktrdr"))
@@ -142,7 +25,7 @@ func TestProbePostgresRealServerUp(t *testing.T) {
 }
 
 func TestProbePostgresRealServerStarting(t *testing.T) {
-	addr := pgTestStartServer(t, true)
+	addr := pgtest.Start(t, pgtest.Options{Standby: true})
 	// A standby without hot standby rejects connections for as long as it runs.
 	for range 3 {
 		ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
@@ -158,7 +41,7 @@ func TestProbePostgresRealServerStarting(t *testing.T) {
 }
 
 func TestProbePostgresNotListening(t *testing.T) {
-	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(pgTestFreePort(t)))
+	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(freePortForTest(t)))
 	err := ProbePostgres(t.Context(), addr, "ktrdr", "ktrdr")
 	require.Error(t, err)
 	var starting *PostgresStartingError
@@ -297,4 +180,12 @@ func TestProbePostgresRespectsDeadline(t *testing.T) {
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), addr)
 	assert.ErrorIs(t, err, context.DeadlineExceeded)
+}
+
+func freePortForTest(t *testing.T) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
 }
