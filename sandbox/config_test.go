@@ -10,12 +10,15 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
+// write writes the user's settings file under home.
+func write(t *testing.T, home, content string) {
+	t.Helper()
+	path := KTRDR().ConfigPath(home)
+	require.NoError(t, os.MkdirAll(filepath.Dir(path), 0o755))
+	require.NoError(t, os.WriteFile(path, []byte(content), 0o644))
+}
+
 func TestLoadManagerSlotSetting(t *testing.T) {
-	write := func(t *testing.T, home, content string) {
-		path := KTRDR().ConfigPath(home)
-		require.NoError(t, os.MkdirAll(filepath.Dir(path), 0o755))
-		require.NoError(t, os.WriteFile(path, []byte(content), 0o644))
-	}
 	t.Run("no file: slots 1–10", func(t *testing.T) {
 		m, err := LoadManager(t.TempDir())
 		require.NoError(t, err)
@@ -144,11 +147,6 @@ func TestLoadManagerAllowSync(t *testing.T) {
 
 func TestLoadManagerHooks(t *testing.T) {
 	home := t.TempDir()
-	write := func(t *testing.T, home, content string) {
-		path := KTRDR().ConfigPath(home)
-		require.NoError(t, os.MkdirAll(filepath.Dir(path), 0o755))
-		require.NoError(t, os.WriteFile(path, []byte(content), 0o644))
-	}
 	write(t, home, `{"hooks": [{"name": "seed", "service": "backend", "command": ["python", "seed.py"], "timeout": "2m"}]}`)
 	m, err := LoadManager(home)
 	require.NoError(t, err)
