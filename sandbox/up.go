@@ -487,6 +487,7 @@ type LogsOptions struct {
 	Dir     string    // a folder of the sandbox
 	Service string    // one service; "" for all
 	Follow  bool      // keep streaming until ctx ends
+	Tail    int       // only the last Tail lines of each container; 0 for all
 	Out     io.Writer // where the logs go
 }
 
@@ -502,7 +503,7 @@ func (m *Manager) Logs(ctx context.Context, o LogsOptions) error {
 		return err
 	}
 	sec := m.bestEffortSecrets(ctx)
-	return sec.MaskError(c.Logs(ctx, withSecrets(m.stack(l), sec), o.Service, o.Follow, 0, o.Out))
+	return sec.MaskError(c.Logs(ctx, withSecrets(m.stack(l), sec), o.Service, o.Follow, o.Tail, o.Out))
 }
 
 // concurrently runs fns at once and returns the error of the first of them

@@ -216,6 +216,17 @@ func TestTargetExitCodes(t *testing.T) {
 			assert.DirExists(t, filepath.Join(w.dev, "ktrdr--feat"), "the sandbox stays")
 			return err
 		}, 1, "run again with -v to see compose's output; the sandbox stays created: cd"},
+		{tMCP, "client closed", func(t *testing.T, w *world) error {
+			t.Chdir(w.main)
+			stdin = strings.NewReader("")
+			t.Cleanup(func() { stdin = nil })
+			return Sandbox{}.Mcp(t.Context())
+		}, 0, ""},
+		{tMCP, "no home folder", func(t *testing.T, w *world) error {
+			t.Chdir(w.main)
+			t.Setenv("HOME", "")
+			return Sandbox{}.Mcp(t.Context())
+		}, 1, "home"},
 		{tInit, "adopted", func(t *testing.T, w *world) error {
 			t.Chdir(w.main)
 			return Sandbox{}.Init(t.Context(), ptr(9), nil, nil, nil)
@@ -320,12 +331,12 @@ func TestTargetExitCodes(t *testing.T) {
 			t.Chdir(w.main)
 			require.NoError(t, Sandbox{}.Create(t.Context(), "feat", nil, ptr(9), nil, nil, nil, nil, nil))
 			write(t, filepath.Join(w.dev, "ktrdr--feat", "work.txt"), "precious\n")
-			return Sandbox{}.Destroy(t.Context(), nil, nil, ptr("feat"))
+			return Sandbox{}.Destroy(t.Context(), nil, nil, ptr("feat"), nil)
 		}, 1, "would lose work"},
 		{tDestroy, "destroyed", func(t *testing.T, w *world) error {
 			t.Chdir(w.main)
 			require.NoError(t, Sandbox{}.Create(t.Context(), "feat", nil, ptr(9), nil, nil, nil, nil, nil))
-			return Sandbox{}.Destroy(t.Context(), nil, nil, ptr("feat"))
+			return Sandbox{}.Destroy(t.Context(), nil, nil, ptr("feat"), nil)
 		}, 0, "Destroyed ktrdr--feat"},
 		{tList, "listed", func(t *testing.T, w *world) error {
 			w.adopt(t, 9)
@@ -347,11 +358,11 @@ func TestTargetExitCodes(t *testing.T) {
 		{tLogs, "compose's code passes through", func(t *testing.T, w *world) error {
 			w.adopt(t, 9)
 			w.docker.answer = composeFails("logs", 7)
-			return Sandbox{}.Logs(t.Context(), ptr("backend"), nil)
+			return Sandbox{}.Logs(t.Context(), ptr("backend"), nil, nil)
 		}, 7, "compose says no"},
 		{tLogs, "not a sandbox", func(t *testing.T, w *world) error {
 			t.Chdir(w.main)
-			return Sandbox{}.Logs(t.Context(), nil, nil)
+			return Sandbox{}.Logs(t.Context(), nil, nil, nil)
 		}, 1, "not inside a sandbox"},
 		{tShell, "entered", func(t *testing.T, w *world) error {
 			w.shellSandbox(t, nil)
@@ -393,12 +404,12 @@ func TestTargetExitCodes(t *testing.T) {
 		}, 1, "no-backup"},
 		{tURL, "resolved", func(t *testing.T, w *world) error {
 			t.Chdir(w.main)
-			return Sandbox{}.URL(nil, ptr(8005))
+			return Sandbox{}.URL(nil, ptr(8005), nil)
 		}, 0, "http://localhost:8005"},
 		{tURL, "env file damaged", func(t *testing.T, w *world) error {
 			write(t, filepath.Join(w.main, ".env.sandbox"), "KTRDR_API_PORT=+8001\n")
 			t.Chdir(w.main)
-			return Sandbox{}.URL(nil, nil)
+			return Sandbox{}.URL(nil, nil, nil)
 		}, 1, "+8001"},
 		{tImages, "built", func(t *testing.T, w *world) error {
 			if _, err := driver.FindHostPostgres(""); err != nil {

@@ -34,6 +34,7 @@ const (
 	tShell      = "sandbox:shell"
 	tInitShared = "sandbox:initShared"
 	tURL        = "sandbox:url"
+	tMCP        = "sandbox:mcp"
 	tImages     = "stack:images"
 	tApply      = "merge:apply"
 	tVerify     = "merge:verify"
@@ -71,6 +72,7 @@ var exitCodes = map[string][]exitCode{
 	tShell:      {{composeCode, "(the shell's)"}, {1, "not a sandbox / no such service / service not running"}},
 	tInitShared: {{0, ""}, {1, ""}},
 	tURL:        {{0, ""}, {1, ""}},
+	tMCP:        {{0, "client closed"}, {1, "server could not start"}},
 	tImages:     {{0, ""}, {1, ""}},
 	tApply:      {{0, ""}, {1, "refused / failed (nothing changed)"}},
 	tVerify:     {{0, "pass"}, {1, "fail"}},

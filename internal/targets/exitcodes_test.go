@@ -209,7 +209,11 @@ func TestDocCommentsNameDeclaredCodes(t *testing.T) {
 			if !ok || fn.Recv == nil || fn.Doc == nil || !fn.Name.IsExported() {
 				continue
 			}
-			recv := fn.Recv.List[0].Type.(*ast.Ident).Name
+			id, ok := fn.Recv.List[0].Type.(*ast.Ident)
+			if !ok || !id.IsExported() {
+				continue // not a namespace: no target
+			}
+			recv := id.Name
 			target := strings.ToLower(recv) + ":" + lowerFirst(fn.Name.Name)
 			doc := strings.Join(strings.Fields(fn.Doc.Text()), " ")
 			_, exits, ok := strings.Cut(doc, "Exit ")

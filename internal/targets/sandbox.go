@@ -172,10 +172,7 @@ func (Sandbox) Down(ctx context.Context,
 		return err
 	}
 	if deref(json) {
-		return printJSON(struct {
-			ID             string `json:"id"`
-			VolumesRemoved bool   `json:"volumes_removed"`
-		}{id, deref(volumes)})
+		return printJSON(downDoc{id, deref(volumes)})
 	}
 	if deref(volumes) {
 		fmt.Fprintf(stdout, "Stopped %s and removed its volumes\n", id)
@@ -219,15 +216,19 @@ func (Sandbox) Destroy(ctx context.Context,
 	keepWorktree *bool, // keep the worktree folder
 	force *bool, // destroy even with uncommitted changes or unshared commits
 	name *string, // destroy the sandbox of this name instead of the current one
+	json *bool, // print what was removed as JSON; steps go to stderr
 ) (err error) {
 	defer exitAs(tDestroy, &err)
-	m, cwd, err := manager()
+	m, cwd, err := manager(json)
 	if err != nil {
 		return err
 	}
 	res, err := m.Destroy(ctx, sandbox.DestroyOptions{Dir: cwd, Name: deref(name), KeepWorktree: deref(keepWorktree), Force: deref(force)})
 	if err != nil {
 		return err
+	}
+	if deref(json) {
+		return printJSON(res)
 	}
 	if res.AlreadyGone {
 		fmt.Fprintf(stdout, "%s is not registered: nothing to destroy\n", res.ID)
@@ -351,13 +352,14 @@ func (Sandbox) Status(ctx context.Context,
 func (Sandbox) Logs(ctx context.Context,
 	service *string, // only this service, e.g. backend
 	follow *bool, // keep streaming
+	tail *int, // only the last N lines of each container
 ) (err error) {
 	defer exitAs(tLogs, &err)
 	m, cwd, err := manager()
 	if err != nil {
 		return err
 	}
-	return m.Logs(ctx, sandbox.LogsOptions{Dir: cwd, Service: deref(service), Follow: deref(follow), Out: stdout})
+	return m.Logs(ctx, sandbox.LogsOptions{Dir: cwd, Service: deref(service), Follow: deref(follow), Tail: deref(tail), Out: stdout})
 }
 
 // Shell opens an interactive shell in a running service of this sandbox (default: the

@@ -66,6 +66,7 @@ func (Sandbox) InitShared(ctx context.Context,
 func (Sandbox) URL(
 	url *string, // explicit URL; printed as is
 	port *int, // explicit port on localhost
+	json *bool, // print {"url": …} for scripts
 ) (err error) {
 	defer exitAs(tURL, &err)
 	cwd, err := os.Getwd()
@@ -84,8 +85,16 @@ func (Sandbox) URL(
 	if err != nil {
 		return err
 	}
+	if deref(json) {
+		return printJSON(urlDoc{resolved})
+	}
 	fmt.Fprintln(stdout, resolved)
 	return nil
+}
+
+// urlDoc is what sandbox:url -json prints.
+type urlDoc struct {
+	URL string `json:"url"`
 }
 
 // sharedProgressPrinter reports copy progress on stderr: one updating line on
