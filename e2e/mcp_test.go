@@ -63,7 +63,8 @@ func TestMCPServerOverStdio(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, "go", "tool", "mage", "sandbox:mcp")
+	argv := readmeMCPCommand(t)
+	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
 	cmd.Dir, cmd.Env = e.Main, e.Env
 	var serverErr bytes.Buffer
 	cmd.Stderr = &serverErr
@@ -162,4 +163,26 @@ func TestMCPServerOverStdio(t *testing.T) {
 	assert.NotZero(t, proto.lines)
 	assert.Empty(t, proto.stray, "nothing but protocol messages on stdout")
 	assert.Contains(t, serverErr.String(), "create: Reserved slot", "steps go to stderr")
+}
+
+// readmeMCPCommand is the command of the README's .mcp.json example: the
+// test starts the server exactly as an agent registered that way does.
+func readmeMCPCommand(t *testing.T) []string {
+	t.Helper()
+	data, err := os.ReadFile(filepath.Join(repoRoot, "README.md"))
+	require.NoError(t, err)
+	_, block, ok := strings.Cut(string(data), "```json\n{\n  \"mcpServers\"")
+	require.True(t, ok, "README.md has a .mcp.json example")
+	block, _, _ = strings.Cut("{\"mcpServers\""+block, "```")
+	var cfg struct {
+		MCPServers map[string]struct {
+			Command string   `json:"command"`
+			Args    []string `json:"args"`
+		} `json:"mcpServers"`
+	}
+	require.NoError(t, json.Unmarshal([]byte(block), &cfg), "the example is valid JSON:\n%s", block)
+	server, ok := cfg.MCPServers["ktrdr-sandbox"]
+	require.True(t, ok, "the example registers ktrdr-sandbox")
+	require.NotEmpty(t, server.Command)
+	return append([]string{server.Command}, server.Args...)
 }
