@@ -62,8 +62,10 @@ func createAndStart(ctx context.Context, m *sandbox.Manager, co sandbox.CreateOp
 		err = &leftRunningError{err}
 	}
 	if err != nil {
-		doc.Error = newErrorDoc(tUp, err)
-		return doc, &startFailedError{err: err, created: res, code: doc.Error.ExitCode, hint: doc.Error.Hint}
+		code, hint := classify(tUp, err)
+		sf := &startFailedError{err: err, created: res, code: code, hint: hint}
+		doc.Error = &errorDoc{Message: sf.Error(), Hint: startFailedHint(sf), ExitCode: code}
+		return doc, sf
 	}
 	return doc, nil
 }
