@@ -175,27 +175,47 @@ func TestTargetExitCodes(t *testing.T) {
 	}{
 		{tCreate, "created", func(t *testing.T, w *world) error {
 			t.Chdir(w.main)
-			return Sandbox{}.Create(t.Context(), "feat", nil, ptr(9), nil, nil, nil)
+			return Sandbox{}.Create(t.Context(), "feat", nil, ptr(9), nil, nil, nil, nil, nil)
 		}, 0, "Created sandbox ktrdr--feat in slot 9"},
 		{tCreate, "slot out of range", func(t *testing.T, w *world) error {
 			t.Chdir(w.main)
-			return Sandbox{}.Create(t.Context(), "feat", nil, ptr(99), nil, nil, nil)
+			return Sandbox{}.Create(t.Context(), "feat", nil, ptr(99), nil, nil, nil, nil, nil)
 		}, 1, "slot 99"},
 		{tCreate, "worktree failed: no commit to branch from", func(t *testing.T, w *world) error {
 			fresh := filepath.Join(w.dev, "fresh")
 			w.repo(t, fresh, true, false)
 			t.Chdir(fresh)
-			return Sandbox{}.Create(t.Context(), "feat", nil, ptr(9), nil, nil, nil)
+			return Sandbox{}.Create(t.Context(), "feat", nil, ptr(9), nil, nil, nil, nil, nil)
 		}, 2, "no commit to branch from"},
 		{tCreate, "worktree failed: branch in use", func(t *testing.T, w *world) error {
 			t.Chdir(w.main)
-			return Sandbox{}.Create(t.Context(), "feat", ptr("main"), ptr(9), nil, nil, nil)
+			return Sandbox{}.Create(t.Context(), "feat", ptr("main"), ptr(9), nil, nil, nil, nil, nil)
 		}, 2, "main"},
 		{tCreate, "folder exists", func(t *testing.T, w *world) error {
 			require.NoError(t, os.MkdirAll(filepath.Join(w.dev, "ktrdr--feat"), 0o755))
 			t.Chdir(w.main)
-			return Sandbox{}.Create(t.Context(), "feat", nil, ptr(9), nil, nil, nil)
+			return Sandbox{}.Create(t.Context(), "feat", nil, ptr(9), nil, nil, nil, nil, nil)
 		}, 3, "ktrdr--feat"},
+		{tCreate, "-up: gate failed, the sandbox stays", func(t *testing.T, w *world) error {
+			t.Chdir(w.main)
+			return Sandbox{}.Create(t.Context(), "feat", nil, ptr(9), nil, nil, nil, ptr(true), ptr(time.Second))
+		}, 2, "created ktrdr--feat, but starting it failed: startability gate failed"},
+		{tCreate, "-up: compose failed, one JSON document", func(t *testing.T, w *world) error {
+			t.Chdir(w.main)
+			w.docker.answer = composeFails("up", 1)
+			err := Sandbox{}.Create(t.Context(), "feat", nil, ptr(9), nil, nil, ptr(true), ptr(true), nil)
+			var doc map[string]any
+			require.NoError(t, json.Unmarshal(w.out.Bytes(), &doc), "stdout is one JSON document: %s", w.out)
+			assert.Equal(t, "ktrdr--feat", doc["id"])
+			assert.Equal(t, "http://localhost:8009", doc["api_url"])
+			require.IsType(t, map[string]any{}, doc["error"])
+			failure := doc["error"].(map[string]any)
+			assert.Equal(t, float64(1), failure["exit_code"], "the failure, as the exit says it")
+			assert.Equal(t, "run again with -v to see compose's output", failure["hint"])
+			assert.Contains(t, failure["message"], "compose says no")
+			assert.DirExists(t, filepath.Join(w.dev, "ktrdr--feat"), "the sandbox stays")
+			return err
+		}, 1, "run again with -v to see compose's output; the sandbox stays created: cd"},
 		{tInit, "adopted", func(t *testing.T, w *world) error {
 			t.Chdir(w.main)
 			return Sandbox{}.Init(t.Context(), ptr(9), nil, nil, nil)
@@ -298,13 +318,13 @@ func TestTargetExitCodes(t *testing.T) {
 		}, 1, "not inside a sandbox"},
 		{tDestroy, "refused: uncommitted work", func(t *testing.T, w *world) error {
 			t.Chdir(w.main)
-			require.NoError(t, Sandbox{}.Create(t.Context(), "feat", nil, ptr(9), nil, nil, nil))
+			require.NoError(t, Sandbox{}.Create(t.Context(), "feat", nil, ptr(9), nil, nil, nil, nil, nil))
 			write(t, filepath.Join(w.dev, "ktrdr--feat", "work.txt"), "precious\n")
 			return Sandbox{}.Destroy(t.Context(), nil, nil, ptr("feat"))
 		}, 1, "would lose work"},
 		{tDestroy, "destroyed", func(t *testing.T, w *world) error {
 			t.Chdir(w.main)
-			require.NoError(t, Sandbox{}.Create(t.Context(), "feat", nil, ptr(9), nil, nil, nil))
+			require.NoError(t, Sandbox{}.Create(t.Context(), "feat", nil, ptr(9), nil, nil, nil, nil, nil))
 			return Sandbox{}.Destroy(t.Context(), nil, nil, ptr("feat"))
 		}, 0, "Destroyed ktrdr--feat"},
 		{tList, "listed", func(t *testing.T, w *world) error {
@@ -447,6 +467,9 @@ func TestTargetExitCodes(t *testing.T) {
 			}
 		})
 		covered[tt.target] = append(covered[tt.target], tt.code)
+		if strings.HasPrefix(tt.name, "-up:") {
+			covered[tt.target] = append(covered[tt.target], upCode)
+		}
 	}
 	// Every code of the table has its test here (compose's: any code of compose).
 	for target, codes := range exitCodes {

@@ -45,6 +45,10 @@ const (
 // compose exec passes that on).
 const composeCode = -1
 
+// upCode stands for sandbox:up's exit code, which sandbox:create -up exits
+// with when the sandbox was made but did not start.
+const upCode = -2
+
 // exitCode is one exit code of a target and what it means to a person.
 type exitCode struct {
 	Code    int
@@ -54,7 +58,7 @@ type exitCode struct {
 // exitCodes is the contract: every exit code of every target. README.md's
 // target table shows exactly this (TestReadmeExitCodes).
 var exitCodes = map[string][]exitCode{
-	tCreate:     {{0, ""}, {1, "no slot / port conflict / unusable context"}, {2, "not a checkout of this project / worktree failed"}, {3, "folder exists"}},
+	tCreate:     {{0, ""}, {1, "no slot / port conflict / unusable context"}, {2, "not a checkout of this project / worktree failed"}, {3, "folder exists"}, {upCode, "(the sandbox stays)"}},
 	tInit:       {{0, ""}, {1, "already a sandbox"}, {2, "not a checkout of this project"}, {3, "port conflict"}},
 	tUp:         {{0, ""}, {1, "compose failed / a folder outside the checkout (another engine)"}, {2, "gate failed (a hook too)"}, {3, "port conflict"}, {4, "external network or volume missing"}, {5, "not enough free memory"}, {6, "secrets refused (file not private / secrets_command failed)"}},
 	tPorts:      {{0, ""}, {1, ""}},
@@ -79,8 +83,11 @@ func renderCodes(codes []exitCode) string {
 	parts := make([]string, len(codes))
 	for i, c := range codes {
 		n := strconv.Itoa(c.Code)
-		if c.Code == composeCode {
+		switch c.Code {
+		case composeCode:
 			n = "compose's"
+		case upCode:
+			n = "with -up: sandbox:up's"
 		}
 		parts[i] = strings.TrimSpace(n + " " + c.Meaning)
 	}
@@ -138,6 +145,9 @@ func fixed[T error](s string) func(T) string { return func(T) string { return s 
 // rules is the one table from error categories to exit codes and hints.
 // Target-specific rules come first; the last rule catches every error.
 var rules = []rule{
+	// sandbox:create -up: the sandbox was made, its start failed.
+	typed(upCode, startFailedHint).on(tCreate),
+
 	// Failures of the edge itself.
 	typed(1, fixed[*homeError]("set HOME")),
 	typed(1, fixed[*settingsError]("fix or remove the settings file")),
@@ -344,10 +354,15 @@ func classify(target string, err error) (int, string) {
 			continue
 		}
 		code := r.code
-		if code == composeCode {
+		switch code {
+		case composeCode:
 			var ee *driver.ExitError
 			errors.As(err, &ee)
 			code = ee.Code
+		case upCode:
+			var se *startFailedError
+			errors.As(err, &se)
+			code = se.code
 		}
 		return code, r.hint(err)
 	}

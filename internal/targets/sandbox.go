@@ -20,37 +20,53 @@ import (
 type Sandbox mg.Namespace
 
 // Create makes a new sandbox: a git worktree ../ktrdr--<name> beside the main checkout,
-// its own slot of ports, .env.sandbox and a registry entry. Exit 1 no slot or port
-// conflict, 2 worktree failed, 3 folder exists.
+// its own slot of ports, .env.sandbox and a registry entry; with -up it then starts it and
+// waits for the gate, as sandbox:up in its folder. Exit 1 no slot or port conflict, 2
+// worktree failed, 3 folder exists; with -up, a failed start exits as sandbox:up does and
+// the sandbox stays.
 func (Sandbox) Create(ctx context.Context, name string,
 	branch *string, // branch to check out (default: <name>, created from HEAD if missing)
 	slot *int, // slot to take (default: the lowest free one)
 	standin *bool, // run the bundled stand-in images instead of the real ktrdr images
 	context *string, // run on the Docker engine of this Docker context (default: the local engine)
-	json *bool, // print what was created as JSON (steps go to stderr)
+	json *bool, // print what was created as JSON (steps go to stderr); with -up one document after the gate
+	up *bool, // then start it and wait for the startability gate, as sandbox:up in its folder
+	timeout *time.Duration, // with -up: how long the gate may wait (default 2m0s)
 ) (err error) {
 	defer exitAs(tCreate, &err)
 	m, cwd, err := manager(json)
 	if err != nil {
 		return err
 	}
-	res, err := m.Create(ctx, sandbox.CreateOptions{Name: name, Branch: deref(branch), Slot: deref(slot), Standin: deref(standin), Dir: cwd, Context: deref(context)})
-	if err != nil {
+	jsonOut := deref(json)
+	uo, stop := upOptions(sandbox.UpOptions{Timeout: deref(timeout)}, jsonOut)
+	defer stop()
+	co := sandbox.CreateOptions{Name: name, Branch: deref(branch), Slot: deref(slot), Standin: deref(standin), Dir: cwd, Context: deref(context)}
+	doc, err := createAndStart(ctx, m, co, deref(up), uo, func(res *sandbox.Created) {
+		if !jsonOut {
+			printCreated(res)
+		}
+	})
+	stop()
+	if doc == nil {
 		return err
 	}
-	if deref(json) {
-		return printJSON(res)
+	if jsonOut {
+		if perr := printJSON(doc); perr != nil {
+			return perr
+		}
+		return err
 	}
-	for _, s := range sortedSlots(res.Skipped) {
-		fmt.Fprintf(stdout, "Skipped slot %d: %s\n", s, res.Skipped[s])
+	switch {
+	case !deref(up):
+		fmt.Fprintf(stdout, "Next: cd %s && go tool mage sandbox:up\n", doc.Path)
+	default:
+		showUp(doc.Up)
+		if err == nil {
+			fmt.Fprintf(stdout, "Ready: cd %s (API %s)\n", doc.Path, doc.APIURL)
+		}
 	}
-	on := ""
-	if res.Engine != "local" {
-		on = " on engine " + res.Engine
-	}
-	fmt.Fprintf(stdout, "Created sandbox %s in slot %d%s (API http://%s:%d)\n", res.ID, res.Slot, on, res.Host, res.Ports["KTRDR_API_PORT"])
-	fmt.Fprintf(stdout, "Next: cd %s && go tool mage sandbox:up\n", res.Path)
-	return nil
+	return err
 }
 
 // Init adopts the current clone or worktree as a sandbox (writes .env.sandbox, registers
@@ -110,27 +126,15 @@ func (Sandbox) Up(ctx context.Context,
 	if err != nil {
 		return err
 	}
-	progressOut := stdout
-	if deref(json) {
-		progressOut = stderr
-	}
-	tty := isTerminal(progressOut)
-	update, stop := newGateProgress(progressOut, tty)
-	opts := sandbox.UpOptions{Dir: cwd, NoWait: deref(nowait), Build: deref(build), Timeout: deref(timeout), Progress: update, AllowSync: allowed}
-	if mg.Verbose() {
-		opts.Output = stderr
-	}
+	opts, stop := upOptions(sandbox.UpOptions{Dir: cwd, NoWait: deref(nowait), Build: deref(build), Timeout: deref(timeout), AllowSync: allowed}, deref(json))
 	res, err := m.Up(ctx, opts)
 	stop()
 	if deref(json) && res != nil {
 		if perr := printJSON(res); perr != nil {
 			return perr
 		}
-	} else if res != nil && res.Gate != nil {
-		fmt.Fprintln(stdout)
-		writeGateReport(stdout, *res.Gate, res.URLs, res.Logs)
-	} else if res != nil {
-		writeLogTails(stdout, res.Logs)
+	} else {
+		showUp(res)
 	}
 	if err != nil && res != nil && res.Interrupted {
 		return &leftRunningError{err}
