@@ -80,6 +80,7 @@ type stepResult struct {
 	Skipped        bool
 	Code           int
 	Stdout, Stderr string
+	Start, End     time.Time
 }
 
 // jobResult is a job's steps that have a run:, in order.
@@ -175,8 +176,9 @@ func runScript(ctx context.Context, script, dir string, env []string) (stepResul
 	}
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Minute)
 	defer cancel()
+	start := time.Now()
 	err = r.Run(ctx, file)
-	res := stepResult{Stdout: out.String(), Stderr: errb.String()}
+	res := stepResult{Stdout: out.String(), Stderr: errb.String(), Start: start, End: time.Now()}
 	if code, ok := interp.IsExitStatus(err); ok {
 		res.Code = int(code)
 		err = nil
@@ -248,7 +250,7 @@ func TestCIRecipeSandboxE2E(t *testing.T) {
 	e.git(e.Dev, "clone", "-q", e.Main, second)
 	runs := []struct {
 		dir, runID string
-	}{{e.Main, "e2e101"}, {second, "e2e102"}}
+	}{{e.Main, "e2e101"}, {second, "e2e102"}} // "ci-e2e…": what an interrupted run left is found (isE2EProject)
 
 	results := make([]jobResult, len(runs))
 	errs := make([]error, len(runs))
@@ -260,7 +262,8 @@ func TestCIRecipeSandboxE2E(t *testing.T) {
 	}
 	wg.Wait()
 
-	registry := string(readOrNil(filepath.Join(e.Home, ".ktrdr", "sandbox", "instances.json")))
+	a, b := results[0].step("Create and start a sandbox"), results[1].step("Create and start a sandbox")
+	assert.True(t, a.Start.Before(b.End) && b.Start.Before(a.End), "the two jobs created and started their sandboxes at the same time")
 	ports := map[float64]string{}
 	for i, r := range runs {
 		name := "ci-" + r.runID + "-1"
@@ -297,11 +300,40 @@ func TestCIRecipeSandboxE2E(t *testing.T) {
 		ports[api] = name
 
 		// Nothing left: no entry, no worktree, no containers, volumes or networks.
-		assert.NotContains(t, registry, "ktrdr--"+name)
-		assert.NoDirExists(t, created.Path)
-		c, v, n := projectResources("ktrdr--" + name)
-		assert.Zero(t, c+v+n, "containers %d, volumes %d, networks %d of ktrdr--%s", c, v, n, name)
+		assertCILeftNothing(t, e, name, created.Path)
 	}
+
+	// A start that fails (a hook of the user's settings fails the gate):
+	// the step fails with up's exit code, the test step is skipped, and the
+	// sandbox is destroyed all the same.
+	e.writeConfig(`{"hooks": [{"name": "ci-fails", "service": "backend", "command": ["sh", "-c", "exit 3"], "timeout": "20s"}]}`)
+	failed, err := runJob(t.Context(), job, e.Main, e.Env, map[string]string{"github.run_id": "e2e103", "github.run_attempt": "2"})
+	require.NoError(t, err)
+	t.Logf("e2e job with a failing start:\n%s", failed)
+	assert.Equal(t, 2, failed.step("Create and start a sandbox").Code, "the gate's exit code")
+	assert.True(t, failed.step("Test against it").Skipped)
+	assert.Equal(t, 0, failed.step("Destroy the sandbox").Code, "if: always() runs after a failure")
+	var doc struct {
+		Path  string `json:"path"`
+		Error struct {
+			ExitCode int `json:"exit_code"`
+		} `json:"error"`
+	}
+	require.NoError(t, json.Unmarshal(readOrNil(filepath.Join(e.Main, "sandbox.json")), &doc))
+	assert.Equal(t, 2, doc.Error.ExitCode)
+	assertCILeftNothing(t, e, "ci-e2e103-2", doc.Path)
+}
+
+// assertCILeftNothing checks that sandbox name has no registry entry, no
+// worktree folder, and no containers, volumes or networks.
+func assertCILeftNothing(t *testing.T, e *env, name, path string) {
+	t.Helper()
+	registry := string(readOrNil(filepath.Join(e.Home, ".ktrdr", "sandbox", "instances.json")))
+	assert.NotContains(t, registry, "ktrdr--"+name)
+	assert.NotEmpty(t, path)
+	assert.NoDirExists(t, path)
+	c, v, n := projectResources("ktrdr--" + name)
+	assert.Zero(t, c+v+n, "containers %d, volumes %d, networks %d of ktrdr--%s", c, v, n, name)
 }
 
 // readOrNil reads a file, or returns nothing if it cannot.
