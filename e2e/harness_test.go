@@ -344,7 +344,7 @@ func removeStaleProjects() {
 }
 
 func isE2EProject(p string) bool {
-	return strings.HasPrefix(p, "ktrdr--"+namePrefix) || p == "ktrdr-e2e-main" || p == "ktrdr-main-check"
+	return strings.HasPrefix(p, "ktrdr--"+namePrefix) || strings.HasPrefix(p, "ktrdr--ci-e2e") || p == "ktrdr-e2e-main" || p == "ktrdr-main-check"
 }
 
 // projectResources counts what the engine holds for a compose project.

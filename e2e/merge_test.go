@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"bytes"
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
@@ -45,6 +46,27 @@ func TestMergeApplyVerifyLiveRollback(t *testing.T) {
 	assert.Contains(t, live.Stdout, "✓ live: main stack on the standard ports")
 	assert.Contains(t, live.Stdout, "✓ as the main checkout runs it (every profile, its .env, this environment), the same main stack as the pre-merge file")
 	c, v, n := projectResources("ktrdr-main-check")
+	assert.Zero(t, c+v+n, "the live check brought its stack down")
+
+	// For CI: one JSON document on stdout, the live check's steps on stderr.
+	liveJSON := e.run(e.Main, "bash", "scripts/verify-sandbox-merge.sh", "-live", "-standin", "-json")
+	require.Equal(t, 0, liveJSON.Code, liveJSON.String())
+	var doc struct {
+		Passed bool `json:"passed"`
+		Items  []struct {
+			Name string `json:"name"`
+			OK   bool   `json:"ok"`
+		} `json:"items"`
+	}
+	dec := json.NewDecoder(strings.NewReader(liveJSON.Stdout))
+	require.NoError(t, dec.Decode(&doc), "stdout is one JSON document: %s", liveJSON.Stdout)
+	assert.False(t, dec.More(), "and nothing else")
+	assert.True(t, doc.Passed)
+	require.NotEmpty(t, doc.Items)
+	assert.Equal(t, "live: main stack on the standard ports", doc.Items[len(doc.Items)-1].Name)
+	assert.True(t, doc.Items[len(doc.Items)-1].OK)
+	assert.NotEmpty(t, liveJSON.Stderr, "the live check's steps")
+	c, v, n = projectResources("ktrdr-main-check")
 	assert.Zero(t, c+v+n, "the live check brought its stack down")
 
 	rb := e.run(e.Main, "bash", "scripts/sandbox-rollback.sh")

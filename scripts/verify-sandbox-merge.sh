@@ -6,9 +6,10 @@
 # changes merge:apply -accept named; every host port follows the slot
 # variables; no container_name; same services as the merge source.
 #
-# Usage: scripts/verify-sandbox-merge.sh [-live] [-accept=LIST] [-from=PATH]
+# Usage: scripts/verify-sandbox-merge.sh [-live] [-accept=LIST] [-from=PATH] [-json]
 #   -live     also bring the main stack up on the standard ports and check it
 #   -accept   more intended changes (<service>.<field>,…) besides those apply recorded
+#   -json     the report as one JSON document on stdout (for CI)
 # Exit: 0 every item passes · 1 an item failed (each ✗ line says why).
 # A thin wrapper around `go tool mage merge:verify`.
 set -euo pipefail

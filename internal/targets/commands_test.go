@@ -443,7 +443,7 @@ func TestTargetExitCodes(t *testing.T) {
 			w.mainCompose(t)
 			require.NoError(t, Merge{}.Apply(t.Context(), nil, nil))
 			w.out.Reset()
-			return Merge{}.Verify(t.Context(), nil, nil, nil, nil)
+			return Merge{}.Verify(t.Context(), nil, nil, nil, nil, nil)
 		}, 0, "all"},
 		{tApply, "refused: uncommitted main file", func(t *testing.T, w *world) error {
 			write(t, filepath.Join(w.main, "docker-compose.yml"), "services: {}\n")
@@ -452,7 +452,7 @@ func TestTargetExitCodes(t *testing.T) {
 		}, 1, "docker-compose.yml"},
 		{tVerify, "fail: nothing merged", func(t *testing.T, w *world) error {
 			t.Chdir(w.main)
-			return Merge{}.Verify(t.Context(), nil, nil, nil, nil)
+			return Merge{}.Verify(t.Context(), nil, nil, nil, nil, nil)
 		}, 1, "items failed"},
 		{tRollback, "nothing to do", func(t *testing.T, w *world) error {
 			t.Chdir(w.main)

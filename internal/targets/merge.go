@@ -3,6 +3,8 @@ package targets
 import (
 	"context"
 	"fmt"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 
@@ -15,9 +17,15 @@ type Merge mg.Namespace
 
 // liveCheck is the -live item of merge:verify: bring the main stack up on the
 // standard ports, check GET :8000/api/v1/health and the gate, bring it down.
-func liveCheck(standin bool) func(ctx context.Context) error {
+// Its steps and the failed gate checks go to stdout, or to stderr when
+// stdout carries JSON.
+func liveCheck(standin, jsonOut bool) func(ctx context.Context) error {
 	return func(ctx context.Context) error {
-		m, cwd, err := manager()
+		out := stdout
+		if jsonOut {
+			out = stderr
+		}
+		m, cwd, err := manager(&jsonOut)
 		if err != nil {
 			return err
 		}
@@ -25,7 +33,7 @@ func liveCheck(standin bool) func(ctx context.Context) error {
 		if gr != nil && !gr.Passed {
 			for _, c := range gr.Checks {
 				if !c.Passed {
-					fmt.Fprintf(stdout, "    gate: %s (%s): %s\n", c.Name, c.Service, c.LastError)
+					fmt.Fprintf(out, "    gate: %s (%s): %s\n", c.Name, c.Service, c.LastError)
 				}
 			}
 		}
@@ -99,6 +107,7 @@ func (Merge) Verify(ctx context.Context,
 	standin *bool, // with -live: run the bundled stand-in images
 	from *string, // merge source the services item compares with (default: the one merge:apply used)
 	accept *string, // intended changes to the main stack, besides those merge:apply accepted
+	json *bool, // print the report as one JSON document (items, differences, new variables); progress goes to stderr
 ) (err error) {
 	defer exitAs(tVerify, &err)
 	opts, err := mergeOptions(from, accept)
@@ -106,18 +115,88 @@ func (Merge) Verify(ctx context.Context,
 		return err
 	}
 	if deref(live) {
-		opts.Live = liveCheck(deref(standin))
+		opts.Live = liveCheck(deref(standin), deref(json))
 	}
 	rep, err := merge.Verify(ctx, opts)
-	printReport(rep)
+	switch {
+	case !deref(json):
+		printReport(rep)
+	case err == nil:
+		if err := printJSON(verifyJSON(rep)); err != nil {
+			return err
+		}
+	}
 	if err != nil {
 		return err
 	}
 	if len(rep.Failed()) > 0 {
 		return &verifyFailedError{rep}
 	}
-	fmt.Fprintf(stdout, "merge:verify: all %d items pass\n", len(rep.Items))
+	if !deref(json) {
+		fmt.Fprintf(stdout, "merge:verify: all %d items pass\n", len(rep.Items))
+	}
 	return nil
+}
+
+// verifyDoc is merge:verify's report as -json prints it, for CI: File is
+// absolute, RelFile relative to the folder the target ran in (the
+// checkout root, what a CI annotation names).
+type verifyDoc struct {
+	File         string        `json:"file"`
+	RelFile      string        `json:"rel_file"`
+	Passed       bool          `json:"passed"`
+	Items        []itemDoc     `json:"items"`
+	Differences  []diffDoc     `json:"differences"`
+	NewVariables []variableDoc `json:"new_variables"`
+}
+
+// itemDoc is one checklist item; Reason says what failed, why it was
+// skipped, or what was accepted ("" when there is nothing to say).
+type itemDoc struct {
+	Name    string `json:"name"`
+	OK      bool   `json:"ok"`
+	Skipped bool   `json:"skipped"`
+	Reason  string `json:"reason"`
+}
+
+// diffDoc is one way the main stack changes: Key is what -accept names;
+// Old and New are the rendered values, "(none)" when absent.
+type diffDoc struct {
+	Service  string `json:"service"`
+	Field    string `json:"field"`
+	Key      string `json:"key"`
+	Old      string `json:"old"`
+	New      string `json:"new"`
+	Accepted bool   `json:"accepted"`
+}
+
+// variableDoc is a variable the merged file reads that the pre-merge file
+// did not: its default, and where the main checkout sets it ("" unset).
+type variableDoc struct {
+	Name    string `json:"name"`
+	Default string `json:"default"`
+	Origin  string `json:"origin"`
+}
+
+// verifyJSON turns the report into its document; lists are never null.
+func verifyJSON(rep merge.Report) verifyDoc {
+	doc := verifyDoc{File: rep.File, RelFile: rep.File, Passed: rep.OK(),
+		Items: []itemDoc{}, Differences: []diffDoc{}, NewVariables: []variableDoc{}}
+	if cwd, err := os.Getwd(); err == nil {
+		if r, err := filepath.Rel(cwd, rep.File); err == nil && !strings.HasPrefix(r, "..") {
+			doc.RelFile = filepath.ToSlash(r)
+		}
+	}
+	for _, it := range rep.Items {
+		doc.Items = append(doc.Items, itemDoc{Name: it.Name, OK: it.OK, Skipped: it.Skipped, Reason: it.Reason})
+	}
+	for _, d := range rep.Differences {
+		doc.Differences = append(doc.Differences, diffDoc{Service: d.Service, Field: d.Field, Key: d.Key(), Old: d.Old, New: d.New, Accepted: d.Accepted})
+	}
+	for _, v := range rep.NewVariables {
+		doc.NewVariables = append(doc.NewVariables, variableDoc{Name: v.Name, Default: v.Default, Origin: v.Origin})
+	}
+	return doc
 }
 
 // Rollback restores the pre-merge docker-compose.yml byte for byte (from the backup, else the rollback tag); no docker, harmless twice. Exit 0 ok, 1 failed.
