@@ -59,6 +59,7 @@ var steps = []step{
 	{ID: "e2e-list", E2E: true, Args: e2eBench("BenchmarkListTenInstances")},
 	{ID: "e2e-budget", E2E: true, Args: e2eBench("BenchmarkBudgetCheckCost")},
 	{ID: "e2e-entry", E2E: true, Args: e2eBench("BenchmarkEntryPointOverhead")},
+	{ID: "e2e-agent", E2E: true, Args: e2eBench("BenchmarkAgentOneStep")},
 	{ID: "e2e-shape", E2E: true, Args: e2eBench("BenchmarkShapeTimeToReady")},
 	{ID: "e2e-physical", E2E: true, Args: e2eBench("BenchmarkUpVersusPhysical")},
 	{ID: "e2e-twelve", E2E: true, Args: e2eBenchTimeout("BenchmarkNthUpAndIdleCost", "30m")},

@@ -133,6 +133,22 @@ var rows = []row{
 			}
 			return fmt.Sprintf("**%s** vs `docker compose ls` %s: **%+.0f ms**; compiled binary %s", milli(v[0]), milli(v[1]), v[2], milli(v[3])), nil
 		}},
+	{What: "an agent's one step to a ready sandbox, stand-in stack, `go tool mage`, warm cache (median of 3)", Goal: "≤ create, then up",
+		Step: "e2e-agent", By: "BenchmarkAgentOneStep", Figure: func(o *output) (string, error) {
+			v, err := ones(o, "BenchmarkAgentOneStep", "s/create-up", "s/create-then-up", "s/mcp-create-up")
+			if err != nil {
+				return "", err
+			}
+			return fmt.Sprintf("`create -up -json` **%.2f s**; `create`, then `up` %.2f s; MCP `create` with `up` %.2f s", v[0], v[1], v[2]), nil
+		}},
+	{What: "the MCP server: `go tool mage sandbox:mcp` to its answer to initialize; a `list` call", Goal: "—",
+		Step: "e2e-agent", By: "BenchmarkAgentOneStep", Figure: func(o *output) (string, error) {
+			v, err := ones(o, "BenchmarkAgentOneStep", "ms/mcp-start", "ms/mcp-list")
+			if err != nil {
+				return "", err
+			}
+			return fmt.Sprintf("start **%s**; list %s", milli(v[0]), milli(v[1])), nil
+		}},
 	{What: "30 entry-point runs at once in one checkout (24 `go tool mage`, 6 `go run magefile.go`), cold mage cache", Goal: "all",
 		Step: "e2e-concurrent", By: "TestEntryPointsRunConcurrentlyInOneCheckout", Figure: func(o *output) (string, error) {
 			if err := passed(o, "TestEntryPointsRunConcurrentlyInOneCheckout"); err != nil {
