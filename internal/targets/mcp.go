@@ -29,6 +29,9 @@ func (Sandbox) Mcp(ctx context.Context) (err error) {
 		return err
 	}
 	defer proto.Close()
+	if readsTerminal(stdin) {
+		fmt.Fprintln(stderr, "sandbox:mcp: an MCP server for coding agents, reading protocol messages on stdin; register it with your agent (README: For coding agents). Ctrl-D ends it.")
+	}
 	srv := newMCPServer(cwd, home, stderr)
 	err = srv.Run(ctx, &mcp.IOTransport{Reader: io.NopCloser(stdin), Writer: proto})
 	if err == nil || errors.Is(err, io.EOF) || ctx.Err() != nil {
