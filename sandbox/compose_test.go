@@ -59,7 +59,7 @@ func TestComposeCommandsPinProjectEnvFileAndAbsoluteFiles(t *testing.T) {
 			[]string{"down", "--remove-orphans", "--timeout", "10", "--volumes"}},
 		{"logs", func(ctx context.Context, c *driver.Compose, s driver.Stack) error {
 			return c.Logs(ctx, s, "backend", false, 50, nil)
-		}, []string{"logs", "--no-color", "--tail", "50", "backend"}},
+		}, []string{"logs", "--no-color", "--tail", "50", "--", "backend"}},
 		{"log tail", func(ctx context.Context, c *driver.Compose, s driver.Stack) error {
 			_, err := c.LogTail(ctx, s, "db", 20)
 			return err

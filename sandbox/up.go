@@ -9,6 +9,7 @@ import (
 	"io"
 	"net/netip"
 	"path/filepath"
+	"regexp"
 	"runtime"
 	"slices"
 	"strings"
@@ -491,8 +492,14 @@ type LogsOptions struct {
 	Out     io.Writer // where the logs go
 }
 
+// serviceName is what compose accepts as a service's name.
+var serviceName = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9._-]*$`)
+
 // Logs streams the sandbox's compose logs.
 func (m *Manager) Logs(ctx context.Context, o LogsOptions) error {
+	if o.Service != "" && !serviceName.MatchString(o.Service) {
+		return fmt.Errorf("logs of service %q: not a service name (letters, digits, '.', '_' and '-', starting with a letter or digit)", o.Service)
+	}
 	l, err := m.locate(o.Dir)
 	if err != nil {
 		return err

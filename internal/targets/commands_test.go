@@ -58,11 +58,39 @@ func (f *fakeDocker) Run(ctx context.Context, c driver.Cmd) ([]byte, error) {
 	return nil, nil
 }
 
+// syncBuffer is an output buffer that the library's goroutines (events
+// from checks that run concurrently) may write while the test reads it.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// Bytes is a copy of what was written.
+func (b *syncBuffer) Bytes() []byte { return []byte(b.String()) }
+
+func (b *syncBuffer) Reset() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.buf.Reset()
+}
+
 // world is one test's machine: HOME, a dev folder, the main checkout.
 type world struct {
 	home, dev, main string
 	docker          *fakeDocker
-	out, errOut     *bytes.Buffer
+	out, errOut     *syncBuffer
 }
 
 func newWorld(t *testing.T) *world {
@@ -78,7 +106,7 @@ func newWorld(t *testing.T) *world {
 	root, err := filepath.EvalSymlinks(t.TempDir())
 	require.NoError(t, err)
 	w := &world{home: filepath.Join(root, "home"), dev: filepath.Join(root, "dev"), docker: &fakeDocker{},
-		out: &bytes.Buffer{}, errOut: &bytes.Buffer{}}
+		out: &syncBuffer{}, errOut: &syncBuffer{}}
 	w.main = filepath.Join(w.dev, "ktrdr2")
 	require.NoError(t, os.MkdirAll(w.home, 0o755))
 	t.Setenv("HOME", w.home)
@@ -218,8 +246,9 @@ func TestTargetExitCodes(t *testing.T) {
 		}, 1, "run again with -v to see compose's output; the sandbox stays created: cd"},
 		{tMCP, "client closed", func(t *testing.T, w *world) error {
 			t.Chdir(w.main)
+			oldIn := stdin
 			stdin = strings.NewReader("")
-			t.Cleanup(func() { stdin = nil })
+			t.Cleanup(func() { stdin = oldIn })
 			return Sandbox{}.Mcp(t.Context())
 		}, 0, ""},
 		{tMCP, "no home folder", func(t *testing.T, w *world) error {

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/signal"
+	"syscall"
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 )
@@ -32,7 +34,9 @@ func (Sandbox) Mcp(ctx context.Context) (err error) {
 	if readsTerminal(stdin) {
 		fmt.Fprintln(stderr, "sandbox:mcp: an MCP server for coding agents, reading protocol messages on stdin; register it with your agent (README: For coding agents). Ctrl-D ends it.")
 	}
-	srv := newMCPServer(cwd, home, stderr)
+	ctx, stop := signal.NotifyContext(ctx, syscall.SIGTERM)
+	defer stop()
+	srv := newMCPServer(ctx, cwd, home, stderr)
 	err = srv.Run(ctx, &mcp.IOTransport{Reader: io.NopCloser(stdin), Writer: proto})
 	if err == nil || errors.Is(err, io.EOF) || ctx.Err() != nil {
 		return nil

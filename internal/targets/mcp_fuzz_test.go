@@ -48,11 +48,8 @@ func FuzzMCPToolArguments(f *testing.F) {
 		res, err := cs.CallTool(t.Context(), &mcp.CallToolParams{Name: tool, Arguments: json.RawMessage(args)})
 		require.NoError(t, err, "a result, never a protocol error")
 		if res.IsError {
-			doc := structured(t, res)
-			if doc != nil {
-				e := toolErr(t, res, doc)
-				assert.GreaterOrEqual(t, e["exit_code"], float64(1))
-			}
+			e := toolErr(t, res, structured(t, res))
+			assert.GreaterOrEqual(t, e["exit_code"], float64(1), "every failure has its exit code")
 		}
 		entries, err := os.ReadDir(w.dev)
 		require.NoError(t, err)

@@ -2,8 +2,11 @@
 
 package targets
 
-import "os"
+import (
+	"io"
+	"os"
+)
 
 // protocolOut is standard output: on this system nothing guards it from
 // other writers.
-func protocolOut() (*os.File, error) { return os.Stdout, nil }
+func protocolOut() (io.WriteCloser, error) { return nopWriteCloser{os.Stdout}, nil }

@@ -2,6 +2,7 @@ package targets
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"runtime/debug"
@@ -25,9 +26,10 @@ import (
 
 // mcpServer holds what every call shares.
 type mcpServer struct {
-	dir  string    // the checkout the server runs in: create makes sandboxes beside it
-	home string    // whose sandboxes: the user's home folder
-	log  io.Writer // each call's steps, for a person reading the server's stderr
+	ctx  context.Context // the server's life: when it ends, every call in progress is cancelled
+	dir  string          // the checkout the server runs in: create makes sandboxes beside it
+	home string          // whose sandboxes: the user's home folder
+	log  io.Writer       // each call's steps, for a person reading the server's stderr
 
 	logMu sync.Mutex
 }
@@ -38,13 +40,49 @@ Start with create (name, standin: true when the real images are not built, up: t
 its api_url is the sandbox's API. status, logs, url and ports look at a sandbox by name; down stops it (data kept);
 destroy removes it with its worktree (force: true to lose uncommitted work). Failures carry a hint and the exit code.`
 
-// newMCPServer returns the server of the sandbox tools for the checkout dir.
-func newMCPServer(dir, home string, log io.Writer) *mcp.Server {
-	s := &mcpServer{dir: dir, home: home, log: log}
+// newMCPServer returns the server of the sandbox tools for the checkout
+// dir; ctx is its life (the SDK does not cancel calls in progress when the
+// server stops, this does).
+func newMCPServer(ctx context.Context, dir, home string, log io.Writer) *mcp.Server {
+	s := &mcpServer{ctx: ctx, dir: dir, home: home, log: log}
 	srv := mcp.NewServer(&mcp.Implementation{Name: "ktrdr-sandbox", Title: "ktrdr sandboxes", Version: "1"},
 		&mcp.ServerOptions{Instructions: mcpInstructions, Capabilities: &mcp.ServerCapabilities{}})
 	s.addTools(srv)
+	srv.AddReceivingMiddleware(structuredRefusals)
 	return srv
+}
+
+// usageCode is the exit code of a command line the target refuses before
+// it runs (EX_USAGE): here, arguments a tool refuses.
+const usageCode = 64
+
+// argError is an argument a tool refuses before it runs (exit 64).
+type argError struct{ err error }
+
+func (e *argError) Error() string { return e.err.Error() }
+func (e *argError) Unwrap() error { return e.err }
+
+// structuredRefusals gives the SDK's own refusals of a call's arguments
+// (a missing name, an unknown argument, a wrong type: checked against the
+// tool's input schema before its handler runs) the shape of every other
+// failure, with exit code 64.
+func structuredRefusals(next mcp.MethodHandler) mcp.MethodHandler {
+	return func(ctx context.Context, method string, req mcp.Request) (mcp.Result, error) {
+		res, err := next(ctx, method, req)
+		if tr, ok := res.(*mcp.CallToolResult); ok && err == nil && tr.IsError && tr.StructuredContent == nil {
+			var parts []string
+			for _, c := range tr.Content {
+				if t, ok := c.(*mcp.TextContent); ok {
+					parts = append(parts, t.Text)
+				}
+			}
+			ed := &errorDoc{Message: strings.Join(parts, "\n"), Hint: "the tool's arguments are in its input schema (tools/list)", ExitCode: usageCode}
+			fixed, out := toolError(ed, nil)
+			fixed.StructuredContent = out
+			return fixed, nil
+		}
+		return res, err
+	}
 }
 
 // toolFunc is the work of one tool: the document it answers with, a line
@@ -55,6 +93,9 @@ type toolFunc[In any] func(ctx context.Context, c *toolCall, in In) (doc any, te
 // addTool adds a tool whose failures are classified as target's.
 func addTool[In any](srv *mcp.Server, s *mcpServer, target string, tool *mcp.Tool, fn toolFunc[In]) {
 	mcp.AddTool(srv, tool, func(ctx context.Context, req *mcp.CallToolRequest, in In) (res *mcp.CallToolResult, out any, _ error) {
+		ctx, cancel := context.WithCancel(ctx)
+		defer cancel()
+		defer context.AfterFunc(s.ctx, cancel)()
 		c := &toolCall{ctx: ctx, server: s, tool: tool.Name, session: req.Session, token: req.Params.GetProgressToken()}
 		defer func() {
 			if p := recover(); p != nil {
@@ -65,6 +106,9 @@ func addTool[In any](srv *mcp.Server, s *mcpServer, target string, tool *mcp.Too
 		doc, text, err := fn(ctx, c, in)
 		if err != nil {
 			ed := newErrorDoc(target, err)
+			if ae := (*argError)(nil); errors.As(err, &ae) {
+				ed.ExitCode = usageCode
+			}
 			s.logf("%s: %s (exit %d)", tool.Name, ed.Message, ed.ExitCode)
 			res, out = toolError(ed, doc)
 			return res, out, nil
@@ -80,8 +124,15 @@ type toolFailure struct {
 	Result any       `json:"result,omitempty"`
 }
 
-// toolError is the result of a failed call.
+// toolError is the result of a failed call. The error is said once: a
+// create's document, which carries it for sandbox:create -json, goes
+// without it.
 func toolError(ed *errorDoc, doc any) (*mcp.CallToolResult, any) {
+	if cd, ok := doc.(*createdDoc); ok && cd.Error != nil {
+		without := *cd
+		without.Error = nil
+		doc = &without
+	}
 	text := ed.Message
 	if ed.Hint != "" {
 		text += "\nhint: " + ed.Hint

@@ -27,10 +27,11 @@ type (
 		Timeout string `json:"timeout,omitempty" jsonschema:"with up: how long the gate may wait, e.g. 5m (default 2m)"`
 	}
 	upArgs struct {
-		Name    string `json:"name" jsonschema:"the sandbox's name"`
-		Build   bool   `json:"build,omitempty" jsonschema:"build images before starting"`
-		NoWait  bool   `json:"nowait,omitempty" jsonschema:"do not wait for the startability gate"`
-		Timeout string `json:"timeout,omitempty" jsonschema:"how long the gate may wait, e.g. 5m (default 2m)"`
+		Name      string   `json:"name" jsonschema:"the sandbox's name"`
+		Build     bool     `json:"build,omitempty" jsonschema:"build images before starting"`
+		NoWait    bool     `json:"nowait,omitempty" jsonschema:"do not wait for the startability gate"`
+		Timeout   string   `json:"timeout,omitempty" jsonschema:"how long the gate may wait, e.g. 5m (default 2m)"`
+		AllowSync []string `json:"allowSync,omitempty" jsonschema:"on another engine, also send these absolute folders outside the checkout and the shared root (each exactly)"`
 	}
 	downArgs struct {
 		Name    string `json:"name" jsonschema:"the sandbox's name"`
@@ -58,6 +59,7 @@ const (
 	defaultLogTail = 100
 	maxLogTail     = 1000
 	maxLogBytes    = 256 << 10
+	logsTimeout    = time.Minute
 )
 
 // logsDoc is what the logs tool returns.
@@ -113,15 +115,18 @@ func duration(field, v string) (time.Duration, error) {
 	}
 	d, err := time.ParseDuration(v)
 	if err != nil || d <= 0 {
-		return 0, fmt.Errorf("%s %q: not a positive duration such as 90s or 5m", field, v)
+		return 0, &argError{fmt.Errorf("%s %q: not a positive duration such as 90s or 5m", field, v)}
 	}
 	return d, nil
 }
 
 func (s *mcpServer) create(ctx context.Context, c *toolCall, in createArgs) (any, string, error) {
-	timeout, err := duration("timeout", in.Timeout)
-	if err != nil {
-		return nil, "", err
+	var timeout time.Duration
+	if in.Up {
+		var err error
+		if timeout, err = duration("timeout", in.Timeout); err != nil {
+			return nil, "", err
+		}
 	}
 	if err := sandbox.ValidateName(in.Name); err != nil {
 		return nil, "", err
@@ -148,11 +153,14 @@ func (s *mcpServer) up(ctx context.Context, c *toolCall, in upArgs) (any, string
 	if err != nil {
 		return nil, "", err
 	}
+	if err := sandbox.ValidateAllowSync(in.AllowSync); err != nil {
+		return nil, "", err
+	}
 	m, dir, err := s.folder(c, in.Name)
 	if err != nil {
 		return nil, "", err
 	}
-	res, err := m.Up(ctx, sandbox.UpOptions{Dir: dir, NoWait: in.NoWait, Build: in.Build, Timeout: timeout, Progress: c.gateProgress})
+	res, err := m.Up(ctx, sandbox.UpOptions{Dir: dir, NoWait: in.NoWait, Build: in.Build, Timeout: timeout, Progress: c.gateProgress, AllowSync: in.AllowSync})
 	if err != nil && res != nil && res.Interrupted {
 		err = &leftRunningError{err}
 	}
@@ -203,8 +211,11 @@ func (s *mcpServer) destroy(ctx context.Context, c *toolCall, in destroyArgs) (a
 		return nil, "", err
 	}
 	text := "Destroyed " + res.ID
-	if res.AlreadyGone {
+	switch {
+	case res.AlreadyGone:
 		text = res.ID + " is not registered: nothing to destroy"
+	case res.LeftOnEngine != "":
+		text += "; its engine did not answer: when it is back, remove what stays there with: " + res.LeftOnEngine
 	}
 	return res, text, nil
 }
@@ -234,11 +245,11 @@ func (s *mcpServer) list(ctx context.Context, c *toolCall, _ listArgs) (any, str
 }
 
 func (s *mcpServer) url(_ context.Context, c *toolCall, in nameArg) (any, string, error) {
-	_, dir, err := s.folder(c, in.Name)
+	m, err := s.manager(c)
 	if err != nil {
 		return nil, "", err
 	}
-	u, err := sandbox.ResolveAPIURL("", 0, dir)
+	u, err := m.APIURL(in.Name)
 	if err != nil {
 		return nil, "", err
 	}
@@ -249,7 +260,7 @@ func (s *mcpServer) logs(ctx context.Context, c *toolCall, in logsArgs) (any, st
 	tail := in.Tail
 	switch {
 	case tail < 0:
-		return nil, "", fmt.Errorf("tail %d: not a number of lines", tail)
+		return nil, "", &argError{fmt.Errorf("tail %d: not a number of lines", tail)}
 	case tail == 0:
 		tail = defaultLogTail
 	case tail > maxLogTail:
@@ -259,6 +270,8 @@ func (s *mcpServer) logs(ctx context.Context, c *toolCall, in logsArgs) (any, st
 	if err != nil {
 		return nil, "", err
 	}
+	ctx, cancel := context.WithTimeout(ctx, logsTimeout)
+	defer cancel()
 	out := &lastBytes{max: maxLogBytes}
 	if err := m.Logs(ctx, sandbox.LogsOptions{Dir: dir, Service: in.Service, Tail: tail, Out: out}); err != nil {
 		return nil, "", err
@@ -283,22 +296,24 @@ func (s *mcpServer) ports(ctx context.Context, c *toolCall, in portsArgs) (any, 
 type lastBytes struct {
 	max     int
 	buf     bytes.Buffer
-	dropped bool
+	dropped bool // bytes were dropped from the start
+	partial bool // the kept bytes start within a line
 }
 
 func (l *lastBytes) Write(p []byte) (int, error) {
 	l.buf.Write(p)
 	if over := l.buf.Len() - l.max; over > 0 {
+		l.partial = l.buf.Bytes()[over-1] != '\n'
 		l.buf.Next(over)
 		l.dropped = true
 	}
 	return len(p), nil
 }
 
-// String is what was kept: from the first whole line when the start was dropped.
+// String is what was kept, from its first whole line.
 func (l *lastBytes) String() string {
 	b := l.buf.Bytes()
-	if i := bytes.IndexByte(b, '\n'); l.dropped && i >= 0 {
+	if i := bytes.IndexByte(b, '\n'); l.partial && i >= 0 {
 		b = b[i+1:]
 	}
 	return string(b)

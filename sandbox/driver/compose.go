@@ -243,7 +243,7 @@ func (c *Compose) Logs(ctx context.Context, s Stack, service string, follow bool
 		args = append(args, "--tail", strconv.Itoa(tail))
 	}
 	if service != "" {
-		args = append(args, service)
+		args = append(args, "--", service)
 	}
 	_, err := c.Exec(ctx, s, out, args...)
 	if err != nil && ctx.Err() == nil {
