@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"encoding/json"
 	"io"
@@ -11,6 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -63,39 +63,14 @@ func TestMCPServerOverStdio(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Minute)
 	defer cancel()
-	argv := readmeMCPCommand(t)
-	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
-	cmd.Dir, cmd.Env = e.Main, e.Env
-	var serverErr bytes.Buffer
-	cmd.Stderr = &serverErr
-	in, err := cmd.StdinPipe()
-	require.NoError(t, err)
-	out, err := cmd.StdoutPipe()
-	require.NoError(t, err)
-	require.NoError(t, cmd.Start())
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	t.Cleanup(func() {
-		in.Close()
-		select {
-		case <-exited:
-		case <-time.After(30 * time.Second):
-			cmd.Process.Kill()
-		}
-		t.Logf("server's stderr:\n%s", serverErr.String())
-	})
-
-	var proto protocolLines
 	var mu sync.Mutex
 	var progress []string
-	client := mcp.NewClient(&mcp.Implementation{Name: "e2e", Version: "1"}, &mcp.ClientOptions{
-		ProgressNotificationHandler: func(_ context.Context, r *mcp.ProgressNotificationClientRequest) {
-			mu.Lock()
-			defer mu.Unlock()
-			progress = append(progress, r.Params.Message)
-		}})
-	cs, err := client.Connect(ctx, &mcp.IOTransport{Reader: proto.watch(out), Writer: in}, nil)
-	require.NoError(t, err)
+	srv := startMCP(t, e, ctx, func(msg string) {
+		mu.Lock()
+		defer mu.Unlock()
+		progress = append(progress, msg)
+	})
+	cs := srv.cs
 
 	callTool := func(tool string, args map[string]any, token any) (*mcp.CallToolResult, map[string]any) {
 		t.Helper()
@@ -153,16 +128,16 @@ func TestMCPServerOverStdio(t *testing.T) {
 
 	require.NoError(t, cs.Close())
 	select {
-	case err := <-exited:
+	case err := <-srv.exited:
 		assert.NoError(t, err, "the server exits 0 when the client closes")
 	case <-time.After(time.Minute):
 		t.Fatal("the server did not exit when its client closed")
 	}
-	proto.mu.Lock()
-	defer proto.mu.Unlock()
-	assert.NotZero(t, proto.lines)
-	assert.Empty(t, proto.stray, "nothing but protocol messages on stdout")
-	assert.Contains(t, serverErr.String(), "create: Reserved slot", "steps go to stderr")
+	srv.proto.mu.Lock()
+	defer srv.proto.mu.Unlock()
+	assert.NotZero(t, srv.proto.lines)
+	assert.Empty(t, srv.proto.stray, "nothing but protocol messages on stdout")
+	assert.Contains(t, srv.stderr.String(), "create: Reserved slot", "steps go to stderr")
 }
 
 // readmeMCPCommand is the command of the README's .mcp.json example: the
@@ -186,3 +161,51 @@ func readmeMCPCommand(t *testing.T) []string {
 	require.NotEmpty(t, server.Command)
 	return append([]string{server.Command}, server.Args...)
 }
+
+// mcpProcess is a server started as the README's .mcp.json says, with a
+// client connected to it over its standard input and output.
+type mcpProcess struct {
+	cs     *mcp.ClientSession
+	cmd    *exec.Cmd
+	exited chan error
+	proto  *protocolLines
+	stderr *lockedBuffer
+}
+
+// startMCP starts the server in e's main checkout, in a process group of
+// its own (go tool mage runs the server as a child); progress gets each
+// progress message. The test's end closes its input and, if it has not
+// ended within 30 s, kills the group.
+func startMCP(t *testing.T, e *env, ctx context.Context, progress func(string)) *mcpProcess {
+	t.Helper()
+	argv := readmeMCPCommand(t)
+	p := &mcpProcess{cmd: exec.CommandContext(ctx, argv[0], argv[1:]...), exited: make(chan error, 1), proto: &protocolLines{}, stderr: &lockedBuffer{}}
+	p.cmd.Dir, p.cmd.Env = e.Main, e.Env
+	p.cmd.Stderr = p.stderr
+	p.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	in, err := p.cmd.StdinPipe()
+	require.NoError(t, err)
+	out, err := p.cmd.StdoutPipe()
+	require.NoError(t, err)
+	require.NoError(t, p.cmd.Start())
+	go func() { p.exited <- p.cmd.Wait() }()
+	t.Cleanup(func() {
+		in.Close()
+		select {
+		case <-p.exited:
+		case <-time.After(30 * time.Second):
+			p.kill()
+		}
+		t.Logf("server's stderr:\n%s", p.stderr.String())
+	})
+	opts := &mcp.ClientOptions{}
+	if progress != nil {
+		opts.ProgressNotificationHandler = func(_ context.Context, r *mcp.ProgressNotificationClientRequest) { progress(r.Params.Message) }
+	}
+	p.cs, err = mcp.NewClient(&mcp.Implementation{Name: "e2e", Version: "1"}, opts).Connect(ctx, &mcp.IOTransport{Reader: p.proto.watch(out), Writer: in}, nil)
+	require.NoError(t, err)
+	return p
+}
+
+// kill kills the server's whole process group with SIGKILL.
+func (p *mcpProcess) kill() { _ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL) }
