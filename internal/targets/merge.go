@@ -152,11 +152,14 @@ type verifyDoc struct {
 
 // itemDoc is one checklist item; Reason says what failed, why it was
 // skipped, or what was accepted ("" when there is nothing to say).
+// Differences are those the item judged: the comparison with the
+// pre-merge file has them, the other items none.
 type itemDoc struct {
-	Name    string `json:"name"`
-	OK      bool   `json:"ok"`
-	Skipped bool   `json:"skipped"`
-	Reason  string `json:"reason"`
+	Name        string    `json:"name"`
+	OK          bool      `json:"ok"`
+	Skipped     bool      `json:"skipped"`
+	Reason      string    `json:"reason"`
+	Differences []diffDoc `json:"differences"`
 }
 
 // diffDoc is one way the main stack changes: Key is what -accept names;
@@ -187,11 +190,15 @@ func verifyJSON(rep merge.Report) verifyDoc {
 			doc.RelFile = filepath.ToSlash(r)
 		}
 	}
-	for _, it := range rep.Items {
-		doc.Items = append(doc.Items, itemDoc{Name: it.Name, OK: it.OK, Skipped: it.Skipped, Reason: it.Reason})
-	}
 	for _, d := range rep.Differences {
 		doc.Differences = append(doc.Differences, diffDoc{Service: d.Service, Field: d.Field, Key: d.Key(), Old: d.Old, New: d.New, Accepted: d.Accepted})
+	}
+	for _, it := range rep.Items {
+		item := itemDoc{Name: it.Name, OK: it.OK, Skipped: it.Skipped, Reason: it.Reason, Differences: []diffDoc{}}
+		if strings.HasPrefix(it.Name, merge.ItemCompatible) {
+			item.Differences = doc.Differences
+		}
+		doc.Items = append(doc.Items, item)
 	}
 	for _, v := range rep.NewVariables {
 		doc.NewVariables = append(doc.NewVariables, variableDoc{Name: v.Name, Default: v.Default, Origin: v.Origin})

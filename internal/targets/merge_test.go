@@ -102,6 +102,13 @@ func TestVerifyJSON(t *testing.T) {
 				assert.True(t, strings.HasPrefix(failed[i], prefix), "%q starts with %q", failed[i], prefix)
 			}
 			assert.Equal(t, tt.diffs, doc.Differences)
+			for _, it := range doc.Items {
+				if strings.HasPrefix(it.Name, "as the main checkout runs it") {
+					assert.Equal(t, tt.diffs, it.Differences, "the comparison item has its differences")
+				} else {
+					assert.Empty(t, it.Differences, "%s judges no differences", it.Name)
+				}
+			}
 			assert.NotNil(t, doc.NewVariables)
 		})
 	}
@@ -123,7 +130,7 @@ func oneDocument(t *testing.T, out []byte) verifyDoc {
 	var items []map[string]any
 	require.NoError(t, json.Unmarshal(raw["items"], &items))
 	for _, it := range items {
-		assert.ElementsMatch(t, []string{"name", "ok", "skipped", "reason"}, keysOf(it))
+		assert.ElementsMatch(t, []string{"name", "ok", "skipped", "reason", "differences"}, keysOf(it))
 	}
 	var doc verifyDoc
 	dec = json.NewDecoder(bytes.NewReader(out))
