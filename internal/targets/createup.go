@@ -41,17 +41,17 @@ func apiURL(m *sandbox.Manager, c *sandbox.Created) string {
 
 // createAndStart creates a sandbox and, when up is set, starts it in its
 // new folder with the gate (uo.Dir is set here). created runs between the
-// two, for whoever reports progress. A failed start leaves the sandbox
+// two with the new sandbox's document, for whoever reports progress. A failed start leaves the sandbox
 // created and returns a *startFailedError carrying up's exit code.
 func createAndStart(ctx context.Context, m *sandbox.Manager, co sandbox.CreateOptions, up bool, uo sandbox.UpOptions,
-	created func(*sandbox.Created)) (*createdDoc, error) {
+	created func(*createdDoc)) (*createdDoc, error) {
 	res, err := m.Create(ctx, co)
 	if err != nil {
 		return nil, err
 	}
 	doc := &createdDoc{Created: res, APIURL: apiURL(m, res)}
 	if created != nil {
-		created(res)
+		created(doc)
 	}
 	if !up {
 		return doc, nil
@@ -95,7 +95,7 @@ func startFailedHint(e *startFailedError) string {
 }
 
 // printCreated tells a person what sandbox:create made.
-func printCreated(res *sandbox.Created) {
+func printCreated(res *createdDoc) {
 	for _, s := range sortedSlots(res.Skipped) {
 		fmt.Fprintf(stdout, "Skipped slot %d: %s\n", s, res.Skipped[s])
 	}
@@ -103,7 +103,7 @@ func printCreated(res *sandbox.Created) {
 	if res.Engine != "local" {
 		on = " on engine " + res.Engine
 	}
-	fmt.Fprintf(stdout, "Created sandbox %s in slot %d%s (API http://%s:%d)\n", res.ID, res.Slot, on, res.Host, res.Ports["KTRDR_API_PORT"])
+	fmt.Fprintf(stdout, "Created sandbox %s in slot %d%s (API %s)\n", res.ID, res.Slot, on, res.APIURL)
 }
 
 // upOptions are the options of an up whose gate progress is shown on

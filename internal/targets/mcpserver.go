@@ -20,8 +20,9 @@ import (
 // folder, runs the library as the target does, and answers with the
 // document the target's -json prints as structured content, plus a line of
 // text. A failure is a tool result marked as an error that carries the
-// message, the hint and the exit code the target would have used (exitcodes.go): the
-// server itself never fails on a tool's account. Calls run concurrently:
+// message, the hint and the exit code the target would have used
+// (exitcodes.go), never a protocol error; a panic in a tool's work is a
+// failed call too. Calls run concurrently:
 // each loads its own manager, and the library's locks keep them apart.
 
 // mcpServer holds what every call shares.

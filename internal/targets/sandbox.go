@@ -42,7 +42,7 @@ func (Sandbox) Create(ctx context.Context, name string,
 	uo, stop := upOptions(sandbox.UpOptions{Timeout: deref(timeout)}, jsonOut)
 	defer stop()
 	co := sandbox.CreateOptions{Name: name, Branch: deref(branch), Slot: deref(slot), Standin: deref(standin), Dir: cwd, Context: deref(context)}
-	doc, err := createAndStart(ctx, m, co, deref(up), uo, func(res *sandbox.Created) {
+	doc, err := createAndStart(ctx, m, co, deref(up), uo, func(res *createdDoc) {
 		if !jsonOut {
 			printCreated(res)
 		}
